@@ -1,0 +1,3 @@
+"""kvmnet: declarative virtual networking for KVM hosts through libvirt."""
+
+__version__ = "0.1.0"

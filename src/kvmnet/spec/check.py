@@ -1,0 +1,398 @@
+"""check: pure semantic checks of a loaded Spec; every finding at once.
+
+Each finding is a Problem at the position of the value it is about, with a
+message that says what to write instead. Errors stop; warnings print.
+Checks that need the live host (routes, host links, other domains) run in
+plan, not here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from kvmnet.errors import Problem
+from kvmnet.spec.derive import ip_config_for, nic_macs
+from kvmnet.spec.load import Path_, Positions
+from kvmnet.spec.model import IPConfig, Network, Spec
+
+LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
+NO_IP_MODES = ("bridge", "macvtap")
+
+
+@dataclass
+class Findings:
+    pos: Positions
+    file: str
+    items: list[Problem] = field(default_factory=list)
+
+    def error(self, path: Path_, msg: str, key: bool = False) -> None:
+        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg))
+
+    def warn(self, path: Path_, msg: str, key: bool = False) -> None:
+        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg,
+                                  "warning"))
+
+
+def _where(path: Path_) -> str:
+    return ".".join(str(p) for p in path) + ": " if path else ""
+
+
+def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>") -> list[Problem]:
+    """All findings, errors and warnings, sorted by position."""
+    f = Findings(pos or Positions(), file)
+    for name, net in spec.networks.items():
+        _network(f, name, net)
+    _subnets(f, spec)
+    _bridges(f, spec)
+    _guests(f, spec)
+    _macs(f, spec)
+    _forwards(f, spec)
+    return sorted(f.items, key=Problem.sort_key)
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if p.severity == "error"]
+
+
+def _ip_blocks(net: Network) -> Iterator[tuple[Path_, IPConfig]]:
+    if net.ipv4:
+        yield ("ipv4",), net.ipv4
+    if net.ipv6:
+        yield ("ipv6",), net.ipv6
+    for i, c in enumerate(net.more_ips):
+        yield ("more_ips", i), c
+
+
+def _network(f: Findings, name: str, net: Network) -> None:
+    base: Path_ = ("networks", name)
+    if net.mode in NO_IP_MODES:
+        for key in ("ipv4", "ipv6", "dns", "domain", "nat"):
+            if getattr(net, key):
+                f.error(base + (key,), f"a {net.mode} network has no {key} of its own in "
+                        "libvirt (the LAN's router and DHCP server serve it): remove it, or "
+                        "use mode: nat or route for a network libvirt addresses")
+    if net.mode == "bridge" and not net.bridge:
+        f.error(base + ("mode",), "mode: bridge needs bridge: NAME, the host bridge to "
+                "use (e.g. bridge: br0, defined under host.bridges)")
+    if net.mode == "macvtap":
+        if not net.devices and not net.uplink:
+            f.error(base + ("mode",), "mode: macvtap needs the host NIC(s) to share: add "
+                    "devices: [eth0]")
+        if net.bridge:
+            f.error(base + ("bridge",), "a macvtap network has no bridge: remove bridge, or "
+                    "use mode: bridge to attach guests to a host bridge")
+    if net.macvtap_mode and net.mode != "macvtap":
+        f.error(base + ("macvtap_mode",), "macvtap_mode only applies to mode: macvtap")
+    if net.nat and net.mode != "nat":
+        f.error(base + ("nat",), f"nat settings only apply to mode: nat, not {net.mode}")
+    if net.uplink and net.mode not in ("nat", "route"):
+        f.error(base + ("uplink",), "uplink (the host NIC traffic leaves by) only applies to "
+                "mode: nat or route")
+    if net.mode in LIBVIRT_BRIDGED and net.devices:
+        f.error(base + ("devices",), f"devices only apply to mode: macvtap; for {net.mode} "
+                "write uplink: NIC")
+    if net.forwards and net.mode != "nat":
+        f.error(base + ("forwards",), f"port forwards reach guests behind NAT; {name} is "
+                f"mode: {net.mode}, whose guests are reachable directly: remove forwards")
+    for path, ipc in _ip_blocks(net):
+        _ip_block(f, base + path, ipc, path[0])
+
+
+def _suggest_host(ipc: IPConfig, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    """First usable address that is not in a DHCP range or a reservation."""
+    taken = {h.ip for h in ipc.hosts}
+    for addr in net.hosts():
+        if addr not in taken and not any(addr in r for r in ipc.dhcp):
+            return f"{addr}/{net.prefixlen}"
+        if int(addr) - int(net.network_address) > 4096:
+            break
+    return f"{next(iter(net.hosts()), net.network_address)}/{net.prefixlen}"
+
+
+def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
+    iface = ipc.address
+    net = iface.network
+    want = {"ipv4": 4, "ipv6": 6}.get(str(kind))
+    if want and iface.version != want:
+        f.error(path + ("address",), f"{iface} is IPv{iface.version}: put it under "
+                f"ipv{iface.version}:")
+        return
+    host = iface.ip
+    if net.num_addresses > 2 and host == net.network_address:
+        f.error(path + ("address",), f"{host} is the network address of {net}; the host "
+                f"needs a usable address: write {_suggest_host(ipc, net)}")
+    elif iface.version == 4 and net.num_addresses > 2 and host == net.broadcast_address:
+        f.error(path + ("address",), f"{host} is the broadcast address of {net}; the host "
+                f"needs a usable address: write {_suggest_host(ipc, net)}")
+    for i, r in enumerate(ipc.dhcp):
+        rp = path + ("dhcp", i)
+        if r.start.version != iface.version:
+            f.error(rp, f"range {r} is IPv{r.start.version} in an IPv{iface.version} block")
+            continue
+        if int(r.start) > int(r.end):
+            f.error(rp, f"range {r} is reversed: write {r.end}-{r.start}")
+            continue
+        if r.start not in net or r.end not in net:
+            f.error(rp, f"range {r} is not inside {net}: write a range within "
+                    f"{_usable(net)}")
+            continue
+        if host in r:
+            f.error(rp, f"range {r} covers the host's own address {host}: start it after "
+                    f"it, e.g. {host + 1}-{r.end}" if host + 1 <= r.end else
+                    f"range {r} covers the host's own address {host}")
+        if iface.version == 4 and (net.network_address in r or net.broadcast_address in r):
+            f.error(rp, f"range {r} includes the network or broadcast address of {net}: "
+                    f"write a range within {_usable(net)}")
+        for j, other in enumerate(ipc.dhcp[:i]):
+            if other.start.version == r.start.version and (
+                    int(r.start) <= int(other.end) and int(other.start) <= int(r.end)):
+                f.error(rp, f"range {r} overlaps range {j + 1} ({other}): merge them")
+    seen_ip: dict[object, int] = {}
+    seen_mac: dict[str, int] = {}
+    seen_name: dict[str, int] = {}
+    for i, h in enumerate(ipc.hosts):
+        hp = path + ("hosts", i)
+        if h.ip not in net:
+            f.error(hp + ("ip",), f"reservation {h.ip} is outside {net}: write an address "
+                    f"within {_usable(net)}")
+        elif h.ip == host:
+            f.error(hp + ("ip",), f"reservation {h.ip} is the host's own address: pick "
+                    "another")
+        if iface.version == 4 and not (h.mac or h.name):
+            f.error(hp, "an IPv4 reservation needs mac: or name: to know whom it is for")
+        if iface.version == 6 and not (h.id or h.name):
+            f.error(hp, "an IPv6 reservation needs id: (DUID) or name: (DHCPv6 does not use "
+                    "MACs)")
+        for value, seen, what in ((h.ip, seen_ip, "address"), (h.mac, seen_mac, "MAC"),
+                                  (h.name, seen_name, "name")):
+            if value is None:
+                continue
+            if value in seen:
+                f.error(hp, f"duplicate reservation {what} {value} (also in entry "
+                        f"{seen[value] + 1}): each {what} may be reserved once")
+            else:
+                seen[value] = i
+
+
+def _usable(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
+    if net.version == 4 and net.num_addresses > 2:
+        return f"{net.network_address + 1}-{net.broadcast_address - 1}"
+    return str(net)
+
+
+def _subnets(f: Findings, spec: Spec) -> None:
+    blocks = [(name, path, ipc) for name, net in spec.networks.items()
+              for path, ipc in _ip_blocks(net)]
+    for i, (n1, p1, c1) in enumerate(blocks):
+        for n2, _p2, c2 in blocks[:i]:
+            a, b = c1.address.network, c2.address.network
+            if n1 != n2 and a.version == b.version and a.overlaps(b):
+                f.error(("networks", n1) + p1 + ("address",), f"{a} overlaps {b} of network "
+                        f"{n2}: give each network its own subnet")
+
+
+def _bridges(f: Findings, spec: Spec) -> None:
+    owners: dict[str, list[str]] = defaultdict(list)
+    for name, net in spec.networks.items():
+        if net.bridge:
+            owners[net.bridge].append(name)
+    for br, names in owners.items():
+        libvirt_made = [n for n in names if spec.networks[n].mode in LIBVIRT_BRIDGED]
+        if len(names) > 1 and libvirt_made:
+            for n in names[1:]:
+                f.error(("networks", n, "bridge"), f"bridge {br} is already used by network "
+                        f"{names[0]}: give each libvirt network its own bridge name")
+        if libvirt_made and br in spec.host.bridges:
+            f.error(("networks", libvirt_made[0], "bridge"), f"{br} is a host bridge (under "
+                    f"host.bridges); libvirt creates the bridge of a {spec.networks[libvirt_made[0]].mode} "
+                    f"network itself: use another name (e.g. virbr{len(owners)}), or mode: "
+                    "bridge to put guests on the host bridge")
+    for name, net in spec.networks.items():
+        if net.mode == "bridge" and net.bridge and net.bridge not in spec.host.bridges:
+            f.warn(("networks", name, "bridge"), f"host bridge {net.bridge} is not under "
+                   "host.bridges: it must already exist on the host (plan checks)")
+    port_of: dict[str, str] = {}
+    for br, hb in spec.host.bridges.items():
+        for i, port in enumerate(hb.ports):
+            path: Path_ = ("host", "bridges", br, "ports", i)
+            if port in spec.host.bridges:
+                f.error(path, f"{port} is itself a bridge: a bridge's ports are NICs, "
+                        "bonds, VLANs or veths")
+            elif port in port_of:
+                f.error(path, f"{port} is already a port of {port_of[port]}: an interface "
+                        "can be in one bridge only")
+            else:
+                port_of[port] = br
+        if hb.gateway and hb.address and not any(
+                hb.gateway in a.network for a in hb.address if a.version == hb.gateway.version):
+            f.warn(("host", "bridges", br, "gateway"), f"gateway {hb.gateway} is not in any "
+                   f"of {br}'s subnets ({', '.join(str(a.network) for a in hb.address)})")
+        if hb.dhcp and hb.address:
+            f.warn(("host", "bridges", br, "dhcp"), "dhcp: true together with static "
+                   "address: the bridge gets both")
+
+
+def _guests(f: Findings, spec: Spec) -> None:
+    net_of_bridge = {n.bridge: name for name, n in spec.networks.items()
+                     if n.bridge and n.mode in LIBVIRT_BRIDGED}
+    host_bridges = list(spec.host.bridges) + [
+        n.bridge for n in spec.networks.values() if n.mode == "bridge" and n.bridge]
+    bridge_nets = {n.bridge: name for name, n in spec.networks.items()
+                   if n.mode == "bridge" and n.bridge}
+    ips: dict[object, tuple[str, int]] = {}
+    for gname, g in spec.guests.items():
+        for i, nic in enumerate(g.interfaces):
+            path: Path_ = ("guests", gname, "interfaces", i)
+            if nic.network is not None and nic.network not in spec.networks:
+                close = difflib.get_close_matches(nic.network, list(spec.networks), n=1)
+                hint = (f"did you mean {close[0]!r}?" if close else
+                        f"define it under networks:, or use one of "
+                        f"{', '.join(spec.networks) or '(none yet)'}")
+                f.error(path + ("network",), f"unknown network {nic.network!r}: {hint}")
+            if nic.bridge is not None and nic.bridge in net_of_bridge:
+                owner = net_of_bridge[nic.bridge]
+                alt = ", or ".join(
+                    [f"network: {n}" for n in bridge_nets.values()]
+                    + [f"bridge: {b}" for b in spec.host.bridges][:1])
+                f.error(path + ("bridge",), f"{nic.bridge} is the bridge of libvirt network "
+                        f"{owner} (mode {spec.networks[owner].mode}), not a host bridge: for "
+                        f"the LAN write {alt or 'bridge: <your host bridge>'}; to use "
+                        f"{owner} write network: {owner}")
+            elif nic.bridge is not None and nic.bridge not in host_bridges:
+                f.warn(path + ("bridge",), f"bridge {nic.bridge} is not in the spec: it must "
+                       "already exist on the host")
+            net = spec.networks.get(nic.network or "")
+            for fam in ("ipv4", "ipv6"):
+                addr = getattr(nic, fam)
+                if addr is None:
+                    continue
+                if nic.network is None or net is None:
+                    if nic.bridge is not None:
+                        f.error(path + (fam,), "an address can only be reserved on a libvirt "
+                                "network with DHCP: the LAN's DHCP server assigns it on a "
+                                "bridge; remove it or attach with network:")
+                    continue
+                if net.mode in NO_IP_MODES:
+                    f.error(path + (fam,), f"network {nic.network} is mode {net.mode}: "
+                            "libvirt runs no DHCP there, so it cannot reserve an address; "
+                            "reserve it on the LAN's DHCP server and remove it here")
+                    continue
+                ipc = ip_config_for(net, addr)
+                if ipc is None:
+                    subnets = ", ".join(str(c.address.network) for c in net.all_ips())
+                    f.error(path + (fam,), f"{addr} is not in network {nic.network}'s "
+                            f"subnet ({subnets or 'none'})")
+                    continue
+                sub = ipc.address.network
+                if addr == ipc.address.ip:
+                    f.error(path + (fam,), f"{addr} is the host's address on {nic.network}: "
+                            "pick another")
+                elif addr == sub.network_address or (
+                        sub.version == 4 and addr == sub.broadcast_address):
+                    f.error(path + (fam,), f"{addr} is the network or broadcast address of "
+                            f"{sub}: pick a host address")
+                if addr in ips:
+                    og, oi = ips[addr]
+                    f.error(path + (fam,), f"{addr} is also given to {og} (NIC {oi + 1}): "
+                            "each address once")
+                else:
+                    ips[addr] = (gname, i)
+
+
+def _macs(f: Findings, spec: Spec) -> None:
+    seen: dict[str, Path_] = {}
+    for gname, g in spec.guests.items():
+        for i, nic in enumerate(g.interfaces):
+            if not nic.mac:
+                continue
+            path: Path_ = ("guests", gname, "interfaces", i, "mac")
+            _mac_value(f, path, nic.mac)
+            if nic.mac in seen:
+                other = seen[nic.mac]
+                f.error(path, f"MAC {nic.mac} is also used by {other[1]} NIC "
+                        f"{int(other[3]) + 1}: MACs must be unique (leave mac out to get a "
+                        "stable generated one)")
+            else:
+                seen[nic.mac] = path
+    for name, net in spec.networks.items():
+        if net.mac:
+            _mac_value(f, ("networks", name, "mac"), net.mac)
+        for p, ipc in _ip_blocks(net):
+            for i, h in enumerate(ipc.hosts):
+                if h.mac:
+                    _mac_value(f, ("networks", name) + p + ("hosts", i, "mac"), h.mac)
+    # A reservation and a guest NIC with the same MAC must agree on the address.
+    macs = nic_macs(spec)
+    for gname, g in spec.guests.items():
+        for i, nic in enumerate(g.interfaces):
+            net = spec.networks.get(nic.network or "")
+            if net is None or nic.ipv4 is None:
+                continue
+            for p, ipc in _ip_blocks(net):
+                for h in ipc.hosts:
+                    if h.mac == macs[(gname, i)] and h.ip != nic.ipv4:
+                        f.error(("guests", gname, "interfaces", i, "ipv4"), f"{gname}'s NIC "
+                                f"has MAC {h.mac}, which networks.{nic.network}.{p[0]}.hosts "
+                                f"reserves {h.ip} for: keep one of the two")
+
+
+def _mac_value(f: Findings, path: Path_, mac: str) -> None:
+    first = int(mac[:2], 16)
+    if mac == "00:00:00:00:00:00":
+        f.error(path, "00:00:00:00:00:00 is not a usable MAC: leave mac out to get a stable "
+                "generated one")
+    elif first & 1:
+        f.error(path, f"{mac} is a multicast MAC (the first byte is odd); a NIC needs a "
+                f"unicast one: e.g. {first & 0xFE:02x}{mac[2:]}, or leave mac out to get a "
+                "stable generated one")
+
+
+def _forwards(f: Findings, spec: Spec) -> None:
+    for name, net in spec.networks.items():
+        used: list[tuple[str, object, object, int]] = []
+        for i, fw in enumerate(net.forwards):
+            path: Path_ = ("networks", name, "forwards", i)
+            if (fw.guest is None) == (fw.address is None):
+                f.error(path, "a forward needs exactly one of guest: NAME or address: IP")
+            if fw.guest is not None:
+                _forward_guest(f, spec, name, path, fw.guest)
+            if fw.address is not None and not any(fw.address in c.address.network
+                                                  for c in net.all_ips()):
+                f.error(path + ("address",), f"{fw.address} is not in network {name}'s "
+                        "subnet")
+            if fw.guest_port and fw.guest_port.size not in (1, fw.host_port.size):
+                f.error(path + ("guest_port",), f"host_port {fw.host_port} has "
+                        f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
+                        f"{fw.guest_port.size}: map a range to a range of the same length, "
+                        "or to one port")
+            for proto, hp, listen, j in used:
+                if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
+                        listen is None or fw.listen is None or listen == fw.listen):
+                    f.error(path + ("host_port",), f"{fw.proto} port {fw.host_port} is "
+                            f"already forwarded by entry {j + 1} ({hp}): each host port once")
+                    break
+            used.append((fw.proto, fw.host_port, fw.listen, i))
+    all_fw = [(n, i, fw) for n, net in spec.networks.items() for i, fw in enumerate(net.forwards)]
+    for k, (n1, i1, a) in enumerate(all_fw):
+        for n2, _i2, b in all_fw[:k]:
+            if n1 != n2 and a.proto == b.proto and a.host_port.overlaps(b.host_port) and (
+                    a.listen is None or b.listen is None or a.listen == b.listen):
+                f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
+                        f"{a.host_port} is already forwarded by network {n2}")
+
+
+def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
+    g = spec.guests.get(guest)
+    if g is None:
+        close = difflib.get_close_matches(guest, list(spec.guests), n=1)
+        f.error(path + ("guest",), f"unknown guest {guest!r}" + (
+            f": did you mean {close[0]!r}?" if close else ": define it under guests:"))
+        return
+    if not any(nic.network == netname and nic.ipv4 for nic in g.interfaces):
+        f.error(path + ("guest",), f"kvmnet does not know {guest}'s address on {netname}: "
+                f"give the guest's NIC on {netname} an ipv4: (a DHCP reservation), or "
+                "forward to address: IP")

@@ -1,0 +1,82 @@
+"""Values derived from a Spec that several stages need: stable MACs for NICs
+without one, and the DHCP reservations that guests' `ipv4:` imply."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Iterable
+
+from kvmnet.spec.model import DhcpHost, IPConfig, Network, Spec
+
+QEMU_OUI = "52:54:00"
+
+
+def stable_mac(guest: str, index: int, salt: int = 0) -> str:
+    """52:54:00 + 3 bytes of sha256('guest/index[/salt]'): same input, same MAC, forever."""
+    key = f"{guest}/{index}" if salt == 0 else f"{guest}/{index}/{salt}"
+    h = hashlib.sha256(key.encode()).digest()
+    return f"{QEMU_OUI}:{h[0]:02x}:{h[1]:02x}:{h[2]:02x}"
+
+
+def spec_macs(spec: Spec) -> set[str]:
+    """Every MAC the spec writes out by hand (guest NICs and DHCP reservations)."""
+    macs = {nic.mac for g in spec.guests.values() for nic in g.interfaces if nic.mac}
+    for net in spec.networks.values():
+        for ipc in net.all_ips():
+            macs.update(h.mac for h in ipc.hosts if h.mac)
+    return macs
+
+
+def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> dict[tuple[str, int], str]:
+    """MAC of every guest NIC: its own, or a stable generated one.
+
+    Generated MACs never collide with the spec's explicit MACs, with `taken`
+    or with each other; on a collision the salt is bumped, walking guests in
+    name order so the result does not depend on YAML order.
+    """
+    used = spec_macs(spec) | {m.lower() for m in taken}
+    out: dict[tuple[str, int], str] = {}
+    for gname in sorted(spec.guests):
+        for i, nic in enumerate(spec.guests[gname].interfaces):
+            if nic.mac:
+                out[(gname, i)] = nic.mac
+                continue
+            salt = 0
+            mac = stable_mac(gname, i)
+            while mac in used:
+                salt += 1
+                mac = stable_mac(gname, i, salt)
+            used.add(mac)
+            out[(gname, i)] = mac
+    return out
+
+
+def ip_config_for(net: Network, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
+                  ) -> IPConfig | None:
+    for ipc in net.all_ips():
+        if addr in ipc.address.network:
+            return ipc
+    return None
+
+
+def dhcp_hosts(spec: Spec, netname: str, macs: dict[tuple[str, int], str] | None = None
+               ) -> dict[int, list[DhcpHost]]:
+    """Reservations per IP block index of a network: the spec's `hosts:` plus one per
+    guest NIC with an `ipv4:` on this network (name = guest name), in a stable order."""
+    net = spec.networks[netname]
+    ips = net.all_ips()
+    out: dict[int, list[DhcpHost]] = {i: list(c.hosts) for i, c in enumerate(ips)}
+    macs = macs if macs is not None else nic_macs(spec)
+    for gname in sorted(spec.guests):
+        for idx, nic in enumerate(spec.guests[gname].interfaces):
+            if nic.network != netname or nic.ipv4 is None:
+                continue
+            for i, c in enumerate(ips):
+                if nic.ipv4 in c.address.network:
+                    mac = macs[(gname, idx)]
+                    if any(h.mac == mac and h.ip == nic.ipv4 for h in out[i]):
+                        break
+                    out[i].append(DhcpHost(ip=nic.ipv4, mac=mac, name=gname))
+                    break
+    return out

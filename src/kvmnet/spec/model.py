@@ -1,0 +1,257 @@
+"""The one model: what a host's networking should be, and what it is.
+
+Frozen pydantic models; the same classes describe the wanted spec (loaded
+from YAML) and the live state (read from libvirt), so plan is a diff of two
+values of `Spec`. Field names are the YAML keys (DESIGN.md); never rename.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kvmnet.spec.types import (
+    Addr,
+    Iface,
+    IfName,
+    Mac,
+    Name,
+    Net,
+    Ports,
+    Range,
+)
+
+Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
+MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
+MacvtapMode = Literal["bridge", "vepa", "private", "passthrough"]
+Renderer = Literal["auto", "ifupdown", "netplan", "networkmanager", "networkd"]
+NicModel = Literal[
+    "virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "igb", "usb-net"
+]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Lease(Model):
+    """DHCP lease time: '1h', '30m', '3600' (seconds) or 'infinite'."""
+
+    expiry: int = Field(ge=0, description="0 = infinite")
+    unit: Literal["seconds", "minutes", "hours"] = "minutes"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError("a lease time is like 1h, 30m, 600s or infinite")
+        if isinstance(v, int):
+            return {"expiry": v, "unit": "seconds"}
+        if isinstance(v, str):
+            t = v.strip().lower()
+            if t in ("infinite", "0"):
+                return {"expiry": 0}
+            units = {"s": "seconds", "m": "minutes", "h": "hours"}
+            if t[-1:] in units and t[:-1].isdigit():
+                return {"expiry": int(t[:-1]), "unit": units[t[-1]]}
+            if t.isdigit():
+                return {"expiry": int(t), "unit": "seconds"}
+            raise ValueError(f"{v!r} is not a lease time: write e.g. 1h, 30m, 600s or infinite")
+        return v
+
+    def __str__(self) -> str:
+        if self.expiry == 0:
+            return "infinite"
+        return f"{self.expiry}{self.unit[0]}"
+
+
+class DhcpRange(Model):
+    start: Addr
+    end: Addr
+    lease_time: Lease | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            from kvmnet.spec.types import parse_range
+
+            r = parse_range(v)
+            return {"start": r.start, "end": r.end}
+        return v
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+    def __contains__(self, addr: object) -> bool:
+        if not isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        if addr.version != self.start.version:
+            return False
+        return int(self.start) <= int(addr) <= int(self.end)
+
+
+class DhcpHost(Model):
+    """A static DHCP reservation: MAC (IPv4) or id/name (IPv6) -> address."""
+
+    ip: Addr
+    mac: Mac | None = None
+    name: str | None = None
+    id: str | None = None
+    lease_time: Lease | None = None
+
+
+class StaticRoute(Model):
+    """A route libvirt adds on the host: `to` via `via` (a guest acting as router)."""
+
+    to: Net
+    via: Addr
+    metric: int | None = Field(default=None, ge=1)
+
+
+class IPConfig(Model):
+    address: Iface
+    dhcp: list[DhcpRange] = Field(default_factory=list)
+    hosts: list[DhcpHost] = Field(default_factory=list)
+    lease_time: Lease | None = None
+    routes: list[StaticRoute] = Field(default_factory=list)
+    tftp: str | None = None
+    bootp: dict[str, str] | None = None
+
+    @field_validator("dhcp", mode="before")
+    @classmethod
+    def _one_range(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str | dict) else v
+
+
+class DnsHost(Model):
+    ip: Addr
+    names: list[str] = Field(min_length=1)
+
+
+class DnsSrv(Model):
+    service: str
+    protocol: Literal["tcp", "udp"]
+    domain: str | None = None
+    target: str | None = None
+    port: int | None = Field(default=None, ge=0, le=65535)
+    priority: int | None = Field(default=None, ge=0, le=65535)
+    weight: int | None = Field(default=None, ge=0, le=65535)
+
+
+class DnsTxt(Model):
+    name: str
+    value: str
+
+
+class Dns(Model):
+    enable: bool = True
+    forward_plain_names: bool | None = None
+    hosts: list[DnsHost] = Field(default_factory=list)
+    forwarders: list[str] = Field(default_factory=list)
+    srv: list[DnsSrv] = Field(default_factory=list)
+    txt: list[DnsTxt] = Field(default_factory=list)
+
+
+class Nat(Model):
+    """Outbound NAT tuning: source address pool and port range."""
+
+    addresses: Range | None = None
+    ports: Ports | None = None
+    ipv6: bool = False
+
+
+class PortForward(Model):
+    """Reach a guest behind NAT: host_port on the host -> guest:guest_port."""
+
+    proto: Literal["tcp", "udp"]
+    host_port: Ports
+    guest: Name | None = None
+    address: Addr | None = None
+    guest_port: Ports | None = None
+    listen: Addr | None = None
+    sources: list[Net] = Field(default_factory=list)
+
+
+class Network(Model):
+    mode: Mode = "nat"
+    adopt: bool = False
+    autostart: bool = True
+    bridge: IfName | None = None
+    mac: Mac | None = None
+    stp: bool | None = None
+    delay: int | None = Field(default=None, ge=0)
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    domain: str | None = None
+    domain_local: bool | None = None
+    uplink: IfName | None = None
+    devices: list[IfName] = Field(default_factory=list)
+    macvtap_mode: MacvtapMode | None = None
+    nat: Nat | None = None
+    allow_guest_ipv6: bool | None = None
+    ipv4: IPConfig | None = None
+    ipv6: IPConfig | None = None
+    more_ips: list[IPConfig] = Field(default_factory=list)
+    dns: Dns | None = None
+    forwards: list[PortForward] = Field(default_factory=list)
+    # libvirt XML kvmnet does not model, kept verbatim for round trips:
+    # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings.
+    xml_extra: dict[str, list[str]] = Field(default_factory=dict)
+
+    def all_ips(self) -> list[IPConfig]:
+        return [c for c in (self.ipv4, self.ipv6) if c is not None] + list(self.more_ips)
+
+
+class HostBridge(Model):
+    ports: list[IfName] = Field(default_factory=list)
+    stp: bool = False
+    forward_delay: int | None = Field(default=None, ge=0, le=30)
+    address: list[Iface] = Field(default_factory=list)
+    gateway: Addr | None = None
+    metric: int | None = Field(default=None, ge=0)
+    dhcp: bool = False
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+    dns: list[Addr] = Field(default_factory=list)
+    check: Addr | None = None
+
+    @field_validator("address", mode="before")
+    @classmethod
+    def _one_address(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+
+class Host(Model):
+    renderer: Renderer = "auto"
+    bridges: dict[IfName, HostBridge] = Field(default_factory=dict)
+
+
+class GuestNic(Model):
+    network: Name | None = None
+    bridge: IfName | None = None
+    mac: Mac | None = None
+    model: NicModel | None = None
+    ipv4: Addr | None = None
+    ipv6: Addr | None = None
+    portgroup: str | None = None
+    mtu: int | None = Field(default=None, ge=68, le=65535)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> GuestNic:
+        if (self.network is None) == (self.bridge is None):
+            raise ValueError(
+                "a guest NIC needs exactly one of network: NAME (a libvirt network) "
+                "or bridge: NAME (a host bridge)"
+            )
+        return self
+
+
+class Guest(Model):
+    interfaces: list[GuestNic] = Field(default_factory=list)
+
+
+class Spec(Model):
+    host: Host = Field(default_factory=Host)
+    networks: dict[Name, Network] = Field(default_factory=dict)
+    guests: dict[Name, Guest] = Field(default_factory=dict)

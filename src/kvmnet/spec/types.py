@@ -1,0 +1,222 @@
+"""Value types of the spec: addresses, ranges, MACs, names.
+
+Each parser raises ValueError with a message that says what was expected,
+so the loader can print it next to FILE:LINE:COL.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any, NamedTuple
+
+from pydantic import BeforeValidator, PlainSerializer
+
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+# libvirt's own rule for network names is loose; we keep to what is safe in
+# file names, shell words and bridge names: letters, digits, '-', '_', '.'.
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]+$")
+
+
+def parse_mac(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"a MAC address must be a quoted string like \"52:54:00:12:34:56\", not {value!r}"
+        )
+    mac = value.strip().lower()
+    if not _MAC_RE.match(mac):
+        raise ValueError(
+            f"{value!r} is not a MAC address: write six hex pairs separated by ':', "
+            "e.g. \"52:54:00:12:34:56\""
+        )
+    return mac.replace("-", ":")
+
+
+def parse_ip(value: Any) -> IPAddr:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address like 192.168.122.10, not {value!r}")
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        pass
+    if "/" in value:
+        raise ValueError(
+            f"{value!r} has a prefix length; write the bare address {value.split('/')[0]!r}"
+        )
+    raise ValueError(f"{value!r} is not an IP address: write e.g. 192.168.122.10 or fd00::10")
+
+
+def parse_iface(value: Any) -> IPIface:
+    """A host address with its prefix: 192.168.122.1/24."""
+    if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an address with prefix like 192.168.122.1/24, not {value!r}")
+    text = value.strip()
+    if "/" not in text:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            pass
+        else:
+            raise ValueError(
+                f"{value!r} has no prefix length: write it as address/prefix, "
+                f"e.g. {text}/24"
+            )
+    addr, _, plen = text.partition("/")
+    if plen and not plen.isdigit():
+        # A netmask (the seed's ifupdown habit) is a common slip: say the fix.
+        try:
+            mask = ipaddress.IPv4Address(plen)
+            prefix = ipaddress.IPv4Network(f"0.0.0.0/{mask}").prefixlen
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f"{value!r} uses a netmask: write {addr}/{prefix}")
+    try:
+        return ipaddress.ip_interface(text)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an address with prefix: write e.g. 192.168.122.1/24"
+        ) from None
+
+
+def parse_net(value: Any) -> IPNet:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a subnet like 10.0.0.0/8, not {value!r}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        try:
+            net = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a subnet: write e.g. 10.0.0.0/8") from None
+        raise ValueError(f"{value!r} has host bits set: write {net}") from None
+
+
+class IPRange(NamedTuple):
+    start: IPAddr
+    end: IPAddr
+
+    def __str__(self) -> str:
+        return f"{self.start}-{self.end}"
+
+    def __contains__(self, addr: object) -> bool:
+        if not isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            return False
+        if addr.version != self.start.version:
+            return False
+        return int(self.start) <= int(addr) <= int(self.end)  # type: ignore[operator]
+
+    @property
+    def size(self) -> int:
+        return int(self.end) - int(self.start) + 1
+
+
+def parse_range(value: Any) -> IPRange:
+    if isinstance(value, IPRange):
+        return value
+    if isinstance(value, tuple | list) and len(value) == 2:
+        value = f"{value[0]}-{value[1]}"
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise ValueError(
+            f"expected a range written START-END like 192.168.122.2-192.168.122.254, "
+            f"not {value!r}"
+        )
+    a, b = (p.strip() for p in value.split("-"))
+    try:
+        start, end = ipaddress.ip_address(a), ipaddress.ip_address(b)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a range of two addresses: write START-END, "
+            "e.g. 192.168.122.2-192.168.122.254"
+        ) from None
+    if start.version != end.version:
+        raise ValueError(f"{value!r} mixes IPv4 and IPv6")
+    return IPRange(start, end)
+
+
+class PortRange(NamedTuple):
+    first: int
+    last: int
+
+    def __str__(self) -> str:
+        return str(self.first) if self.first == self.last else f"{self.first}-{self.last}"
+
+    @property
+    def size(self) -> int:
+        return self.last - self.first + 1
+
+    def overlaps(self, other: PortRange) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+def parse_ports(value: Any) -> PortRange:
+    if isinstance(value, PortRange):
+        return value
+    if isinstance(value, bool):
+        raise ValueError(f"expected a port number or range like 8000-8010, not {value!r}")
+    if isinstance(value, int):
+        first = last = value
+    elif isinstance(value, str) and value.replace("-", "", 1).strip().isdigit():
+        a, _, b = value.partition("-")
+        first = int(a)
+        last = int(b) if b else first
+    else:
+        raise ValueError(f"expected a port number or range like 8000-8010, not {value!r}")
+    for p in (first, last):
+        if not 1 <= p <= 65535:
+            raise ValueError(f"port {p} is out of range: ports are 1-65535")
+    if last < first:
+        raise ValueError(f"port range {value!r} is reversed: write {last}-{first}")
+    return PortRange(first, last)
+
+
+def parse_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"a name must be a string, not {value!r}")
+    if not NAME_RE.match(value) or len(value) > 64:
+        raise ValueError(
+            f"{value!r} is not a usable name: use letters, digits, '-', '_' and '.', "
+            "start with a letter or digit, at most 64 characters"
+        )
+    return value
+
+
+def parse_ifname(value: Any) -> str:
+    """A Linux interface name: at most 15 bytes, no '/' or spaces."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"an interface name must be a non-empty string, not {value!r}")
+    if len(value.encode()) > 15:
+        raise ValueError(
+            f"interface name {value!r} is {len(value.encode())} bytes; Linux allows at most 15: "
+            f"shorten it, e.g. {value.encode()[:15].decode(errors='ignore')!r}"
+        )
+    if not IFNAME_RE.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"{value!r} is not a valid interface name: use letters, digits, '-', '_' and '.'"
+        )
+    return value
+
+
+def _str(v: object) -> str:
+    return str(v)
+
+
+Mac = Annotated[str, BeforeValidator(parse_mac)]
+Name = Annotated[str, BeforeValidator(parse_name)]
+IfName = Annotated[str, BeforeValidator(parse_ifname)]
+Addr = Annotated[IPAddr, BeforeValidator(parse_ip), PlainSerializer(_str)]
+Iface = Annotated[IPIface, BeforeValidator(parse_iface), PlainSerializer(_str)]
+Net = Annotated[IPNet, BeforeValidator(parse_net), PlainSerializer(_str)]
+Range = Annotated[IPRange, BeforeValidator(parse_range), PlainSerializer(_str)]
+Ports = Annotated[PortRange, BeforeValidator(parse_ports), PlainSerializer(_str)]
