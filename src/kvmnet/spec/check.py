@@ -141,9 +141,9 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
                     f"{_usable(net)}")
             continue
         if host in r:
-            f.error(rp, f"range {r} covers the host's own address {host}: start it after "
-                    f"it, e.g. {host + 1}-{r.end}" if host + 1 <= r.end else
-                    f"range {r} covers the host's own address {host}")
+            after = host + 1
+            fix = f": start it after it, e.g. {after}-{r.end}" if after in r else ""
+            f.error(rp, f"range {r} covers the host's own address {host}{fix}")
         if iface.version == 4 and (net.network_address in r or net.broadcast_address in r):
             f.error(rp, f"range {r} includes the network or broadcast address of {net}: "
                     f"write a range within {_usable(net)}")
@@ -152,8 +152,8 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
                     int(r.start) <= int(other.end) and int(other.start) <= int(r.end)):
                 f.error(rp, f"range {r} overlaps range {j + 1} ({other}): merge them")
     seen_ip: dict[object, int] = {}
-    seen_mac: dict[str, int] = {}
-    seen_name: dict[str, int] = {}
+    seen_mac: dict[object, int] = {}
+    seen_name: dict[object, int] = {}
     for i, h in enumerate(ipc.hosts):
         hp = path + ("hosts", i)
         if h.ip not in net:
@@ -167,8 +167,9 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
         if iface.version == 6 and not (h.id or h.name):
             f.error(hp, "an IPv6 reservation needs id: (DUID) or name: (DHCPv6 does not use "
                     "MACs)")
-        for value, seen, what in ((h.ip, seen_ip, "address"), (h.mac, seen_mac, "MAC"),
-                                  (h.name, seen_name, "name")):
+        checks: tuple[tuple[object, dict[object, int], str], ...] = (
+            (h.ip, seen_ip, "address"), (h.mac, seen_mac, "MAC"), (h.name, seen_name, "name"))
+        for value, seen, what in checks:
             if value is None:
                 continue
             if value in seen:
@@ -207,8 +208,9 @@ def _bridges(f: Findings, spec: Spec) -> None:
                 f.error(("networks", n, "bridge"), f"bridge {br} is already used by network "
                         f"{names[0]}: give each libvirt network its own bridge name")
         if libvirt_made and br in spec.host.bridges:
+            mode = spec.networks[libvirt_made[0]].mode
             f.error(("networks", libvirt_made[0], "bridge"), f"{br} is a host bridge (under "
-                    f"host.bridges); libvirt creates the bridge of a {spec.networks[libvirt_made[0]].mode} "
+                    f"host.bridges); libvirt creates the bridge of a {mode} "
                     f"network itself: use another name (e.g. virbr{len(owners)}), or mode: "
                     "bridge to put guests on the host bridge")
     for name, net in spec.networks.items():
@@ -329,10 +331,10 @@ def _macs(f: Findings, spec: Spec) -> None:
     macs = nic_macs(spec)
     for gname, g in spec.guests.items():
         for i, nic in enumerate(g.interfaces):
-            net = spec.networks.get(nic.network or "")
-            if net is None or nic.ipv4 is None:
+            onet = spec.networks.get(nic.network or "")
+            if onet is None or nic.ipv4 is None:
                 continue
-            for p, ipc in _ip_blocks(net):
+            for p, ipc in _ip_blocks(onet):
                 for h in ipc.hosts:
                     if h.mac == macs[(gname, i)] and h.ip != nic.ipv4:
                         f.error(("guests", gname, "interfaces", i, "ipv4"), f"{gname}'s NIC "

@@ -103,7 +103,7 @@ class _Walker:
         return _Scalar.construct(node)
 
 
-class _Scalar(_Loader):  # type: ignore[misc, valid-type]
+class _Scalar(_Loader):  # type: ignore[misc]
     """Constructs one scalar with YAML 1.1 safe rules (ints, bools, null, str)."""
 
     _inst: Any = None

@@ -115,7 +115,7 @@ class IPRange(NamedTuple):
             return False
         if addr.version != self.start.version:
             return False
-        return int(self.start) <= int(addr) <= int(self.end)  # type: ignore[operator]
+        return int(self.start) <= int(addr) <= int(self.end)
 
     @property
     def size(self) -> int:
