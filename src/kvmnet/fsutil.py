@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from kvmnet.render.hostconf import file_mode
+
 
 def write_atomic(path: Path, text: str, mode: int = 0o644, backup: bool = False) -> Path | None:
     """Write text to path via a temp file + rename; return the backup path, if one was made."""
@@ -41,5 +43,5 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
         target = (base / rel).resolve()
         if base not in target.parents:
             raise ValueError(f"refusing to write outside {root}: {rel}")
-        secret = rel.endswith(".nmconnection") or "/netplan/" in f"/{rel}"
-        write_atomic(target, text, 0o600 if secret else 0o644)
+        on_host = rel.split("/", 2)[2] if rel.startswith("host/") else rel  # host/RENDERER/etc/..
+        write_atomic(target, text, file_mode(on_host))

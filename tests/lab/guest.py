@@ -3,7 +3,13 @@
 The guest (``<domain type='qemu'>``: TCG, KVM hangs here) boots with direct kernel
 boot, loads the virtio modules, takes a DHCP lease on every ethN with ``udhcpc``,
 serves ``/index.html`` = "KVMNET-GUEST <name>" with busybox ``httpd`` on port 80 and
-stays alive. The name comes from the kernel command line (``kvmnet.name=``), so one
+stays alive. Two CGI scripts let tests drive the guest over HTTP (lab guests only):
+
+    /cgi-bin/peer          answers the client's address as the guest sees it (REMOTE_ADDR)
+    /cgi-bin/run?CMD       runs the URL-encoded shell command CMD in the guest and answers
+                           its output, then a last line "KVMNET-RC <exit code>"
+                           (see :func:`run_url`)
+ The name comes from the kernel command line (``kvmnet.name=``), so one
 cached initramfs serves every guest. It prints markers on its serial console
 (ttyS0, a ``<serial type='file'>`` log):
 
@@ -33,6 +39,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from lxml import etree
 
@@ -81,6 +88,20 @@ for dev in /sys/class/net/eth*; do
 done
 echo "KVMNET-UP $NAME $(cut -d' ' -f1 /proc/uptime)"
 while :; do sleep 3600; done
+"""
+
+CGI_PEER = r"""#!/bin/sh
+# the client's address as this guest sees it
+printf 'Content-Type: text/plain\r\n\r\n'
+echo "$REMOTE_ADDR"
+"""
+
+CGI_RUN = r"""#!/bin/sh
+# run the URL-encoded shell command in QUERY_STRING; answer its output and exit code
+cmd="$(httpd -d "$QUERY_STRING")"
+printf 'Content-Type: text/plain\r\n\r\n'
+sh -c "$cmd" 2>&1 </dev/null
+echo "KVMNET-RC $?"
 """
 
 UDHCPC_SCRIPT = r"""#!/bin/sh
@@ -210,14 +231,16 @@ def build_initramfs(version: str, cache_dir: Path = CACHE_DIR) -> Path:
     init = init_script(mods)
     busybox = BUSYBOX.read_bytes()
     h = hashlib.sha256()
-    for part in (init.encode(), UDHCPC_SCRIPT.encode(), busybox, *mods.values()):
+    for part in (init.encode(), UDHCPC_SCRIPT.encode(), CGI_PEER.encode(), CGI_RUN.encode(),
+                 busybox, *mods.values()):
         h.update(hashlib.sha256(part).digest())
     out = cache_dir / f"initramfs-{version}-{h.hexdigest()[:16]}.cpio.gz"
     if out.exists():
         return out
     cw = CpioWriter()
     for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp",
-              "run", "etc", "www", "lib", "lib/modules", "var", "root"):  # fmt: skip
+              "run", "etc", "www", "www/cgi-bin", "lib", "lib/modules", "var",
+              "root"):  # fmt: skip
         cw.dir(d)
     cw.chardev("dev/console", 5, 1)
     cw.chardev("dev/null", 1, 3, 0o666)
@@ -225,6 +248,8 @@ def build_initramfs(version: str, cache_dir: Path = CACHE_DIR) -> Path:
     cw.symlink("bin/sh", "busybox")
     cw.file("init", init.encode(), 0o755)
     cw.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+    cw.file("www/cgi-bin/peer", CGI_PEER.encode(), 0o755)
+    cw.file("www/cgi-bin/run", CGI_RUN.encode(), 0o755)
     for name, data in mods.items():
         cw.file(f"lib/modules/{name}.ko", data)
     _ensure_dir(cache_dir)
@@ -332,6 +357,11 @@ def start_guest(
     log = serial_log_path(name)
     dom = conn.createXML(domain_xml(name, kernel, initrd, nics, log, **kwargs), 0)
     return dom, log
+
+
+def run_url(ip: str, command: str) -> str:
+    """URL that makes the guest at IP run the shell COMMAND (its /cgi-bin/run)."""
+    return f"http://{ip}/cgi-bin/run?{quote(command, safe='')}"
 
 
 def wait_for_serial(

@@ -12,20 +12,22 @@ Layout of `kvmnet render FILE -o DIR` (documented in the README):
 
 from __future__ import annotations
 
-from kvmnet.spec.derive import nic_macs
+from kvmnet.render.hostconf import RENDERERS
+from kvmnet.render.interface_xml import render_interfaces
+from kvmnet.render.network_xml import network_xml
+from kvmnet.render.routes import render_routes
 from kvmnet.spec.model import Spec
 
 
 def render_all(spec: Spec) -> dict[str, str]:
     files: dict[str, str] = {}
-    macs = nic_macs(spec)
-    try:
-        from kvmnet.render.network_xml import network_xml
-    except ImportError:  # pragma: no cover - bootstrap
-        network_xml = None
-    if network_xml is not None:
-        for name in spec.networks:
-            if spec.networks[name].mode != "overlay":
-                files[f"networks/{name}.xml"] = network_xml(spec, name)
-    _ = macs
+    for name, net in spec.networks.items():
+        if net.mode != "overlay":
+            files[f"networks/{name}.xml"] = network_xml(spec, name)
+    files.update(render_interfaces(spec))
+    if spec.host.bridges:
+        for rname, fn in RENDERERS.items():
+            for path, text in fn(spec).items():
+                files[f"host/{rname}/{path}"] = text
+    files.update(render_routes(spec))
     return files

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem
 from kvmnet.spec.derive import ip_config_for, nic_macs
-from kvmnet.spec.load import Path_, Positions
+from kvmnet.spec.load import Path_, Positions, format_path
 from kvmnet.spec.model import IPConfig, Network, Spec
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
@@ -38,7 +38,7 @@ class Findings:
 
 
 def _where(path: Path_) -> str:
-    return ".".join(str(p) for p in path) + ": " if path else ""
+    return format_path(path) + ": " if path else ""
 
 
 def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>") -> list[Problem]:
@@ -70,11 +70,11 @@ def _ip_blocks(net: Network) -> Iterator[tuple[Path_, IPConfig]]:
 def _network(f: Findings, name: str, net: Network) -> None:
     base: Path_ = ("networks", name)
     if net.mode in NO_IP_MODES:
-        for key in ("ipv4", "ipv6", "dns", "domain", "nat"):
+        for key in ("ipv4", "ipv6", "more_ips", "dns", "domain", "nat"):
             if getattr(net, key):
                 f.error(base + (key,), f"a {net.mode} network has no {key} of its own in "
                         "libvirt (the LAN's router and DHCP server serve it): remove it, or "
-                        "use mode: nat or route for a network libvirt addresses")
+                        "use mode: nat or route for a network libvirt addresses", key=True)
     if net.mode == "bridge" and not net.bridge:
         f.error(base + ("mode",), "mode: bridge needs bridge: NAME, the host bridge to "
                 "use (e.g. bridge: br0, defined under host.bridges)")
@@ -88,16 +88,18 @@ def _network(f: Findings, name: str, net: Network) -> None:
     if net.macvtap_mode and net.mode != "macvtap":
         f.error(base + ("macvtap_mode",), "macvtap_mode only applies to mode: macvtap")
     if net.nat and net.mode != "nat":
-        f.error(base + ("nat",), f"nat settings only apply to mode: nat, not {net.mode}")
+        f.error(base + ("nat",), f"nat settings only apply to mode: nat, not {net.mode}",
+                key=True)
     if net.uplink and net.mode not in ("nat", "route"):
         f.error(base + ("uplink",), "uplink (the host NIC traffic leaves by) only applies to "
                 "mode: nat or route")
     if net.mode in LIBVIRT_BRIDGED and net.devices:
         f.error(base + ("devices",), f"devices only apply to mode: macvtap; for {net.mode} "
-                "write uplink: NIC")
+                "write uplink: NIC", key=True)
     if net.forwards and net.mode != "nat":
         f.error(base + ("forwards",), f"port forwards reach guests behind NAT; {name} is "
-                f"mode: {net.mode}, whose guests are reachable directly: remove forwards")
+                f"mode: {net.mode}, whose guests are reachable directly: remove forwards",
+                key=True)
     for path, ipc in _ip_blocks(net):
         _ip_block(f, base + path, ipc, path[0])
 
@@ -141,8 +143,10 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
                     f"{_usable(net)}")
             continue
         if host in r:
-            after = host + 1
-            fix = f": start it after it, e.g. {after}-{r.end}" if after in r else ""
+            # int(): host + 1 overflows (AddressValueError) when host is the last address.
+            fix = (f": start it after it, e.g. {host + 1}-{r.end}" if int(host) < int(r.end)
+                   else f": end it before it, e.g. {r.start}-{host - 1}"
+                   if int(host) > int(r.start) else ": remove it, or move the host address")
             f.error(rp, f"range {r} covers the host's own address {host}{fix}")
         if iface.version == 4 and (net.network_address in r or net.broadcast_address in r):
             f.error(rp, f"range {r} includes the network or broadcast address of {net}: "
@@ -211,7 +215,7 @@ def _bridges(f: Findings, spec: Spec) -> None:
             mode = spec.networks[libvirt_made[0]].mode
             f.error(("networks", libvirt_made[0], "bridge"), f"{br} is a host bridge (under "
                     f"host.bridges); libvirt creates the bridge of a {mode} "
-                    f"network itself: use another name (e.g. virbr{len(owners)}), or mode: "
+                    f"network itself: use another name (e.g. {_free_virbr(spec)}), or mode: "
                     "bridge to put guests on the host bridge")
     for name, net in spec.networks.items():
         if net.mode == "bridge" and net.bridge and net.bridge not in spec.host.bridges:
@@ -236,6 +240,11 @@ def _bridges(f: Findings, spec: Spec) -> None:
         if hb.dhcp and hb.address:
             f.warn(("host", "bridges", br, "dhcp"), "dhcp: true together with static "
                    "address: the bridge gets both")
+
+
+def _free_virbr(spec: Spec) -> str:
+    used = set(spec.host.bridges) | {n.bridge for n in spec.networks.values() if n.bridge}
+    return next(f"virbr{i}" for i in range(len(used) + 1) if f"virbr{i}" not in used)
 
 
 def _guests(f: Findings, spec: Spec) -> None:

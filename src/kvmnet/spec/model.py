@@ -25,7 +25,11 @@ from kvmnet.spec.types import (
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
 MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
-MacvtapMode = Literal["bridge", "vepa", "private", "passthrough"]
+# hostdev: an SR-IOV VF pool (PCI passthrough, not macvtap); modelled so import round-trips
+MacvtapMode = Literal["bridge", "vepa", "private", "passthrough", "hostdev"]
+# How libvirt XML writes a prefix: prefix='24', netmask='255.255.255.0', or nothing
+# (libvirt then assumes the classful prefix, /64 for IPv6); libvirt keeps the form given.
+PrefixForm = Literal["prefix", "netmask", "none"]
 Renderer = Literal["auto", "ifupdown", "netplan", "networkmanager", "networkd"]
 NicModel = Literal[
     "virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "igb", "usb-net"
@@ -109,6 +113,7 @@ class StaticRoute(Model):
     to: Net
     via: Addr
     metric: int | None = Field(default=None, ge=1)
+    xml_prefix: PrefixForm = "prefix"  # how <route> writes the prefix (import keeps it)
 
 
 class IPConfig(Model):
@@ -119,6 +124,7 @@ class IPConfig(Model):
     routes: list[StaticRoute] = Field(default_factory=list)
     tftp: str | None = None
     bootp: dict[str, str] | None = None
+    xml_prefix: PrefixForm = "prefix"  # how <ip> writes the prefix (import keeps it)
 
     @field_validator("dhcp", mode="before")
     @classmethod
@@ -146,11 +152,30 @@ class DnsTxt(Model):
     value: str
 
 
+class DnsForwarder(Model):
+    """Upstream DNS server: addr for every name, or only for `domain`; a domain
+    without addr is answered locally only. A plain string is an addr."""
+
+    addr: Addr | None = None
+    domain: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return {"addr": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _something(self) -> DnsForwarder:
+        if self.addr is None and self.domain is None:
+            raise ValueError("a forwarder needs addr: IP, domain: NAME, or both")
+        return self
+
+
 class Dns(Model):
     enable: bool = True
     forward_plain_names: bool | None = None
     hosts: list[DnsHost] = Field(default_factory=list)
-    forwarders: list[str] = Field(default_factory=list)
+    forwarders: list[DnsForwarder] = Field(default_factory=list)
     srv: list[DnsSrv] = Field(default_factory=list)
     txt: list[DnsTxt] = Field(default_factory=list)
 
@@ -197,7 +222,8 @@ class Network(Model):
     dns: Dns | None = None
     forwards: list[PortForward] = Field(default_factory=list)
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
-    # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings.
+    # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings;
+    # a key ending in '@' holds attributes instead ('bridge@': ['zone="x"']).
     xml_extra: dict[str, list[str]] = Field(default_factory=dict)
 
     def all_ips(self) -> list[IPConfig]:

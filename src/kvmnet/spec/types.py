@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from typing import Annotated, Any, NamedTuple
 
 from pydantic import BeforeValidator, PlainSerializer
@@ -16,14 +17,39 @@ IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}\Z")
 # libvirt's own rule for network names is loose; we keep to what is safe in
 # file names, shell words and bridge names: letters, digits, '-', '_', '.'.
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-IFNAME_RE = re.compile(r"^[A-Za-z0-9_.:@+-]+$")
+# \Z, not $: '$' also matches before a trailing newline ("web1\n").
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+# Linux refuses '/', ':' and white space in interface names; a leading '-' would read
+# as an option to the tools that get the name.
+IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*\Z")
+_NAME_CHAR = re.compile(r"[A-Za-z0-9_.-]")
+_IFNAME_CHAR = re.compile(r"[A-Za-z0-9_.@+-]")
+
+
+def _bad_char(value: str, ok: re.Pattern[str]) -> str:
+    """Name the first character that is not allowed, e.g. a Cyrillic 'а' that looks Latin."""
+    for ch in value:
+        if not ok.fullmatch(ch):
+            what = unicodedata.name(ch, "a control character")
+            return f" (the character {ch!r}, U+{ord(ch):04X} {what}, is not allowed)"
+    return ""
 
 
 def parse_mac(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 60:
+        # YAML 1.1 reads an unquoted all-digit MAC as a base-60 number: undo that.
+        digits, n = [], value
+        while n:
+            n, d = divmod(n, 60)
+            digits.append(f"{d:02d}")
+        text = ":".join(reversed(digits))
+        raise ValueError(
+            f"a MAC address must be quoted: unquoted, YAML reads {text} as the number "
+            f"{value}; write \"{text}\""
+        )
     if not isinstance(value, str):
         raise ValueError(
             f"a MAC address must be a quoted string like \"52:54:00:12:34:56\", not {value!r}"
@@ -167,8 +193,8 @@ def parse_ports(value: Any) -> PortRange:
         raise ValueError(f"expected a port number or range like 8000-8010, not {value!r}")
     if isinstance(value, int):
         first = last = value
-    elif isinstance(value, str) and value.replace("-", "", 1).strip().isdigit():
-        a, _, b = value.partition("-")
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]+(-[0-9]+)?", value.strip(), re.ASCII):
+        a, _, b = value.strip().partition("-")
         first = int(a)
         last = int(b) if b else first
     else:
@@ -186,8 +212,8 @@ def parse_name(value: Any) -> str:
         raise ValueError(f"a name must be a string, not {value!r}")
     if not NAME_RE.match(value) or len(value) > 64:
         raise ValueError(
-            f"{value!r} is not a usable name: use letters, digits, '-', '_' and '.', "
-            "start with a letter or digit, at most 64 characters"
+            f"{value!r} is not a usable name{_bad_char(value, _NAME_CHAR)}: use ASCII letters, "
+            "digits, '-', '_' and '.', start with a letter or digit, at most 64 characters"
         )
     return value
 
@@ -196,14 +222,17 @@ def parse_ifname(value: Any) -> str:
     """A Linux interface name: at most 15 bytes, no '/' or spaces."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"an interface name must be a non-empty string, not {value!r}")
-    if len(value.encode()) > 15:
+    size = len(value.encode(errors="replace"))
+    if size > 15:
+        short = "".join(ch for ch in value if _IFNAME_CHAR.fullmatch(ch)).lstrip("-")[:15]
         raise ValueError(
-            f"interface name {value!r} is {len(value.encode())} bytes; Linux allows at most 15: "
-            f"shorten it, e.g. {value.encode()[:15].decode(errors='ignore')!r}"
+            f"interface name {value!r} is {size} bytes; Linux allows at most 15"
+            f"{_bad_char(value, _IFNAME_CHAR)}: shorten it, e.g. {short or 'br0'!r}"
         )
     if not IFNAME_RE.match(value) or value in (".", ".."):
         raise ValueError(
-            f"{value!r} is not a valid interface name: use letters, digits, '-', '_' and '.'"
+            f"{value!r} is not a valid interface name{_bad_char(value, _IFNAME_CHAR)}: use "
+            "ASCII letters, digits, '-', '_' and '.', not starting with '-'"
         )
     return value
 

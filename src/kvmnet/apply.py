@@ -1,0 +1,216 @@
+"""apply: run a Plan's actions in order against a live connection.
+
+Apply consumes only a Plan. Each action makes the fewest libvirt write
+calls that do its job; everything goes through Connection.write so the
+calls are counted. Host-side actions marked `skipped` are reported, never
+run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import libvirt
+from lxml import etree
+
+from kvmnet.errors import LiveError, PlanError
+from kvmnet.live.conn import Connection
+from kvmnet.live.domain_xml import KVMNET_NS, managed_macs_xml
+from kvmnet.plan import Action, Plan, Update
+from kvmnet.state import LiveState
+
+_CMD = {
+    "add-last": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+    "delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+    "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+}
+_SECTION = {
+    "ip-dhcp-host": libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+    "dns-host": libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+    "ip-dhcp-range": libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE,
+}
+
+
+@dataclass
+class Result:
+    action: Action
+    status: str              # done | skipped | failed
+    seconds: float = 0.0
+    message: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {**self.action.as_dict(), "status": self.status,
+                "seconds": round(self.seconds, 3), "message": self.message}
+
+
+@dataclass
+class Report:
+    results: list[Result] = field(default_factory=list)
+    writes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status != "failed" for r in self.results)
+
+
+Progress = Callable[[int, int, Action, Result | None], None]
+
+
+def check_allowed(plan: Plan, allow_destroy: bool) -> None:
+    blocked = [a for a in plan.actions if a.needs_allow_destroy and not allow_destroy]
+    if blocked:
+        names = "; ".join(a.summary for a in blocked)
+        raise PlanError(f"refusing to remove networks with guests attached ({names}): "
+                        "detach the guests first, or pass --allow-destroy")
+
+
+def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = False,
+        progress: Progress | None = None, netns: str | None = None) -> Report:
+    """Run every action; stop at the first failure (what is done stays done: a
+    second apply finishes the job, since plan only lists what still differs)."""
+    check_allowed(plan, allow_destroy)
+    report = Report()
+    start_writes = len(conn.writes)
+    total = len(plan.actions)
+    for i, action in enumerate(plan.actions, 1):
+        if progress:
+            progress(i, total, action, None)
+        t0 = time.monotonic()
+        if action.skipped:
+            res = Result(action, "skipped", 0.0, action.skipped)
+        else:
+            try:
+                msg = _do(action, conn, live, netns)
+                res = Result(action, "done", time.monotonic() - t0, msg)
+            except LiveError as e:
+                res = Result(action, "failed", time.monotonic() - t0, str(e))
+        report.results.append(res)
+        if progress:
+            progress(i, total, action, res)
+        if res.status == "failed":
+            break
+    report.writes = len(conn.writes) - start_writes
+    return report
+
+
+def _net(conn: Connection, name: str) -> Any:
+    return conn.read(f"network {name}", lambda: conn.raw.networkLookupByName(name))
+
+
+def _do(a: Action, conn: Connection, live: LiveState, netns: str | None) -> str:
+    kind, _, name = a.target.partition("/")
+    if a.kind == "network.create":
+        net = conn.write(f"define network {name}", lambda: conn.raw.networkDefineXML(a.xml))
+        conn.write(f"start network {name}", net.create)
+        if a.autostart:
+            conn.write(f"autostart network {name}", lambda: net.setAutostart(1))
+        return ""
+    if a.kind in ("network.adopt", "network.redefine"):
+        verb = "mark" if a.kind == "network.adopt" else "redefine"
+        if not a.restart:
+            conn.write(f"{verb} network {name}", lambda: conn.raw.networkDefineXML(a.xml))
+            return ""
+        # stop, define, start: defining while stopped makes the new config the
+        # running one on every driver
+        net = _net(conn, name)
+        conn.write(f"stop network {name}", net.destroy)
+        conn.write(f"{verb} network {name}", lambda: conn.raw.networkDefineXML(a.xml))
+        conn.write(f"start network {name}", net.create)
+        return _reconnect(conn, live, name, netns)
+    if a.kind == "network.update":
+        net = _net(conn, name)
+        for u in a.updates:
+            _update(conn, net, name, u, a.live)
+        return f"{len(a.updates)} live update(s)"
+    if a.kind == "network.start":
+        net = _net(conn, name)
+        conn.write(f"start network {name}", net.create)
+        return ""
+    if a.kind == "network.autostart":
+        net = _net(conn, name)
+        conn.write(f"autostart network {name}",
+                   lambda: net.setAutostart(1 if a.autostart else 0))
+        return ""
+    if a.kind == "network.remove":
+        net = _net(conn, name)
+        if a.restart:
+            conn.write(f"stop network {name}", net.destroy)
+        conn.write(f"undefine network {name}", net.undefine)
+        return ""
+    if a.kind in ("nic.attach", "nic.update", "nic.detach"):
+        return _nic(a, conn)
+    raise LiveError(f"unknown action {a.kind}")  # pragma: no cover
+
+
+def _update(conn: Connection, net: Any, name: str, u: Update, live: bool) -> None:
+    flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    if live:
+        flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+    conn.write(f"networkUpdate {u.command} {u.section} on {name}",
+               lambda: net.update(_CMD[u.command], _SECTION[u.section],
+                                  u.parent_index, u.xml, flags))
+
+
+def _reconnect(conn: Connection, live: LiveState, name: str, netns: str | None) -> str:
+    """Put running guests' taps back into the network's new bridge (libvirt does not)."""
+    if conn.is_test:
+        return ""
+    net = _net(conn, name)
+    bridge = conn.read(f"bridge of {name}", net.bridgeName)
+    from kvmnet.live.host import set_master
+
+    done = []
+    for d in live.domains.values():
+        for n in d.live_nics:
+            if n.type == "network" and n.source == name and n.target:
+                set_master(n.target, bridge, netns)
+                done.append(f"{d.name}:{n.target}")
+    return f"reconnected {', '.join(done)}" if done else ""
+
+
+def _nic(a: Action, conn: Connection) -> str:
+    dom = conn.read(f"domain {a.domain}", lambda: conn.raw.lookupByName(a.domain))
+    flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+    if a.live:
+        flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+    what = f"{a.kind.split('.')[1]} NIC {a.mac} of {a.domain}"
+    call = {"nic.attach": dom.attachDeviceFlags, "nic.update": dom.updateDeviceFlags,
+            "nic.detach": dom.detachDeviceFlags}[a.kind]
+    note = ""
+    try:
+        conn.write(what, lambda: call(a.xml, flags), raw_errors=True)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+            raise LiveError(f"{what}: libvirt says: {e.get_error_message() or e}") from None
+        # A driver without device hotplug: edit the persistent definition instead.
+        xml = edit_domain_nics(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), a.kind,
+                               a.mac or "", a.xml)
+        conn.write(f"{what} (redefine)", lambda: conn.raw.defineXML(xml))
+        note = "this driver cannot hotplug NICs: changed the definition only"
+    if a.managed_macs is not None:
+        xml = managed_macs_xml(set(a.managed_macs))
+        conn.write(f"record kvmnet's NICs of {a.domain}",
+                   lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
+                                           KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+    return note
+
+
+def edit_domain_nics(domain_xml: str, kind: str, mac: str, nic_xml: str) -> str:
+    """Domain XML with one <interface> attached, replaced or removed (matched by MAC)."""
+    root = etree.fromstring(domain_xml.encode())
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    cur = [i for i in devices.iterfind("interface")
+           if (i.find("mac") is not None and i.find("mac").get("address", "").lower() == mac)]
+    new = etree.fromstring(nic_xml.encode())
+    if kind == "nic.attach":
+        devices.append(new)
+    for old in cur:
+        if kind == "nic.update":
+            old.addprevious(new)
+        devices.remove(old)
+    return etree.tostring(root, encoding="unicode")

@@ -1,0 +1,333 @@
+"""CLI commands that talk to libvirt: plan, apply, import, show, leases, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from kvmnet.cli import JsonOpt, SpecFile, app, err, out, print_problems
+from kvmnet.errors import KvmnetError, LiveError
+from kvmnet.live.conn import Connection, connect
+from kvmnet.plan import Action, Plan
+
+ConnectOpt = Annotated[str | None, typer.Option(
+    "-c", "--connect", metavar="URI",
+    help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+AdoptOpt = Annotated[list[str] | None, typer.Option(
+    "--adopt", metavar="NAME", help="Take over this existing unmanaged network "
+                                    "(same as adopt: true in the spec). Repeatable.")]
+NetnsOpt = Annotated[str | None, typer.Option(
+    "--netns", metavar="NAME", help="Read and change host links inside this network "
+                                    "namespace (labs, tests).")]
+
+_STYLE = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
+_SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
+
+
+def _sign(a: Action) -> str:
+    return _SIGN.get(a.kind.split(".")[1], "~")
+
+
+def show_plan(plan: Plan, uri: str) -> None:
+    if not plan.changes:
+        skipped = len(plan.actions)
+        out.print(f"No changes: {uri} matches the spec"
+                  + (f" ({skipped} host action(s) skipped: {plan.actions[0].skipped})."
+                     if skipped else "."))
+        return
+    out.print(f"Plan for {uri}:", style="bold")
+    for a in plan.actions:
+        tag = f"skipped: {a.skipped}" if a.skipped else a.impact
+        style = "dim" if a.skipped else _STYLE[a.impact]
+        out.print(f"  {_sign(a)} [{style}]\\[{tag}][/{style}] {a.kind} {a.target}: {a.summary}",
+                  markup=True, highlight=False)
+        for d in a.details:
+            color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
+            out.print(f"        [{color}]{_esc(d)}[/{color}]", markup=True)
+    n = [a for a in plan.actions if not a.skipped]
+    counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
+    skipped = len(plan.actions) - len(n)
+    out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
+              f"restart, {counts['disruptive']} disruptive to running guests"
+              + (f"; {skipped} skipped" if skipped else "") + ".")
+
+
+def _esc(s: str) -> str:
+    return s.replace("[", "\\[")
+
+
+def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
+    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
+            "actions": [a.as_dict() for a in plan.actions],
+            "warnings": [w.as_dict() for w in warnings]}
+
+
+@app.command()
+def plan(
+    file: SpecFile,
+    connect_: ConnectOpt = None,
+    as_json: JsonOpt = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
+    adopt: AdoptOpt = None,
+    netns: NetnsOpt = None,
+) -> None:
+    """Show what apply would change, each action marked live / restart / disruptive.
+
+    Reads the live state (networks, domains, host links), diffs it with FILE
+    and prints ordered actions. Changes nothing.
+    """
+    from kvmnet.ops import plan_file
+
+    with connect(connect_) as conn:
+        p = plan_file(file, conn, frozenset(adopt or ()), netns)
+    if as_json:
+        out.print_json(json.dumps(plan_json(p.plan, conn.uri, str(file), p.warnings)))
+    else:
+        print_problems(p.warnings)
+        show_plan(p.plan, conn.uri)
+    if detailed_exitcode and p.plan.changes:
+        raise typer.Exit(2)
+
+
+def _progress(i: int, total: int, a: Action, res: Any) -> None:
+    if res is None:
+        return
+    mark = {"done": "[green]done[/green]", "skipped": "[dim]skipped[/dim]",
+            "failed": "[bold red]FAILED[/bold red]"}[res.status]
+    extra = f" ({res.message})" if res.message else ""
+    err.print(f"[{i}/{total}] {a.kind} {a.target} ... {mark} {res.seconds:.2f}s{_esc(extra)}",
+              markup=True, highlight=False)
+
+
+def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
+             adopt: frozenset[str], netns: str | None, lock_wait: float) -> bool:
+    from kvmnet.apply import check_allowed, run
+    from kvmnet.ops import plan_file
+
+    def body() -> bool:
+        p = plan_file(file, conn, adopt, netns)
+        if not as_json:
+            print_problems(p.warnings)
+            show_plan(p.plan, conn.uri)
+        if not p.plan.changes:
+            if as_json:
+                out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": True,
+                                           "writes": 0, "results": []}))
+            return True
+        check_allowed(p.plan, allow_destroy)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise KvmnetError("not applying: stdin is not a terminal; pass --yes to apply "
+                                  "without asking")
+            if not typer.confirm("Apply these changes?", default=False):
+                raise typer.Abort()
+        report = run(p.plan, conn, p.live, allow_destroy,
+                     None if as_json else _progress, netns)
+        if as_json:
+            out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": report.ok,
+                                       "writes": report.writes,
+                                       "results": [r.as_dict() for r in report.results]}))
+        elif report.ok:
+            done = sum(1 for r in report.results if r.status == "done")
+            out.print(f"Applied {done} change(s) with {report.writes} libvirt write call(s).")
+        else:
+            failed = next(r for r in report.results if r.status == "failed")
+            err.print(f"kvmnet: error: {failed.action.kind} {failed.action.target} failed: "
+                      f"{failed.message}\nWhat ran before stays done; fix the cause and run "
+                      "apply again to finish.", markup=False)
+        return report.ok
+
+    if conn.is_test:
+        return body()
+    from kvmnet.live.lock import apply_lock
+
+    with apply_lock(conn.uri, lock_wait, lambda m: err.print(m, markup=False)):
+        return body()
+
+
+@app.command()
+def apply(
+    file: SpecFile,
+    connect_: ConnectOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")] = False,
+    allow_destroy: Annotated[bool, typer.Option(
+        "--allow-destroy", help="Allow removing networks that guests are attached to.")] = False,
+    as_json: JsonOpt = False,
+    adopt: AdoptOpt = None,
+    netns: NetnsOpt = None,
+    lock_wait: Annotated[float, typer.Option(
+        "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
+) -> None:
+    """Make the host match FILE: shows the plan, asks, then applies it with progress.
+
+    DHCP reservations and DNS hosts change live (no network restart); other
+    network changes redefine and restart the network and reconnect running
+    guests. Only networks kvmnet owns are changed or removed.
+    """
+    with connect(connect_) as conn:
+        ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
+                      lock_wait)
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(
+    networks: Annotated[list[str] | None, typer.Argument(
+        metavar="[NETWORK]...", help="Networks to import (default: all).")] = None,
+    connect_: ConnectOpt = None,
+    netns: NetnsOpt = None,
+) -> None:
+    """Print a kvmnet spec (YAML) of what is live: networks, DHCP reservations, guests'
+    NICs. `kvmnet plan` of it against the same host shows no changes."""
+    from kvmnet.ops import import_spec, read_live
+    from kvmnet.spec.dump import dump
+
+    with connect(connect_) as conn:
+        live = read_live(conn, netns)
+    spec, notes = import_spec(live, networks or None)
+    for n in notes:
+        err.print(f"note: {n}", markup=False)
+    out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), markup=False, end="")
+
+
+def _subnets(net: Any) -> str:
+    return ", ".join(str(c.address) for c in net.all_ips()) or "-"
+
+
+@app.command()
+def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None) -> None:
+    """List networks (mode, bridge, subnet, active, autostart, owner) and guests' NICs."""
+    from kvmnet.ops import read_live
+
+    with connect(connect_) as conn:
+        live = read_live(conn, netns)
+        data = show_data(live, _all_leases(conn, live))
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        show_tables(data)
+
+
+def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
+    ip_of = {x["mac"]: x["ip"] for x in leases}
+    nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
+             "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
+             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged"}
+            for n in live.networks.values()]
+    nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
+             "source": nic.source, "model": nic.model, "ip": ip_of.get(nic.mac)}
+            for d in live.domains.values() for nic in d.nics]
+    return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics}
+
+
+def show_tables(data: dict[str, Any]) -> None:
+    t = Table(title=f"networks on {data['uri']}")
+    for col in ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"):
+        t.add_column(col)
+    for n in data["networks"]:
+        t.add_row(n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
+                  _yn(n["active"]), _yn(n["autostart"]), n["owner"])
+    out.print(t)
+    g = Table(title="guests' NICs")
+    for col in ("guest", "state", "mac", "attached to", "model", "ip"):
+        g.add_column(col)
+    for x in data["interfaces"]:
+        g.add_row(x["guest"], "running" if x["running"] else "shut off", x["mac"],
+                  f"{x['type']} {x['source'] or '-'}", x["model"] or "-", x["ip"] or "-")
+    out.print(g)
+
+
+def _yn(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _all_leases(conn: Connection, live: Any, only: list[str] | None = None
+                ) -> list[dict[str, Any]]:
+    import libvirt
+
+    rows: list[dict[str, Any]] = []
+    for name, ln in sorted(live.networks.items()):
+        if only and name not in only:
+            continue
+        if not ln.active or ln.network.mode not in ("nat", "route", "open", "isolated"):
+            continue
+        try:
+            leases = conn.raw.networkLookupByName(name).DHCPLeases()
+        except libvirt.libvirtError:
+            continue  # vanished, or a driver without leases (test:///)
+        for x in leases:
+            rows.append({"network": name, "mac": (x.get("mac") or "").lower(),
+                         "ip": f"{x.get('ipaddr')}", "prefix": x.get("prefix"),
+                         "hostname": x.get("hostname"), "expiry": x.get("expirytime"),
+                         "source": "dhcp-lease"})
+    return rows
+
+
+@app.command()
+def leases(
+    network: Annotated[str | None, typer.Argument(metavar="[NETWORK]")] = None,
+    connect_: ConnectOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """DHCP leases libvirt's dnsmasq handed out (all networks, or one)."""
+    from kvmnet.live.read import read_networks
+    from kvmnet.state import LiveState
+
+    with connect(connect_) as conn:
+        nets = read_networks(conn)
+        if network and network not in nets:
+            raise LiveError(f"no such network on {conn.uri}: {network}")
+        live = LiveState(conn.uri, nets, {})
+        rows = _all_leases(conn, live, [network] if network else None)
+    if as_json:
+        out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "leases": rows}))
+        return
+    t = Table(title=f"DHCP leases on {conn.uri}")
+    for col in ("network", "mac", "ip", "hostname", "expires (epoch)", "source"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["network"], r["mac"], f"{r['ip']}/{r['prefix']}", r["hostname"] or "-",
+                  str(r["expiry"]), r["source"])
+    out.print(t)
+
+
+@app.command()
+def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
+    """validate, plan, apply --yes, show and plan again, on one connection.
+
+    Made for libvirt's test:///default driver, whose state lives only as long
+    as one connection: nothing on this host changes.
+    """
+    from kvmnet.ops import plan_file
+
+    with connect(connect_) as conn:
+        if not conn.is_test:
+            raise KvmnetError("demo runs only against a test:/// URI; use plan/apply for "
+                              "real hosts")
+        out.print(f"\n$ kvmnet validate {file}", style="bold")
+        from kvmnet.cli import validate
+
+        validate(file)
+        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}", style="bold")
+        p = plan_file(file, conn, frozenset())
+        print_problems(p.warnings)
+        show_plan(p.plan, conn.uri)
+        out.print(f"\n$ kvmnet apply {file} -c {conn.uri} --yes", style="bold")
+        do_apply(file, conn, True, False, False, frozenset(), None, 0)
+        out.print(f"\n$ kvmnet show -c {conn.uri}", style="bold")
+        from kvmnet.ops import read_live
+
+        live = read_live(conn)
+        show_tables(show_data(live, _all_leases(conn, live)))
+        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
+                  style="bold")
+        p = plan_file(file, conn, frozenset())
+        show_plan(p.plan, conn.uri)
+

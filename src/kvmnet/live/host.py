@@ -1,0 +1,82 @@
+"""Host links, addresses and routes over netlink (pyroute2), never `ip` output.
+
+`netns` names a network namespace to look into instead of our own (the
+tests run libvirtd in one; a lab user can too).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from kvmnet.errors import LiveError
+from kvmnet.state import HostLink, HostRoute, HostState
+
+
+@contextmanager
+def iproute(netns: str | None = None) -> Iterator[Any]:
+    from pyroute2 import IPRoute, NetNS
+
+    try:
+        ipr = NetNS(netns) if netns else IPRoute()
+    except OSError as e:
+        where = f"network namespace {netns}" if netns else "the host"
+        raise LiveError(f"cannot read links of {where}: {e.strerror or e}") from None
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+def _attr(msg: Any, name: str) -> Any:
+    return msg.get_attr(name)
+
+
+def read_host(netns: str | None = None) -> HostState:
+    with iproute(netns) as ipr:
+        links_raw = list(ipr.get_links())
+        names = {m["index"]: _attr(m, "IFLA_IFNAME") for m in links_raw}
+        addrs: dict[int, list[str]] = {}
+        for a in ipr.get_addr():
+            addrs.setdefault(a["index"], []).append(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
+        links: dict[str, HostLink] = {}
+        for m in links_raw:
+            name = names[m["index"]]
+            info = _attr(m, "IFLA_LINKINFO")
+            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
+            master = _attr(m, "IFLA_MASTER")
+            links[name] = HostLink(
+                name=name, index=m["index"], kind=kind or "", master=names.get(master),
+                up=bool(m["flags"] & 1), mac=_attr(m, "IFLA_ADDRESS"), mtu=_attr(m, "IFLA_MTU"),
+                wireless=_is_wireless(name, netns), addresses=tuple(addrs.get(m["index"], ())))
+        routes: list[HostRoute] = []
+        for family in (2, 10):
+            for r in ipr.get_routes(family=family, table=254):
+                dst = _attr(r, "RTA_DST")
+                plen = r["dst_len"]
+                routes.append(HostRoute(
+                    dst=f"{dst}/{plen}" if dst else ("0.0.0.0/0" if family == 2 else "::/0"),
+                    dev=names.get(_attr(r, "RTA_OIF")), gateway=_attr(r, "RTA_GATEWAY"),
+                    metric=_attr(r, "RTA_PRIORITY")))
+    return HostState(links=links, routes=tuple(routes), readable=True)
+
+
+def _is_wireless(name: str, netns: str | None) -> bool:
+    if netns:
+        return False  # sysfs shows our own namespace only
+    return os.path.isdir(f"/sys/class/net/{name}/wireless") or os.path.isdir(
+        f"/sys/class/net/{name}/phy80211")
+
+
+def set_master(ifname: str, bridge: str, netns: str | None = None) -> None:
+    """Put a tap back into its bridge (after libvirt recreated the bridge)."""
+    with iproute(netns) as ipr:
+        br = ipr.link_lookup(ifname=bridge)
+        tap = ipr.link_lookup(ifname=ifname)
+        if not br or not tap:
+            raise LiveError(f"cannot reconnect {ifname} to {bridge}: "
+                            f"{'bridge' if not br else 'tap'} not found")
+        ipr.link("set", index=tap[0], master=br[0])
+        ipr.link("set", index=tap[0], state="up")

@@ -1,0 +1,130 @@
+"""The use cases behind the CLI, each one core call: load + read + plan, apply,
+import, show. Returns typed results; never prints, never exits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvmnet.errors import Problem, SpecError
+from kvmnet.live.conn import Connection
+from kvmnet.plan import Plan, make_plan
+from kvmnet.spec.check import check, errors
+from kvmnet.spec.load import Positions, load
+from kvmnet.spec.model import Guest, GuestNic, Network, Spec
+from kvmnet.state import HostState, LiveState
+
+
+@dataclass(frozen=True)
+class Planned:
+    spec: Spec
+    live: LiveState
+    plan: Plan
+    warnings: list[Problem]
+
+
+def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
+    spec, pos = load(path)
+    problems = check(spec, pos, str(path))
+    if errors(problems):
+        raise SpecError(problems)
+    return spec, pos, problems
+
+
+def read_live(conn: Connection, netns: str | None = None) -> LiveState:
+    from kvmnet.live.read import read_state
+
+    host = HostState(readable=False)
+    if not conn.is_test and _is_local(conn.uri):
+        from kvmnet.live.host import read_host
+
+        host = read_host(netns)
+    return read_state(conn, host)
+
+
+def _is_local(uri: str) -> bool:
+    return "+" not in uri.split(":", 1)[0] and "://" in uri and uri.split("://", 1)[1][:1] == "/"
+
+
+def plan_file(path: Path, conn: Connection, adopt: frozenset[str] = frozenset(),
+              netns: str | None = None) -> Planned:
+    spec, pos, warnings = load_spec(path)
+    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings)
+
+
+def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
+              adopt: frozenset[str] = frozenset(), netns: str | None = None,
+              warnings: list[Problem] | None = None) -> Planned:
+    live = read_live(conn, netns)
+    plan = make_plan(spec, live, adopt)
+    # a finding about a whole network or guest points at its key, else at the value
+    found = [Problem(file, *pos.find(f.path, key=len(f.path) <= 2),
+                     f"{'.'.join(map(str, f.path))}: {f.message}", f.severity)
+             for f in plan.findings]
+    errs = [p for p in found if p.severity == "error"]
+    if errs:
+        raise SpecError(errs + [p for p in found if p.severity == "warning"])
+    return Planned(spec, live, plan, list(warnings or []) + found)
+
+
+# -- import -----------------------------------------------------------------
+
+def import_spec(live: LiveState, names: list[str] | None = None) -> tuple[Spec, list[str]]:
+    """A spec of what is live; plan of it against the same host is empty."""
+    from kvmnet.spec.derive import ip_config_for
+
+    notes: list[str] = []
+    wanted = names or sorted(live.networks)
+    missing = [n for n in wanted if n not in live.networks]
+    if missing:
+        from kvmnet.errors import LiveError
+
+        raise LiveError(f"no such network on {live.uri}: {', '.join(missing)} (live networks: "
+                        f"{', '.join(sorted(live.networks)) or 'none'})")
+    nets: dict[str, Network] = {}
+    for n in wanted:
+        ln = live.networks[n]
+        upd: dict[str, Any] = {"autostart": ln.autostart}
+        if not ln.managed:
+            upd["adopt"] = True
+            notes.append(f"network {n} is not managed by kvmnet yet: imported with adopt: true")
+        if ln.unmodelled:
+            notes.append(f"network {n}: kept verbatim (xml_extra): {', '.join(ln.unmodelled)}")
+        nets[n] = ln.network.model_copy(update=upd)
+    guests: dict[str, Guest] = {}
+    for dname, d in sorted(live.domains.items()):
+        nics: list[GuestNic] = []
+        for nic in d.nics:
+            if nic.type == "network" and nic.source in nets:
+                net = nets[nic.source]
+                ipv4 = None
+                for ipc in net.all_ips():
+                    for h in ipc.hosts:
+                        if h.mac == nic.mac and h.name == dname:
+                            ipv4 = h.ip
+                if ipv4 is not None:
+                    ipc2 = ip_config_for(net, ipv4)
+                    assert ipc2 is not None
+                    net = _drop_host(net, nic.mac)
+                    nets[nic.source] = net
+                nics.append(GuestNic(network=nic.source, mac=nic.mac, model=nic.model,
+                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu))
+            elif nic.type == "bridge" and nic.source and not names:
+                nics.append(GuestNic(bridge=nic.source, mac=nic.mac, model=nic.model,
+                                     mtu=nic.mtu))
+            elif not names:
+                notes.append(f"guest {dname}: NIC {nic.mac} of type {nic.type} is not "
+                             "modelled by kvmnet: left out")
+        if nics:
+            guests[dname] = Guest(interfaces=nics)
+    return Spec(networks=nets, guests=guests), notes
+
+
+def _drop_host(net: Network, mac: str) -> Network:
+    upd: dict[str, Any] = {}
+    for key in ("ipv4", "ipv6"):
+        c = getattr(net, key)
+        if c is not None:
+            upd[key] = c.model_copy(update={"hosts": [h for h in c.hosts if h.mac != mac]})
+    return net.model_copy(update=upd)

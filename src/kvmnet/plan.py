@@ -1,0 +1,514 @@
+"""plan: (wanted Spec, LiveState) -> ordered Actions. Pure.
+
+How the two sides are compared (the ignore rules):
+- Both networks go through the same parser: wanted = parse(render(spec)),
+  live = parse(persistent XMLDesc), so formatting and element order vanish.
+- A top-level network field the spec leaves unset (None) takes the live
+  value: libvirt fills in a bridge name, MAC, STP and delay, and those are
+  not changes.
+- `adopt`, `autostart` and `forwards` are not in libvirt's XML; autostart is
+  compared with the network's autostart flag, the others elsewhere.
+- DHCP reservations and DNS hosts differ -> networkUpdate calls, live and
+  persistent together; any other difference -> redefine (+ restart when
+  active), marked disruptive when running guests are attached.
+- Guest NICs are matched by MAC (kvmnet's generated MACs are stable).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lxml import etree
+
+from kvmnet.render.interface_xml import interface_element
+from kvmnet.render.network_xml import KVMNET_NS, network_xml, parse_network
+from kvmnet.spec.derive import nic_macs
+from kvmnet.spec.model import DhcpHost, DnsHost, Network, Spec
+from kvmnet.state import LiveNetwork, LiveState
+
+Impact = Literal["live", "restart", "disruptive", "host"]
+
+LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
+
+
+@dataclass(frozen=True)
+class Update:
+    """One virNetworkUpdate call."""
+
+    command: Literal["add-last", "delete", "modify"]
+    section: Literal["ip-dhcp-host", "dns-host", "ip-dhcp-range"]
+    parent_index: int
+    xml: str
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: str
+    target: str
+    impact: Impact
+    summary: str
+    details: tuple[str, ...] = ()
+    xml: str = ""
+    updates: tuple[Update, ...] = ()
+    autostart: bool | None = None
+    restart: bool = False
+    domain: str | None = None
+    mac: str | None = None
+    live: bool = False                       # also change the running guest / network
+    managed_macs: tuple[str, ...] | None = None
+    needs_allow_destroy: bool = False
+    skipped: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {
+            "kind": self.kind, "target": self.target, "impact": self.impact,
+            "summary": self.summary, "details": list(self.details),
+        }
+        if self.needs_allow_destroy:
+            d["needs_allow_destroy"] = True
+        if self.skipped:
+            d["skipped"] = self.skipped
+        return d
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A plan-time problem about a spec path (the CLI maps it to FILE:LINE:COL)."""
+
+    path: tuple[str | int, ...]
+    message: str
+    severity: Literal["error", "warning"] = "error"
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    findings: tuple[Finding, ...] = ()
+
+    @property
+    def changes(self) -> bool:
+        return any(a.skipped is None for a in self.actions)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "error"]
+
+
+@dataclass
+class _Ctx:
+    spec: Spec
+    live: LiveState
+    adopt: frozenset[str]
+    macs: dict[tuple[str, int], str]
+    actions: list[Action] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+
+    def error(self, path: tuple[str | int, ...], msg: str) -> None:
+        self.findings.append(Finding(path, msg))
+
+    def warn(self, path: tuple[str | int, ...], msg: str) -> None:
+        self.findings.append(Finding(path, msg, "warning"))
+
+
+def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset()) -> Plan:
+    ctx = _Ctx(spec, live, adopt, nic_macs(spec))
+    _host_checks(ctx)
+    _host_bridges(ctx)
+    for name in spec.networks:
+        if spec.networks[name].mode != "overlay":
+            _network(ctx, name)
+    for gname in spec.guests:
+        _guest(ctx, gname)
+    _removals(ctx)
+    return Plan(tuple(ctx.actions), tuple(ctx.findings))
+
+
+# -- networks ---------------------------------------------------------------
+
+def attached(live: LiveState, network: str, running_only: bool = False) -> list[str]:
+    """Domains with a NIC on a network (persistent or live config)."""
+    out = []
+    for d in live.domains.values():
+        if running_only and not d.running:
+            continue
+        if any(n.type == "network" and n.source == network for n in d.nics + d.live_nics):
+            out.append(d.name)
+    return sorted(out)
+
+
+def _normalise(wanted: Network, live: Network) -> Network:
+    """Unset top-level fields of the wanted network take libvirt's live value, and so
+    does the way an address block writes its prefix (prefix= or netmask=)."""
+    fill: dict[str, object] = {k: getattr(live, k) for k in Network.model_fields
+                               if getattr(wanted, k) is None and getattr(live, k) is not None}
+    for key in ("ipv4", "ipv6"):
+        w, lv = getattr(wanted, key), getattr(live, key)
+        if w is not None and lv is not None:
+            fill[key] = w.model_copy(update={"xml_prefix": lv.xml_prefix})
+    if len(wanted.more_ips) == len(live.more_ips):
+        fill["more_ips"] = [w.model_copy(update={"xml_prefix": lv.xml_prefix})
+                            for w, lv in zip(wanted.more_ips, live.more_ips, strict=True)]
+    return wanted.model_copy(update=fill)
+
+
+def _xml_fields(net: Network) -> Network:
+    return net.model_copy(update={"adopt": False, "autostart": True, "forwards": []})
+
+
+def _network(ctx: _Ctx, name: str) -> None:
+    spec_net = ctx.spec.networks[name]
+    xml = network_xml(ctx.spec, name)
+    wanted = _xml_fields(parse_network(xml).network)
+    ln = ctx.live.networks.get(name)
+    target = f"network/{name}"
+    if ln is None:
+        ctx.actions.append(Action(
+            "network.create", target, "live",
+            f"define, start and {'autostart' if spec_net.autostart else 'not autostart'} "
+            f"{spec_net.mode} network {name}", _describe_new(wanted), xml=xml,
+            autostart=spec_net.autostart))
+        return
+    if not ln.managed:
+        if not (spec_net.adopt or name in ctx.adopt):
+            ctx.error(("networks", name),
+                      f"network {name} already exists on {ctx.live.uri} and is not managed by "
+                      f"kvmnet: to let kvmnet take it over, add 'adopt: true' to networks."
+                      f"{name} (or pass --adopt {name}); plan then shows the difference; "
+                      "or rename the network in the spec")
+            return
+        restart = ln.active and not ln.split_config
+        ctx.actions.append(Action(
+            "network.adopt", target, _restart_impact(ctx, name) if restart else "live",
+            f"adopt {name}: mark it as managed by kvmnet"
+            + (" (this driver shows the mark only after a restart)" if restart
+               else " (no restart)"),
+            xml=mark_managed(ln.xml), restart=restart))
+    live_net = _xml_fields(ln.network)
+    wanted = _normalise(wanted, live_net)
+    if wanted != live_net:
+        _network_change(ctx, name, wanted, live_net, ln, with_uuid(xml, ln.uuid))
+    if not ln.active:
+        ctx.actions.append(Action("network.start", target, "live", f"start network {name}"))
+    if ln.autostart != spec_net.autostart:
+        ctx.actions.append(Action(
+            "network.autostart", target, "live",
+            f"{'enable' if spec_net.autostart else 'disable'} autostart of {name}",
+            autostart=spec_net.autostart))
+
+
+def _strip_live_updatable(net: Network) -> Network:
+    ips = {k: getattr(net, k) for k in ("ipv4", "ipv6")}
+    upd: dict[str, object] = {k: v.model_copy(update={"hosts": []}) for k, v in ips.items() if v}
+    upd["more_ips"] = [c.model_copy(update={"hosts": []}) for c in net.more_ips]
+    if net.dns is not None:
+        upd["dns"] = net.dns.model_copy(update={"hosts": []})
+    return net.model_copy(update=upd)
+
+
+def _network_change(ctx: _Ctx, name: str, wanted: Network, live: Network, ln: LiveNetwork,
+                    xml: str) -> None:
+    target = f"network/{name}"
+    details = tuple(diff_lines(live, wanted))
+    if _strip_live_updatable(wanted) == _strip_live_updatable(live):
+        updates = tuple(_host_updates(wanted, live, ln.xml)) + tuple(_dns_updates(wanted, live))
+        ctx.actions.append(Action(
+            "network.update", target, "live",
+            f"update {name} live ({len(updates)} change(s), no restart)", details,
+            updates=updates, live=ln.active))
+        return
+    guests = attached(ctx.live, name, running_only=True)
+    impact: Impact = _restart_impact(ctx, name) if ln.active else "live"
+    if not ln.active:
+        summary = f"redefine {name} (inactive: no restart needed)"
+    elif guests:
+        summary = (f"redefine and restart {name}: guests {', '.join(guests)} lose network "
+                   "for a moment and are reconnected")
+    else:
+        summary = f"redefine and restart {name} (no running guests attached)"
+    ctx.actions.append(Action("network.redefine", target, impact, summary, details, xml=xml,
+                              restart=ln.active))
+
+
+def _restart_impact(ctx: _Ctx, name: str) -> Impact:
+    return "disruptive" if attached(ctx.live, name, running_only=True) else "restart"
+
+
+def mark_managed(xml: str) -> str:
+    """The same network XML with kvmnet's ownership mark added."""
+    root = etree.fromstring(xml.encode())
+    md = root.find("metadata")
+    if md is None:
+        md = etree.Element("metadata")
+        name = root.find("name")
+        uuid = root.find("uuid")
+        anchor = uuid if uuid is not None else name
+        if anchor is not None:
+            anchor.addnext(md)
+        else:
+            root.insert(0, md)
+    if md.find(f"{{{KVMNET_NS}}}managed") is None:
+        etree.SubElement(md, f"{{{KVMNET_NS}}}managed", nsmap={"kvmnet": KVMNET_NS})
+    return etree.tostring(root, encoding="unicode")
+
+
+def with_uuid(xml: str, uuid: str | None) -> str:
+    """Network XML that redefines the existing network (same UUID), not a new one."""
+    if not uuid:
+        return xml
+    root = etree.fromstring(xml.encode())
+    old = root.find("uuid")
+    if old is not None:
+        old.text = uuid
+    else:
+        el = etree.Element("uuid")
+        el.text = uuid
+        name = root.find("name")
+        if name is not None:
+            name.addnext(el)
+        else:
+            root.insert(0, el)
+    return etree.tostring(root, encoding="unicode")
+
+
+def _ip_index(xml: str) -> dict[str, int]:
+    root = etree.fromstring(xml.encode())
+    return {str(ipaddress.ip_address(ip.get("address", "0.0.0.0"))): i
+            for i, ip in enumerate(root.iterfind("ip")) if ip.get("address")}
+
+
+def _host_key(h: DhcpHost) -> str:
+    return h.mac or h.id or h.name or str(h.ip)
+
+
+def _host_xml(h: DhcpHost) -> str:
+    el = etree.Element("host")
+    if h.mac:
+        el.set("mac", h.mac)
+    if h.id:
+        el.set("id", h.id)
+    if h.name:
+        el.set("name", h.name)
+    el.set("ip", str(h.ip))
+    if h.lease_time is not None:
+        lease = etree.SubElement(el, "lease", expiry=str(h.lease_time.expiry))
+        if h.lease_time.expiry:
+            lease.set("unit", h.lease_time.unit)
+    return etree.tostring(el, encoding="unicode")
+
+
+def _host_updates(wanted: Network, live: Network, live_xml: str) -> list[Update]:
+    index = _ip_index(live_xml)
+    out: list[Update] = []
+    for w, lv in zip(wanted.all_ips(), live.all_ips(), strict=False):
+        if w.hosts == lv.hosts:
+            continue
+        pi = index.get(str(lv.address.ip), -1)
+        wmap = {_host_key(h): h for h in w.hosts}
+        lmap = {_host_key(h): h for h in lv.hosts}
+        for k, h in lmap.items():
+            if k not in wmap:
+                out.append(Update("delete", "ip-dhcp-host", pi, _host_xml(h)))
+        for k, h in wmap.items():
+            if k not in lmap:
+                out.append(Update("add-last", "ip-dhcp-host", pi, _host_xml(h)))
+            elif lmap[k] != h:
+                out.append(Update("modify", "ip-dhcp-host", pi, _host_xml(h)))
+    return out
+
+
+def _dns_xml(h: DnsHost) -> str:
+    el = etree.Element("host", ip=str(h.ip))
+    for n in h.names:
+        etree.SubElement(el, "hostname").text = n
+    return etree.tostring(el, encoding="unicode")
+
+
+def _dns_updates(wanted: Network, live: Network) -> list[Update]:
+    w = list(wanted.dns.hosts) if wanted.dns else []
+    lv = list(live.dns.hosts) if live.dns else []
+    # libvirt 9.0 cannot modify a DNS host: a changed one is deleted and added.
+    out = [Update("delete", "dns-host", -1, _dns_xml(h)) for h in lv if h not in w]
+    out += [Update("add-last", "dns-host", -1, _dns_xml(h)) for h in w if h not in lv]
+    return out
+
+
+def _describe_new(net: Network) -> tuple[str, ...]:
+    lines = [f"+ mode: {net.mode}"]
+    if net.bridge:
+        lines.append(f"+ bridge: {net.bridge}")
+    for c in net.all_ips():
+        lines.append(f"+ address: {c.address}")
+        lines += [f"+ dhcp: {r}" for r in c.dhcp]
+        lines += [f"+ reservation: {h.ip} {h.mac or h.id or ''} {h.name or ''}".rstrip()
+                  for h in c.hosts]
+    return tuple(lines)
+
+
+def diff_lines(old: Network, new: Network) -> list[str]:
+    """Human diff of two networks: '- key: old' / '+ key: new' per changed leaf."""
+    a = _flatten(old.model_dump(mode="json"))
+    b = _flatten(new.model_dump(mode="json"))
+    out: list[str] = []
+    for k in sorted(set(a) | set(b)):
+        if a.get(k) != b.get(k):
+            if k in a:
+                out.append(f"- {k}: {a[k]}")
+            if k in b:
+                out.append(f"+ {k}: {b[k]}")
+    return out
+
+
+def _flatten(v: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(v, dict):
+        out: dict[str, object] = {}
+        for k, x in v.items():
+            out.update(_flatten(x, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(v, list):
+        if all(not isinstance(x, dict | list) for x in v):
+            return {prefix: v} if v else {}
+        out = {}
+        for i, x in enumerate(v):
+            out.update(_flatten(x, f"{prefix}[{i}]"))
+        return out
+    if v is None or v == [] or v == {}:
+        return {}
+    return {prefix: v}
+
+
+def _removals(ctx: _Ctx) -> None:
+    for name, ln in sorted(ctx.live.networks.items()):
+        if name in ctx.spec.networks or not ln.managed:
+            continue
+        guests = attached(ctx.live, name)
+        running = attached(ctx.live, name, running_only=True)
+        summary = f"stop and undefine network {name}"
+        if guests:
+            summary += f" (guests attached: {', '.join(guests)})"
+        ctx.actions.append(Action(
+            "network.remove", f"network/{name}", "disruptive" if running else "live", summary,
+            needs_allow_destroy=bool(guests), restart=ln.active))
+
+
+# -- guests -----------------------------------------------------------------
+
+def _guest(ctx: _Ctx, gname: str) -> None:
+    dom = ctx.live.domains.get(gname)
+    guest = ctx.spec.guests[gname]
+    if dom is None:
+        ctx.warn(("guests", gname), f"guest {gname} is not defined on {ctx.live.uri}: its NICs "
+                 "are not attached (kvmnet never creates guests); its DHCP reservations are "
+                 "still made")
+        return
+    wanted_macs: set[str] = set()
+    managed = set(dom.managed_macs)
+    by_mac = {n.mac: n for n in dom.nics}
+    for i, nic in enumerate(guest.interfaces):
+        mac = ctx.macs[(gname, i)]
+        wanted_macs.add(mac)
+        el = interface_element(ctx.spec, gname, i, ctx.macs)
+        xml = etree.tostring(el, encoding="unicode")
+        src = nic.network or nic.bridge
+        kind = "network" if nic.network else "bridge"
+        target = f"guest/{gname}/{mac}"
+        cur = by_mac.get(mac)
+        if cur is None:
+            managed.add(mac)
+            ctx.actions.append(Action(
+                "nic.attach", target, "live",
+                f"attach NIC {mac} ({kind} {src}) to {gname}"
+                + (" (running: also live)" if dom.running else ""),
+                xml=xml, domain=gname, mac=mac, live=dom.running,
+                managed_macs=tuple(sorted(managed))))
+            continue
+        changes = []
+        if cur.type != kind or cur.source != src:
+            changes.append(f"~ source: {cur.type} {cur.source} -> {kind} {src}")
+        if nic.model and cur.model != nic.model:
+            changes.append(f"~ model: {cur.model} -> {nic.model} (at the guest's next boot)")
+        if nic.portgroup and cur.portgroup != nic.portgroup:
+            changes.append(f"~ portgroup: {cur.portgroup} -> {nic.portgroup}")
+        if nic.mtu and cur.mtu != nic.mtu:
+            changes.append(f"~ mtu: {cur.mtu} -> {nic.mtu}")
+        if changes:
+            only_model = all(c.startswith("~ model") for c in changes)
+            ctx.actions.append(Action(
+                "nic.update", target, "disruptive" if dom.running and not only_model else "live",
+                f"change NIC {mac} of {gname}", tuple(changes), xml=xml, domain=gname, mac=mac,
+                live=dom.running and not only_model))
+    for n in dom.nics:
+        if n.mac in wanted_macs:
+            continue
+        if n.mac in managed:
+            managed.discard(n.mac)
+            ctx.actions.append(Action(
+                "nic.detach", f"guest/{gname}/{n.mac}", "disruptive" if dom.running else "live",
+                f"detach NIC {n.mac} ({n.type} {n.source}) from {gname}: no longer in the spec",
+                xml=n.xml, domain=gname, mac=n.mac, live=dom.running,
+                managed_macs=tuple(sorted(managed))))
+        else:
+            ctx.warn(("guests", gname, "interfaces"), f"{gname} has NIC {n.mac} ({n.type} "
+                     f"{n.source}) that is not in the spec and was not attached by kvmnet: "
+                     "left alone (add it to the spec to manage it)")
+
+
+# -- the host ---------------------------------------------------------------
+
+def _host_bridges(ctx: _Ctx) -> None:
+    for br, hb in ctx.spec.host.bridges.items():
+        link = ctx.live.host.links.get(br)
+        if ctx.live.is_test:
+            ctx.actions.append(Action(
+                "host.bridge", f"host/{br}", "host",
+                f"create host bridge {br} with ports {', '.join(hb.ports) or '(none)'}",
+                skipped="test:/// connection: the real host is not changed"))
+        elif not ctx.live.host.readable:
+            continue
+        elif link is None or link.kind != "bridge":
+            ctx.actions.append(Action(
+                "host.bridge", f"host/{br}", "host",
+                f"create host bridge {br} with ports {', '.join(hb.ports) or '(none)'}",
+                skipped="host bridge migration is not implemented yet: create the bridge with "
+                        "the files `kvmnet render` writes"))
+
+
+def _host_checks(ctx: _Ctx) -> None:
+    host = ctx.live.host
+    lv_bridges = {ln.bridge for ln in ctx.live.networks.values() if ln.bridge}
+    if host.readable:
+        ours = lv_bridges | set(ctx.spec.host.bridges)
+        for name, net in ctx.spec.networks.items():
+            if name in ctx.live.networks:
+                continue
+            if net.mode in LIBVIRT_BRIDGED and net.bridge and net.bridge in host.links \
+                    and net.bridge not in lv_bridges:
+                ctx.error(("networks", name, "bridge"), f"{net.bridge} already exists on the "
+                          "host and is not a libvirt network's bridge: pick another name")
+            if net.mode == "bridge" and net.bridge and net.bridge not in host.links \
+                    and net.bridge not in ctx.spec.host.bridges:
+                ctx.error(("networks", name, "bridge"), f"host bridge {net.bridge} does not "
+                          "exist: create it, or add it under host.bridges")
+            for key, ipc in (("ipv4", net.ipv4), ("ipv6", net.ipv6)):
+                if ipc is None:
+                    continue
+                sub = ipc.address.network
+                for r in host.routes:
+                    if r.dev in ours or r.net.prefixlen == 0 or r.net.version != sub.version:
+                        continue
+                    if r.net.overlaps(sub):
+                        ctx.error(("networks", name, key, "address"), f"{sub} overlaps the "
+                                  f"host route {r.dst} on {r.dev}: pick a subnet the host does "
+                                  "not use")
+                        break
+    by_mac: dict[str, str] = {}
+    for d in ctx.live.domains.values():
+        for n in d.nics:
+            by_mac.setdefault(n.mac, d.name)
+    for (gname, i), mac in ctx.macs.items():
+        owner = by_mac.get(mac)
+        if owner is not None and owner != gname:
+            ctx.error(("guests", gname, "interfaces", i), f"MAC {mac} is already used by "
+                      f"domain {owner} on {ctx.live.uri}: pick another (kvmnet mac --spec FILE)")
+

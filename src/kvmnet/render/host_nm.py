@@ -1,0 +1,108 @@
+"""Host bridges for NetworkManager: keyfiles, one profile for the bridge and
+one per port, under /etc/NetworkManager/system-connections/.
+
+UUIDs are uuid5 of the bridge (and port) name, so rendering again gives the
+same profile. Ports carry both spellings of the link to their bridge:
+controller/port-type (NM 1.46+) and master/slave-type (older NM).
+NetworkManager ignores keyfiles that are not mode 0600 (see hostconf.file_mode).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from kvmnet.render.host_common import Section, by_family, ini
+from kvmnet.spec.model import HostBridge, Spec
+
+DIR = "etc/NetworkManager/system-connections"
+UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kvmnet.invalid/networkmanager")
+NM_FORWARD_DELAY = (2, 30)  # NM rejects a profile outside this range
+
+
+def profile_uuid(bridge: str, port: str | None = None) -> str:
+    """Stable UUID of kvmnet's profile for a bridge, or for one of its ports."""
+    key = f"bridge/{bridge}" if port is None else f"bridge/{bridge}/port/{port}"
+    return str(uuid.uuid5(UUID_NAMESPACE, key))
+
+
+def render_networkmanager(spec: Spec) -> dict[str, str]:
+    """kvmnet-BR.nmconnection and kvmnet-BR-port-PORT.nmconnection for every bridge."""
+    out: dict[str, str] = {}
+    for name, hb in spec.host.bridges.items():
+        out[f"{DIR}/kvmnet-{name}.nmconnection"] = _bridge(name, hb)
+        for port in hb.ports:
+            out[f"{DIR}/kvmnet-{name}-port-{port}.nmconnection"] = _port(name, port, hb)
+    return out
+
+
+def _bridge(name: str, hb: HostBridge) -> str:
+    comments: list[str] = []
+    sections: list[Section] = [("connection", [
+        ("id", f"kvmnet-{name}"),
+        ("uuid", profile_uuid(name)),
+        ("type", "bridge"),
+        ("interface-name", name),
+    ])]
+    if hb.mtu is not None:
+        sections.append(("ethernet", [("mtu", str(hb.mtu))]))
+    bridge = [("stp", "true" if hb.stp else "false")]
+    fd = hb.forward_delay
+    if fd is not None and NM_FORWARD_DELAY[0] <= fd <= NM_FORWARD_DELAY[1]:
+        bridge.append(("forward-delay", str(fd)))
+    elif fd is not None:
+        comments.append(f"forward_delay {fd} left out: NetworkManager takes 2-30 s "
+                        "(with STP off, ports forward at once anyway)")
+    sections.append(("bridge", bridge))
+    sections.append(("ipv4", _ip(hb, 4)))
+    sections.append(("ipv6", _ip(hb, 6)))
+    return ini(sections, comments)
+
+
+def _ip(hb: HostBridge, version: int) -> list[tuple[str, str]]:
+    """[ipv4]/[ipv6]: the gateway rides on the family's first address (address1=A,GW)."""
+    addrs = by_family(hb.address, version)
+    dns = [d for d in hb.dns if d.version == version]
+    gw = hb.gateway if hb.gateway is not None and hb.gateway.version == version else None
+    method = _method(hb, version, bool(addrs), bool(dns or gw))
+    if method in ("disabled", "ignore"):
+        return [("method", method)]
+    items: list[tuple[str, str]] = []
+    for i, a in enumerate(addrs, start=1):
+        items.append((f"address{i}", f"{a},{gw}" if i == 1 and gw else str(a)))
+    if gw is not None and not addrs:
+        items.append(("gateway", str(gw)))
+    if dns:
+        items.append(("dns", "".join(f"{d};" for d in dns)))
+    metric_here = gw is not None or (version == 4 and hb.dhcp)
+    if hb.metric is not None and metric_here:
+        items.append(("route-metric", str(hb.metric)))
+    items.append(("method", method))
+    return items
+
+
+def _method(hb: HostBridge, version: int, static: bool, needs_ip: bool) -> str:
+    if version == 4:
+        if hb.dhcp:
+            return "auto"
+        return "manual" if static else "disabled"  # a v4 gateway alone is meaningless
+    if static:
+        return "manual"
+    # IPv6 DNS or a gateway but no address: let the kernel's SLAAC provide one.
+    return "auto" if needs_ip else "ignore"
+
+
+def _port(bridge: str, port: str, hb: HostBridge) -> str:
+    sections: list[Section] = [("connection", [
+        ("id", f"kvmnet-{bridge}-port-{port}"),
+        ("uuid", profile_uuid(bridge, port)),
+        ("type", "ethernet"),
+        ("interface-name", port),
+        ("controller", bridge),
+        ("port-type", "bridge"),
+        ("master", bridge),
+        ("slave-type", "bridge"),
+    ])]
+    if hb.mtu is not None:
+        sections.append(("ethernet", [("mtu", str(hb.mtu))]))
+    sections.append(("bridge-port", []))
+    return ini(sections)
