@@ -204,8 +204,11 @@ def edit_domain_nics(domain_xml: str, kind: str, mac: str, nic_xml: str) -> str:
     devices = root.find("devices")
     if devices is None:
         devices = etree.SubElement(root, "devices")
-    cur = [i for i in devices.iterfind("interface")
-           if (i.find("mac") is not None and i.find("mac").get("address", "").lower() == mac)]
+    cur = []
+    for i in devices.iterfind("interface"):
+        m = i.find("mac")
+        if m is not None and m.get("address", "").lower() == mac:
+            cur.append(i)
     new = etree.fromstring(nic_xml.encode())
     if kind == "nic.attach":
         devices.append(new)
