@@ -220,7 +220,7 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
     nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
              "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
              "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged"}
-            for n in live.networks.values()]
+            for n in sorted(live.networks.values(), key=lambda n: n.name)]
     nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
              "source": nic.source, "model": nic.model, "ip": ip_of.get(nic.mac)}
             for d in live.domains.values() for nic in d.nics]

@@ -100,8 +100,9 @@ class _Walker:
             return None
         if isinstance(node, yaml.MappingNode | yaml.SequenceNode):
             if node.tag not in _STD_TAGS:
-                self._problem(node, path, f"YAML: tag {node.tag!r} is not used in kvmnet "
-                              "specs: remove it")
+                tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+                self._problem(node, path, f"YAML: tag {tag!r} is not used in kvmnet specs: "
+                              "remove it")
                 return None
             self._open.add(id(node))
             try:
@@ -232,13 +233,12 @@ def compose(text: str, file: str, problems: list[Problem],
         at = lines[line - 1][col - 1:col] if 0 < line <= len(lines) else ""
         hint = _syntax_hint(what, at)
         c = e.context_mark
-        if c is not None and e.context and (c.line, c.column) != (line - 1, col - 1):
+        opened = {"while parsing a flow sequence": "the '[' opened",
+                  "while parsing a flow mapping": "the '{' opened",
+                  "while scanning a quoted scalar": "the quote opened"}.get(e.context or "")
+        if c is not None and opened and (c.line, c.column) != (line - 1, col - 1):
             # Where the unclosed '[', '{' or quote began is what the user must fix.
-            opened = {"while parsing a flow sequence": "the '[' opened",
-                      "while parsing a flow mapping": "the '{' opened",
-                      "while scanning a quoted scalar": "the quote opened"}
-            hint += (f" ({opened.get(e.context, e.context)} at line {c.line + 1}, "
-                     f"column {c.column + 1})")
+            hint += f" ({opened} at line {c.line + 1}, column {c.column + 1})"
         raise SpecError([Problem(file, line, col, f"YAML syntax: {what}{hint}")]) from None
     except yaml.YAMLError as e:
         raise SpecError([Problem(file, 1, 1, f"YAML: {e}")]) from None
@@ -303,6 +303,13 @@ def _problems(err: ValidationError, pos: Positions, file: str
     for e in err.errors(include_url=False):
         loc, is_key = _clean_loc(e["loc"], pos)
         kind = e["type"]
+        if loc[-2:] == ("lease_time", "expiry") and loc not in pos.at:
+            # 'lease_time: -5' went through Lease's {expiry: -5}: speak of what was written.
+            loc = loc[:-1]
+            e = {**e, "type": "value_error", "ctx": {"error": (
+                f"{e.get('input')!r} is not a lease time: write e.g. 1h, 30m, 600s or "
+                "infinite")}}
+            kind = "value_error"
         if kind == "extra_forbidden":
             key = loc[-1]
             line, col = pos.find(loc, key=True)
@@ -321,7 +328,7 @@ def _problems(err: ValidationError, pos: Positions, file: str
         yield loc, Problem(file, line, col, f"{where}: {msg}" if where else msg)
 
 
-_PLAIN = re.compile(r"[A-Za-z0-9_.@+-]+")
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
 
 
 def format_path(path: Sequence[str | int]) -> str:

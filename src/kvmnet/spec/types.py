@@ -34,8 +34,12 @@ def _bad_char(value: str, ok: re.Pattern[str]) -> str:
     for ch in value:
         if not ok.fullmatch(ch):
             what = unicodedata.name(ch, "a control character")
-            return f" (the character {ch!r}, U+{ord(ch):04X} {what}, is not allowed)"
+            return f"the character {ch!r}, U+{ord(ch):04X} {what}, is not allowed"
     return ""
+
+
+def _paren(text: str) -> str:
+    return f" ({text})" if text else ""
 
 
 def parse_mac(value: Any) -> str:
@@ -212,28 +216,30 @@ def parse_name(value: Any) -> str:
         raise ValueError(f"a name must be a string, not {value!r}")
     if not NAME_RE.match(value) or len(value) > 64:
         raise ValueError(
-            f"{value!r} is not a usable name{_bad_char(value, _NAME_CHAR)}: use ASCII letters, "
-            "digits, '-', '_' and '.', start with a letter or digit, at most 64 characters"
+            f"{value!r} is not a usable name{_paren(_bad_char(value, _NAME_CHAR))}: use ASCII "
+            "letters, digits, '-', '_' and '.', start with a letter or digit, at most 64 "
+            "characters"
         )
     return value
 
 
 def parse_ifname(value: Any) -> str:
-    """A Linux interface name: at most 15 bytes, no '/' or spaces."""
+    """A Linux interface name: at most 15 bytes, no '/', ':' or spaces."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"an interface name must be a non-empty string, not {value!r}")
+    bad = _bad_char(value, _IFNAME_CHAR)
     size = len(value.encode(errors="replace"))
+    rule = "use ASCII letters, digits, '-', '_' and '.', not starting with '-'"
+    if size > 15 and not bad:
+        raise ValueError(
+            f"interface name {value!r} is {size} bytes; Linux allows at most 15: "
+            f"shorten it, e.g. {value.lstrip('-')[:15]!r}"
+        )
     if size > 15:
-        short = "".join(ch for ch in value if _IFNAME_CHAR.fullmatch(ch)).lstrip("-")[:15]
-        raise ValueError(
-            f"interface name {value!r} is {size} bytes; Linux allows at most 15"
-            f"{_bad_char(value, _IFNAME_CHAR)}: shorten it, e.g. {short or 'br0'!r}"
-        )
-    if not IFNAME_RE.match(value) or value in (".", ".."):
-        raise ValueError(
-            f"{value!r} is not a valid interface name{_bad_char(value, _IFNAME_CHAR)}: use "
-            "ASCII letters, digits, '-', '_' and '.', not starting with '-'"
-        )
+        raise ValueError(f"interface name {value!r} is {size} bytes (Linux allows at most 15), "
+                         f"and {bad}: {rule}")
+    if bad or not IFNAME_RE.match(value) or value in (".", ".."):
+        raise ValueError(f"{value!r} is not a valid interface name{_paren(bad)}: {rule}")
     return value
 
 
