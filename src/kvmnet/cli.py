@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from kvmnet import __version__
 from kvmnet.errors import KvmnetError, Problem, SpecError
@@ -47,8 +48,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 SpecFile = Annotated[Path, typer.Argument(metavar="FILE", help="The kvmnet YAML spec.",
                                           show_default=False)]
@@ -72,8 +73,8 @@ def _root(
 def print_problems(problems: list[Problem]) -> None:
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
-        loc = f"{p.file}:{p.line}:{p.col}" if p.line else p.file
-        err.print(f"[bold]{loc}[/bold]: [{style}]{p.severity}[/{style}]: {p.message}",
+        loc = escape(f"{p.file}:{p.line}:{p.col}" if p.line else p.file)
+        err.print(f"[bold]{loc}[/bold]: [{style}]{p.severity}[/{style}]: {escape(p.message)}",
                   markup=True, highlight=False)
 
 
@@ -180,10 +181,15 @@ def mac(
 
 
 def _register_live_commands() -> None:
-    try:
-        import kvmnet.cli_live  # noqa: F401  (registers plan/apply/... on `app`)
-    except ImportError:  # pragma: no cover - during bootstrap
-        pass
+    """Import the modules whose @app.command()s need libvirt, only when run as a CLI."""
+    import importlib
+
+    for mod in ("kvmnet.cli_live", "kvmnet.cli_diag"):
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # pragma: no cover - a module not written yet
+            if e.name != mod:
+                raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -205,6 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except click_exc.ClickException as e:
         msg = e.format_message()
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `kvmnet`: the help, not an error
+            out.print(msg, markup=False)
+            return 0
         ctx = getattr(e, "ctx", None)
         usage = f"{ctx.get_usage()}\n" if ctx is not None else ""
         err.print(f"{usage}kvmnet: error: {msg}\nTry 'kvmnet --help'.", markup=False)

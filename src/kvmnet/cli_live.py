@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from kvmnet.cli import JsonOpt, SpecFile, app, err, out, print_problems
@@ -24,6 +25,12 @@ AdoptOpt = Annotated[list[str] | None, typer.Option(
 NetnsOpt = Annotated[str | None, typer.Option(
     "--netns", metavar="NAME", help="Read and change host links inside this network "
                                     "namespace (labs, tests).")]
+
+ScopeOpt = Annotated[list[str] | None, typer.Option(
+    "--scope", metavar="GLOB", help="Share the host with other specs: only networks whose "
+                                    "names match GLOB are removed when the spec leaves them "
+                                    "out (default: every network kvmnet manages). "
+                                    "Repeatable.")]
 
 _STYLE = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
 _SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
@@ -44,7 +51,8 @@ def show_plan(plan: Plan, uri: str) -> None:
     for a in plan.actions:
         tag = f"skipped: {a.skipped}" if a.skipped else a.impact
         style = "dim" if a.skipped else _STYLE[a.impact]
-        out.print(f"  {_sign(a)} [{style}]\\[{tag}][/{style}] {a.kind} {a.target}: {a.summary}",
+        out.print(f"  {_sign(a)} [{style}]\\[{_esc(tag)}][/{style}] {a.kind} {_esc(a.target)}: "
+                  f"{_esc(a.summary)}",
                   markup=True, highlight=False)
         for d in a.details:
             color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
@@ -58,7 +66,7 @@ def show_plan(plan: Plan, uri: str) -> None:
 
 
 def _esc(s: str) -> str:
-    return s.replace("[", "\\[")
+    return escape(s)
 
 
 def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
@@ -76,6 +84,7 @@ def plan(
         "--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
     adopt: AdoptOpt = None,
     netns: NetnsOpt = None,
+    scope: ScopeOpt = None,
 ) -> None:
     """Show what apply would change, each action marked live / restart / disruptive.
 
@@ -85,7 +94,7 @@ def plan(
     from kvmnet.ops import plan_file
 
     with connect(connect_) as conn:
-        p = plan_file(file, conn, frozenset(adopt or ()), netns)
+        p = plan_file(file, conn, frozenset(adopt or ()), netns, tuple(scope or ()))
     if as_json:
         out.print_json(json.dumps(plan_json(p.plan, conn.uri, str(file), p.warnings)))
     else:
@@ -106,12 +115,13 @@ def _progress(i: int, total: int, a: Action, res: Any) -> None:
 
 
 def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
-             adopt: frozenset[str], netns: str | None, lock_wait: float) -> bool:
+             adopt: frozenset[str], netns: str | None, lock_wait: float,
+             scope: tuple[str, ...] = ()) -> bool:
     from kvmnet.apply import check_allowed, run
     from kvmnet.ops import plan_file
 
     def body() -> bool:
-        p = plan_file(file, conn, adopt, netns)
+        p = plan_file(file, conn, adopt, netns, scope)
         if not as_json:
             print_problems(p.warnings)
             show_plan(p.plan, conn.uri)
@@ -163,6 +173,7 @@ def apply(
     netns: NetnsOpt = None,
     lock_wait: Annotated[float, typer.Option(
         "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
+    scope: ScopeOpt = None,
 ) -> None:
     """Make the host match FILE: shows the plan, asks, then applies it with progress.
 
@@ -172,7 +183,7 @@ def apply(
     """
     with connect(connect_) as conn:
         ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
-                      lock_wait)
+                      lock_wait, tuple(scope or ()))
     if not ok:
         raise typer.Exit(1)
 
