@@ -19,6 +19,8 @@ from lxml import etree
 from kvmnet.errors import LiveError, PlanError
 from kvmnet.live.conn import Connection
 from kvmnet.live.domain_xml import KVMNET_NS, managed_macs_xml
+from kvmnet.live.hosttx import HostOptions
+from kvmnet.ovn.nb import NbSessions
 from kvmnet.plan import Action, Plan, Update
 from kvmnet.state import LiveState
 
@@ -68,13 +70,15 @@ def check_allowed(plan: Plan, allow_destroy: bool) -> None:
 
 
 def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = False,
-        progress: Progress | None = None, netns: str | None = None) -> Report:
+        progress: Progress | None = None, netns: str | None = None,
+        host: HostOptions | None = None) -> Report:
     """Run every action; stop at the first failure (what is done stays done: a
     second apply finishes the job, since plan only lists what still differs)."""
     check_allowed(plan, allow_destroy)
     report = Report()
     start_writes = len(conn.writes)
     total = len(plan.actions)
+    nb = NbSessions()  # kvmnet.ovn: northbound connections, opened by the first ovn.* action
     for i, action in enumerate(plan.actions, 1):
         if progress:
             progress(i, total, action, None)
@@ -83,7 +87,7 @@ def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = Fal
             res = Result(action, "skipped", 0.0, action.skipped)
         else:
             try:
-                msg = _do(action, conn, live, netns)
+                msg = _do(action, conn, live, netns, host, nb)
                 res = Result(action, "done", time.monotonic() - t0, msg)
             except LiveError as e:
                 res = Result(action, "failed", time.monotonic() - t0, str(e))
@@ -92,6 +96,7 @@ def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = Fal
             progress(i, total, action, res)
         if res.status == "failed":
             break
+    nb.close()
     report.writes = len(conn.writes) - start_writes
     return report
 
@@ -100,8 +105,17 @@ def _net(conn: Connection, name: str) -> Any:
     return conn.read(f"network {name}", lambda: conn.raw.networkLookupByName(name))
 
 
-def _do(a: Action, conn: Connection, live: LiveState, netns: str | None) -> str:
+def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
+        host: HostOptions | None = None, nb: NbSessions | None = None) -> str:
     kind, _, name = a.target.partition("/")
+    if a.ovn is not None:  # ovn.*: one northbound transaction, counted (kvmnet.ovn)
+        if nb is None:
+            raise LiveError(f"{a.kind} {a.target}: no OVN northbound session")
+        return nb.apply(a.ovn, conn.write)
+    if a.kind == "host.bridge":  # a transaction of its own: journal, watchdog, confirm
+        from kvmnet.live.hosttx import apply_bridge
+
+        return apply_bridge(a, netns, host or HostOptions())
     if a.kind == "network.create":
         net = conn.write(f"define network {name}", lambda: conn.raw.networkDefineXML(a.xml))
         conn.write(f"start network {name}", net.create)
@@ -160,13 +174,15 @@ def _reconnect(conn: Connection, live: LiveState, name: str, netns: str | None) 
         return ""
     net = _net(conn, name)
     bridge = conn.read(f"bridge of {name}", net.bridgeName)
+    mtu_el = etree.fromstring(conn.read(f"network {name}", net.XMLDesc).encode()).find("mtu")
+    mtu = int(mtu_el.get("size", "0")) if mtu_el is not None else None
     from kvmnet.live.host import set_master
 
     done = []
     for d in live.domains.values():
         for n in d.live_nics:
             if n.type == "network" and n.source == name and n.target:
-                set_master(n.target, bridge, netns)
+                set_master(n.target, bridge, netns, mtu or None)
                 done.append(f"{d.name}:{n.target}")
     return f"reconnected {', '.join(done)}" if done else ""
 

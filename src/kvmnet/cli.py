@@ -184,7 +184,7 @@ def _register_live_commands() -> None:
     """Import the modules whose @app.command()s need libvirt, only when run as a CLI."""
     import importlib
 
-    for mod in ("kvmnet.cli_live", "kvmnet.cli_diag"):
+    for mod in ("kvmnet.cli_live", "kvmnet.cli_diag", "kvmnet.cli_host"):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:  # pragma: no cover - a module not written yet

@@ -116,7 +116,8 @@ def _progress(i: int, total: int, a: Action, res: Any) -> None:
 
 def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
              adopt: frozenset[str], netns: str | None, lock_wait: float,
-             scope: tuple[str, ...] = ()) -> bool:
+             scope: tuple[str, ...] = (), host: Any = None) -> bool:
+    """`host` (kvmnet.live.hosttx.HostOptions): --root and --confirm-timeout."""
     from kvmnet.apply import check_allowed, run
     from kvmnet.ops import plan_file
 
@@ -138,7 +139,7 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
             if not typer.confirm("Apply these changes?", default=False):
                 raise typer.Abort()
         report = run(p.plan, conn, p.live, allow_destroy,
-                     None if as_json else _progress, netns)
+                     None if as_json else _progress, netns, host)
         if as_json:
             out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": report.ok,
                                        "writes": report.writes,
@@ -174,16 +175,26 @@ def apply(
     lock_wait: Annotated[float, typer.Option(
         "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
     scope: ScopeOpt = None,
+    confirm_timeout: Annotated[float, typer.Option(
+        "--confirm-timeout", metavar="SECONDS", min=0,
+        help="When host interfaces change: roll them back unless `kvmnet confirm` comes "
+             "within this time (0: keep them once the self-check passes).")] = 120.0,
+    root: Annotated[Path, typer.Option(
+        "--root", metavar="DIR", help="Read and write host config files (and the rollback "
+                                      "journal) under DIR instead of /.")] = Path("/"),
 ) -> None:
     """Make the host match FILE: shows the plan, asks, then applies it with progress.
 
     DHCP reservations and DNS hosts change live (no network restart); other
     network changes redefine and restart the network and reconnect running
-    guests. Only networks kvmnet owns are changed or removed.
+    guests. Only networks kvmnet owns are changed or removed. A host bridge
+    change checks itself and is rolled back unless confirmed (kvmnet confirm).
     """
+    from kvmnet.live.hosttx import HostOptions
+
     with connect(connect_) as conn:
         ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
-                      lock_wait, tuple(scope or ()))
+                      lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout))
     if not ok:
         raise typer.Exit(1)
 
@@ -194,15 +205,23 @@ def import_(
         metavar="[NETWORK]...", help="Networks to import (default: all).")] = None,
     connect_: ConnectOpt = None,
     netns: NetnsOpt = None,
+    ovn_nb: Annotated[str | None, typer.Option(
+        "--ovn-nb", metavar="REMOTE", help="Also import kvmnet's overlay networks from this "
+                                           "OVN northbound database (unix:PATH, tcp:HOST:PORT)."
+    )] = None,
 ) -> None:
     """Print a kvmnet spec (YAML) of what is live: networks, DHCP reservations, guests'
     NICs. `kvmnet plan` of it against the same host shows no changes."""
-    from kvmnet.ops import import_spec, read_live
+    from kvmnet.ops import import_spec, read_live, with_nb
     from kvmnet.spec.dump import dump
+    from kvmnet.spec.model import Ovn
 
+    ovn = Ovn(northbound=ovn_nb) if ovn_nb else None
     with connect(connect_) as conn:
         live = read_live(conn, netns)
-    spec, notes = import_spec(live, networks or None)
+    if ovn is not None:  # kvmnet.ovn
+        live = with_nb(live, ovn)
+    spec, notes = import_spec(live, networks or None, ovn)
     for n in notes:
         err.print(f"note: {n}", markup=False)
     out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), markup=False, end="")
@@ -219,7 +238,7 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
 
     with connect(connect_) as conn:
         live = read_live(conn, netns)
-        data = show_data(live, _all_leases(conn, live))
+        data = show_data(live, _all_leases(conn, live, netns=netns))
     if as_json:
         out.print_json(json.dumps(data))
     else:
@@ -227,13 +246,17 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
 
 
 def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
-    ip_of = {x["mac"]: x["ip"] for x in leases}
+    from kvmnet.live.neigh import addresses_by_mac
+
+    addrs = addresses_by_mac(leases)
     nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
              "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
              "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged"}
             for n in sorted(live.networks.values(), key=lambda n: n.name)]
     nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
-             "source": nic.source, "model": nic.model, "ip": ip_of.get(nic.mac)}
+             "source": nic.source, "model": nic.model,
+             "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
+             "addresses": addrs.get(nic.mac, [])}
             for d in live.domains.values() for nic in d.nics]
     return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics}
 
@@ -251,7 +274,9 @@ def show_tables(data: dict[str, Any]) -> None:
         g.add_column(col)
     for x in data["interfaces"]:
         g.add_row(x["guest"], "running" if x["running"] else "shut off", x["mac"],
-                  f"{x['type']} {x['source'] or '-'}", x["model"] or "-", x["ip"] or "-")
+                  f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
+                  ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
+                  or x["ip"] or "-")
     out.print(g)
 
 
@@ -259,26 +284,13 @@ def _yn(v: bool) -> str:
     return "yes" if v else "no"
 
 
-def _all_leases(conn: Connection, live: Any, only: list[str] | None = None
-                ) -> list[dict[str, Any]]:
-    import libvirt
+def _all_leases(conn: Connection, live: Any, only: list[str] | None = None,
+                netns: str | None = None) -> list[dict[str, Any]]:
+    """Guests' addresses from DHCP leases, the guest agent and the host's neighbour table,
+    each row marked with its source (kvmnet.live.neigh)."""
+    from kvmnet.live.neigh import guest_addresses
 
-    rows: list[dict[str, Any]] = []
-    for name, ln in sorted(live.networks.items()):
-        if only and name not in only:
-            continue
-        if not ln.active or ln.network.mode not in ("nat", "route", "open", "isolated"):
-            continue
-        try:
-            leases = conn.raw.networkLookupByName(name).DHCPLeases()
-        except libvirt.libvirtError:
-            continue  # vanished, or a driver without leases (test:///)
-        for x in leases:
-            rows.append({"network": name, "mac": (x.get("mac") or "").lower(),
-                         "ip": f"{x.get('ipaddr')}", "prefix": x.get("prefix"),
-                         "hostname": x.get("hostname"), "expiry": x.get("expirytime"),
-                         "source": "dhcp-lease"})
-    return rows
+    return guest_addresses(conn, live, only, netns)
 
 
 @app.command()
@@ -286,26 +298,30 @@ def leases(
     network: Annotated[str | None, typer.Argument(metavar="[NETWORK]")] = None,
     connect_: ConnectOpt = None,
     as_json: JsonOpt = False,
+    netns: NetnsOpt = None,
 ) -> None:
-    """DHCP leases libvirt's dnsmasq handed out (all networks, or one)."""
-    from kvmnet.live.read import read_networks
+    """Guests' addresses (all networks, or one), each marked with its source: dhcp-lease
+    (libvirt's dnsmasq), agent (QEMU guest agent), neighbour (the host's ARP/NDP table)."""
+    from kvmnet.live.read import read_domains, read_networks
     from kvmnet.state import LiveState
 
     with connect(connect_) as conn:
         nets = read_networks(conn)
         if network and network not in nets:
             raise LiveError(f"no such network on {conn.uri}: {network}")
-        live = LiveState(conn.uri, nets, {})
-        rows = _all_leases(conn, live, [network] if network else None)
+        live = LiveState(conn.uri, nets, read_domains(conn))
+        rows = _all_leases(conn, live, [network] if network else None, netns)
     if as_json:
         out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "leases": rows}))
         return
-    t = Table(title=f"DHCP leases on {conn.uri}")
+    t = Table(title=f"guest addresses on {conn.uri}")
     for col in ("network", "mac", "ip", "hostname", "expires (epoch)", "source"):
         t.add_column(col)
     for r in rows:
-        t.add_row(r["network"], r["mac"], f"{r['ip']}/{r['prefix']}", r["hostname"] or "-",
-                  str(r["expiry"]), r["source"])
+        prefix = f"/{r['prefix']}" if r["prefix"] is not None else ""
+        t.add_row(r["network"] or "-", r["mac"], f"{r['ip']}{prefix}",
+                  r["hostname"] or r.get("guest") or "-", str(r["expiry"] or "-"),
+                  ", ".join(r.get("sources") or [r["source"]]))
     out.print(t)
 
 

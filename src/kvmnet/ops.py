@@ -12,7 +12,7 @@ from kvmnet.live.conn import Connection
 from kvmnet.plan import Plan, make_plan
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import Positions, load
-from kvmnet.spec.model import Guest, GuestNic, Network, Spec
+from kvmnet.spec.model import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.state import HostState, LiveState
 
 
@@ -48,16 +48,18 @@ def _is_local(uri: str) -> bool:
 
 
 def plan_file(path: Path, conn: Connection, adopt: frozenset[str] = frozenset(),
-              netns: str | None = None) -> Planned:
+              netns: str | None = None, scope: tuple[str, ...] = ()) -> Planned:
     spec, pos, warnings = load_spec(path)
-    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings)
+    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings, scope)
 
 
 def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
               adopt: frozenset[str] = frozenset(), netns: str | None = None,
-              warnings: list[Problem] | None = None) -> Planned:
+              warnings: list[Problem] | None = None, scope: tuple[str, ...] = ()) -> Planned:
     live = read_live(conn, netns)
-    plan = make_plan(spec, live, adopt)
+    if spec.ovn is not None:  # kvmnet.ovn: overlay networks are rows in OVN northbound
+        live = with_nb(live, spec.ovn)
+    plan = make_plan(spec, live, adopt, scope)
     # a finding about a whole network or guest points at its key, else at the value
     found = [Problem(file, *pos.find(f.path, key=len(f.path) <= 2),
                      f"{'.'.join(map(str, f.path))}: {f.message}", f.severity)
@@ -70,8 +72,19 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
 
 # -- import -----------------------------------------------------------------
 
-def import_spec(live: LiveState, names: list[str] | None = None) -> tuple[Spec, list[str]]:
-    """A spec of what is live; plan of it against the same host is empty."""
+def with_nb(live: LiveState, ovn: Ovn) -> LiveState:
+    """`live` plus the OVN northbound rows (kvmnet.ovn)."""
+    from dataclasses import replace
+
+    from kvmnet.ovn.nb import read_nb
+
+    return replace(live, ovn=read_nb(ovn))
+
+
+def import_spec(live: LiveState, names: list[str] | None = None,
+                ovn: Ovn | None = None) -> tuple[Spec, list[str]]:
+    """A spec of what is live; plan of it against the same host is empty. With `ovn`
+    (and live.ovn read), kvmnet's overlay networks and their guest NICs too."""
     from kvmnet.spec.derive import ip_config_for
 
     notes: list[str] = []
@@ -118,7 +131,13 @@ def import_spec(live: LiveState, names: list[str] | None = None) -> tuple[Spec, 
                              "modelled by kvmnet: left out")
         if nics:
             guests[dname] = Guest(interfaces=nics)
-    return Spec(networks=nets, guests=guests), notes
+    spec = Spec(networks=nets, guests=guests)
+    if ovn is not None and live.ovn is not None:  # kvmnet.ovn
+        from kvmnet.ovn.importer import import_overlay, merge_overlay
+
+        overlay, more = import_overlay(live.ovn, ovn)
+        spec, notes = merge_overlay(spec, overlay), notes + more
+    return spec, notes
 
 
 def _drop_host(net: Network, mac: str) -> Network:

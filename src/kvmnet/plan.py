@@ -3,30 +3,37 @@
 How the two sides are compared (the ignore rules):
 - Both networks go through the same parser: wanted = parse(render(spec)),
   live = parse(persistent XMLDesc), so formatting and element order vanish.
-- A top-level network field the spec leaves unset (None) takes the live
-  value: libvirt fills in a bridge name, MAC, STP and delay, and those are
-  not changes.
+- The top-level fields libvirt fills in itself (bridge name, MAC, STP and
+  delay: LIBVIRT_FILLS) take the live value when the spec leaves them unset;
+  those are not changes. Anything else set on the live network but not in
+  the spec (an MTU, a domain, an IPv6 block added with `virsh net-edit`) is
+  drift and shows up in the plan.
 - `adopt`, `autostart` and `forwards` are not in libvirt's XML; autostart is
   compared with the network's autostart flag, the others elsewhere.
 - DHCP reservations and DNS hosts differ -> networkUpdate calls, live and
   persistent together; any other difference -> redefine (+ restart when
   active), marked disruptive when running guests are attached.
 - Guest NICs are matched by MAC (kvmnet's generated MACs are stable).
+- `scope` (shell globs, `--scope`): when given, a managed network missing from
+  the spec is removed only if its name matches one of them, so several specs
+  (teams, test suites) can share one host; the spec itself must stay inside it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Literal
 
 from lxml import etree
 
-from kvmnet.render.interface_xml import interface_element
+from kvmnet.ovn.model import Change
+from kvmnet.render.interface_xml import OVN_BRIDGE, interface_element
 from kvmnet.render.network_xml import KVMNET_NS, network_xml, parse_network
 from kvmnet.spec.derive import nic_macs
-from kvmnet.spec.model import DhcpHost, DnsHost, Network, Spec
-from kvmnet.state import LiveNetwork, LiveState
+from kvmnet.spec.model import DhcpHost, Dns, DnsHost, Host, HostBridge, Network, Spec
+from kvmnet.state import HostLink, LiveNetwork, LiveState
 
 Impact = Literal["live", "restart", "disruptive", "host"]
 
@@ -60,6 +67,8 @@ class Action:
     managed_macs: tuple[str, ...] | None = None
     needs_allow_destroy: bool = False
     skipped: str | None = None
+    host: Host | None = None                # host.bridge: the spec's host section
+    ovn: Change | None = None               # ovn.*: one northbound transaction (kvmnet.ovn)
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -102,6 +111,7 @@ class _Ctx:
     live: LiveState
     adopt: frozenset[str]
     macs: dict[tuple[str, int], str]
+    scope: tuple[str, ...] = ()
     actions: list[Action] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
 
@@ -112,13 +122,25 @@ class _Ctx:
         self.findings.append(Finding(path, msg, "warning"))
 
 
-def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset()) -> Plan:
-    ctx = _Ctx(spec, live, adopt, nic_macs(spec))
+def in_scope(name: str, scope: tuple[str, ...]) -> bool:
+    return not scope or any(fnmatch.fnmatchcase(name, g) for g in scope)
+
+
+def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
+              scope: tuple[str, ...] = ()) -> Plan:
+    ctx = _Ctx(spec, live, adopt, nic_macs(spec), tuple(scope))
+    for section, names in (("networks", spec.networks), ("guests", spec.guests)):
+        for name in names:
+            if not in_scope(name, ctx.scope):
+                ctx.error((section, name), f"{name} is outside --scope "
+                          f"{' '.join(ctx.scope)}: rename it or widen the scope")
     _host_checks(ctx)
     _host_bridges(ctx)
     for name in spec.networks:
         if spec.networks[name].mode != "overlay":
             _network(ctx, name)
+    if spec.ovn is not None:
+        _ovn(ctx)
     for gname in spec.guests:
         _guest(ctx, gname)
     _removals(ctx)
@@ -138,10 +160,14 @@ def attached(live: LiveState, network: str, running_only: bool = False) -> list[
     return sorted(out)
 
 
+LIBVIRT_FILLS = ("bridge", "mac", "stp", "delay")  # libvirt's own values when XML omits them
+
+
 def _normalise(wanted: Network, live: Network) -> Network:
-    """Unset top-level fields of the wanted network take libvirt's live value, and so
-    does the way an address block writes its prefix (prefix= or netmask=)."""
-    fill: dict[str, object] = {k: getattr(live, k) for k in Network.model_fields
+    """The top-level fields libvirt fills in (LIBVIRT_FILLS) take the live value when
+    the spec leaves them unset, and so does the way an address block writes its
+    prefix (prefix= or netmask=)."""
+    fill: dict[str, object] = {k: getattr(live, k) for k in LIBVIRT_FILLS
                                if getattr(wanted, k) is None and getattr(live, k) is not None}
     for key in ("ipv4", "ipv6"):
         w, lv = getattr(wanted, key), getattr(live, key)
@@ -203,7 +229,10 @@ def _strip_live_updatable(net: Network) -> Network:
     upd: dict[str, object] = {k: v.model_copy(update={"hosts": []}) for k, v in ips.items() if v}
     upd["more_ips"] = [c.model_copy(update={"hosts": []}) for c in net.more_ips]
     if net.dns is not None:
-        upd["dns"] = net.dns.model_copy(update={"hosts": []})
+        dns = net.dns.model_copy(update={"hosts": []})
+        # a <dns> that only holds hosts is no <dns> at all: the first DNS host comes
+        # (and the last one goes) live too
+        upd["dns"] = None if dns == Dns() else dns
     return net.model_copy(update=upd)
 
 
@@ -352,6 +381,8 @@ def diff_lines(old: Network, new: Network) -> list[str]:
     b = _flatten(new.model_dump(mode="json"))
     out: list[str] = []
     for k in sorted(set(a) | set(b)):
+        if k.endswith("xml_prefix"):  # how XML spells a prefix, not a change of its own
+            continue
         if a.get(k) != b.get(k):
             if k in a:
                 out.append(f"- {k}: {a[k]}")
@@ -380,7 +411,7 @@ def _flatten(v: object, prefix: str = "") -> dict[str, object]:
 
 def _removals(ctx: _Ctx) -> None:
     for name, ln in sorted(ctx.live.networks.items()):
-        if name in ctx.spec.networks or not ln.managed:
+        if name in ctx.spec.networks or not ln.managed or not in_scope(name, ctx.scope):
             continue
         guests = attached(ctx.live, name)
         running = attached(ctx.live, name, running_only=True)
@@ -390,6 +421,21 @@ def _removals(ctx: _Ctx) -> None:
         ctx.actions.append(Action(
             "network.remove", f"network/{name}", "disruptive" if running else "live", summary,
             needs_allow_destroy=bool(guests), restart=ln.active))
+
+
+# -- OVN: overlay networks live in the northbound database (kvmnet.ovn) -------
+
+def _ovn(ctx: _Ctx) -> None:
+    from kvmnet.ovn.diff import plan_nb
+
+    if ctx.live.ovn is None:
+        ctx.error(("ovn",), "the OVN northbound database was not read")
+        return
+    p = plan_nb(ctx.spec, ctx.live.ovn, ctx.adopt, lambda n: in_scope(n, ctx.scope))
+    ctx.findings += [Finding(f.path, f.message, f.severity) for f in p.findings]
+    ctx.actions += [Action(f"ovn.{c.op}", c.target, c.impact, c.summary, c.details,
+                           needs_allow_destroy=c.needs_allow_destroy, skipped=c.skipped, ovn=c)
+                    for c in p.changes]
 
 
 # -- guests -----------------------------------------------------------------
@@ -412,6 +458,8 @@ def _guest(ctx: _Ctx, gname: str) -> None:
         xml = etree.tostring(el, encoding="unicode")
         src = nic.network or nic.bridge
         kind = "network" if nic.network else "bridge"
+        if nic.network and el.get("type") == "bridge":  # overlay: a port of br-int (kvmnet.ovn)
+            src, kind = OVN_BRIDGE, "bridge"
         target = f"guest/{gname}/{mac}"
         cur = by_mac.get(mac)
         if cur is None:
@@ -457,21 +505,80 @@ def _guest(ctx: _Ctx, gname: str) -> None:
 # -- the host ---------------------------------------------------------------
 
 def _host_bridges(ctx: _Ctx) -> None:
+    """A bridge that is missing, a port not in it yet, addresses still on a port or
+    missing on the bridge -> one host.bridge action: apply moves the ports in live
+    (their addresses and routes follow) and rolls back unless confirmed."""
     for br, hb in ctx.spec.host.bridges.items():
-        link = ctx.live.host.links.get(br)
         if ctx.live.is_test:
             ctx.actions.append(Action(
                 "host.bridge", f"host/{br}", "host",
                 f"create host bridge {br} with ports {', '.join(hb.ports) or '(none)'}",
                 skipped="test:/// connection: the real host is not changed"))
-        elif not ctx.live.host.readable:
             continue
-        elif link is None or link.kind != "bridge":
+        if not ctx.live.host.readable:
+            continue
+        details = _bridge_diff(ctx, br, hb)
+        if details:
             ctx.actions.append(Action(
                 "host.bridge", f"host/{br}", "host",
-                f"create host bridge {br} with ports {', '.join(hb.ports) or '(none)'}",
-                skipped="host bridge migration is not implemented yet: create the bridge with "
-                        "the files `kvmnet render` writes"))
+                f"move {', '.join(hb.ports) or '(no ports)'} into host bridge {br} live "
+                "(addresses and routes follow; rolled back unless confirmed)",
+                tuple(details), host=ctx.spec.host))
+
+
+def _bridge_diff(ctx: _Ctx, br: str, hb: HostBridge) -> list[str]:
+    host = ctx.live.host
+    path: tuple[str | int, ...] = ("host", "bridges", br)
+    link = host.links.get(br)
+    out: list[str] = []
+    if link is None:
+        delay = f", forward delay {hb.forward_delay} s" if hb.forward_delay is not None else ""
+        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}")
+    elif link.kind != "bridge":
+        ctx.error(path, f"{br} exists on the host as a {link.kind or 'ethernet'} link, not "
+                  "a bridge: pick another bridge name")
+        return []
+    moved: list[str] = []
+    for i, port in enumerate(hb.ports):
+        pl = host.links.get(port)
+        problem = _port_problem(port, pl, br)
+        if pl is None or problem:
+            ctx.error((*path, "ports", i), problem or f"{port} is missing")
+            continue
+        if pl.master != br:
+            out.append(f"~ {port}: enslave to {br}")
+        for a in pl.addresses:
+            if not _v6_link_local(a):  # the kernel makes those per link
+                out.append(f"~ address {a}: {port} -> {br}")
+                moved.append(a)
+        out += [f"~ route {r.dst} via {r.gateway}"
+                + (f" metric {r.metric}" if r.metric is not None else "") + f": {port} -> {br}"
+                for r in host.routes if r.dev == port and r.gateway]
+    have = {ipaddress.ip_interface(a) for a in [*(link.addresses if link else ()), *moved]}
+    out += [f"+ address {a} on {br}" for a in hb.address if a not in have]
+    for a in moved:
+        if ipaddress.ip_interface(a) not in hb.address and not hb.dhcp:
+            ctx.warn((*path, "address"), f"{a} moves to {br} live but is not in the spec, "
+                     f"so it is gone after a reboot: add it to host.bridges.{br}.address")
+    return out
+
+
+def _v6_link_local(cidr: str) -> bool:
+    a = ipaddress.ip_interface(cidr)
+    return a.version == 6 and a.is_link_local
+
+
+def _port_problem(port: str, link: HostLink | None, bridge: str) -> str | None:
+    if link is None:
+        return f"{port} does not exist on the host: name an existing NIC"
+    if link.wireless:
+        return (f"{port} is a wireless interface: bridging Wi-Fi does not work (the access "
+                "point drops frames with the guests' MACs); use a routed (mode: route) or "
+                "NAT network instead")
+    if link.master not in (None, bridge):
+        return (f"{port} is already a port of {link.master}: take it out first, or use "
+                f"{link.master} as the bridge")
+    return None
 
 
 def _host_checks(ctx: _Ctx) -> None:
@@ -480,7 +587,7 @@ def _host_checks(ctx: _Ctx) -> None:
     if host.readable:
         ours = lv_bridges | set(ctx.spec.host.bridges)
         for name, net in ctx.spec.networks.items():
-            if name in ctx.live.networks:
+            if name in ctx.live.networks or net.mode == "overlay":  # overlay: not on this host
                 continue
             if net.mode in LIBVIRT_BRIDGED and net.bridge and net.bridge in host.links \
                     and net.bridge not in lv_bridges:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from kvmnet.ovn.model import NbState
 from kvmnet.spec.model import Network
 
 
@@ -90,3 +91,4 @@ class LiveState:
     domains: dict[str, LiveDomain]
     host: HostState = field(default_factory=HostState)
     is_test: bool = False
+    ovn: NbState | None = None    # OVN northbound rows (kvmnet.ovn), read when spec.ovn is set

@@ -123,6 +123,7 @@ VIRTLOGD_SOCK = "/run/libvirt/virtlogd-sock"
 LIBVIRTD_LOG = Path("/var/log/libvirt/libvirtd.log")
 NETNS_RUN_DIR = Path("/run/netns")
 NETWORK_CONFIG_DIR = Path("/etc/libvirt/qemu/networks")
+DNSMASQ_DIR = Path("/var/lib/libvirt/dnsmasq")  # <net>.conf, <net>.hostsfile, ...
 
 
 class LabError(RuntimeError):
@@ -169,6 +170,19 @@ def proc_cmdline(pid: int) -> list[str]:
 
 def all_pids() -> list[int]:
     return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+
+
+def dnsmasq_pids(network: str) -> list[int]:
+    """Live pids of the dnsmasq processes libvirt runs for NETWORK (found by the
+    --conf-file=/var/lib/libvirt/dnsmasq/NETWORK.conf on their command line)."""
+    conf = f"--conf-file={DNSMASQ_DIR / network}.conf"
+    return sorted(
+        pid
+        for pid in all_pids()
+        if conf in (cmd := proc_cmdline(pid))
+        and Path(cmd[0]).name == "dnsmasq"
+        and proc_alive(pid)
+    )
 
 
 def netns_ident(path: str | os.PathLike[str]) -> tuple[int, int] | None:

@@ -70,13 +70,17 @@ def _is_wireless(name: str, netns: str | None) -> bool:
         f"/sys/class/net/{name}/phy80211")
 
 
-def set_master(ifname: str, bridge: str, netns: str | None = None) -> None:
-    """Put a tap back into its bridge (after libvirt recreated the bridge)."""
+def set_master(ifname: str, bridge: str, netns: str | None = None,
+               mtu: int | None = None) -> None:
+    """Put a tap back into its bridge (after libvirt recreated the bridge), with the
+    network's MTU when it has one (libvirt sets a tap's MTU only when it plugs it)."""
     with iproute(netns) as ipr:
         br = ipr.link_lookup(ifname=bridge)
         tap = ipr.link_lookup(ifname=ifname)
         if not br or not tap:
             raise LiveError(f"cannot reconnect {ifname} to {bridge}: "
                             f"{'bridge' if not br else 'tap'} not found")
+        if mtu:
+            ipr.link("set", index=tap[0], mtu=mtu)
         ipr.link("set", index=tap[0], master=br[0])
         ipr.link("set", index=tap[0], state="up")

@@ -57,9 +57,14 @@ def interface_element(spec: Spec, guest: str, idx: int,
     return el
 
 
+# A NIC without `model:` gets virtio: libvirt's own default on i440fx is an
+# emulated rtl8139, slow and missing from minimal guest kernels. Plan does
+# not change the model of an existing NIC whose spec leaves it unset.
+DEFAULT_MODEL = "virtio"
+
+
 def _tail(el: etree._Element, nic: GuestNic) -> None:
-    if nic.model is not None:
-        etree.SubElement(el, "model", type=nic.model)
+    etree.SubElement(el, "model", type=nic.model or DEFAULT_MODEL)
     if nic.mtu is not None:
         etree.SubElement(el, "mtu", size=str(nic.mtu))
 

@@ -8,6 +8,7 @@ values of `Spec`. Field names are the YAML keys (DESIGN.md); never rename.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -200,6 +201,23 @@ class PortForward(Model):
     sources: list[Net] = Field(default_factory=list)
 
 
+class OverlayExternal(Model):
+    """Where an overlay network's router meets the outside: a provider network
+    (`physnet`, named in ovn-bridge-mappings on the gateway chassis)."""
+
+    physnet: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    address: Iface                   # the router's address there, e.g. 203.0.113.10/24
+    gateway: Addr | None = None      # next hop of the router's default route
+    chassis: list[str] = Field(min_length=1)   # gateway chassis names, first preferred
+
+
+class OverlayRouter(Model):
+    """An OVN logical router for an overlay network (kvmnet.ovn)."""
+
+    external: OverlayExternal
+    snat: bool = True                # guests reach out as external.address
+
+
 class Network(Model):
     mode: Mode = "nat"
     adopt: bool = False
@@ -221,6 +239,7 @@ class Network(Model):
     more_ips: list[IPConfig] = Field(default_factory=list)
     dns: Dns | None = None
     forwards: list[PortForward] = Field(default_factory=list)
+    router: OverlayRouter | None = None   # overlay only: OVN logical router (kvmnet.ovn)
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
     # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings;
     # a key ending in '@' holds attributes instead ('bridge@': ['zone="x"']).
@@ -277,7 +296,30 @@ class Guest(Model):
     interfaces: list[GuestNic] = Field(default_factory=list)
 
 
+# -- OVN (overlay networks; kvmnet.ovn) ---------------------------------------
+_NB_RE = re.compile(r"^(unix:/\S+|(tcp|ssl):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5})\Z")
+
+
+class Ovn(Model):
+    """Where OVN's northbound database is; overlay networks are written there.
+    ssl: remotes also need the three files (ovn-nbctl's --private-key and friends)."""
+
+    northbound: str
+    private_key: str | None = None
+    certificate: str | None = None
+    ca_cert: str | None = None
+
+    @field_validator("northbound")
+    @classmethod
+    def _remote(cls, v: str) -> str:
+        if not _NB_RE.match(v):
+            raise ValueError(f"{v!r} is not an OVSDB remote: write unix:/PATH, "
+                             "tcp:HOST:PORT or ssl:HOST:PORT (e.g. tcp:10.0.0.5:6641)")
+        return v
+
+
 class Spec(Model):
     host: Host = Field(default_factory=Host)
     networks: dict[Name, Network] = Field(default_factory=dict)
     guests: dict[Name, Guest] = Field(default_factory=dict)
+    ovn: Ovn | None = None  # kvmnet.ovn: the northbound database of overlay networks

@@ -1,0 +1,56 @@
+"""CLI commands for a host network change waiting for confirm: confirm, rollback.
+
+`kvmnet apply` moves a NIC into a bridge and leaves a watchdog behind that
+rolls the change back unless `kvmnet confirm` comes in time (see
+kvmnet.live.hosttx). Neither command needs libvirt.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kvmnet.cli import JsonOpt, app, out
+
+RootOpt = Annotated[Path, typer.Option(
+    "--root", metavar="DIR", help="The --root the apply was given (default /).")]
+
+
+def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
+    if as_json:
+        out.print_json(json.dumps({"kvmnet": 1, **data}))
+    else:
+        out.print(text, markup=False)
+
+
+@app.command()
+def confirm(root: RootOpt = Path("/"), as_json: JsonOpt = False) -> None:
+    """Keep the host network change the last apply made: stops its rollback watchdog.
+
+    Run it from a new connection to the host: that it works is the proof.
+    """
+    from kvmnet.live.hosttx import confirm as do_confirm
+
+    last = do_confirm(root)
+    bridges = ", ".join(last.get("bridges", [])) or "-"
+    _print(last, as_json, f"Confirmed: host bridge change ({bridges}) kept; the watchdog "
+                          "is stopped.")
+
+
+@app.command()
+def rollback(root: RootOpt = Path("/"), as_json: JsonOpt = False) -> None:
+    """Undo the host network change waiting for confirm, now: links, addresses, routes
+    and config files go back to what they were before the apply."""
+    from kvmnet.errors import LiveError
+    from kvmnet.live.hosttx import describe, last_outcome
+    from kvmnet.live.hosttx import rollback as do_rollback
+
+    last = do_rollback(root, "kvmnet rollback")
+    if last is None:
+        raise LiveError(f"nothing to roll back: {describe(last_outcome(root))}")
+    bridges = ", ".join(last.get("bridges", [])) or "-"
+    _print(last, as_json, f"Rolled back ({bridges}) in {last.get('seconds', 0):.2f} s: "
+                          + "; ".join(last.get("done", [])))
