@@ -30,7 +30,8 @@ from lxml import etree
 
 from kvmnet.ovn.model import Change
 from kvmnet.render.interface_xml import OVN_BRIDGE, interface_element
-from kvmnet.render.network_xml import KVMNET_NS, network_xml, parse_network
+from kvmnet.render.network_parse import parse_network
+from kvmnet.render.network_xml import KVMNET_NS, network_xml
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.model import DhcpHost, Dns, DnsHost, Host, HostBridge, Network, Spec
 from kvmnet.state import HostLink, LiveNetwork, LiveState

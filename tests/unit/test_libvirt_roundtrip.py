@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from kvmnet.render.network_xml import KVMNET_NS, build_network, parse_network, render_network
+from kvmnet.render.network_parse import parse_network
+from kvmnet.render.network_xml import KVMNET_NS, build_network, render_network
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.model import Spec
 

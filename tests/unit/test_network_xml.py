@@ -16,16 +16,14 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from kvmnet.render.network_parse import parse_network, with_libvirt_defaults, xml_view
 from kvmnet.render.network_xml import (
     KVMNET_NS,
     NetworkXMLError,
     build_network,
     is_managed,
     network_xml,
-    parse_network,
     render_network,
-    with_libvirt_defaults,
-    xml_view,
 )
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.derive import dhcp_hosts

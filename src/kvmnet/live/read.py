@@ -12,7 +12,7 @@ import libvirt
 
 from kvmnet.live.conn import Connection
 from kvmnet.live.domain_xml import KVMNET_NS, parse_managed_macs, parse_nics
-from kvmnet.render.network_xml import parse_network
+from kvmnet.render.network_parse import parse_network
 from kvmnet.state import HostState, LiveDomain, LiveNetwork, LiveState
 
 _GONE = (libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_DOMAIN)
