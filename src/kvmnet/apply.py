@@ -112,6 +112,10 @@ def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
         if nb is None:
             raise LiveError(f"{a.kind} {a.target}: no OVN northbound session")
         return nb.apply(a.ovn, conn.write)
+    if a.kind == "firewall.sync":  # kvmnet.live.firewall: rules, state file, libvirt hook
+        from kvmnet.live.firewall import sync
+
+        return sync(a.forwards, netns, (host or HostOptions()).root)
     if a.kind == "host.bridge":  # a transaction of its own: journal, watchdog, confirm
         from kvmnet.live.hosttx import apply_bridge
 

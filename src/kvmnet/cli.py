@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.control import strip_control_codes
 from rich.markup import escape
 
 from kvmnet import __version__
@@ -71,11 +72,41 @@ def _root(
 
 
 def print_problems(problems: list[Problem]) -> None:
+    lines = []  # one print: rich's cost is mostly per call (thousands of warnings)
     for p in problems:
         style = "red" if p.severity == "error" else "yellow"
         loc = escape(f"{p.file}:{p.line}:{p.col}" if p.line else p.file)
-        err.print(f"[bold]{loc}[/bold]: [{style}]{p.severity}[/{style}]: {escape(p.message)}",
-                  markup=True, highlight=False)
+        lines.append(f"[bold]{loc}[/bold]: [{style}]{p.severity}[/{style}]: "
+                     f"{escape(p.message)}")
+    if lines:
+        print_markup(err, "\n".join(lines))
+
+
+_TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")  # rich.markup.RE_TAGS
+
+
+def print_markup(console: Console, text: str) -> None:
+    """console.print(text, markup=True), fast when nothing is styled (a file or a pipe):
+    the same characters without rich's per-segment work, which takes seconds for the
+    thousands of lines of a big plan. Tags go, escaped brackets stay, as rich does."""
+    if console.is_terminal or "\t" in text:  # tabs: rich expands them by cell width
+        console.print(text, markup=True, highlight=False)
+        return
+    console.file.write(strip_control_codes(_TAG.sub(_plain, text)) + "\n")
+
+
+def print_plain(console: Console, text: str) -> None:
+    """console.print(text, markup=False, end=""), without rich's per-segment work when
+    nothing is styled (see print_markup): `render` prints thousands of files."""
+    if console.is_terminal or "\t" in text:
+        console.print(text, markup=False, end="")
+        return
+    console.file.write(strip_control_codes(text))
+
+
+def _plain(m: re.Match[str]) -> str:
+    backslashes, escaped = divmod(len(m.group(2)), 2)
+    return "\\" * backslashes + (m.group(0)[len(m.group(2)):] if escaped else "")
 
 
 def load_checked(path: Path, as_json: bool = False) -> Any:
@@ -133,8 +164,8 @@ def render(
     files = render_all(spec)
     if output is None:
         for path in sorted(files):
-            out.print(f"==> {path} <==", markup=False)
-            out.print(files[path], markup=False, end="" if files[path].endswith("\n") else "\n")
+            text = files[path]
+            print_plain(out, f"==> {path} <==\n{text}" + ("" if text.endswith("\n") else "\n"))
         return
     from kvmnet.fsutil import write_tree
 
@@ -155,6 +186,8 @@ def mac(
 ) -> None:
     """Print MAC addresses for guests: random ones (52:54:00:xx:xx:xx, unicast, unique,
     never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX."""
+    from secrets import token_bytes
+
     from kvmnet.spec.derive import nic_macs, spec_macs, stable_mac
 
     spec = None
@@ -172,7 +205,7 @@ def mac(
     used = spec_macs(spec) | set(nic_macs(spec).values()) if spec else set()
     made: list[str] = []
     while len(made) < count:
-        b = secrets.token_bytes(3)
+        b = token_bytes(3)
         m = f"52:54:00:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
         if m not in used:
             used.add(m)

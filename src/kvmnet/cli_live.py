@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from kvmnet.cli import JsonOpt, SpecFile, app, err, out, print_problems
+from kvmnet.cli import JsonOpt, SpecFile, app, err, out, print_markup, print_problems
 from kvmnet.errors import KvmnetError, LiveError
-from kvmnet.live.conn import Connection, connect
-from kvmnet.plan import Action, Plan
+
+if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
+    from contextlib import AbstractContextManager
+
+    from kvmnet.live.conn import Connection
+    from kvmnet.plan import Action, Plan
 
 ConnectOpt = Annotated[str | None, typer.Option(
     "-c", "--connect", metavar="URI",
@@ -31,6 +34,24 @@ ScopeOpt = Annotated[list[str] | None, typer.Option(
                                     "names match GLOB are removed when the spec leaves them "
                                     "out (default: every network kvmnet manages). "
                                     "Repeatable.")]
+RootOpt = Annotated[Path, typer.Option(
+    "--root", metavar="DIR", help="Where kvmnet's host files are (port forwards' state "
+                                  "file and libvirt hook) instead of /.")]
+HostOpt = Annotated[list[str] | None, typer.Option(
+    "--host", metavar="NAME", help="A spec with hosts: only this host of it (default: "
+                                   "every host). Repeatable.")]
+
+def connect(uri: str | None, needed: bool = True) -> AbstractContextManager[Connection]:
+    from kvmnet.live.conn import connect as _connect
+
+    return _connect(uri, needed)
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - rich.table.Table, imported late
+    from rich.table import Table as _Table
+
+    return _Table(*args, **kwargs)
+
 
 _STYLE = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
 _SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
@@ -48,15 +69,16 @@ def show_plan(plan: Plan, uri: str) -> None:
                      if skipped else "."))
         return
     out.print(f"Plan for {uri}:", style="bold")
+    lines = []  # one print: rich's cost is mostly per call (a 1000-network plan)
     for a in plan.actions:
         tag = f"skipped: {a.skipped}" if a.skipped else a.impact
         style = "dim" if a.skipped else _STYLE[a.impact]
-        out.print(f"  {_sign(a)} [{style}]\\[{_esc(tag)}][/{style}] {a.kind} {_esc(a.target)}: "
-                  f"{_esc(a.summary)}",
-                  markup=True, highlight=False)
+        lines.append(f"  {_sign(a)} [{style}]\\[{_esc(tag)}][/{style}] {a.kind} "
+                     f"{_esc(a.target)}: {_esc(a.summary)}")
         for d in a.details:
             color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
-            out.print(f"        [{color}]{_esc(d)}[/{color}]", markup=True)
+            lines.append(f"        [{color}]{_esc(d)}[/{color}]")
+    print_markup(out, "\n".join(lines))
     n = [a for a in plan.actions if not a.skipped]
     counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
     skipped = len(plan.actions) - len(n)
@@ -85,16 +107,27 @@ def plan(
     adopt: AdoptOpt = None,
     netns: NetnsOpt = None,
     scope: ScopeOpt = None,
+    host_: HostOpt = None,
+    root: RootOpt = Path("/"),
 ) -> None:
     """Show what apply would change, each action marked live / restart / disruptive.
 
     Reads the live state (networks, domains, host links), diffs it with FILE
-    and prints ordered actions. Changes nothing.
+    and prints ordered actions. Changes nothing. A spec with hosts: is planned
+    on every host at its own URI, concurrently (docs/CLUSTER.md).
     """
-    from kvmnet.ops import plan_file
+    from kvmnet.ops import load_spec, needs_libvirt, plan_spec
 
-    with connect(connect_) as conn:
-        p = plan_file(file, conn, frozenset(adopt or ()), netns, tuple(scope or ()))
+    spec, pos, warnings = load_spec(file)
+    if spec.hosts or host_:  # many hosts, each at its own URI (kvmnet.multihost)
+        from kvmnet.cli_multihost import plan_hosts
+
+        raise typer.Exit(plan_hosts(
+            file, spec, pos, warnings, connect_=connect_, netns=netns, only=host_,
+            as_json=as_json, detailed_exitcode=detailed_exitcode, adopt=adopt, scope=scope))
+    with connect(connect_, needs_libvirt(spec)) as conn:
+        p = plan_spec(spec, pos, str(file), conn, frozenset(adopt or ()), netns, warnings,
+                      tuple(scope or ()), root)
     if as_json:
         out.print_json(json.dumps(plan_json(p.plan, conn.uri, str(file), p.warnings)))
     else:
@@ -122,7 +155,7 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
     from kvmnet.ops import plan_file
 
     def body() -> bool:
-        p = plan_file(file, conn, adopt, netns, scope)
+        p = plan_file(file, conn, adopt, netns, scope, root=host.root if host else None)
         if not as_json:
             print_problems(p.warnings)
             show_plan(p.plan, conn.uri)
@@ -182,6 +215,7 @@ def apply(
     root: Annotated[Path, typer.Option(
         "--root", metavar="DIR", help="Read and write host config files (and the rollback "
                                       "journal) under DIR instead of /.")] = Path("/"),
+    host_: HostOpt = None,
 ) -> None:
     """Make the host match FILE: shows the plan, asks, then applies it with progress.
 
@@ -189,10 +223,20 @@ def apply(
     network changes redefine and restart the network and reconnect running
     guests. Only networks kvmnet owns are changed or removed. A host bridge
     change checks itself and is rolled back unless confirmed (kvmnet confirm).
+    A spec with hosts: is applied on every host concurrently (docs/CLUSTER.md).
     """
     from kvmnet.live.hosttx import HostOptions
+    from kvmnet.ops import load_spec, needs_libvirt
 
-    with connect(connect_) as conn:
+    spec, pos, warnings = load_spec(file)
+    if spec.hosts or host_:  # many hosts, each at its own URI (kvmnet.multihost)
+        from kvmnet.cli_multihost import apply_hosts
+
+        raise typer.Exit(apply_hosts(
+            file, spec, pos, warnings, connect_=connect_, netns=netns, only=host_,
+            as_json=as_json, yes=yes, allow_destroy=allow_destroy, adopt=adopt, scope=scope,
+            lock_wait=lock_wait, host=HostOptions(root, confirm_timeout)))
+    with connect(connect_, needs_libvirt(spec)) as conn:
         ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
                       lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout))
     if not ok:
@@ -232,12 +276,14 @@ def _subnets(net: Any) -> str:
 
 
 @app.command()
-def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None) -> None:
-    """List networks (mode, bridge, subnet, active, autostart, owner) and guests' NICs."""
+def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None,
+         root: RootOpt = Path("/")) -> None:
+    """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs and
+    the port forwards kvmnet installed, each installed or not."""
     from kvmnet.ops import read_live
 
     with connect(connect_) as conn:
-        live = read_live(conn, netns)
+        live = read_live(conn, netns, root)
         data = show_data(live, _all_leases(conn, live, netns=netns))
     if as_json:
         out.print_json(json.dumps(data))
@@ -258,7 +304,10 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
              "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
              "addresses": addrs.get(nic.mac, [])}
             for d in live.domains.values() for nic in d.nics]
-    return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics}
+    from kvmnet.forwards import show_rows
+
+    return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
+            "forwards": show_rows(getattr(live, "firewall", None))}
 
 
 def show_tables(data: dict[str, Any]) -> None:
@@ -278,6 +327,10 @@ def show_tables(data: dict[str, Any]) -> None:
                   ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
                   or x["ip"] or "-")
     out.print(g)
+    if data.get("forwards"):
+        from kvmnet.cli_forwards import forwards_table
+
+        out.print(forwards_table(data["forwards"]))
 
 
 def _yn(v: bool) -> str:

@@ -4,7 +4,9 @@ into messages and exit codes (it never calls sys.exit elsewhere).
     KvmnetError                 base: str(e) is the user-facing message
     ├── SpecError               the spec file is bad: .problems, each FILE:LINE:COL
     ├── LiveError               talking to the host failed (libvirt down, denied, ...)
-    │   └── OwnershipError      an object exists that kvmnet does not own
+    │   ├── OwnershipError      an object exists that kvmnet does not own
+    │   └── UnsafePathError     a file would be written through a symlink or a folder
+    │                           another user can change (kvmnet.fsutil)
     ├── PlanError               the plan cannot be made or would be unsafe
     └── LockError               another apply holds the lock
 """
@@ -52,6 +54,10 @@ class LiveError(KvmnetError):
 
 
 class OwnershipError(LiveError):
+    pass
+
+
+class UnsafePathError(LiveError):
     pass
 
 

@@ -3,13 +3,15 @@ import, show. Returns typed results; never prints, never exits."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kvmnet.errors import Problem, SpecError
 from kvmnet.live.conn import Connection
-from kvmnet.plan import Plan, make_plan
+from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import Positions, load
 from kvmnet.spec.model import Guest, GuestNic, Network, Ovn, Spec
@@ -32,31 +34,64 @@ def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
     return spec, pos, problems
 
 
-def read_live(conn: Connection, netns: str | None = None) -> LiveState:
+def ssh_session_addr() -> str | None:
+    """The host address this SSH session came in on ($SSH_CONNECTION's third field)."""
+    parts = os.environ.get("SSH_CONNECTION", "").split()
+    return parts[2] if len(parts) == 4 else None
+
+
+def needs_libvirt(spec: Spec) -> bool:
+    """A spec with only `host:` (bridges) is applied without a libvirt connection."""
+    return bool(spec.networks or spec.guests)
+
+
+def read_live(conn: Connection, netns: str | None = None, root: Path | None = None,
+              host_if: Callable[[LiveState], bool] | None = None) -> LiveState:
+    """`root`: where kvmnet's host files are (port forwards' state file and hook).
+    `host_if`: read the host's links and routes only when it says so of what libvirt
+    has (plan.host_needed: a no-op apply then skips netlink, its largest cost)."""
+    from dataclasses import replace
+
     from kvmnet.live.read import read_state
 
-    host = HostState(readable=False)
-    if not conn.is_test and _is_local(conn.uri):
+    firewall = None
+    local = not conn.is_test and _is_local(conn.uri)
+    if local:
+        from kvmnet.live.firewall import read_firewall
+
+        firewall = read_firewall(netns, root or Path("/"))
+    live = read_state(conn, HostState(readable=False))
+    if local and (host_if is None or host_if(live)):
         from kvmnet.live.host import read_host
 
-        host = read_host(netns)
-    return read_state(conn, host)
+        live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
+    return replace(live, firewall=firewall)
 
 
 def _is_local(uri: str) -> bool:
-    return "+" not in uri.split(":", 1)[0] and "://" in uri and uri.split("://", 1)[1][:1] == "/"
+    """A URI of this machine's libvirtd: no host name, no transport or +unix."""
+    scheme, sep, rest = uri.partition("://")
+    transport = scheme.partition("+")[2]
+    return bool(sep) and rest[:1] == "/" and transport in ("", "unix")
 
 
 def plan_file(path: Path, conn: Connection, adopt: frozenset[str] = frozenset(),
-              netns: str | None = None, scope: tuple[str, ...] = ()) -> Planned:
+              netns: str | None = None, scope: tuple[str, ...] = (),
+              root: Path | None = None) -> Planned:
     spec, pos, warnings = load_spec(path)
-    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings, scope)
+    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings, scope, root)
 
 
 def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
               adopt: frozenset[str] = frozenset(), netns: str | None = None,
-              warnings: list[Problem] | None = None, scope: tuple[str, ...] = ()) -> Planned:
-    live = read_live(conn, netns)
+              warnings: list[Problem] | None = None, scope: tuple[str, ...] = (),
+              root: Path | None = None) -> Planned:
+    if spec.hosts:  # one host's share of it, from kvmnet.multihost, has none
+        from kvmnet.errors import PlanError
+
+        raise PlanError(f"{file} names several hosts (hosts:): plan and apply it with "
+                        "kvmnet plan/apply FILE, which reach each host at its own URI")
+    live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv))
     if spec.ovn is not None:  # kvmnet.ovn: overlay networks are rows in OVN northbound
         live = with_nb(live, spec.ovn)
     plan = make_plan(spec, live, adopt, scope)
@@ -132,6 +167,10 @@ def import_spec(live: LiveState, names: list[str] | None = None,
         if nics:
             guests[dname] = Guest(interfaces=nics)
     spec = Spec(networks=nets, guests=guests)
+    if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.forwards)
+        from kvmnet.forwards import with_forwards
+
+        spec = with_forwards(spec, live.firewall.previous())
     if ovn is not None and live.ovn is not None:  # kvmnet.ovn
         from kvmnet.ovn.importer import import_overlay, merge_overlay
 

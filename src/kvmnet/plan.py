@@ -24,11 +24,13 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 from lxml import etree
+from pydantic import BaseModel
 
 from kvmnet.ovn.model import Change
+from kvmnet.render.firewall import Fwd
 from kvmnet.render.interface_xml import OVN_BRIDGE, interface_element
 from kvmnet.render.network_parse import parse_network
 from kvmnet.render.network_xml import KVMNET_NS, network_xml
@@ -37,6 +39,7 @@ from kvmnet.spec.model import DhcpHost, Dns, DnsHost, Host, HostBridge, Network,
 from kvmnet.state import HostLink, LiveNetwork, LiveState
 
 Impact = Literal["live", "restart", "disruptive", "host"]
+_T = TypeVar("_T", bound=BaseModel)
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
 
@@ -70,6 +73,7 @@ class Action:
     skipped: str | None = None
     host: Host | None = None                # host.bridge: the spec's host section
     ovn: Change | None = None               # ovn.*: one northbound transaction (kvmnet.ovn)
+    forwards: tuple[Fwd, ...] = ()          # firewall.sync: every forward the host should hold
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
@@ -144,7 +148,9 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
         _ovn(ctx)
     for gname in spec.guests:
         _guest(ctx, gname)
+    _forgotten_guests(ctx)
     _removals(ctx)
+    _forwards(ctx)
     return Plan(tuple(ctx.actions), tuple(ctx.findings))
 
 
@@ -167,17 +173,32 @@ LIBVIRT_FILLS = ("bridge", "mac", "stp", "delay")  # libvirt's own values when X
 def _normalise(wanted: Network, live: Network) -> Network:
     """The top-level fields libvirt fills in (LIBVIRT_FILLS) take the live value when
     the spec leaves them unset, and so does the way an address block writes its
-    prefix (prefix= or netmask=)."""
+    prefix (prefix= or netmask=). DHCP reservations and DNS hosts are sets: the same
+    ones in another order are no change (a live update can only append, so the live
+    order after one differs from the spec's)."""
     fill: dict[str, object] = {k: getattr(live, k) for k in LIBVIRT_FILLS
                                if getattr(wanted, k) is None and getattr(live, k) is not None}
     for key in ("ipv4", "ipv6"):
         w, lv = getattr(wanted, key), getattr(live, key)
         if w is not None and lv is not None:
-            fill[key] = w.model_copy(update={"xml_prefix": lv.xml_prefix})
+            fill[key] = w.model_copy(update={"xml_prefix": lv.xml_prefix,
+                                             "hosts": _in_order_of(w.hosts, lv.hosts)})
     if len(wanted.more_ips) == len(live.more_ips):
-        fill["more_ips"] = [w.model_copy(update={"xml_prefix": lv.xml_prefix})
+        fill["more_ips"] = [w.model_copy(update={"xml_prefix": lv.xml_prefix,
+                                                 "hosts": _in_order_of(w.hosts, lv.hosts)})
                             for w, lv in zip(wanted.more_ips, live.more_ips, strict=True)]
+    if wanted.dns is not None and live.dns is not None:
+        fill["dns"] = wanted.dns.model_copy(
+            update={"hosts": _in_order_of(wanted.dns.hosts, live.dns.hosts)})
     return wanted.model_copy(update=fill)
+
+
+def _in_order_of(wanted: list[_T], live: list[_T]) -> list[_T]:
+    """`live` when it holds the same items as `wanted` (in any order), else `wanted`."""
+    def key(x: _T) -> str:
+        return x.model_dump_json()
+
+    return live if sorted(map(key, wanted)) == sorted(map(key, live)) else wanted
 
 
 def _xml_fields(net: Network) -> Network:
@@ -186,7 +207,7 @@ def _xml_fields(net: Network) -> Network:
 
 def _network(ctx: _Ctx, name: str) -> None:
     spec_net = ctx.spec.networks[name]
-    xml = network_xml(ctx.spec, name)
+    xml = network_xml(ctx.spec, name, ctx.macs)
     wanted = _xml_fields(parse_network(xml).network)
     ln = ctx.live.networks.get(name)
     target = f"network/{name}"
@@ -241,8 +262,11 @@ def _network_change(ctx: _Ctx, name: str, wanted: Network, live: Network, ln: Li
                     xml: str) -> None:
     target = f"network/{name}"
     details = tuple(diff_lines(live, wanted))
+    hosts = dns = None
     if _strip_live_updatable(wanted) == _strip_live_updatable(live):
-        updates = tuple(_host_updates(wanted, live, ln.xml)) + tuple(_dns_updates(wanted, live))
+        hosts, dns = _host_updates(wanted, live, ln.xml), _dns_updates(wanted, live)
+    if hosts is not None and dns is not None:  # (None: libvirt would refuse a live update)
+        updates = tuple(hosts) + tuple(dns)
         ctx.actions.append(Action(
             "network.update", target, "live",
             f"update {name} live ({len(updates)} change(s), no restart)", details,
@@ -328,7 +352,11 @@ def _host_xml(h: DhcpHost) -> str:
     return etree.tostring(el, encoding="unicode")
 
 
-def _host_updates(wanted: Network, live: Network, live_xml: str) -> list[Update]:
+def _host_updates(wanted: Network, live: Network, live_xml: str) -> list[Update] | None:
+    """Deletes, then modifies, then adds; None when libvirt would refuse one of them: it
+    refuses to add a reservation that shares a MAC, id, name or address with one the
+    network still holds at that moment (seen with libvirt 9.0), e.g. two reservations
+    that swap addresses. The caller then redefines the network instead."""
     index = _ip_index(live_xml)
     out: list[Update] = []
     for w, lv in zip(wanted.all_ips(), live.all_ips(), strict=False):
@@ -337,15 +365,25 @@ def _host_updates(wanted: Network, live: Network, live_xml: str) -> list[Update]
         pi = index.get(str(lv.address.ip), -1)
         wmap = {_host_key(h): h for h in w.hosts}
         lmap = {_host_key(h): h for h in lv.hosts}
-        for k, h in lmap.items():
-            if k not in wmap:
-                out.append(Update("delete", "ip-dhcp-host", pi, _host_xml(h)))
+        state = {k: h for k, h in lmap.items() if k in wmap}
+        out += [Update("delete", "ip-dhcp-host", pi, _host_xml(h))
+                for k, h in lmap.items() if k not in wmap]
+        for k, h in wmap.items():
+            if k in lmap and lmap[k] != h:
+                out.append(Update("modify", "ip-dhcp-host", pi, _host_xml(h)))
+                state[k] = h
         for k, h in wmap.items():
             if k not in lmap:
+                if any(_dhcp_clash(h, o) for o in state.values()):
+                    return None
                 out.append(Update("add-last", "ip-dhcp-host", pi, _host_xml(h)))
-            elif lmap[k] != h:
-                out.append(Update("modify", "ip-dhcp-host", pi, _host_xml(h)))
+                state[k] = h
     return out
+
+
+def _dhcp_clash(a: DhcpHost, b: DhcpHost) -> bool:
+    return a.ip == b.ip or any(x is not None and x == y for x, y in (
+        (a.mac, b.mac), (a.id, b.id), (a.name, b.name)))
 
 
 def _dns_xml(h: DnsHost) -> str:
@@ -355,12 +393,25 @@ def _dns_xml(h: DnsHost) -> str:
     return etree.tostring(el, encoding="unicode")
 
 
-def _dns_updates(wanted: Network, live: Network) -> list[Update]:
+def _dns_updates(wanted: Network, live: Network) -> list[Update] | None:
+    """None when libvirt would refuse: it deletes the one DNS host that shares the
+    address or a name with the one given ("multiple matching DNS HOST records" when
+    several do, e.g. one name on two addresses) and adds none whose address is taken."""
     w = list(wanted.dns.hosts) if wanted.dns else []
     lv = list(live.dns.hosts) if live.dns else []
     # libvirt 9.0 cannot modify a DNS host: a changed one is deleted and added.
-    out = [Update("delete", "dns-host", -1, _dns_xml(h)) for h in lv if h not in w]
-    out += [Update("add-last", "dns-host", -1, _dns_xml(h)) for h in w if h not in lv]
+    state = list(lv)
+    out: list[Update] = []
+    for h in [h for h in lv if h not in w]:
+        if sum(1 for o in state if o.ip == h.ip or set(o.names) & set(h.names)) != 1:
+            return None
+        state.remove(h)
+        out.append(Update("delete", "dns-host", -1, _dns_xml(h)))
+    for h in [h for h in w if h not in lv]:
+        if any(o.ip == h.ip for o in state):
+            return None
+        state.append(h)
+        out.append(Update("add-last", "dns-host", -1, _dns_xml(h)))
     return out
 
 
@@ -424,6 +475,22 @@ def _removals(ctx: _Ctx) -> None:
             needs_allow_destroy=bool(guests), restart=ln.active))
 
 
+# -- port forwards: one firewall.sync after the networks (kvmnet.forwards) -----
+
+def _forwards(ctx: _Ctx) -> None:
+    from kvmnet.forwards import plan_forwards
+
+    p = plan_forwards(ctx.spec, ctx.live.firewall, lambda n: not in_scope(n, ctx.scope),
+                      ctx.live.is_test)
+    if p is None:
+        return
+    for path, msg in p.errors:
+        ctx.error(path, msg)
+    if not p.errors:
+        ctx.actions.append(Action("firewall.sync", "firewall/forwards", "live", p.summary,
+                                  p.details, skipped=p.skipped, forwards=p.forwards))
+
+
 # -- OVN: overlay networks live in the northbound database (kvmnet.ovn) -------
 
 def _ovn(ctx: _Ctx) -> None:
@@ -440,6 +507,25 @@ def _ovn(ctx: _Ctx) -> None:
 
 
 # -- guests -----------------------------------------------------------------
+
+def _forgotten_guests(ctx: _Ctx) -> None:
+    """A domain the spec no longer lists keeps no NIC kvmnet attached (within --scope),
+    as a network the spec leaves out goes: else a NIC on a network removed since would
+    stop the guest from starting. The domain's own NICs stay."""
+    for dname, dom in sorted(ctx.live.domains.items()):
+        if dname in ctx.spec.guests or not dom.managed_macs or not in_scope(dname, ctx.scope):
+            continue
+        managed = set(dom.managed_macs)
+        for n in dom.nics:
+            if n.mac not in managed:
+                continue
+            managed.discard(n.mac)
+            ctx.actions.append(Action(
+                "nic.detach", f"guest/{dname}/{n.mac}", "disruptive" if dom.running else "live",
+                f"detach NIC {n.mac} ({n.type} {n.source}) from {dname}: the guest is no "
+                "longer in the spec", xml=n.xml, domain=dname, mac=n.mac, live=dom.running,
+                managed_macs=tuple(sorted(managed))))
+
 
 def _guest(ctx: _Ctx, gname: str) -> None:
     dom = ctx.live.domains.get(gname)
@@ -548,6 +634,7 @@ def _bridge_diff(ctx: _Ctx, br: str, hb: HostBridge) -> list[str]:
             continue
         if pl.master != br:
             out.append(f"~ {port}: enslave to {br}")
+        _session_guard(ctx, (*path, "ports", i), port, pl, hb)
         for a in pl.addresses:
             if not _v6_link_local(a):  # the kernel makes those per link
                 out.append(f"~ address {a}: {port} -> {br}")
@@ -562,6 +649,27 @@ def _bridge_diff(ctx: _Ctx, br: str, hb: HostBridge) -> list[str]:
             ctx.warn((*path, "address"), f"{a} moves to {br} live but is not in the spec, "
                      f"so it is gone after a reboot: add it to host.bridges.{br}.address")
     return out
+
+
+def _session_guard(ctx: _Ctx, path: tuple[str | int, ...], port: str, link: HostLink,
+                   hb: HostBridge) -> None:
+    """Refuse to move the address this SSH session uses when the spec gives no gateway:
+    the default route would not come back on the bridge after a reboot."""
+    sess = ctx.live.host.session_addr
+    if not sess or hb.gateway is not None or hb.dhcp:
+        return
+    if any(str(ipaddress.ip_interface(a).ip) == sess for a in link.addresses):
+        gws = sorted({r.gateway for r in ctx.live.host.routes
+                      if r.dev == port and r.gateway and r.net.prefixlen == 0})
+        hint = f"gateway: {gws[0]}" if gws else "gateway: <your LAN router>"
+        ctx.error(path, f"this SSH session came in on {sess}, which is on {port}, and the "
+                  f"spec gives {ctx_bridge(path)} no gateway: the host could lose this "
+                  f"session after a reboot. Add {hint} (and keep address:), or run "
+                  "from the console")
+
+
+def ctx_bridge(path: tuple[str | int, ...]) -> str:
+    return str(path[2]) if len(path) > 2 else "the bridge"
 
 
 def _v6_link_local(cidr: str) -> bool:
@@ -580,6 +688,15 @@ def _port_problem(port: str, link: HostLink | None, bridge: str) -> str | None:
         return (f"{port} is already a port of {link.master}: take it out first, or use "
                 f"{link.master} as the bridge")
     return None
+
+
+def host_needed(spec: Spec, live: LiveState) -> bool:
+    """Does plan look at the host's links and routes? For host bridges, and for the
+    networks libvirt does not have yet (their bridges and subnets must not collide
+    with the host's, _host_checks); not when every network exists (a no-op)."""
+    return bool(spec.host.bridges) or any(
+        name not in live.networks for name, net in spec.networks.items()
+        if net.mode != "overlay")
 
 
 def _host_checks(ctx: _Ctx) -> None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kvmnet.ovn.model import NbState
 from kvmnet.spec.model import Network
+
+if TYPE_CHECKING:
+    from kvmnet.forwards import FirewallLive
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class HostState:
     links: dict[str, HostLink] = field(default_factory=dict)
     routes: tuple[HostRoute, ...] = ()
     readable: bool = True          # False against test:/// (no host to look at)
+    session_addr: str | None = None  # the host address this SSH session came in on
 
 
 @dataclass(frozen=True)
@@ -92,3 +97,4 @@ class LiveState:
     host: HostState = field(default_factory=HostState)
     is_test: bool = False
     ovn: NbState | None = None    # OVN northbound rows (kvmnet.ovn), read when spec.ovn is set
+    firewall: FirewallLive | None = None  # kvmnet's port forwards (kvmnet.forwards); local only

@@ -156,15 +156,15 @@ class World:
         path.write_text(yaml.safe_dump(spec, sort_keys=False))
         return path
 
-    def plan(self, path: Path) -> tuple[int, dict[str, Any]]:
+    def plan(self, path: Path, *extra: str) -> tuple[int, dict[str, Any]]:
         proc = kvmnet("plan", str(path), "-c", URI, "--netns", self.lab, "--scope", SCOPE,
-                      "--json", "--detailed-exitcode")
+                      "--json", "--detailed-exitcode", *extra)
         assert proc.returncode in (0, 2), describe(proc)
         return proc.returncode, json.loads(proc.stdout)
 
-    def apply(self, path: Path) -> dict[str, Any]:
+    def apply(self, path: Path, *extra: str) -> dict[str, Any]:
         proc = kvmnet("apply", str(path), "-c", URI, "--netns", self.lab, "--scope", SCOPE,
-                      "--yes", "--json")
+                      "--yes", "--json", *extra)
         assert proc.returncode == 0, describe(proc)
         result = json.loads(proc.stdout)
         assert result["ok"], describe(proc)

@@ -189,9 +189,15 @@ def test_backend_and_kvmnet_forwards() -> None:
     table = {"table": {"family": "inet", "name": "kvmnet", "handle": 9}}
     mismatch = check_backend(facts(spec=fwd, ruleset=ruleset(chain("LIBVIRT_FWO"), table)))
     assert mismatch.status == "warn" and "do not match" in mismatch.message
-    nft_both = ruleset({"table": {"family": "inet", "name": "libvirt_network", "handle": 7}},
+    nft_both = ruleset({"table": {"family": "ip", "name": "libvirt_network", "handle": 7}},
                        table)
-    assert check_backend(facts(spec=fwd, ruleset=nft_both)).status == "ok"
+    # the DNAT table alone is not enough: the accept must sit in libvirt's own table
+    assert check_backend(facts(spec=fwd, ruleset=nft_both)).status == "warn"
+    accept = chain("kvmnet_forwards", family="ip", table="libvirt_network")
+    assert check_backend(facts(spec=fwd, ruleset=ruleset(
+        *nft_both["nftables"], accept))).status == "ok"
+    ipt_ok = ruleset(chain("LIBVIRT_FWO"), chain("KVMNET_FWD"), table)
+    assert check_backend(facts(spec=fwd, ruleset=ipt_ok)).status == "ok"
 
 
 def test_dnsmasq() -> None:

@@ -83,8 +83,8 @@ networks: {default: {mtu: big}, lan: {mode: bridge, bridge: br0, stp: maybe}}
 
 
 def test_columns_count_characters_not_bytes() -> None:
-    (p,) = problems('networks: {x: {domain: "été", mtu: 1}}\n')
-    assert (p.line, p.col) == (1, 36)  # 38 if bytes were counted
+    (p,) = problems('networks: {x: {dns: {txt: [{name: t, value: "été"}]}, mtu: 1}}\n')
+    assert (p.line, p.col) == (1, 60)  # 62 if bytes were counted
 
 
 def test_crlf_line_endings() -> None:
@@ -194,7 +194,7 @@ def test_did_you_mean(text: str, key: str, suggestion: str) -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     (_, _, msg), = where("guests: {g: {zzz: 1}}\n")
-    assert msg == "guests.g.zzz: unknown key 'zzz': allowed keys here are interfaces"
+    assert msg == "guests.g.zzz: unknown key 'zzz': allowed keys here are interfaces, hosts"
 
 
 # ------------------------------------------------------------------ types

@@ -37,7 +37,12 @@ def explain_open_error(uri: str, e: libvirt.libvirtError) -> str:
     code = e.get_error_code()
     text = e.get_error_message() or str(e)
     low = text.lower()
-    if "permission denied" in low or code == libvirt.VIR_ERR_AUTH_FAILED:
+    # Not root: libvirtd asks polkit over D-Bus ("Unable to get system bus connection:
+    # ... No such file or directory" when there is none); that is not a stopped daemon.
+    denied = ("permission denied", "polkit", "system bus", "authentication unavailable",
+              "authentication failed", "access denied")
+    if any(w in low for w in denied) or code in (libvirt.VIR_ERR_AUTH_FAILED,
+                                                  libvirt.VIR_ERR_AUTH_UNAVAILABLE):
         return (f"cannot connect to {uri}: permission denied. Run as root, or as a member "
                 "of the 'libvirt' group")
     if code == libvirt.VIR_ERR_NO_CONNECT and "no connection driver" in low:
@@ -47,6 +52,17 @@ def explain_open_error(uri: str, e: libvirt.libvirtError) -> str:
         return (f"cannot connect to {uri}: libvirtd is not running (start it: systemctl "
                 f"start libvirtd, or virtqemud/virtnetworkd) — libvirt says: {text}")
     return f"cannot connect to {uri}: {text}"
+
+
+# libvirt cuts long error messages at a byte count, sometimes inside a UTF-8 character;
+# the binding then fails to decode its own error and raises these instead of
+# libvirtError (seen with a non-ASCII character in a network's XML).
+BINDING_ERRORS = (UnicodeDecodeError, SystemError)
+
+
+def unreadable(e: Exception) -> str:
+    return (f"libvirt refused the call, but its error message could not be decoded ({e}); "
+            "look for a non-ASCII character in the spec's values")
 
 
 @dataclass
@@ -85,6 +101,8 @@ class Connection:
             return fn()
         except libvirt.libvirtError as e:
             raise LiveError(f"{what}: {e.get_error_message() or e}") from None
+        except BINDING_ERRORS as e:
+            raise LiveError(f"{what}: {unreadable(e)}") from None
 
     # -- writes ------------------------------------------------------------
     def write(self, what: str, fn: Callable[[], T], raw_errors: bool = False) -> T:
@@ -97,10 +115,30 @@ class Connection:
             if raw_errors:
                 raise
             raise LiveError(f"{what}: libvirt says: {e.get_error_message() or e}") from None
+        except BINDING_ERRORS as e:
+            raise LiveError(f"{what}: {unreadable(e)}") from None
+
+
+class NoLibvirt:
+    """Stands in for a libvirt connection when the spec needs none (only `host:`):
+    nothing to list, and any other call is a bug that fails loudly."""
+
+    def listAllNetworks(self, flags: int = 0) -> list[Any]:  # noqa: N802 (libvirt's name)
+        return []
+
+    def listAllDomains(self, flags: int = 0) -> list[Any]:  # noqa: N802
+        return []
+
+    def close(self) -> int:
+        return 0
 
 
 @contextmanager
-def connect(uri: str | None) -> Iterator[Connection]:
+def connect(uri: str | None, needed: bool = True) -> Iterator[Connection]:
+    """Open uri; with needed=False (a spec without networks or guests) contact nothing."""
+    if not needed:
+        yield Connection(default_uri(uri), NoLibvirt())
+        return
     conn = Connection.open(uri)
     try:
         yield conn

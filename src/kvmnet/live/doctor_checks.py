@@ -302,13 +302,17 @@ def firewall_backend(ruleset: dict[str, Any]) -> list[str]:
 
 
 def _kvmnet_rules(ruleset: dict[str, Any]) -> list[str]:
-    out = []
-    if any(str(c.get("name", "")).upper().startswith("KVMNET") and
-           not str(c.get("table", "")).startswith("kvmnet") for c in _items(ruleset, "chain")):
-        out.append("iptables")
-    if any(str(t.get("name", "")).startswith("kvmnet") for t in _items(ruleset, "table")):
-        out.append("nftables")
-    return out
+    """Where kvmnet's port forwards let DNATed traffic past libvirt's reject
+    (kvmnet.render.firewall): 'iptables' for chain KVMNET_FWD in table filter,
+    'nftables' for chain kvmnet_forwards in libvirt's table libvirt_network; [] when
+    its DNAT table inet kvmnet is missing (no forwards installed)."""
+    from kvmnet.forwards import parse_ruleset
+
+    facts = parse_ruleset(ruleset)
+    if not facts.table:
+        return []
+    return [backend for backend in ("iptables", "nftables")
+            if any(a.chain_exists for (b, _), a in facts.anchors.items() if b == backend)]
 
 
 def check_backend(f: Facts) -> Check:
@@ -333,14 +337,15 @@ def check_backend(f: Facts) -> Check:
             f"({'LIBVIRT_* chains through iptables-nft' if 'iptables' in backend else ''}"
             f"{'; ' if len(backend) == 2 else ''}"
             f"{'table inet libvirt_network' if 'nftables' in backend else ''}).")
-    if forwards and not ours:
+    if forwards and not any(str(t.get("name")) == "kvmnet" for t in _items(f.ruleset, "table")):
         return Check("firewall_backend", "warn", title,
                      text + f" Port forwards of {_names(forwards)} are not installed.",
                      f"kvmnet apply {f.spec_file}")
     if forwards and set(ours) != set(backend):
         return Check("firewall_backend", "warn", title,
-                     text + f" kvmnet's forwards use {' and '.join(ours)}: they do not match, "
-                     "so libvirt's reject rules may drop forwarded traffic.",
+                     text + " kvmnet's accept for forwarded traffic is in "
+                     f"{' and '.join(ours) or 'no backend'}: they do not match, so libvirt's "
+                     "reject rules drop forwarded traffic.",
                      f"kvmnet apply {f.spec_file}")
     return Check("firewall_backend", "ok", title,
                  text + (" kvmnet's forwards match it." if forwards else ""))

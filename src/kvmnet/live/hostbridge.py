@@ -10,9 +10,11 @@ the kernel's own: proto kernel or ra, table local). The records are plain data
 `migrate` keeps established sessions alive: the bridge gets the port's MAC (the
 LAN's ARP caches and a DHCP lease stay valid), the port is enslaved first
 (Linux still accepts packets for the port's address arriving on the bridge),
-the addresses are added to the bridge, each route is *replaced* (one atomic
-netlink call moves it, the default route included, with its metric), and only
-then do the addresses leave the port.
+then kvmnet waits until the kernel reports the bridge up (before that it
+drops what it should send), adds the addresses to the bridge, *replaces* each
+route (one atomic netlink call moves it, the default route included, with its
+metric), hands the port's neighbour entries to the bridge, and only then do
+the addresses leave the port.
 
 The way back is hostundo.restore.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
@@ -38,6 +41,8 @@ IFA_F_NODAD = 0x02
 # the others (tentative, dadfailed, deprecated, permanent, ...) are the kernel's
 SETTABLE_FLAGS = 0x02 | 0x10 | 0x100 | 0x200 | 0x400
 FOREVER = 0xFFFFFFFF
+NUD_STALE = 0x04
+NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10  # reachable, stale, delay, probe
 
 
 @dataclass(frozen=True)
@@ -257,6 +262,33 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
     """Make `bridge` with hb's ports, moving their addresses and routes; returns notes."""
     snap = {x.name: x for x in before}
     br, ports = snap[bridge], [snap[p] for p in hb.ports]
+    bi = _bridge(ipr, bridge, hb, br, ports)
+    notes = _wait_up(ipr, bi, bridge, hb)
+    moved = _addresses(ipr, bi, bridge, hb, br, ports)
+    routes = [r for p in ports for r in p.routes]
+    for r in routes:
+        nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
+    notes.insert(0, f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}")
+    if hb.gateway is not None and not hb.dhcp:
+        fam = 2 if hb.gateway.version == 4 else 10
+        if not any(r.family == fam and r.dst_len == 0 for r in list(br.routes) + routes):
+            gw = Route(fam, None, 0, gateway=str(hb.gateway), priority=hb.metric, proto=4)
+            nl(f"add default route via {hb.gateway} on {bridge}",
+               ipr.route, "replace", **route_args(gw, bi))
+            notes.append(f"default route via {hb.gateway} added")
+    for p in ports:
+        pi = link_index(ipr, p.name)
+        copy_neighbours(ipr, pi, bi)  # the port forgets them with its last address
+        for a in reversed(p.addresses):  # secondaries first: a primary takes them along
+            nl(f"remove {a} from {p.name}", ipr.addr, "del", **addr_key(a, pi),
+               ok=(errno.EADDRNOTAVAIL, errno.ENODEV))
+    if hb.dns:
+        notes.append("dns: applies after a reboot (kvmnet does not edit resolv.conf live)")
+    return notes
+
+
+def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link]) -> int:
+    """Create (or set up) the bridge with the first port's MAC, up, ports enslaved."""
     mac = next((p.mac for p in ports if p.mac), None)
     opts: dict[str, Any] = {"br_stp_state": int(hb.stp)}
     if hb.forward_delay is not None:
@@ -266,10 +298,10 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
         if hb.mtu:
             extra["mtu"] = hb.mtu
         nl(f"create bridge {bridge}",
-            ipr.link, "add", ifname=bridge, kind="bridge", **opts, **extra)
+           ipr.link, "add", ifname=bridge, kind="bridge", **opts, **extra)
     else:
         nl(f"set STP of {bridge}",
-            ipr.link, "set", index=link_index(ipr, bridge), kind="bridge", **opts)
+           ipr.link, "set", index=link_index(ipr, bridge), kind="bridge", **opts)
     bi = link_index(ipr, bridge)
     nl(f"bring {bridge} up", ipr.link, "set", index=bi, state="up")
     for p in ports:
@@ -280,6 +312,25 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
             nl(f"enslave {p.name} to {bridge}", ipr.link, "set", index=pi, master=bi)
         if not p.up:
             nl(f"bring {p.name} up", ipr.link, "set", index=pi, state="up")
+    return bi
+
+
+def _wait_up(ipr: Any, bi: int, bridge: str, hb: HostBridge) -> list[str]:
+    """Wait until the kernel has put the bridge's carrier on (a port forwards): until
+    then it drops what it is given to send, so no traffic may move over before."""
+    within = 3.0 + (2 * (hb.forward_delay if hb.forward_delay is not None else 15)
+                    if hb.stp else 0)
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if ipr.get_links(bi)[0].get_attr("IFLA_OPERSTATE") == "UP":
+            return []
+        time.sleep(0.01)
+    return [f"{bridge} had no carrier after {within:.0f} s (a port without link?)"]
+
+
+def _addresses(ipr: Any, bi: int, bridge: str, hb: HostBridge, br: Link,
+               ports: Sequence[Link]) -> int:
+    """The ports' addresses, then the spec's, onto the bridge; how many moved."""
     have = {a.key for a in br.addresses}
     moved = 0
     for p in ports:
@@ -289,32 +340,33 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
                 have.add(a.key)
                 moved += 1
     for iface in hb.address:
-        a = Addr(2 if iface.version == 4 else 10, str(iface.ip), iface.network.prefixlen,
-                 local=str(iface.ip) if iface.version == 4 else None,
+        v4 = iface.version == 4
+        a = Addr(2 if v4 else 10, str(iface.ip), iface.network.prefixlen,
+                 local=str(iface.ip) if v4 else None,
                  broadcast=str(iface.network.broadcast_address)
-                 if iface.version == 4 and iface.network.prefixlen < 31 else None)
+                 if v4 and iface.network.prefixlen < 31 else None)
         if a.key not in have:
             add_addr(ipr, bi, a, f"add {iface} to {bridge}")
             have.add(a.key)
-    routes = [r for p in ports for r in p.routes]
-    for r in routes:
-        nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
-    notes = [f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}"]
-    if hb.gateway is not None and not hb.dhcp:
-        fam = 2 if hb.gateway.version == 4 else 10
-        if not any(r.family == fam and r.dst_len == 0 for r in list(br.routes) + routes):
-            gw = Route(fam, None, 0, gateway=str(hb.gateway), priority=hb.metric, proto=4)
-            nl(f"add default route via {hb.gateway} on {bridge}",
-                ipr.route, "replace", **route_args(gw, bi))
-            notes.append(f"default route via {hb.gateway} added")
-    for p in ports:
-        pi = link_index(ipr, p.name)
-        for a in reversed(p.addresses):  # secondaries first: a primary takes them along
-            nl(f"remove {a} from {p.name}", ipr.addr, "del", **addr_key(a, pi),
-                ok=(errno.EADDRNOTAVAIL, errno.ENODEV))
-    if hb.dns:
-        notes.append("dns: applies after a reboot (kvmnet does not edit resolv.conf live)")
-    return notes
+    return moved
+
+
+def copy_neighbours(ipr: Any, src: int, dst: int,
+                    keep: Callable[[str], bool] | None = None) -> int:
+    """Teach link `dst` the IP -> MAC pairs link `src` knows (as STALE: used at once,
+    confirmed by the kernel soon after), so traffic that moves over does not wait for
+    ARP/NDP. It matters on the way back: a bridge port asks, but the bridge takes the
+    answer, and the port would only ask again a second later."""
+    n = 0
+    for e in ipr.get_neighbours(ifindex=src):
+        ip, mac = e.get_attr("NDA_DST"), e.get_attr("NDA_LLADDR")
+        if e["family"] not in (2, 10) or not e["state"] & NUD_USABLE or not ip or not mac:
+            continue
+        if keep is None or keep(mac):
+            nl(f"copy neighbour {ip}", ipr.neigh, "replace", ifindex=dst, dst=ip, lladdr=mac,
+               state=NUD_STALE, family=e["family"])
+            n += 1
+    return n
 
 
 def _moved(a: Addr, port: str, bridge: str) -> Addr:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.errors import LiveError
-from kvmnet.fsutil import write_bytes_atomic
+from kvmnet.fsutil import make_dirs, write_bytes_atomic
 
 if TYPE_CHECKING:
     from kvmnet.plan import Action
@@ -91,10 +91,13 @@ def last_outcome(root: Path) -> dict[str, Any] | None:
 def tx_lock(root: Path) -> Iterator[None]:
     d = run_dir(root)
     try:
-        d.mkdir(parents=True, exist_ok=True)
-        fd = os.open(d / "host-tx.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        make_dirs(d)  # (fsutil: refuses folders another user could change)
+        fd = os.open(d / "host-tx.lock",
+                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except PermissionError:
         raise LiveError(f"cannot write {d}: permission denied (run as root)") from None
+    except OSError as e:  # O_NOFOLLOW: a symlink planted as the lock
+        raise LiveError(f"cannot open {d / 'host-tx.lock'}: {e.strerror or e}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -202,7 +205,8 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
                               + opts.txid[:8])
     step = {"bridge": br, "links": [x.as_json() for x in before],
             "files": [c.as_json() for c in changes]}
-    deadline = time.monotonic() + opts.confirm_timeout + budget
+    # the change may wait for STP as long as the self-check may: room for both
+    deadline = time.monotonic() + opts.confirm_timeout + 2 * budget
     if j is not None:
         j["steps"].append(step)
         j.update(state="changing", deadline=max(j["deadline"], deadline))

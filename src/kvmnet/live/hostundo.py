@@ -9,7 +9,8 @@ retries a rollback that failed).
 from __future__ import annotations
 
 import errno
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from socket import AF_BRIDGE
 from typing import Any
 
 from kvmnet.errors import LiveError
@@ -18,6 +19,7 @@ from kvmnet.live.hostbridge import (
     Link,
     add_addr,
     addr_key,
+    copy_neighbours,
     link_index,
     nl,
     route_args,
@@ -30,8 +32,9 @@ def restore(ipr: Any, links: Sequence[Link]) -> list[str]:
 
     The way back mirrors migrate(), so sessions survive it too: first every link
     gets its addresses and routes back (a route is *replaced*, which moves it off
-    the bridge), then the extras go, then a bridge that did not exist is deleted
-    (taking its ports out), and last masters, MACs, MTUs, STP and up/down are set.
+    the bridge), then the extras go, then a bridge that did not exist hands its
+    neighbours to its ports, drops its addresses and is deleted (taking its ports
+    out), and last masters, MACs, MTUs, STP and up/down are set.
     """
     done: list[str] = []
     present = [x for x in links if x.exists]
@@ -46,10 +49,9 @@ def restore(ipr: Any, links: Sequence[Link]) -> list[str]:
         done += _add_routes(ipr, link)
     for link in present:
         done += _prune_routes(ipr, link)
-    for link in links:  # its ports leave it in the same step: no bridge without ports
+    for link in links:
         if not link.exists and ipr.link_lookup(ifname=link.name):
-            nl(f"delete {link.name}",
-               ipr.link, "del", index=link_index(ipr, link.name), ok=(errno.ENODEV,))
+            _retire(ipr, link.name, present)
             done.append(f"deleted {link.name}")
     for link in present:
         done += _settings(ipr, link)
@@ -59,6 +61,30 @@ def restore(ipr: Any, links: Sequence[Link]) -> list[str]:
             nl(f"bring {link.name} down", ipr.link, "set", index=link_index(ipr, link.name),
                state="down")
     return done
+
+
+def _retire(ipr: Any, bridge: str, present: Sequence[Link]) -> None:
+    """Delete a bridge kvmnet made without dropping a packet: its ports learn its
+    neighbours (each the MACs its FDB puts behind that port), it gives up its addresses
+    (so traffic takes the ports' routes while they still carry frames), and only then
+    goes, taking its ports out in the same step."""
+    bi = link_index(ipr, bridge)
+    ports = {link_index(ipr, x.name) for x in present if _now(ipr, x).master == bridge}
+    behind = {e.get_attr("NDA_LLADDR"): e["ifindex"]
+              for e in ipr.get_neighbours(family=AF_BRIDGE) if e.get_attr("NDA_MASTER") == bi}
+    for port in ports:
+        copy_neighbours(ipr, bi, port, _behind(behind, port, len(ports) == 1))
+    for a in reversed(snapshot(ipr, [bridge])[0].addresses):
+        nl(f"remove {a} from {bridge}", ipr.addr, "del", **addr_key(a, bi),
+           ok=(errno.EADDRNOTAVAIL,))
+    nl(f"delete {bridge}", ipr.link, "del", index=bi, ok=(errno.ENODEV,))
+
+
+def _behind(fdb: dict[str, int], port: int, only_port: bool) -> Callable[[str], bool]:
+    """Is a MAC reached through `port` (by the bridge's FDB; with one port, any MAC)?"""
+    def keep(mac: str) -> bool:
+        return fdb.get(mac, port if only_port else -1) == port
+    return keep
 
 
 def _now(ipr: Any, want: Link) -> Link:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from kvmnet.errors import LiveError
-from kvmnet.fsutil import write_bytes_atomic
+from kvmnet.fsutil import check_target, write_bytes_atomic
 from kvmnet.render.hostconf import file_mode
 
 BACKUP_DIR = "var/backups/kvmnet"
@@ -63,9 +63,16 @@ class FileChange:
 
 
 def under(root: Path, rel: str) -> Path:
-    """ROOT/rel, refusing a path that leaves root (.., absolute, symlinked away)."""
+    """ROOT/rel, refusing a path that leaves root (.., absolute, symlinked away).
+
+    The last part is never resolved: a symlink planted there must not turn a write
+    of ROOT/etc/netplan/x.yaml into a write of the file it points to (fsutil then
+    refuses the symlink itself)."""
     base = root.resolve()
-    target = (base / rel.lstrip("/")).resolve()
+    rel_path = Path(rel.lstrip("/"))
+    if ".." in rel_path.parts or not rel_path.parts:
+        raise LiveError(f"refusing to write outside {root}: {rel}")
+    target = (base / rel_path).parent.resolve() / rel_path.name
     if target != base and base not in target.parents:
         raise LiveError(f"refusing to write outside {root}: {rel}")
     return target
@@ -80,6 +87,7 @@ def prepare(root: Path, files: Mapping[str, str], stamp: str | None = None
     for rel in sorted(files):
         text = files[rel]
         path = under(root, rel)
+        check_target(path)  # a symlink: refused before anything is read or written
         if path.is_dir():
             raise LiveError(f"cannot write {path}: it is a folder")
         before: bytes | None = None

@@ -115,8 +115,8 @@ def _detach(root: Path) -> None:
     from kvmnet.live.hosttx import run_dir
 
     run_dir(root).mkdir(parents=True, exist_ok=True)
-    log = os.open(run_dir(root) / "watchdog.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                  0o600)
+    log = os.open(run_dir(root) / "watchdog.log",
+                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)

@@ -8,26 +8,40 @@ Layout of `kvmnet render FILE -o DIR` (documented in the README):
   host/networkmanager/etc/NetworkManager/system-connections/
   host/networkd/etc/systemd/network/
   routes/NETWORK.txt                       the route the upstream router needs
+  firewall/forwards.nft                    port forwards: table inet kvmnet (nft -f)
+  firewall/accept-iptables.rules           ... the accept before libvirt's reject, iptables
+  firewall/accept-nftables.nft             ... or nftables backend (render/firewall.py)
+  firewall/forwards.json                   ... the state file the libvirt hook reads
 """
 
 from __future__ import annotations
 
-from kvmnet.render.hostconf import RENDERERS
-from kvmnet.render.interface_xml import render_interfaces
-from kvmnet.render.network_xml import network_xml
-from kvmnet.render.routes import render_routes
-from kvmnet.spec.model import Spec
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kvmnet.spec.model import Spec
 
 
 def render_all(spec: Spec) -> dict[str, str]:
+    # imported here: `import kvmnet.render.network_xml` (validate, plan) runs this
+    # package first and needs none of the host renderers
+    from kvmnet.render.firewall import render_firewall
+    from kvmnet.render.hostconf import RENDERERS
+    from kvmnet.render.interface_xml import render_interfaces
+    from kvmnet.render.network_xml import network_xml
+    from kvmnet.render.routes import render_routes
+    from kvmnet.spec.derive import nic_macs
+
     files: dict[str, str] = {}
+    macs = nic_macs(spec)
     for name, net in spec.networks.items():
         if net.mode != "overlay":
-            files[f"networks/{name}.xml"] = network_xml(spec, name)
+            files[f"networks/{name}.xml"] = network_xml(spec, name, macs)
     files.update(render_interfaces(spec))
     if spec.host.bridges:
         for rname, fn in RENDERERS.items():
             for path, text in fn(spec).items():
                 files[f"host/{rname}/{path}"] = text
     files.update(render_routes(spec))
+    files.update(render_firewall(spec))
     return files

@@ -75,6 +75,17 @@ def parse_network(xml: str | bytes | Element) -> ParsedNetwork:
         raise NetworkXMLError(f"network {name}: {e}") from None
 
 
+def netmask_prefix(text: str) -> int:
+    """The prefix of a dotted netmask, as libvirt reads it: ipaddress would also take a
+    prefix length ('24') or a host mask ('0.0.0.255'), which libvirt reads as the
+    netmasks 0.0.0.24 and 0.0.0.255, not as /24."""
+    mask = int(ipaddress.IPv4Address(text))
+    inverse = ~mask & 0xFFFFFFFF
+    if inverse & (inverse + 1):
+        raise ValueError(f"netmask {text!r} is not a netmask (its one bits must come first)")
+    return 32 - inverse.bit_length()
+
+
 class _Parser(Leftovers):
     """One <network> into Network fields; what it does not read is kept (Leftovers)."""
 
@@ -289,7 +300,7 @@ class _Parser(Leftovers):
         if prefix is not None:
             return addr, "prefix", prefix
         if netmask is not None:
-            return addr, "netmask", ipaddress.IPv4Network(f"0.0.0.0/{netmask}").prefixlen
+            return addr, "netmask", netmask_prefix(netmask)
         return addr, "none", default_prefix(addr)
 
     def dhcp(self, r: Reader, v: dict[str, Any]) -> None:

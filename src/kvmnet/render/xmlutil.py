@@ -12,7 +12,6 @@ import copy
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from xml.sax.saxutils import quoteattr, unescape
 
 from lxml import etree
 
@@ -77,6 +76,9 @@ def str_to_element(text: str) -> Element:
 
 
 def attr_to_str(name: str, value: str) -> str:
+    # imported here: xml.sax.saxutils pulls in urllib.request, http.client and ssl
+    from xml.sax.saxutils import quoteattr
+
     return f"{name}={quoteattr(value)}"
 
 
@@ -85,6 +87,8 @@ def str_to_attr(text: str) -> tuple[str, str]:
     if not m:
         raise ValueError(f"{text!r} is not an XML attribute: write name=\"value\"")
     value = m.group(2) if m.group(2) is not None else m.group(3)
+    from xml.sax.saxutils import unescape  # see attr_to_str
+
     return m.group(1), unescape(value, _ENTITIES)
 
 

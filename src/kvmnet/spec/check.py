@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem
 from kvmnet.spec.derive import ip_config_for, nic_macs
+from kvmnet.spec.hosts import check_hosts, share_host
 from kvmnet.spec.load import Path_, Positions, format_path
-from kvmnet.spec.model import IPConfig, Network, Spec
+from kvmnet.spec.model import IPConfig, Network, PortForward, Spec
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
 NO_IP_MODES = ("bridge", "macvtap")
@@ -52,6 +53,9 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>") -> lis
     _macs(f, spec)
     _forwards(f, spec)
     _overlay(f, spec)
+    check_hosts(f, spec)
+    if not errors(f.items):
+        _renders(f, spec)
     return sorted(f.items, key=Problem.sort_key)
 
 
@@ -193,12 +197,28 @@ def _usable(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
 def _subnets(f: Findings, spec: Spec) -> None:
     blocks = [(name, path, ipc) for name, net in spec.networks.items()
               for path, ipc in _ip_blocks(net)]
-    for i, (n1, p1, c1) in enumerate(blocks):
-        for n2, _p2, c2 in blocks[:i]:
-            a, b = c1.address.network, c2.address.network
-            if n1 != n2 and a.version == b.version and a.overlaps(b):
-                f.error(("networks", n1) + p1 + ("address",), f"{a} overlaps {b} of network "
-                        f"{n2}: give each network its own subnet")
+    nets = [c.address.network for _, _, c in blocks]
+    spans = [(int(a.network_address) + (a.version << 128), int(a.broadcast_address)
+              + (a.version << 128), i) for i, a in enumerate(nets)]
+    for i, j in overlapping(spans):
+        (n1, p1, _), (n2, _, _) = blocks[i], blocks[j]
+        a, b = nets[i], nets[j]
+        if n1 != n2 and share_host(spec, n1, n2):
+            f.error(("networks", n1) + p1 + ("address",), f"{a} overlaps {b} of network "
+                    f"{n2}: give each network its own subnet")
+
+
+def overlapping(spans: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
+    """(later, earlier) index pairs of the closed intervals (first, last, index) that
+    overlap, in the order a loop over all pairs would find them; a sweep over the
+    sorted starts, so n disjoint intervals cost n log n, not n^2."""
+    pairs: list[tuple[int, int]] = []
+    active: list[tuple[int, int]] = []             # (last, index) of those still open
+    for first, last, i in sorted(spans):
+        active = [(e, k) for e, k in active if e >= first]
+        pairs += [(max(i, k), min(i, k)) for _, k in active]
+        active.append((last, i))
+    return sorted(pairs)
 
 
 def _bridges(f: Findings, spec: Spec) -> None:
@@ -209,9 +229,11 @@ def _bridges(f: Findings, spec: Spec) -> None:
     for br, names in owners.items():
         libvirt_made = [n for n in names if spec.networks[n].mode in LIBVIRT_BRIDGED]
         if len(names) > 1 and libvirt_made:
-            for n in names[1:]:
-                f.error(("networks", n, "bridge"), f"bridge {br} is already used by network "
-                        f"{names[0]}: give each libvirt network its own bridge name")
+            for k, n in enumerate(names[1:], 1):
+                first = next((m for m in names[:k] if share_host(spec, m, n)), None)
+                if first is not None:
+                    f.error(("networks", n, "bridge"), f"bridge {br} is already used by "
+                            f"network {first}: give each libvirt network its own bridge name")
         if libvirt_made and br in spec.host.bridges:
             mode = spec.networks[libvirt_made[0]].mode
             f.error(("networks", libvirt_made[0], "bridge"), f"{br} is a host bridge (under "
@@ -381,6 +403,7 @@ def _forwards(f: Findings, spec: Spec) -> None:
                         f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
                         f"{fw.guest_port.size}: map a range to a range of the same length, "
                         "or to one port")
+            _forward_families(f, path, fw)
             for proto, hp, listen, j in used:
                 if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
                         listen is None or fw.listen is None or listen == fw.listen):
@@ -389,12 +412,31 @@ def _forwards(f: Findings, spec: Spec) -> None:
                     break
             used.append((fw.proto, fw.host_port, fw.listen, i))
     all_fw = [(n, i, fw) for n, net in spec.networks.items() for i, fw in enumerate(net.forwards)]
-    for k, (n1, i1, a) in enumerate(all_fw):
-        for n2, _i2, b in all_fw[:k]:
-            if n1 != n2 and a.proto == b.proto and a.host_port.overlaps(b.host_port) and (
-                    a.listen is None or b.listen is None or a.listen == b.listen):
-                f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
-                        f"{a.host_port} is already forwarded by network {n2}")
+    protos = {p: n << 17 for n, p in enumerate(sorted({fw.proto for _, _, fw in all_fw}))}
+    spans = [(protos[fw.proto] + fw.host_port.first, protos[fw.proto] + fw.host_port.last, k)
+             for k, (_, _, fw) in enumerate(all_fw)]
+    for k, j in overlapping(spans):
+        (n1, i1, a), (n2, _i2, b) = all_fw[k], all_fw[j]
+        if n1 != n2 and (a.listen is None or b.listen is None or a.listen == b.listen):
+            f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
+                    f"{a.host_port} is already forwarded by network {n2}")
+
+
+def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:
+    """listen and sources in the guest address's family (a guest: forwards to its ipv4);
+    no loopback listen: a packet from 127.0.0.1 may not leave the host."""
+    version = fw.address.version if fw.address is not None else 4
+    if fw.listen is not None and fw.listen.is_loopback:
+        f.error(path + ("listen",), f"{fw.listen} is a loopback address, which the host "
+                "cannot forward to a guest: listen on one of the host's other addresses, "
+                "or leave listen out (every address of the host)")
+    elif fw.listen is not None and fw.listen.version != version:
+        f.error(path + ("listen",), f"listen {fw.listen} is IPv{fw.listen.version} but the "
+                f"guest address is IPv{version}: forward within one address family")
+    for k, src in enumerate(fw.sources):
+        if src.version != version:
+            f.error(path + ("sources", k), f"source {src} is IPv{src.version} but the guest "
+                    f"address is IPv{version}: forward within one address family")
 
 
 def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
@@ -469,3 +511,21 @@ def _overlay(f: Findings, spec: Spec) -> None:
             if onet is not None and onet.mode == "overlay" and nic.portgroup:
                 f.error(("guests", gname, "interfaces", i, "portgroup"), "a NIC on an overlay "
                         "network has no portgroup (it is a port of OVN's br-int): remove it")
+
+
+def _renders(f: Findings, spec: Spec) -> None:
+    """What the other checks let through must also render: libvirt XML of every network
+    (xml_extra holds XML text and paths into it), so plan cannot fail on it later."""
+    from kvmnet.errors import KvmnetError
+    from kvmnet.render.network_xml import network_xml
+
+    macs = nic_macs(spec)  # once: per network it would make checking quadratic
+    for name, net in spec.networks.items():
+        if net.mode == "overlay":
+            continue
+        try:
+            network_xml(spec, name, macs)
+        except (KvmnetError, ValueError) as e:
+            key = ("xml_extra",) if net.xml_extra else ()
+            f.error(("networks", name, *key), f"cannot be written as libvirt XML: {e}",
+                    key=bool(key))

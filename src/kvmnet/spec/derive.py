@@ -28,7 +28,17 @@ def spec_macs(spec: Spec) -> set[str]:
     return macs
 
 
-def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> dict[tuple[str, int], str]:
+class NicMacs(dict[tuple[str, int], str]):
+    """nic_macs' result: (guest, NIC index) -> MAC. It also lists, per network, the
+    NICs on it (guests in name order), so that dhcp_hosts of every network of a big
+    spec costs one walk of the guests, not one per network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_network: dict[str, list[tuple[str, int]]] = {}
+
+
+def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> NicMacs:
     """MAC of every guest NIC: its own, or a stable generated one.
 
     Generated MACs never collide with the spec's explicit MACs, with `taken`
@@ -36,9 +46,11 @@ def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> dict[tuple[str, int], str
     name order so the result does not depend on YAML order.
     """
     used = spec_macs(spec) | {m.lower() for m in taken}
-    out: dict[tuple[str, int], str] = {}
+    out = NicMacs()
     for gname in sorted(spec.guests):
         for i, nic in enumerate(spec.guests[gname].interfaces):
+            if nic.network is not None:
+                out.on_network.setdefault(nic.network, []).append((gname, i))
             if nic.mac:
                 out[(gname, i)] = nic.mac
                 continue
@@ -67,16 +79,28 @@ def dhcp_hosts(spec: Spec, netname: str, macs: dict[tuple[str, int], str] | None
     net = spec.networks[netname]
     ips = net.all_ips()
     out: dict[int, list[DhcpHost]] = {i: list(c.hosts) for i, c in enumerate(ips)}
-    macs = macs if macs is not None else nic_macs(spec)
-    for gname in sorted(spec.guests):
-        for idx, nic in enumerate(spec.guests[gname].interfaces):
-            if nic.network != netname or nic.ipv4 is None:
-                continue
-            for i, c in enumerate(ips):
-                if nic.ipv4 in c.address.network:
-                    mac = macs[(gname, idx)]
-                    if any(h.mac == mac and h.ip == nic.ipv4 for h in out[i]):
-                        break
-                    out[i].append(DhcpHost(ip=nic.ipv4, mac=mac, name=gname))
+    if not isinstance(macs, NicMacs):  # a plain dict (or none): index the NICs here
+        macs = nic_macs(spec) if macs is None else _indexed(spec, macs)
+    for gname, idx in macs.on_network.get(netname, ()):
+        guest = spec.guests.get(gname)  # macs may cover more than spec (a host's share)
+        nic = guest.interfaces[idx] if guest and idx < len(guest.interfaces) else None
+        if nic is None or nic.network != netname or nic.ipv4 is None:
+            continue
+        for i, c in enumerate(ips):
+            if nic.ipv4 in c.address.network:
+                mac = macs[(gname, idx)]
+                if any(h.mac == mac and h.ip == nic.ipv4 for h in out[i]):
                     break
+                out[i].append(DhcpHost(ip=nic.ipv4, mac=mac, name=gname))
+                break
+    return out
+
+
+def _indexed(spec: Spec, macs: dict[tuple[str, int], str]) -> NicMacs:
+    out = NicMacs()
+    out.update(macs)
+    for gname in sorted(spec.guests):
+        for i, nic in enumerate(spec.guests[gname].interfaces):
+            if nic.network is not None:
+                out.on_network.setdefault(nic.network, []).append((gname, i))
     return out

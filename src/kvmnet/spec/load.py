@@ -240,8 +240,23 @@ def compose(text: str, file: str, problems: list[Problem],
             # Where the unclosed '[', '{' or quote began is what the user must fix.
             hint += f" ({opened} at line {c.line + 1}, column {c.column + 1})"
         raise SpecError([Problem(file, line, col, f"YAML syntax: {what}{hint}")]) from None
+    except (yaml.reader.ReaderError, UnicodeEncodeError) as e:
+        # a character YAML does not allow anywhere (a lone surrogate: only text given
+        # to load_text can hold one): say where, on one line
+        if isinstance(e, UnicodeEncodeError):
+            pos, ch = e.start, text[e.start]
+        else:
+            pos = e.position
+            ch = chr(e.character) if isinstance(e.character, int) else str(e.character)
+        pos = min(max(pos, 0), len(text))
+        line = text.count("\n", 0, pos) + 1
+        col = pos - (text.rfind("\n", 0, pos) + 1) + 1
+        raise SpecError([Problem(file, line, col, f"YAML: the character {ch!r} "
+                                 f"(U+{ord(ch[:1] or ' '):04X}) is not allowed in YAML text: "
+                                 "remove it")]) from None
     except yaml.YAMLError as e:
-        raise SpecError([Problem(file, 1, 1, f"YAML: {e}")]) from None
+        msg = " ".join(str(e).split())  # one line: it must not forge another
+        raise SpecError([Problem(file, 1, 1, f"YAML: {msg}")]) from None
     walker = _Walker(problems, file)
     if root is None:
         return {}, walker.pos
@@ -393,7 +408,8 @@ def _message(e: Any, loc: Path_) -> str:
         if kind == "model_type" and loc and loc[-1] == "lease_time":
             return f"expected a lease time like 1h, 30m, 600s or infinite, got {_describe(got)}"
         if isinstance(got, str) and (
-                (kind in ("int_type", "float_type") and got.strip().lstrip("-").isdecimal())
+                (kind in ("int_type", "float_type") and got.strip().lstrip("-").isdecimal()
+                 and got.isascii())
                 or (kind == "bool_type" and got.strip().lower() in ("true", "false"))):
             hint = ": write it without quotes"
         return f"expected {_TYPE_WORDS[kind]}, got {_describe(got)}{hint}"

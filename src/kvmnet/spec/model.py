@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from kvmnet.spec.types import (
     Addr,
+    DnsName,
+    Duid,
     Iface,
     IfName,
     Mac,
@@ -22,6 +24,7 @@ from kvmnet.spec.types import (
     Net,
     Ports,
     Range,
+    Text,
 )
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
@@ -38,7 +41,7 @@ NicModel = Literal[
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Lease(Model):
@@ -59,9 +62,9 @@ class Lease(Model):
             if t in ("infinite", "0"):
                 return {"expiry": 0}
             units = {"s": "seconds", "m": "minutes", "h": "hours"}
-            if t[-1:] in units and t[:-1].isdigit():
+            if t[-1:] in units and t[:-1].isascii() and t[:-1].isdigit():
                 return {"expiry": int(t[:-1]), "unit": units[t[-1]]}
-            if t.isdigit():
+            if t.isascii() and t.isdigit():
                 return {"expiry": int(t), "unit": "seconds"}
             raise ValueError(f"{v!r} is not a lease time: write e.g. 1h, 30m, 600s or infinite")
         return v
@@ -103,8 +106,8 @@ class DhcpHost(Model):
 
     ip: Addr
     mac: Mac | None = None
-    name: str | None = None
-    id: str | None = None
+    name: DnsName | None = None
+    id: Duid | None = None
     lease_time: Lease | None = None
 
 
@@ -123,8 +126,8 @@ class IPConfig(Model):
     hosts: list[DhcpHost] = Field(default_factory=list)
     lease_time: Lease | None = None
     routes: list[StaticRoute] = Field(default_factory=list)
-    tftp: str | None = None
-    bootp: dict[str, str] | None = None
+    tftp: Text | None = None
+    bootp: dict[Text, Text] | None = None
     xml_prefix: PrefixForm = "prefix"  # how <ip> writes the prefix (import keeps it)
 
     @field_validator("dhcp", mode="before")
@@ -135,22 +138,22 @@ class IPConfig(Model):
 
 class DnsHost(Model):
     ip: Addr
-    names: list[str] = Field(min_length=1)
+    names: list[DnsName] = Field(min_length=1)
 
 
 class DnsSrv(Model):
-    service: str
+    service: DnsName
     protocol: Literal["tcp", "udp"]
-    domain: str | None = None
-    target: str | None = None
+    domain: DnsName | None = None
+    target: DnsName | None = None
     port: int | None = Field(default=None, ge=0, le=65535)
     priority: int | None = Field(default=None, ge=0, le=65535)
     weight: int | None = Field(default=None, ge=0, le=65535)
 
 
 class DnsTxt(Model):
-    name: str
-    value: str
+    name: DnsName
+    value: Text
 
 
 class DnsForwarder(Model):
@@ -158,7 +161,7 @@ class DnsForwarder(Model):
     without addr is answered locally only. A plain string is an addr."""
 
     addr: Addr | None = None
-    domain: str | None = None
+    domain: DnsName | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -208,7 +211,7 @@ class OverlayExternal(Model):
     physnet: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     address: Iface                   # the router's address there, e.g. 203.0.113.10/24
     gateway: Addr | None = None      # next hop of the router's default route
-    chassis: list[str] = Field(min_length=1)   # gateway chassis names, first preferred
+    chassis: list[Text] = Field(min_length=1)   # gateway chassis names, first preferred
 
 
 class OverlayRouter(Model):
@@ -227,7 +230,7 @@ class Network(Model):
     stp: bool | None = None
     delay: int | None = Field(default=None, ge=0)
     mtu: int | None = Field(default=None, ge=68, le=65535)
-    domain: str | None = None
+    domain: DnsName | None = None
     domain_local: bool | None = None
     uplink: IfName | None = None
     devices: list[IfName] = Field(default_factory=list)
@@ -240,6 +243,7 @@ class Network(Model):
     dns: Dns | None = None
     forwards: list[PortForward] = Field(default_factory=list)
     router: OverlayRouter | None = None   # overlay only: OVN logical router (kvmnet.ovn)
+    hosts: list[Name] | None = None       # the hypervisors it lives on; None: all (multihost)
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
     # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings;
     # a key ending in '@' holds attributes instead ('bridge@': ['zone="x"']).
@@ -279,7 +283,7 @@ class GuestNic(Model):
     model: NicModel | None = None
     ipv4: Addr | None = None
     ipv6: Addr | None = None
-    portgroup: str | None = None
+    portgroup: Text | None = None
     mtu: int | None = Field(default=None, ge=68, le=65535)
 
     @model_validator(mode="after")
@@ -294,6 +298,7 @@ class GuestNic(Model):
 
 class Guest(Model):
     interfaces: list[GuestNic] = Field(default_factory=list)
+    hosts: list[Name] | None = None   # pinned to these hypervisors; None: where it is defined
 
 
 # -- OVN (overlay networks; kvmnet.ovn) ---------------------------------------
@@ -305,9 +310,9 @@ class Ovn(Model):
     ssl: remotes also need the three files (ovn-nbctl's --private-key and friends)."""
 
     northbound: str
-    private_key: str | None = None
-    certificate: str | None = None
-    ca_cert: str | None = None
+    private_key: Text | None = None
+    certificate: Text | None = None
+    ca_cert: Text | None = None
 
     @field_validator("northbound")
     @classmethod
@@ -318,8 +323,17 @@ class Ovn(Model):
         return v
 
 
+class HostEntry(Model):
+    """One hypervisor of a many-host spec (kvmnet.multihost): its libvirt URI, and the
+    network namespace its host links live in (labs; local URIs only)."""
+
+    uri: Text
+    netns: Text | None = None
+
+
 class Spec(Model):
     host: Host = Field(default_factory=Host)
     networks: dict[Name, Network] = Field(default_factory=dict)
     guests: dict[Name, Guest] = Field(default_factory=dict)
     ovn: Ovn | None = None  # kvmnet.ovn: the northbound database of overlay networks
+    hosts: dict[Name, HostEntry] = Field(default_factory=dict)  # kvmnet.multihost

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, BeforeValidator, PlainSerializer
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -26,6 +26,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 # as an option to the tools that get the name.
 IFNAME_RE = re.compile(r"^[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]*\Z")
 _NAME_CHAR = re.compile(r"[A-Za-z0-9_.-]")
+_MAC_CHAR = re.compile(r"[0-9a-f:-]")
 _IFNAME_CHAR = re.compile(r"[A-Za-z0-9_.@+-]")
 
 
@@ -61,8 +62,8 @@ def parse_mac(value: Any) -> str:
     mac = value.strip().lower()
     if not _MAC_RE.match(mac):
         raise ValueError(
-            f"{value!r} is not a MAC address: write six hex pairs separated by ':', "
-            "e.g. \"52:54:00:12:34:56\""
+            f"{value!r} is not a MAC address{_paren(_bad_char(mac, _MAC_CHAR))}: write six "
+            "hex pairs separated by ':', e.g. \"52:54:00:12:34:56\""
         )
     return mac.replace("-", ":")
 
@@ -255,3 +256,60 @@ Iface = Annotated[IPIface, BeforeValidator(parse_iface), PlainSerializer(_str)]
 Net = Annotated[IPNet, BeforeValidator(parse_net), PlainSerializer(_str)]
 Range = Annotated[IPRange, BeforeValidator(parse_range), PlainSerializer(_str)]
 Ports = Annotated[PortRange, BeforeValidator(parse_ports), PlainSerializer(_str)]
+
+
+# Free text reaches libvirt and, through it, dnsmasq's config and hosts files, one
+# option per line: a line break in a domain would start an option of the writer's
+# choosing (dhcp-script=PROGRAM runs it). So no control, format or line-separator
+# characters, no surrogates or non-characters (lxml cannot write those either).
+_NOT_TEXT = {"Cc", "Cf", "Cs", "Cn", "Zl", "Zp"}
+DNS_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z")
+_DNS_CHAR = re.compile(r"[A-Za-z0-9_.-]")
+
+
+def _char(ch: str) -> str:
+    what = unicodedata.name(ch, "") or {
+        "Cc": "a control character", "Cs": "a surrogate", "Cn": "not a character",
+    }.get(unicodedata.category(ch), "an invisible character")
+    return f"the character {ch!r}, U+{ord(ch):04X} {what}"
+
+
+def parse_text(value: str) -> str:
+    """One line of visible text (runs after the string type check)."""
+    for ch in value:
+        if unicodedata.category(ch) in _NOT_TEXT:
+            raise ValueError(f"{value!r} contains {_char(ch)}: write one line of visible "
+                             "characters")
+    return value
+
+
+def parse_dns_name(value: str) -> str:
+    """A DNS name or label as dnsmasq reads it: ASCII letters, digits, '-', '_', '.'
+    ('.' alone is the root, as in an SRV target)."""
+    if value == "." or (DNS_NAME_RE.match(value) and len(value) <= 253):
+        return value
+    bad = next((c for c in value if not _DNS_CHAR.fullmatch(c)), None)
+    detail = f" ({_char(bad)}, is not allowed)" if bad else ""
+    raise ValueError(f"{value!r} is not a DNS name{detail}: use ASCII letters, digits, '-', "
+                     "'_' and '.', start with a letter, digit or '_', at most 253 characters")
+
+
+Text = Annotated[str, AfterValidator(parse_text)]
+DnsName = Annotated[str, AfterValidator(parse_dns_name)]
+
+
+_DUID_CHAR = re.compile(r"[0-9A-Fa-f:]")
+
+
+def parse_duid(value: str) -> str:
+    """A DHCPv6 client id (DUID) as libvirt takes it: hex digits and ':'."""
+    value = parse_text(value)
+    bad = next((c for c in value if not _DUID_CHAR.fullmatch(c)), None)
+    if bad is not None or not value.strip(":"):
+        detail = f" ({_char(bad)}, is not allowed)" if bad else ""
+        raise ValueError(f"{value!r} is not a DHCP client id{detail}: write hex bytes "
+                         "separated by ':', e.g. 0:3:0:1:52:54:0:0:0:31")
+    return value
+
+
+Duid = Annotated[str, AfterValidator(parse_duid)]

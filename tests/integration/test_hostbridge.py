@@ -1,0 +1,616 @@
+"""Moving a host's NIC into a bridge, live, on a real kernel (issue 5).
+
+Two network namespaces: ``kvt-hb-host`` plays the host, its NIC is the veth
+``kvthbeth0`` (10.230.1.2/24 + 10.230.1.3/24, a default route with metric 100,
+one more static route); ``kvt-hb-lan`` plays the LAN, with the gateway
+10.230.1.1 on the other end. A TCP echo server runs in the host namespace and
+a client in the LAN namespace keeps one connection busy across the change.
+`kvmnet apply` runs as a CLI with ``--netns kvt-hb-host`` against the lab's
+libvirtd (``--scope kvt-hb-*`` keeps other tests' networks out of the plan) and
+``--root`` a temporary tree, so the only things it touches are those two
+namespaces and that tree.
+
+Everything is named kvt-hb-* (links kvthb*), removed by name before each test
+and after it; watchdogs the tests leave behind are stopped by their pid file.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+from pyroute2 import netns as pr_netns
+
+from kvmnet.errors import LiveError
+from kvmnet.live import hostbridge, hostundo
+from kvmnet.live.watchdog import start_time
+from kvmnet.spec.model import HostBridge
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+HOST_NS, LAN_NS = "kvt-hb-host", "kvt-hb-lan"
+NIC, LAN_IF, BRIDGE, OTHER_BR = "kvthbeth0", "kvthblan0", "kvthbbr0", "kvthbold0"
+HOST_IP, HOST_IP2, GW, NOBODY = "10.230.1.2", "10.230.1.3", "10.230.1.1", "10.230.1.99"
+PORT = 7007
+KVMNET = Path(sys.executable).parent / "kvmnet"
+TIMINGS = os.environ.get("KVMNET_HB_TIMINGS")  # a file: measurements are appended there
+
+SPEC = f"""\
+host:
+  bridges:
+    {BRIDGE}:
+      ports: [{NIC}]
+      stp: {{stp}}
+{{delay}}      address: [{HOST_IP}/24, {HOST_IP2}/24]
+      gateway: {GW}
+      metric: 100
+{{check}}"""
+
+SERVER = """
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+def echo(c):
+    while data := c.recv(4096):
+        c.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# One connection; echoes "before", then a 1-byte probe every 2 ms until a line comes on
+# stdin, then "after". gap = the longest time between two answered probes.
+CLIENT = """
+import json, select, socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def echo(msg):
+    c.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = c.recv(len(msg) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == msg
+name = c.getsockname()
+before = echo(b"before\\n")
+print(json.dumps({"ready": before}), flush=True)
+last, gap, probes, at = time.monotonic(), 0.0, 0, 0.0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    if not echo(b"p"):
+        break
+    now = time.monotonic()
+    if now - last > gap:
+        gap, at = now - last, now
+    last, probes = now, probes + 1
+    time.sleep(0.002)
+after = echo(b"after\\n")
+print(json.dumps({"before": before, "after": after, "gap": gap, "at": at, "probes": probes,
+                  "same": c.getsockname() == name}), flush=True)
+"""
+
+
+# -- the namespaces ---------------------------------------------------------------------
+
+def remove_namespaces() -> None:
+    for ns in (HOST_NS, LAN_NS):
+        if ns in pr_netns.listnetns():
+            pr_netns.remove(ns)
+
+
+def make_namespaces() -> None:
+    for ns in (HOST_NS, LAN_NS):
+        pr_netns.create(ns)
+    with IPRoute(netns=LAN_NS, flags=0) as lan:
+        lan.link("set", index=lan.link_lookup(ifname="lo")[0], state="up")
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        ipr.link("add", ifname=NIC, kind="veth", peer=LAN_IF)
+        ipr.link("set", index=ipr.link_lookup(ifname=LAN_IF)[0], net_ns_fd=LAN_NS)
+        nic = ipr.link_lookup(ifname=NIC)[0]
+        ipr.link("set", index=nic, state="up")
+        ipr.addr("add", index=nic, address=HOST_IP, prefixlen=24)
+        ipr.addr("add", index=nic, address=HOST_IP2, prefixlen=24, label=f"{NIC}:1")
+        ipr.route("add", dst="0.0.0.0/0", gateway=GW, oif=nic, priority=100)
+        ipr.route("add", dst="10.230.50.0/24", gateway=GW, oif=nic, priority=20)
+    with IPRoute(netns=LAN_NS, flags=0) as lan:
+        idx = lan.link_lookup(ifname=LAN_IF)[0]
+        lan.addr("add", index=idx, address=GW, prefixlen=24)
+        lan.link("set", index=idx, state="up")
+
+
+def netstate(ns: str = HOST_NS) -> dict[str, Any]:
+    """Every link, address and route of a namespace (all tables), by name: what must be
+    identical after a rollback. Tentative (DAD) flags are left out: they pass."""
+    with IPRoute(netns=ns, flags=0) as ipr:
+        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
+        links = {}
+        for m in ipr.get_links():
+            info = m.get_attr("IFLA_LINKINFO")
+            links[m.get_attr("IFLA_IFNAME")] = {
+                "kind": info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                "mac": m.get_attr("IFLA_ADDRESS"), "mtu": m.get_attr("IFLA_MTU"),
+                "up": bool(m["flags"] & 1), "master": names.get(m.get_attr("IFLA_MASTER"))}
+        addrs = sorted(
+            (names[a["index"]], a["family"], a.get_attr("IFA_ADDRESS"), a["prefixlen"],
+             a.get_attr("IFA_LABEL") or "", a["scope"], (a.get_attr("IFA_FLAGS") or 0) & ~0x40)
+            for a in ipr.get_addr())
+        routes = sorted(
+            (r["family"], r.get_attr("RTA_TABLE"), str(r.get_attr("RTA_DST")), r["dst_len"],
+             str(r.get_attr("RTA_GATEWAY")), r.get_attr("RTA_PRIORITY") or 0, r["proto"],
+             r["scope"], r["type"], names.get(r.get_attr("RTA_OIF"), ""),
+             str(r.get_attr("RTA_PREFSRC")))
+            for fam in (2, 10) for r in ipr.get_routes(family=fam))
+    return {"links": links, "addresses": addrs, "routes": routes}
+
+
+def wait_settled(ns: str = HOST_NS, within: float = 5.0) -> None:
+    """Until IPv6 DAD of the link-local addresses is done, so snapshots are stable."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        with IPRoute(netns=ns, flags=0) as ipr:
+            if not any((a.get_attr("IFA_FLAGS") or 0) & 0x40 for a in ipr.get_addr()):
+                return
+        time.sleep(0.05)
+
+
+# -- the config tree under --root ---------------------------------------------------
+
+def make_root(root: Path, renderer: str) -> None:
+    if renderer == "netplan":
+        (root / "etc/netplan").mkdir(parents=True)
+        (root / "etc/netplan/01-netcfg.yaml").write_text("network:\n  version: 2\n")
+        os.chmod(root / "etc/netplan/01-netcfg.yaml", 0o600)
+        old = root / "etc/netplan/90-kvmnet.yaml"
+        old.write_text("# an older kvmnet config\nnetwork: {version: 2}\n")
+        os.chmod(old, 0o640)
+    else:
+        (root / "etc/network").mkdir(parents=True)
+        (root / "etc/network/interfaces").write_text(
+            "auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n")
+
+
+def tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
+    """Every file and folder under root except kvmnet's own run/ state: bytes + mode."""
+    out: dict[str, tuple[bytes | None, int]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if rel == "run" or rel.startswith("run/"):
+            continue
+        out[rel] = (None if p.is_dir() else p.read_bytes(), p.stat().st_mode)
+    return out
+
+
+# -- processes -----------------------------------------------------------------------
+
+def readline(proc: subprocess.Popen[str], within: float) -> str:
+    assert proc.stdout is not None
+    if not select.select([proc.stdout], [], [], within)[0]:
+        raise AssertionError(f"no output from {proc.args[:4]} within {within} s")
+    return proc.stdout.readline()
+
+
+class EchoSession:
+    """A TCP connection from the LAN to a server on the host, kept busy."""
+
+    def __init__(self) -> None:
+        self.server = subprocess.Popen(
+            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(PORT)],
+            stdout=subprocess.PIPE, text=True)
+        assert readline(self.server, 10).strip() == "listening"
+        self.client = subprocess.Popen(
+            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP, str(PORT)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert json.loads(readline(self.client, 10)) == {"ready": True}
+
+    def finish(self) -> dict[str, Any]:
+        assert self.client.stdin is not None
+        self.client.stdin.write("stop\n")
+        self.client.stdin.flush()
+        return json.loads(readline(self.client, 60))
+
+    def close(self) -> None:
+        for p in (self.client, self.server):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def kvmnet(*args: str, within: float = 90) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KVMNET), *args], capture_output=True, text=True, timeout=within)
+
+
+def outcome(root: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((root / "run/kvmnet/last-tx.json").read_text())
+    except FileNotFoundError:
+        return None
+
+
+def wait_outcome(root: Path, within: float) -> dict[str, Any]:
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        if (got := outcome(root)) is not None and not (root / "run/kvmnet/host-tx.json").exists():
+            return got
+        time.sleep(0.05)
+    log = root / "run/kvmnet/watchdog.log"
+    raise AssertionError(f"no outcome within {within} s; watchdog.log:\n"
+                         + (log.read_text() if log.exists() else "(none)"))
+
+
+def watchdog_pid(root: Path) -> int | None:
+    try:
+        w = json.loads((root / "run/kvmnet/watchdog.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return int(w["pid"]) if start_time(int(w["pid"])) == w["start"] else None
+
+
+def record(name: str, **values: float) -> None:
+    """Timings for the report (KVMNET_HB_TIMINGS=FILE, one JSON line per measurement)."""
+    if not TIMINGS:
+        return
+    with open(TIMINGS, "a") as f:
+        f.write(json.dumps({"test": name, **{k: round(v, 4) for k, v in values.items()}})
+                + "\n")
+
+
+# -- fixtures ------------------------------------------------------------------------
+
+class Lab:
+    def __init__(self, root: Path, uri: str, spec_dir: Path) -> None:
+        self.root, self.uri, self.spec_dir = root, uri, spec_dir
+
+    def spec(self, stp: bool = False, delay: int | None = None, check: str | None = None
+             ) -> Path:
+        text = SPEC.format(stp=str(stp).lower(),
+                           delay=f"      forward_delay: {delay}\n" if delay is not None else "",
+                           check=f"      check: {check}\n" if check else "")
+        path = self.spec_dir / "hb.yaml"
+        path.write_text(text)
+        return path
+
+    def apply_args(self, spec: Path, timeout: float) -> list[str]:
+        return ["apply", str(spec), "-c", self.uri, "--netns", HOST_NS, "--scope", "kvt-hb-*",
+                "--yes", "--root", str(self.root), "--confirm-timeout", str(timeout)]
+
+    def apply(self, spec: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+        return kvmnet(*self.apply_args(spec, timeout))
+
+
+@contextmanager
+def exclusive() -> Iterator[None]:
+    """One kvt-hb test at a time on this machine, also across pytest sessions: they all
+    use the same namespace names."""
+    fd = os.open("/run/lock/kvt-hb.lock" if os.path.isdir("/run/lock") else "/tmp/kvt-hb.lock",
+                 os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lab(tmp_path: Path, uri: str, renderer: str) -> Iterator[Lab]:
+    with exclusive():
+        yield from _lab_unlocked(tmp_path, uri, renderer)
+
+
+def _lab_unlocked(tmp_path: Path, uri: str, renderer: str) -> Iterator[Lab]:
+    remove_namespaces()
+    root = tmp_path / "root"
+    make_root(root, renderer)
+    try:
+        make_namespaces()
+        wait_settled()
+        yield Lab(root, uri, tmp_path)
+    finally:
+        pid = watchdog_pid(root)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        remove_namespaces()
+
+
+@pytest.fixture
+def lab(tmp_path: Path, libvirtd: Any) -> Iterator[Lab]:
+    """Namespaces + a netplan tree under --root."""
+    yield from _lab(tmp_path, libvirtd.uri, "netplan")
+
+
+@pytest.fixture
+def lab_ifupdown(tmp_path: Path, libvirtd: Any) -> Iterator[Lab]:
+    """Namespaces + an ifupdown tree (interfaces.d/ does not exist yet) under --root."""
+    yield from _lab(tmp_path, libvirtd.uri, "ifupdown")
+
+
+@pytest.fixture
+def bare(tmp_path: Path) -> Iterator[None]:
+    """Only the namespaces (library-level tests, no libvirt)."""
+    with exclusive():
+        remove_namespaces()
+        try:
+            make_namespaces()
+            wait_settled()
+            yield
+        finally:
+            remove_namespaces()
+
+
+# -- through the CLI -----------------------------------------------------------------
+
+def assert_migrated(before: dict[str, Any]) -> None:
+    now = netstate()
+    nic_mac = before["links"][NIC]["mac"]
+    assert now["links"][BRIDGE]["kind"] == "bridge"
+    assert now["links"][BRIDGE]["mac"] == nic_mac
+    assert now["links"][BRIDGE]["up"]
+    assert now["links"][NIC]["master"] == BRIDGE and now["links"][NIC]["up"]
+    v4 = [(a[0], a[2], a[3]) for a in now["addresses"] if a[1] == 2 and a[0] != "lo"]
+    assert v4 == sorted([(BRIDGE, HOST_IP, 24), (BRIDGE, HOST_IP2, 24)])
+    default = [r for r in now["routes"] if r[0] == 2 and r[3] == 0 and r[1] == 254]
+    assert [(r[4], r[5], r[9]) for r in default] == [(GW, 100, BRIDGE)]
+    assert any(r[2] == "10.230.50.0" and r[9] == BRIDGE and r[5] == 20 for r in now["routes"])
+
+
+def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
+    before, files_before = netstate(), tree(lab.root)
+    session = EchoSession()
+    try:
+        t0 = time.monotonic()
+        res = lab.apply(lab.spec(), timeout=4)
+        applied = time.monotonic() - t0
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert "kvmnet confirm" in res.stderr + res.stdout
+        assert_migrated(before)
+        result = session.finish()
+    finally:
+        session.close()
+    assert result["before"] and result["after"] and result["same"], result
+    assert result["gap"] < 1.0, result
+    # the persistent config: netplan's file replaced atomically, the old one backed up
+    new = (lab.root / "etc/netplan/90-kvmnet.yaml").read_text()
+    assert BRIDGE in new and NIC in new and "10.230.1.2/24" in new
+    backups = list((lab.root / "var/backups/kvmnet/etc/netplan").glob("90-kvmnet.yaml.*"))
+    assert [b.read_bytes() for b in backups] == [files_before["etc/netplan/90-kvmnet.yaml"][0]]
+    watchdog = watchdog_pid(lab.root)
+    assert watchdog is not None
+    # detached: another session, and not a child of the (finished) apply
+    assert os.getsid(watchdog) not in (os.getsid(0), watchdog)
+    res = kvmnet("confirm", "--root", str(lab.root))
+    assert res.returncode == 0, res.stderr
+    assert outcome(lab.root)["outcome"] == "confirmed"
+    time.sleep(5)  # past the confirm timeout: nothing comes back
+    assert start_time(watchdog) is None
+    assert not (lab.root / "run/kvmnet/host-tx.json").exists()
+    assert_migrated(before)
+    again = kvmnet("plan", str(lab.spec()), "-c", lab.uri, "--netns", HOST_NS, "--scope",
+                   "kvt-hb-*", "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr  # nothing left to do
+    record("good migration", apply_s=applied, tcp_gap_s=result["gap"],
+           probes=result["probes"])
+
+
+def test_no_confirm_rolls_back_live_state_and_files_exactly(lab: Lab) -> None:
+    before, files_before = netstate(), tree(lab.root)
+    session = EchoSession()
+    try:
+        res = lab.apply(lab.spec(), timeout=3)
+        done = time.monotonic()
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert_migrated(before)
+        assert tree(lab.root) != files_before
+        last = wait_outcome(lab.root, within=15)
+        waited = time.monotonic() - done
+        result = session.finish()
+    finally:
+        session.close()
+    assert last["outcome"] == "rolled back" and "confirm" in last["reason"], last
+    assert 2.0 <= waited <= 8.0, waited
+    wait_settled()
+    assert netstate() == before
+    assert tree(lab.root) == files_before
+    assert result["after"] and result["same"], result  # the session survived both ways
+    assert result["gap"] < 1.0, result
+    res = kvmnet("confirm", "--root", str(lab.root))
+    assert res.returncode == 1 and "nothing to confirm" in res.stderr
+    offset = time.time() - time.monotonic()
+    record("rollback by timeout", rollback_s=last["seconds"], tcp_gap_s=result["gap"],
+           after_apply_s=waited, gap_end_after_rollback_s=result["at"] - (last["at"] - offset))
+
+
+def test_failing_self_check_rolls_back_at_once(lab_ifupdown: Lab) -> None:
+    lab = lab_ifupdown
+    before, files_before = netstate(), tree(lab.root)
+    t0 = time.monotonic()
+    res = lab.apply(lab.spec(check=NOBODY), timeout=120)
+    took = time.monotonic() - t0
+    assert res.returncode == 1
+    assert "self-check failed" in res.stderr and NOBODY in res.stderr, res.stderr
+    assert "rolled back" in res.stderr
+    last = outcome(lab.root)
+    assert last is not None and last["outcome"] == "rolled back"
+    assert "self-check" in last["reason"]
+    assert took < 30  # not the 120 s confirm timeout
+    wait_settled()
+    assert netstate() == before
+    assert tree(lab.root) == files_before  # interfaces.d/ and its file are gone again
+    record("rollback by failed self-check", rollback_s=last["seconds"], apply_s=took)
+
+
+def test_rollback_command_restores_at_once(lab_ifupdown: Lab) -> None:
+    lab = lab_ifupdown
+    before, files_before = netstate(), tree(lab.root)
+    res = lab.apply(lab.spec(), timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_migrated(before)
+    assert (lab.root / f"etc/network/interfaces.d/kvmnet-{BRIDGE}").is_file()
+    watchdog = watchdog_pid(lab.root)
+    res = kvmnet("rollback", "--root", str(lab.root))
+    assert res.returncode == 0, res.stderr
+    assert "Rolled back" in res.stdout
+    wait_settled()
+    assert netstate() == before
+    assert tree(lab.root) == files_before
+    end = time.monotonic() + 5
+    while watchdog and start_time(watchdog) is not None and time.monotonic() < end:
+        time.sleep(0.05)
+    assert watchdog is not None and start_time(watchdog) is None
+    res = kvmnet("rollback", "--root", str(lab.root))
+    assert res.returncode == 1 and "nothing to roll back" in res.stderr
+
+
+def test_watchdog_rolls_back_after_apply_is_killed(lab: Lab) -> None:
+    """STP with a 2 s forward delay keeps apply busy for ~4 s once the NIC is in the
+    bridge (the port learns before it forwards; then the self-check): SIGKILL it there,
+    half way. The watchdog, in a session of its own, notices and rolls back."""
+    before, files_before = netstate(), tree(lab.root)
+    proc = subprocess.Popen([str(KVMNET), *lab.apply_args(lab.spec(stp=True, delay=2), 60)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 30
+        while time.monotonic() < end and netstate()["links"].get(NIC, {}).get(
+                "master") != BRIDGE:
+            time.sleep(0.01)
+        assert netstate()["links"][NIC]["master"] == BRIDGE
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert proc.wait(10) == -signal.SIGKILL  # it was still running when killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = wait_outcome(lab.root, within=30)
+    assert last["outcome"] == "rolled back"
+    wait_settled()
+    assert netstate() == before
+    assert tree(lab.root) == files_before
+    record("rollback after SIGKILL of apply", rollback_s=last["seconds"],
+           after_kill_s=time.monotonic() - killed)
+
+
+def test_a_pending_change_blocks_the_next_apply(lab: Lab) -> None:
+    res = lab.apply(lab.spec(), timeout=60)
+    assert res.returncode == 0, res.stderr
+    more = lab.spec_dir / "more.yaml"
+    more.write_text(lab.spec().read_text().replace(f"{HOST_IP2}/24]", f"{HOST_IP2}/24, "
+                                                   "10.230.1.4/24]"))
+    again = lab.apply(more, timeout=60)
+    assert again.returncode == 1
+    assert "waiting for confirm" in again.stderr and "kvmnet rollback --root" in again.stderr
+    res = kvmnet("rollback", "--root", str(lab.root))
+    assert res.returncode == 0, res.stderr
+
+
+# -- the netlink layer alone ---------------------------------------------------------
+
+def test_migrate_and_restore_are_exact_with_policy_routes(bare: None) -> None:
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        nic = ipr.link_lookup(ifname=NIC)[0]
+        ipr.route("add", dst="10.230.60.0/24", gateway=GW, oif=nic, table=100)
+        ipr.link("set", index=nic, mtu=1400)
+    wait_settled()
+    before = netstate()
+    hb = HostBridge(ports=[NIC], stp=True, forward_delay=4, address=[f"{HOST_IP}/24"])
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        snap = hostbridge.snapshot(ipr, [BRIDGE, NIC])
+        assert hostbridge.refusals(BRIDGE, hb, snap, in_netns=True) == []
+        hostbridge.migrate(ipr, BRIDGE, hb, snap)
+    now = netstate()
+    assert now["links"][NIC]["master"] == BRIDGE
+    assert any(r[1] == 100 and r[2] == "10.230.60.0" and r[9] == BRIDGE for r in now["routes"])
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        br = hostbridge.snapshot(ipr, [BRIDGE])[0]
+        assert (br.stp, br.forward_delay) == (1, 400)
+        hostundo.restore(ipr, snap)
+        assert hostundo.restore(ipr, snap) == []  # a second run has nothing to do
+    wait_settled()
+    assert netstate() == before
+
+
+def test_a_port_of_another_bridge_is_refused(bare: None) -> None:
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        ipr.link("add", ifname=OTHER_BR, kind="bridge")
+        ipr.link("set", index=ipr.link_lookup(ifname=NIC)[0],
+                 master=ipr.link_lookup(ifname=OTHER_BR)[0])
+        snap = hostbridge.snapshot(ipr, [BRIDGE, NIC])
+    reasons = hostbridge.refusals(BRIDGE, HostBridge(ports=[NIC]), snap, in_netns=True)
+    assert len(reasons) == 1 and f"already a port of {OTHER_BR}" in reasons[0]
+
+
+def test_restore_of_a_vanished_link_says_so(bare: None) -> None:
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        snap = hostbridge.snapshot(ipr, [NIC])
+        ipr.link("del", index=ipr.link_lookup(ifname=NIC)[0])
+        with pytest.raises(LiveError, match="gone"):
+            hostundo.restore(ipr, snap)
+
+
+def test_self_check_ping(bare: None) -> None:
+    from kvmnet.live.probe import ping
+
+    assert ping("127.0.0.1", within=2) is not None  # our own namespace, raw socket
+    assert ping("::1", within=2) is not None
+    assert ping(GW, HOST_NS, within=2) is not None  # made inside the host namespace
+    t0 = time.monotonic()
+    assert ping(NOBODY, HOST_NS, within=0.6) is None
+    assert time.monotonic() - t0 < 2
+
+
+# -- a spec with only host: needs no libvirt; the SSH session guard ---------------------
+
+NO_LIBVIRT = "qemu+unix:///system?socket=/nonexistent/kvmnet-no-libvirtd"
+
+
+def test_host_only_spec_plans_and_applies_without_libvirt(tmp_path: Path, bare: None) -> None:
+    """The libvirt URI points at nothing, yet a spec with only host: plans and applies."""
+    root = tmp_path / "root"
+    make_root(root, "netplan")
+    spec = Lab(root, NO_LIBVIRT, tmp_path).spec()
+    plan = kvmnet("plan", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS, "--json",
+                  "--detailed-exitcode")
+    assert plan.returncode == 2, plan.stderr
+    kinds = [a["kind"] for a in json.loads(plan.stdout)["actions"]]
+    assert kinds == ["host.bridge"]
+    before = netstate()
+    done = kvmnet("apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS, "--yes",
+                  "--root", str(root), "--confirm-timeout", "0")
+    assert done.returncode == 0, done.stderr
+    assert_migrated(before)
+    again = kvmnet("plan", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS,
+                   "--detailed-exitcode")
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_moving_the_ssh_sessions_address_without_gateway_is_refused(tmp_path: Path,
+                                                                   bare: None) -> None:
+    spec = tmp_path / "nogw.yaml"
+    spec.write_text(SPEC.format(stp="false", delay="", check="").replace(
+        f"      gateway: {GW}\n", ""))
+    env = {**os.environ, "SSH_CONNECTION": f"10.230.1.50 51234 {HOST_IP} 22"}
+    before = netstate()
+    r = subprocess.run([str(KVMNET), "apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS,
+                        "--yes", "--root", str(tmp_path / "root")],
+                       capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 1
+    assert f"this SSH session came in on {HOST_IP}" in r.stderr
+    assert f"gateway: {GW}" in r.stderr and "Traceback" not in r.stderr
+    assert netstate() == before
+    # with the gateway in the spec the same session is fine to plan
+    ok = subprocess.run([str(KVMNET), "plan", str(Lab(tmp_path, NO_LIBVIRT, tmp_path).spec()),
+                         "-c", NO_LIBVIRT, "--netns", HOST_NS], capture_output=True, text=True,
+                        env=env, timeout=60)
+    assert ok.returncode == 0, ok.stderr

@@ -1,0 +1,416 @@
+"""Port forwards, pure parts (issue 6): resolving the spec, the rules and scripts
+(golden files in tests/data/firewall/CASE.out/, KVMNET_REGEN_GOLDEN=1 rewrites), reading
+real rulesets back (tests/data/firewall/live/*.json, `nft -j list ruleset` of libvirt
+9.0's and 11.3's rules with and without kvmnet's, see capture.py), the plan's diff,
+`show`'s states, the libvirt hook's file and its behaviour, and the checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kvmnet.forwards import (
+    FirewallLive,
+    ipt_key,
+    parse_ruleset,
+    plan_forwards,
+    rules_in_place,
+    show_rows,
+    status,
+)
+from kvmnet.live import hook
+from kvmnet.live.firewall import STATE_FILE
+from kvmnet.plan import make_plan
+from kvmnet.render import render_all
+from kvmnet.render.firewall import (
+    Fwd,
+    describe,
+    iptables_restore,
+    nft_accept_script,
+    parse_state,
+    prerouting_rule,
+    render_firewall,
+    resolve,
+    state_json,
+    table_script,
+)
+from kvmnet.spec.check import check, errors
+from kvmnet.spec.load import load, load_text
+from kvmnet.spec.model import Spec
+from kvmnet.state import LiveState
+
+DATA = Path(__file__).parent.parent / "data" / "firewall"
+LIVE = DATA / "live"
+CASES = sorted(p.name[: -len(".in.yaml")] for p in DATA.glob("*.in.yaml"))
+REGEN = os.environ.get("KVMNET_REGEN_GOLDEN") == "1"
+
+
+def assert_golden(out_dir: Path, files: dict[str, str]) -> None:
+    if REGEN:
+        shutil.rmtree(out_dir, ignore_errors=True)
+        for rel, text in files.items():
+            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out_dir / rel).write_text(text)
+    expected = {p.relative_to(out_dir).as_posix(): p.read_text()
+                for p in sorted(out_dir.rglob("*")) if p.is_file()} if out_dir.is_dir() else {}
+    assert sorted(files) == sorted(expected), (
+        f"{out_dir}: generated files differ from golden (KVMNET_REGEN_GOLDEN=1 rewrites)")
+    for rel, text in files.items():
+        assert text == expected[rel], f"{out_dir / rel} differs (KVMNET_REGEN_GOLDEN=1 rewrites)"
+
+
+def spec_of(text: str) -> Spec:
+    spec, pos = load_text(text, "t.yaml")
+    assert errors(check(spec, pos)) == []
+    return spec
+
+
+def live_json(name: str) -> dict[str, Any]:
+    return json.loads((LIVE / name).read_text())
+
+
+CAPTURE = load(DATA / "capture.yaml")[0]
+FWDS = resolve(CAPTURE)
+
+
+# -- resolve and render ----------------------------------------------------------------
+
+def test_cases_present() -> None:
+    assert {"seed", "variety"} <= set(CASES)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_golden(case: str) -> None:
+    spec, pos = load(DATA / f"{case}.in.yaml")
+    assert errors(check(spec, pos)) == []
+    assert_golden(DATA / f"{case}.out", render_firewall(spec))
+
+
+def test_render_all_has_the_firewall_files_only_with_forwards() -> None:
+    spec, _ = load(DATA / "seed.in.yaml")
+    fw = {p for p in render_all(spec) if p.startswith("firewall/")}
+    assert fw == {"firewall/forwards.nft", "firewall/accept-iptables.rules",
+                  "firewall/accept-nftables.nft", "firewall/forwards.json"}
+    no = spec.model_copy(update={"networks": {
+        n: x.model_copy(update={"forwards": []}) for n, x in spec.networks.items()}})
+    assert not any(p.startswith("firewall/") for p in render_all(no))
+
+
+def test_resolve_guest_address_ports_and_subnet() -> None:
+    spec, _ = load(DATA / "variety.in.yaml")
+    fw = resolve(spec)
+    assert [(f.network, f.proto, f.host_ports, f.target, f.guest_ports) for f in fw] == [
+        ("web", "tcp", (80, 80), "10.10.0.10", (80, 80)),          # guest_port defaults
+        ("web", "tcp", (8080, 8080), "10.10.0.10", (80, 80)),
+        ("web", "tcp", (2222, 2222), "10.10.0.20", (22, 22)),
+        ("web", "udp", (60000, 60010), "10.10.0.20", (60000, 60010)),
+        ("web", "tcp", (7000, 7002), "10.10.0.21", (9000, 9002)),
+        ("web", "udp", (5353, 5354), "10.10.0.21", (53, 53)),
+        ("web", "tcp", (8443, 8443), "10.10.0.10", (443, 443)),
+        ("web", "tcp", (8006, 8006), "fd00:10::20", (80, 80)),
+        ("db", "tcp", (5432, 5432), "10.11.0.5", (5432, 5432))]
+    assert fw[0].guest == "www" and fw[2].guest is None
+    assert fw[0].subnet == "10.10.0.0/24" and fw[7].subnet == "fd00:10::/64"
+    assert fw[2].sources == ("198.51.100.0/24", "203.0.113.7/32")
+    assert fw[6].listen == "192.0.2.1" and fw[7].family == 6
+
+
+def test_describe() -> None:
+    f = FWDS[0]
+    assert describe(f) == "default tcp 2222 -> 192.168.122.10:22 (guest web1)"
+    v6 = Fwd("n", "tcp", (80, 81), "fd00::5", (80, 81), "fd00::/64", "2001:db8::1",
+             ("2001:db8::/32",))
+    assert describe(v6) == "n tcp 80-81 -> [fd00::5]:80-81 on 2001:db8::1 from 2001:db8::/32"
+
+
+@pytest.mark.parametrize(("hp", "gp", "dnat"), [
+    ((80, 80), (8080, 8080), "dnat ip to 10.0.0.5:8080"),
+    ((80, 90), (22, 22), "dnat ip to 10.0.0.5:22"),                 # a range onto one port
+    ((80, 81), (80, 81), "dnat ip to 10.0.0.5"),                    # the same ports
+    ((80, 81), (90, 91), "dnat ip to 10.0.0.5 : tcp dport map { 80 : 90, 81 : 91 }"),
+])
+def test_dnat_forms(hp: tuple[int, int], gp: tuple[int, int], dnat: str) -> None:
+    f = Fwd("n", "tcp", hp, "10.0.0.5", gp, "10.0.0.0/24")
+    assert prerouting_rule(f).body.endswith(dnat)
+
+
+def test_comments_change_with_the_rule() -> None:
+    a = prerouting_rule(FWDS[0])
+    b = prerouting_rule(Fwd(**{**FWDS[0].__dict__, "guest_ports": (23, 23)}))
+    assert a.comment != b.comment and a.comment.startswith("kvmnet:")
+    assert len(a.comment) <= 120 and '"' not in a.comment
+
+
+def test_state_file_round_trip() -> None:
+    spec, _ = load(DATA / "variety.in.yaml")
+    fw = resolve(spec)
+    assert parse_state(state_json(fw)) == fw
+    for bad in ("", "[]", '{"kvmnet": 2, "forwards": []}', '{"kvmnet": 1}',
+                '{"kvmnet": 1, "forwards": [{"network": "x"}]}'):
+        with pytest.raises(ValueError):
+            parse_state(bad)
+
+
+def test_iptables_restore_scripts() -> None:
+    fresh = iptables_restore(FWDS, 4, False, 0, False)
+    assert fresh.splitlines()[:2] == ["*filter", ":KVMNET_FWD - [0:0]"]
+    assert fresh.splitlines()[-2:] == ["-I FORWARD 1 -j KVMNET_FWD", "COMMIT"]
+    assert ("-A KVMNET_FWD -d 192.168.122.11/32 -p udp -m udp --dport 5000:5001 -m conntrack "
+            "--ctstate DNAT") in fresh
+    in_place = iptables_restore(FWDS, 4, True, 1, True)
+    assert "FORWARD" not in in_place                       # the jump is left alone
+    late = iptables_restore(FWDS, 4, True, 2, False)
+    assert late.count("-D FORWARD -j KVMNET_FWD") == 2 and "-I FORWARD 1" in late
+    gone = iptables_restore((), 4, True, 1, True)
+    assert gone.splitlines()[1:] == [":KVMNET_FWD - [0:0]", "-D FORWARD -j KVMNET_FWD",
+                                     "-X KVMNET_FWD", "COMMIT"]
+    assert iptables_restore((), 4, False, 0, False) == ""
+    assert iptables_restore(FWDS, 6, False, 0, False) == ""     # no IPv6 forward
+
+
+def test_nft_scripts() -> None:
+    fresh = nft_accept_script(FWDS, 4, False, (), False)
+    assert fresh.splitlines()[0] == "add chain ip libvirt_network kvmnet_forwards"
+    assert fresh.splitlines()[-1].startswith("insert rule ip libvirt_network forward jump")
+    assert "jump" not in nft_accept_script(FWDS, 4, True, (7,), True)
+    assert "delete rule ip libvirt_network forward handle 7" in nft_accept_script(
+        FWDS, 4, True, (7,), False)
+    assert nft_accept_script((), 4, True, (7,), True).splitlines() == [
+        "delete rule ip libvirt_network forward handle 7",
+        "flush chain ip libvirt_network kvmnet_forwards",
+        "delete chain ip libvirt_network kvmnet_forwards"]
+    assert nft_accept_script((), 4, False, (), False) == ""
+    script = table_script(FWDS)
+    assert "add table inet kvmnet\ndelete table inet kvmnet\ntable inet kvmnet {" in script
+    assert table_script(()).rstrip().endswith("delete table inet kvmnet")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
+                    reason="nft -c needs root")
+@pytest.mark.parametrize("case", CASES)
+def test_the_kernel_accepts_the_table(case: str) -> None:
+    """`nft -c` (check, commit nothing) in a throwaway network namespace."""
+    spec, _ = load(DATA / f"{case}.in.yaml")
+    r = subprocess.run(["unshare", "--net", "nft", "-c", "-f", "-"],
+                       input=render_firewall(spec)["firewall/forwards.nft"], text=True,
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+# -- reading real rulesets back -------------------------------------------------------
+
+def test_parse_libvirt_only_rulesets() -> None:
+    ipt = parse_ruleset(live_json("iptables-libvirt-only.json"))
+    assert ipt.backends == ("iptables",) and not ipt.table and not ipt.parts
+    nft = parse_ruleset(live_json("nftables-libvirt-only.json"))
+    assert nft.backends == ("nftables",) and nft.nft_families == {4, 6}
+    assert not nft.parts and not rules_in_place(FWDS, nft) and rules_in_place((), nft)
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_parse_installed(backend: str) -> None:
+    facts = parse_ruleset(live_json(f"{backend}-installed.json"))
+    assert facts.table and rules_in_place(FWDS, facts)
+    assert not rules_in_place(FWDS[:1], facts)         # a stale rule is a difference
+    a = facts.anchors[(backend, 4)]
+    assert a.chain_exists and a.ok
+    assert {x.startswith(("ipt", "nft")) for x in facts.parts} == {True, False}
+
+
+def test_parse_misplaced_jump() -> None:
+    facts = parse_ruleset(live_json("iptables-misplaced.json"))
+    a = facts.anchors[("iptables", 4)]
+    assert a.chain_exists and a.jumps and not a.first
+    assert "ipt4 jump-misplaced" in facts.parts and not rules_in_place(FWDS, facts)
+
+
+def test_ipt_key() -> None:
+    rules = [i["rule"] for i in live_json("iptables-installed.json")["nftables"]
+             if "rule" in i and i["rule"]["chain"] == "KVMNET_FWD"]
+    assert sorted(ipt_key(r["expr"]) or "" for r in rules) == [
+        "192.168.122.10 tcp 22-22", "192.168.122.11 udp 5000-5001"]
+    assert ipt_key([{"jump": {"target": "X"}}]) is None
+
+
+# -- plan and show ----------------------------------------------------------------------
+
+def live(name: str | None, state: tuple[Fwd, ...] | None = None, hook_: str | None = "ok",
+         **kw: Any) -> FirewallLive:
+    from kvmnet.forwards import RulesetFacts
+
+    facts = parse_ruleset(live_json(name)) if name else RulesetFacts()
+    return FirewallLive(facts, state_json(state) if state is not None else None, hook_, **kw)
+
+
+def keep_none(_: str) -> bool:
+    return False
+
+
+def test_plan_nothing_to_do() -> None:
+    assert plan_forwards(CAPTURE, live("iptables-installed.json", FWDS), keep_none) is None
+    assert plan_forwards(Spec(), live("iptables-libvirt-only.json", None, None),
+                         keep_none) is None
+
+
+def test_plan_install_from_scratch() -> None:
+    p = plan_forwards(CAPTURE, live("iptables-libvirt-only.json", None, None), keep_none)
+    assert p is not None and p.forwards == FWDS and p.skipped is None
+    assert p.details == (
+        "+ default tcp 2222 -> 192.168.122.10:22 (guest web1)",
+        "+ default udp 5000-5001 -> 192.168.122.11:5000-5001",
+        "+ libvirt network hook (puts the rules back when a network starts)")
+    assert p.summary.startswith("port forwards: 2 to add, 0 to remove")
+
+
+def test_plan_repairs_and_removes() -> None:
+    lost = plan_forwards(CAPTURE, live("iptables-libvirt-only.json", FWDS), keep_none)
+    assert lost is not None and all(d.startswith("~ put back") for d in lost.details)
+    late = plan_forwards(CAPTURE, live("iptables-misplaced.json", FWDS), keep_none)
+    assert late is not None and late.details == (
+        "~ move kvmnet's jump in front of libvirt's (libvirt's reject came first)",)
+    one = CAPTURE.model_copy(update={"networks": {"default": CAPTURE.networks[
+        "default"].model_copy(update={"forwards": CAPTURE.networks["default"].forwards[:1]})}})
+    fewer = plan_forwards(one, live("iptables-installed.json", FWDS), keep_none)
+    assert fewer is not None and fewer.details == (
+        "- default udp 5000-5001 -> 192.168.122.11:5000-5001",)
+    none = plan_forwards(Spec(), live("nftables-installed.json", FWDS), keep_none)
+    assert none is not None and none.forwards == ()
+    assert none.details[-1] == "- libvirt network hook and state file"
+
+
+def test_plan_keeps_forwards_outside_the_scope() -> None:
+    other = Fwd("team-b", "tcp", (9999, 9999), "10.9.0.5", (80, 80), "10.9.0.0/24")
+    p = plan_forwards(CAPTURE, live("iptables-libvirt-only.json", (other,)),
+                      lambda n: n == "team-b")
+    assert p is not None and p.forwards == (other, *FWDS)
+    assert not any(d.startswith("- ") for d in p.details)
+
+
+def test_plan_without_a_readable_firewall() -> None:
+    p = plan_forwards(CAPTURE, None, keep_none, is_test=True)
+    assert p is not None and p.skipped and "test:///" in p.skipped
+    p = plan_forwards(CAPTURE, None, keep_none)
+    assert p is not None and p.skipped and "local host only" in p.skipped
+    assert plan_forwards(Spec(), None, keep_none) is None
+    p = plan_forwards(CAPTURE, live(None, None, None, error="nft is not installed"), keep_none)
+    assert p is not None and p.errors == ((("networks", "default", "forwards"),
+                                           "cannot install port forwards: nft is not "
+                                           "installed"),)
+    p = plan_forwards(CAPTURE, live(None, None, None, legacy=True), keep_none)
+    assert p is not None and "iptables-legacy" in p.errors[0][1]
+
+
+def test_make_plan_has_one_firewall_action() -> None:
+    state = LiveState("qemu:///system", {}, {}, firewall=live("iptables-libvirt-only.json"))
+    p = make_plan(CAPTURE, state)
+    acts = [(a.kind, a.target, a.impact) for a in p.actions]
+    assert acts[-1] == ("firewall.sync", "firewall/forwards", "live")
+    assert p.actions[-1].forwards == FWDS
+    test = LiveState("test:///default", {}, {}, is_test=True)
+    assert make_plan(CAPTURE, test).actions[-1].skipped
+
+
+def test_show_states() -> None:
+    assert show_rows(None) == []
+    rows = show_rows(live("iptables-installed.json", FWDS))
+    assert [(r["host_port"], r["address"], r["state"]) for r in rows] == [
+        ("2222", "192.168.122.10", "installed"), ("5000-5001", "192.168.122.11", "installed")]
+    lost = live("iptables-libvirt-only.json", FWDS)
+    assert {status(f, lost) for f in FWDS} == {"not installed"}
+    # the DNAT table is there but the accept went (libvirt's reject would win)
+    partial = live("iptables-misplaced.json", FWDS)
+    assert {status(f, partial) for f in FWDS} == {"partly installed"}
+
+
+def test_import_gives_back_the_forwards() -> None:
+    """import's spec + the state file's forwards resolve to the same forwards again."""
+    from kvmnet.forwards import with_forwards
+
+    for spec in (CAPTURE, load(DATA / "variety.in.yaml")[0]):
+        bare = spec.model_copy(update={"networks": {
+            n: x.model_copy(update={"forwards": []}) for n, x in spec.networks.items()}})
+        again = with_forwards(bare, resolve(spec))
+        assert resolve(again) == resolve(spec)
+        assert again.networks == spec.networks
+
+
+# -- the hook ---------------------------------------------------------------------------
+
+def test_hook_file(tmp_path: Path) -> None:
+    assert hook.hook_status(tmp_path) is None
+    assert hook.install(tmp_path) is True
+    path = tmp_path / hook.HOOK_FILE
+    assert path.parent.name == "network.d"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o755
+    assert hook.hook_status(tmp_path) == "ok" and hook.install(tmp_path) is False
+    text = path.read_text()
+    assert text.startswith("#!/bin/sh\n# kvmnet-hook v1")
+    assert str(tmp_path.resolve() / STATE_FILE) in text and 'if [ "$2" = started ]' in text
+    assert text.rstrip().endswith("exit 0")
+    path.write_text("#!/bin/sh\n# someone's\n")
+    assert hook.hook_status(tmp_path) == "stale" and hook.install(tmp_path) is False
+    assert hook.hook_status(tmp_path) == "ok"
+    assert hook.remove(tmp_path) is True and hook.remove(tmp_path) is False
+
+
+def test_hook_script_always_exits_0(tmp_path: Path) -> None:
+    """Run the sh script as libvirt does; with no state file, a missing interpreter or
+    another operation it does nothing, and never fails (libvirt would not start the
+    network)."""
+    hook.install(tmp_path)
+    path = tmp_path / hook.HOOK_FILE
+    for op in ("start", "started", "stopped", "port-created"):
+        r = subprocess.run([str(path), "net", op, "begin", "-"], input="<hookData/>",
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and not r.stdout, r
+    (tmp_path / STATE_FILE).parent.mkdir(parents=True)
+    (tmp_path / STATE_FILE).write_text("not json")
+    r = subprocess.run([str(path), "net", "started", "begin", "-"], input="<x/>",
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    assert "cannot read" in (tmp_path / hook.LOG_FILE).read_text()
+    path.write_text(path.read_text().replace("PY=", "PY=/nonexistent/python #"))
+    r = subprocess.run([str(path), "net", "started", "begin", "-"], input="<x/>",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0
+
+
+def test_hook_main_never_fails(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert hook.main(["--state", str(tmp_path / "none.json"), "net", "started", "begin",
+                      "-"]) == 0
+    assert "net started: cannot read" in capsys.readouterr().out
+    assert hook.main(["--state", str(tmp_path / "none.json"), "net", "stopped", "end",
+                      "-"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+
+
+# -- checks ----------------------------------------------------------------------------
+
+BASE = """\
+networks:
+  n:
+    ipv4: {address: 10.0.0.1/24}
+    forwards:
+      - %s
+"""
+
+
+@pytest.mark.parametrize(("fwd", "message"), [
+    ("{proto: tcp, host_port: 80, address: 10.0.0.5, listen: 127.0.0.1}",
+     "127.0.0.1 is a loopback address"),
+    ("{proto: tcp, host_port: 80, address: 10.0.0.5, listen: '2001:db8::1'}",
+     "listen 2001:db8::1 is IPv6 but the guest address is IPv4"),
+    ("{proto: tcp, host_port: 80, address: 10.0.0.5, sources: ['2001:db8::/32']}",
+     "source 2001:db8::/32 is IPv6 but the guest address is IPv4"),
+])
+def test_checks(fwd: str, message: str) -> None:
+    spec, pos = load_text(BASE % fwd, "t.yaml")
+    found = [p.message for p in errors(check(spec, pos))]
+    assert any(message in m for m in found), found

@@ -1,0 +1,135 @@
+"""Host bridges without a kernel: the plan's host-side diff and refusals, the live
+refusals on a faked sysfs (Wi-Fi), the journal records, the watchdog's rules and
+confirm/rollback with nothing pending."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kvmnet.errors import LiveError
+from kvmnet.live import hosttx, watchdog
+from kvmnet.live.hostbridge import Addr, Link, Route, refusals
+from kvmnet.plan import make_plan
+from kvmnet.spec.load import load_text
+from kvmnet.spec.model import HostBridge, Spec
+from kvmnet.state import HostLink, HostRoute, HostState, LiveState
+
+SPEC = """\
+host:
+  bridges:
+    br0:
+      ports: [enp2s0]
+      address: 192.168.1.1/24
+      gateway: 192.168.1.254
+      metric: 100
+"""
+
+
+def spec(text: str = SPEC) -> Spec:
+    return load_text(text)[0]
+
+
+def live(links: list[HostLink], routes: tuple[HostRoute, ...] = (), test: bool = False
+         ) -> LiveState:
+    host = HostState(links={x.name: x for x in links}, routes=routes, readable=not test)
+    return LiveState("test:///default" if test else "qemu:///system", {}, {}, host,
+                     is_test=test)
+
+
+NIC = HostLink("enp2s0", 2, "", None, True, "52:54:00:aa:bb:cc",
+               addresses=("192.168.1.1/24", "fe80::5054:ff:feaa:bbcc/64"))
+DEFAULT = HostRoute("0.0.0.0/0", "enp2s0", "192.168.1.254", 100)
+
+
+def test_a_nic_with_address_and_default_route_plans_one_migration() -> None:
+    plan = make_plan(spec(), live([NIC], (DEFAULT,)))
+    [a] = plan.actions
+    assert (a.kind, a.target, a.impact, a.skipped) == ("host.bridge", "host/br0", "host", None)
+    assert a.details == ("+ bridge br0: stp off", "~ enp2s0: enslave to br0",
+                         "~ address 192.168.1.1/24: enp2s0 -> br0",
+                         "~ route 0.0.0.0/0 via 192.168.1.254 metric 100: enp2s0 -> br0")
+    assert a.host is not None and "br0" in a.host.bridges
+    assert plan.findings == ()
+
+
+def test_migrated_host_plans_nothing() -> None:
+    br = HostLink("br0", 3, "bridge", None, True, NIC.mac, addresses=("192.168.1.1/24",))
+    nic = HostLink("enp2s0", 2, "", "br0", True, NIC.mac, addresses=NIC.addresses[1:])
+    assert make_plan(spec(), live([br, nic])).actions == ()
+
+
+def test_test_driver_only_shows_the_bridge() -> None:
+    [a] = make_plan(spec(), live([], test=True)).actions
+    assert a.skipped and "test:///" in a.skipped
+
+
+@pytest.mark.parametrize(("link", "words"), [
+    (None, "does not exist"),
+    (HostLink("enp2s0", 2, "", None, True, wireless=True), "routed (mode: route) or NAT"),
+    (HostLink("enp2s0", 2, "", "bond0", True), "already a port of bond0"),
+])
+def test_ports_that_cannot_be_bridged_are_errors(link: HostLink | None, words: str) -> None:
+    plan = make_plan(spec(), live([link] if link else []))
+    [f] = plan.errors
+    assert f.path == ("host", "bridges", "br0", "ports", 0) and words in f.message
+
+
+def test_an_address_only_on_the_nic_is_moved_with_a_warning() -> None:
+    nic = HostLink("enp2s0", 2, "", None, True, addresses=("192.168.1.1/24", "10.9.9.9/8"))
+    plan = make_plan(spec(), live([nic]))
+    [w] = plan.findings
+    assert w.severity == "warning" and "10.9.9.9/8" in w.message and "reboot" in w.message
+
+
+def test_wireless_port_is_refused_live_by_sysfs(tmp_path: Path) -> None:
+    (tmp_path / "class/net/wlp3s0/phy80211").mkdir(parents=True)
+    (tmp_path / "class/net/enp2s0").mkdir(parents=True)
+    links = [Link("br0", False), Link("wlp3s0", True), Link("enp2s0", True)]
+    hb = HostBridge(ports=["wlp3s0", "enp2s0"])
+    [reason] = refusals("br0", hb, links, in_netns=False, sysfs=str(tmp_path))
+    assert reason.startswith("wlp3s0 is a wireless interface") and "NAT" in reason
+    # inside a network namespace sysfs shows the host's links, not these: no verdict
+    assert refusals("br0", hb, links, in_netns=True, sysfs=str(tmp_path)) == []
+
+
+def test_link_records_survive_json() -> None:
+    link = Link("enp2s0", True, "", "52:54:00:aa:bb:cc", 1500, True, None,
+                (Addr(2, "192.168.1.1", 24, "192.168.1.1", "192.168.1.255", "enp2s0"),),
+                (Route(2, None, 0, gateway="192.168.1.254", priority=100,
+                       metrics={"RTAX_MTU": 1400}),))
+    assert Link.from_json(json.loads(json.dumps(link.as_json()))) == link
+
+
+def test_watchdog_reasons() -> None:
+    now = time.monotonic()
+    assert watchdog._reason({"deadline": now + 60, "state": "waiting"}) is None
+    assert "confirm" in (watchdog._reason({"deadline": now - 1, "timeout": 3}) or "")
+    assert watchdog._reason({"deadline": now + 60, "rollback_now": "self-check failed"}) \
+        == "self-check failed"
+    me = {"deadline": now + 60, "state": "checking", "apply_pid": os.getpid(),
+          "apply_start": watchdog.start_time(os.getpid())}
+    assert watchdog._reason(me) is None
+    gone = {**me, "apply_start": "0"}
+    assert "ended before its self-check" in (watchdog._reason(gone) or "")
+
+
+def test_confirm_and_rollback_with_nothing_pending(tmp_path: Path) -> None:
+    with pytest.raises(LiveError, match="nothing to confirm: no host change"):
+        hosttx.confirm(tmp_path)
+    assert hosttx.rollback(tmp_path) is None
+
+
+def test_a_pending_journal_of_another_apply_blocks(tmp_path: Path) -> None:
+    path = hosttx.journal_path(tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"txid": "other", "state": "waiting", "steps": []}))
+    msg = str(hosttx.pending_error(tmp_path))
+    assert f"kvmnet confirm --root {tmp_path}" in msg and "kvmnet rollback" in msg
+    with pytest.raises(LiveError, match="still changing"):
+        path.write_text(json.dumps({"txid": "other", "state": "changing", "steps": []}))
+        hosttx.confirm(tmp_path)
