@@ -14,8 +14,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-TESTDATA = Path(os.environ.get("KVMNET_LIBVIRT_TESTDATA",
-                               "/work/shared/testdata/libvirt-9.0")).parent
+TESTDATA = Path(os.environ.get(
+    "KVMNET_LIBVIRT_TESTDATA",
+    Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "libvirt-9.0")).parent
 
 
 def ns_run(ns: str, args: list[str], stdin: str | None = None,

@@ -25,7 +25,10 @@ from kvmnet.spec.model import Spec
 
 libvirt = pytest.importorskip("libvirt")
 
-TESTDATA = Path(os.environ.get("KVMNET_LIBVIRT_TESTDATA", "/work/shared/testdata/libvirt-9.0"))
+# the project's shared/ folder lies beside the repository (also in CI's clean clone)
+TESTDATA = Path(os.environ.get(
+    "KVMNET_LIBVIRT_TESTDATA",
+    Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "libvirt-9.0"))
 INPUTS = TESTDATA / "networkxml2xmlin"
 FILES = sorted(INPUTS.glob("*.xml")) if INPUTS.is_dir() else []
 # The inputs libvirt's own suite expects to fail (testdata/README.md).
