@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import configparser
 import ipaddress
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -34,25 +32,10 @@ from kvmnet.render.hostconf import (
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load, load_text
 from kvmnet.spec.model import Spec
+from lab.golden import assert_golden
 
 DATA = Path(__file__).parent.parent / "data" / "host"
 CASES = sorted(p.name[: -len(".in.yaml")] for p in DATA.glob("*.in.yaml"))
-REGEN = os.environ.get("KVMNET_REGEN_GOLDEN") == "1"
-
-
-def assert_golden(out_dir: Path, files: dict[str, str]) -> None:
-    """files == the tree under out_dir, names and contents; KVMNET_REGEN_GOLDEN=1 rewrites."""
-    if REGEN:
-        shutil.rmtree(out_dir, ignore_errors=True)
-        for rel, text in files.items():
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            (out_dir / rel).write_text(text)
-    expected = {p.relative_to(out_dir).as_posix(): p.read_text()
-                for p in sorted(out_dir.rglob("*")) if p.is_file()} if out_dir.is_dir() else {}
-    assert sorted(files) == sorted(expected), (
-        f"{out_dir}: generated files differ from golden (KVMNET_REGEN_GOLDEN=1 rewrites)")
-    for rel, text in files.items():
-        assert text == expected[rel], f"{out_dir / rel} differs (KVMNET_REGEN_GOLDEN=1 rewrites)"
 
 
 def _spec(case: str) -> Spec:
