@@ -122,7 +122,7 @@ def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
         return apply_bridge(a, netns, host or HostOptions())
     if a.kind == "network.create":
         net = conn.write(f"define network {name}", lambda: conn.raw.networkDefineXML(a.xml))
-        conn.write(f"start network {name}", net.create)
+        _start(conn, net, name)
         if a.autostart:
             conn.write(f"autostart network {name}", lambda: net.setAutostart(1))
         return ""
@@ -136,7 +136,7 @@ def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
         net = _net(conn, name)
         conn.write(f"stop network {name}", net.destroy)
         conn.write(f"{verb} network {name}", lambda: conn.raw.networkDefineXML(a.xml))
-        conn.write(f"start network {name}", net.create)
+        _start(conn, net, name)
         return _reconnect(conn, live, name, netns)
     if a.kind == "network.update":
         net = _net(conn, name)
@@ -144,8 +144,7 @@ def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
             _update(conn, net, name, u, a.live)
         return f"{len(a.updates)} live update(s)"
     if a.kind == "network.start":
-        net = _net(conn, name)
-        conn.write(f"start network {name}", net.create)
+        _start(conn, _net(conn, name), name)
         return ""
     if a.kind == "network.autostart":
         net = _net(conn, name)
@@ -153,14 +152,29 @@ def _do(a: Action, conn: Connection, live: LiveState, netns: str | None,
                    lambda: net.setAutostart(1 if a.autostart else 0))
         return ""
     if a.kind == "network.remove":
-        net = _net(conn, name)
-        if a.restart:
+        try:  # (gone already: what the spec wants; another apply or a person did it)
+            net = conn.raw.networkLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return "already gone"
+            raise LiveError(f"network {name}: {e.get_error_message() or e}") from None
+        if a.restart and conn.read(f"state of network {name}", net.isActive):
             conn.write(f"stop network {name}", net.destroy)
         conn.write(f"undefine network {name}", net.undefine)
         return ""
     if a.kind in ("nic.attach", "nic.update", "nic.detach"):
         return _nic(a, conn)
     raise LiveError(f"unknown action {a.kind}")  # pragma: no cover
+
+
+def _start(conn: Connection, net: Any, name: str) -> None:
+    """Start a defined network; when libvirt cannot (dnsmasq failed, a bridge or an
+    address is taken), say in what state that leaves it."""
+    try:
+        conn.write(f"start network {name}", net.create)
+    except LiveError as e:
+        raise LiveError(f"{e} (network {name} is defined but not running: fix the cause "
+                        "and apply again to start it)") from None
 
 
 def _update(conn: Connection, net: Any, name: str, u: Update, live: bool) -> None:
@@ -200,6 +214,11 @@ def _nic(a: Action, conn: Connection) -> str:
     call = {"nic.attach": dom.attachDeviceFlags, "nic.update": dom.updateDeviceFlags,
             "nic.detach": dom.detachDeviceFlags}[a.kind]
     note = ""
+    if a.kind == "nic.attach":
+        # Record the NIC as kvmnet's before it exists: a crash in between leaves a record
+        # of a NIC that is not there (the next apply attaches it), never a NIC kvmnet
+        # does not know it attached (it could not detach it ever again).
+        _record(conn, dom, a)
     try:
         conn.write(what, lambda: call(a.xml, flags), raw_errors=True)
     except libvirt.libvirtError as e:
@@ -210,12 +229,19 @@ def _nic(a: Action, conn: Connection) -> str:
                                a.mac or "", a.xml)
         conn.write(f"{what} (redefine)", lambda: conn.raw.defineXML(xml))
         note = "this driver cannot hotplug NICs: changed the definition only"
-    if a.managed_macs is not None:
-        xml = managed_macs_xml(set(a.managed_macs))
-        conn.write(f"record kvmnet's NICs of {a.domain}",
-                   lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
-                                           KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+    if a.kind != "nic.attach":  # (a detach is recorded once the NIC is gone)
+        _record(conn, dom, a)
     return note
+
+
+def _record(conn: Connection, dom: Any, a: Action) -> None:
+    """Write the MACs of the NICs kvmnet attached into the domain's metadata."""
+    if a.managed_macs is None:
+        return
+    xml = managed_macs_xml(set(a.managed_macs))
+    conn.write(f"record kvmnet's NICs of {a.domain}",
+               lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
+                                       KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
 
 
 def edit_domain_nics(domain_xml: str, kind: str, mac: str, nic_xml: str) -> str:

@@ -536,8 +536,9 @@ def _guest(ctx: _Ctx, gname: str) -> None:
                  "still made")
         return
     wanted_macs: set[str] = set()
-    managed = set(dom.managed_macs)
     by_mac = {n.mac: n for n in dom.nics}
+    # (a record of a NIC that is not there: an apply that stopped in between; dropped)
+    managed = {m for m in dom.managed_macs if m in by_mac}
     for i, nic in enumerate(guest.interfaces):
         mac = ctx.macs[(gname, i)]
         wanted_macs.add(mac)

@@ -60,6 +60,11 @@ def explain_open_error(uri: str, e: libvirt.libvirtError) -> str:
 BINDING_ERRORS = (UnicodeDecodeError, SystemError)
 
 
+def one_line(e: libvirt.libvirtError) -> str:
+    """libvirt's message on one line (a failed dnsmasq's output has line breaks)."""
+    return " ".join((e.get_error_message() or str(e)).split())
+
+
 def unreadable(e: Exception) -> str:
     return (f"libvirt refused the call, but its error message could not be decoded ({e}); "
             "look for a non-ASCII character in the spec's values")
@@ -100,7 +105,7 @@ class Connection:
         try:
             return fn()
         except libvirt.libvirtError as e:
-            raise LiveError(f"{what}: {e.get_error_message() or e}") from None
+            raise LiveError(f"{what}: {one_line(e)}") from None
         except BINDING_ERRORS as e:
             raise LiveError(f"{what}: {unreadable(e)}") from None
 
@@ -114,7 +119,7 @@ class Connection:
         except libvirt.libvirtError as e:
             if raw_errors:
                 raise
-            raise LiveError(f"{what}: libvirt says: {e.get_error_message() or e}") from None
+            raise LiveError(f"{what}: libvirt says: {one_line(e)}") from None
         except BINDING_ERRORS as e:
             raise LiveError(f"{what}: {unreadable(e)}") from None
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import libvirt
 
-from kvmnet.live.conn import Connection
+from kvmnet.errors import LiveError
+from kvmnet.live.conn import Connection, one_line
 from kvmnet.live.domain_xml import KVMNET_NS, parse_managed_macs, parse_nics
 from kvmnet.render.network_parse import parse_network
 from kvmnet.state import HostState, LiveDomain, LiveNetwork, LiveState
@@ -27,9 +28,15 @@ def read_networks(conn: Connection) -> dict[str, LiveNetwork]:
         except libvirt.libvirtError as e:
             if e.get_error_code() in _GONE:
                 continue
-            raise
+            raise _failed(f"read network {n.name()}", e) from None
         out[ln.name] = ln
     return out
+
+
+def _failed(what: str, e: libvirt.libvirtError) -> LiveError:
+    """A read that failed for another reason than the object going away (libvirtd
+    went away, permission): one line, with libvirt's words."""
+    return LiveError(f"{what}: {one_line(e)}")
 
 
 def _read_network(n: Any) -> LiveNetwork:
@@ -64,7 +71,7 @@ def read_domains(conn: Connection) -> dict[str, LiveDomain]:
         except libvirt.libvirtError as e:
             if e.get_error_code() in _GONE:
                 continue
-            raise
+            raise _failed(f"read domain {d.name()}", e) from None
     return out
 
 
@@ -77,7 +84,11 @@ def _read_domain(d: Any) -> LiveDomain:
     try:
         meta = d.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, KVMNET_NS,
                           libvirt.VIR_DOMAIN_AFFECT_CONFIG if persistent else 0)
-    except libvirt.libvirtError:
+    except libvirt.libvirtError as e:
+        # none recorded (or a driver without metadata); anything else is not "none"
+        if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN_METADATA,
+                                      libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_INVALID_ARG):
+            raise
         meta = None
     return LiveDomain(name=d.name(), running=running, nics=nics, live_nics=live_nics,
                       managed_macs=parse_managed_macs(meta))

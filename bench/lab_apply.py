@@ -1,0 +1,176 @@
+"""Apply against the lab's real libvirtd: kvmnet vs the floor vs the peers (issue 8, item 1).
+
+For each N and each run, every tool starts from no kvb-* networks, creates N NAT
+networks (DHCP range + 5 reservations each), runs again (the no-op) and moves one
+reservation (the change); the bench removes the networks between tools, untimed.
+kvmnet runs as users run it, a process:
+
+    kvmnet apply FILE -c qemu:///system --netns kvmnet-lab --yes --scope 'kvb-*' --json
+
+and its write calls are checked from --json: 3N on create, 0 on the no-op, 1 on the
+change (one networkUpdate).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.common import KVMNET, ROOT, BenchError, Proc, bench_env, run
+from bench.peers import CHECKS, PeerJobs, ensure_venv, peer_list
+from bench.specgen import PREFIX, SCOPE, apply_spec, host_xml, net_name, reservation
+
+URI = "qemu:///system"
+NETNS = "kvmnet-lab"
+FLOOR = str(ROOT / "bench" / "floor.py")
+
+
+def lab() -> Any:
+    """The lab libvirtd (started or reused; this process is registered as a user)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from lab.libvirtd import Libvirtd
+
+    return Libvirtd().start()
+
+
+def cleanup(uri: str = URI) -> None:
+    """Destroy and undefine every kvb-* network (the bench's own)."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    conn = libvirt.open(uri)
+    try:
+        for net in conn.listAllNetworks():
+            if not net.name().startswith(PREFIX):
+                continue
+            try:
+                if net.isActive():
+                    net.destroy()
+                if net.isPersistent():
+                    net.undefine()
+            except libvirt.libvirtError as e:  # gone or stopped meanwhile: fine
+                if e.get_error_code() not in (libvirt.VIR_ERR_NO_NETWORK,
+                                              libvirt.VIR_ERR_OPERATION_INVALID):
+                    raise
+    finally:
+        conn.close()
+
+
+class Job:
+    """The files of one apply job of n networks, made once, untimed."""
+
+    def __init__(self, work: Path, n: int) -> None:
+        from kvmnet.render.network_xml import build_network
+        from kvmnet.render.xmlutil import pretty
+        from kvmnet.spec.derive import dhcp_hosts
+        from kvmnet.spec.load import load_text
+
+        self.work, self.n = work, n
+        self.spec = work / "spec.yaml"
+        self.spec.write_text(apply_spec(n))
+        self.changed = work / "spec-change.yaml"
+        self.changed.write_text(apply_spec(n, change=True))
+        spec, _ = load_text(self.spec.read_text(), str(self.spec))
+        # kvmnet's XML without its ownership mark: the floor and the peers are not
+        # kvmnet, and another suite's apply on the shared lab must not take them for its own
+        self.xmls = {name: pretty(build_network(name, net, hosts=dhcp_hosts(spec, name),
+                                                managed=False))
+                     for name, net in spec.networks.items()}
+        self.floor_create = work / "floor-create.json"
+        self.floor_create.write_text(json.dumps({"uri": URI, "xmls": list(self.xmls.values())}))
+        self.floor_update = work / "floor-update.json"
+        self.floor_update.write_text(json.dumps({
+            "uri": URI, "name": net_name(0), "parent_index": 0,
+            "xml": host_xml(reservation(0, 0, moved=True))}))
+
+    def kvmnet(self, spec: Path) -> tuple[Proc, int]:
+        p = run([KVMNET, "apply", str(spec), "-c", URI, "--netns", NETNS, "--yes",
+                 "--scope", SCOPE, "--json"], env=bench_env()).check()
+        doc = json.loads(p.out)
+        if not doc.get("ok"):
+            raise BenchError(f"kvmnet apply {spec.name} not ok: {p.out[-2000:]}")
+        return p, int(doc["writes"])
+
+
+def _expect(what: str, got: int, want: int) -> None:
+    if got != want:
+        raise BenchError(f"{what}: {got} libvirt write calls, expected {want}")
+
+
+def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
+            log: Callable[[str], None]) -> dict[str, Any]:
+    """{"sizes": {N: {...samples...}}, "peers_skipped": {peer: why}}."""
+    out: dict[str, Any] = {"sizes": {}, "peers_skipped": {}, "checks": CHECKS}
+    wanted = list(peers)
+    if any(p != "virsh" for p in wanted):
+        why = ensure_venv(install)
+        if why is not None:
+            for p in [p for p in wanted if p != "virsh"]:
+                out["peers_skipped"][p] = why
+            wanted = [p for p in wanted if p == "virsh"]
+    the_lab = lab()
+    try:
+        cleanup()
+        for n in sizes:
+            with tempfile.TemporaryDirectory(prefix=f"kvb-apply-{n}-") as tmp:
+                out["sizes"][str(n)] = _one_size(Path(tmp), n, runs, wanted, out, log)
+    finally:
+        try:
+            cleanup()
+        finally:
+            the_lab.stop()
+    return out
+
+
+def _one_size(work: Path, n: int, runs: int, peers: list[str], out: dict[str, Any],
+              log: Callable[[str], None]) -> dict[str, Any]:
+    job = Job(work, n)
+    jobs = PeerJobs(work / "peers", URI, job.xmls, n)
+    res: dict[str, Any] = {"floor": [], "floor_update": [], "floor_update_call": [],
+                           "kvmnet": [], "noop": [], "change": [], "writes": [],
+                           "peers": {}}
+    for r in range(runs):
+        log(f"apply N={n} run {r + 1}/{runs}: floor")
+        cleanup()
+        res["floor"].append(run([sys.executable, FLOOR, "create", str(job.floor_create)],
+                                env=bench_env()).check().seconds)
+        p = run([sys.executable, FLOOR, "update", str(job.floor_update)],
+                env=bench_env()).check()
+        res["floor_update"].append(p.seconds)
+        res["floor_update_call"].append(json.loads(p.out)["call_s"])
+        cleanup()
+        log(f"apply N={n} run {r + 1}/{runs}: kvmnet")
+        p, w = job.kvmnet(job.spec)
+        _expect("kvmnet create", w, 3 * n)
+        res["kvmnet"].append(p.seconds)
+        p, w = job.kvmnet(job.spec)
+        _expect("kvmnet no-op", w, 0)
+        res["noop"].append(p.seconds)
+        p, w = job.kvmnet(job.changed)
+        _expect("kvmnet one-reservation change", w, 1)
+        res["change"].append(p.seconds)
+        res["writes"].append({"create": 3 * n, "noop": 0, "change": 1})
+        for peer in list(peer_list(jobs, peers)):
+            if peer.name in out["peers_skipped"]:
+                continue
+            log(f"apply N={n} run {r + 1}/{runs}: {peer.name}")
+            cleanup()
+            row = res["peers"].setdefault(peer.name, {"create": [], "noop": [], "change": [],
+                                                      "note": peer.note, "failed": []})
+            try:  # a run that fails is counted and shown; the peer's other runs still count
+                c = peer.create().check().seconds
+                o = peer.noop().check().seconds
+                ch = peer.change().check().seconds if peer.change is not None else None
+            except BenchError as e:
+                row["failed"].append(str(e))
+                continue
+            row["create"].append(c)
+            row["noop"].append(o)
+            if ch is not None:
+                row["change"].append(ch)
+        cleanup()
+    return res

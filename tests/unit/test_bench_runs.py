@@ -1,0 +1,61 @@
+"""The benchmark command runs (issue 8). Benchmarks are not timed tests: this only
+checks that `python -m bench --quick` (tiny N, one run) works and writes its tables;
+no number is asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _bench(tmp_path: Path, *args: str) -> tuple[str, dict]:
+    out, raw = tmp_path / "BENCHMARKS.md", tmp_path / "results.json"
+    p = subprocess.run([sys.executable, "-m", "bench", "--quick", *args, "--out", str(out),
+                        "--json", str(raw)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=900, check=False)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return out.read_text(), json.loads(raw.read_text())
+
+
+def test_quick_scale_and_startup(tmp_path: Path) -> None:
+    text, data = _bench(tmp_path, "--only", "scale", "startup")
+    assert "<!-- bench:begin" in text and "<!-- bench:end -->" in text
+    assert "### 2. validate / plan / render at scale" in text
+    assert "### 3. start-up" in text and "`kvmnet --help`" in text
+    assert "Machine: " in text and "Reproduce: `bench/run --quick" in text
+    assert set(data["scale"]) == {"5", "20"}
+    for stage in ("yaml_c", "validate", "plan", "render"):
+        assert len(data["scale"]["20"][stage]["s"]) == 1
+    assert not data["skipped"]
+
+
+def test_report_keeps_hand_written_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                        ) -> None:
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.report import BEGIN, END, write_report
+
+    path = tmp_path / "B.md"
+    path.write_text(f"# mine\n\nbefore\n\n{BEGIN}\nold\n{END}\n\nafter\n")
+    results = {"machine": {k: "?" for k in ("cpu", "cores", "memory_gib", "os", "kernel",
+                                             "python", "libvirt", "libvirt-python", "pydantic",
+                                             "PyYAML", "lxml", "typer", "loadavg_start")},
+               "quick": True, "started": "now", "seconds": 1.0, "command": "bench/run",
+               "runs": 1, "skipped": {"e2e": "not here"}}
+    write_report(results, path)
+    text = path.read_text()
+    assert text.startswith("# mine\n\nbefore\n") and text.rstrip().endswith("after")
+    assert "old" not in text and "- e2e: not here" in text
+
+
+@pytest.mark.libvirtd
+def test_quick_apply_on_the_lab(libvirtd: object, tmp_path: Path) -> None:
+    """kvmnet, the floor and the virsh loop on the lab's libvirtd, N = 2."""
+    text, data = _bench(tmp_path, "--only", "apply", "--peers", "virsh")
+    assert "| **kvmnet apply** |" in text and "| virsh loop |" in text
+    assert data["apply"]["sizes"]["2"]["writes"] == [{"create": 6, "noop": 0, "change": 1}]
