@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import libvirt
 import pytest
 from lxml import etree
 
@@ -241,9 +242,12 @@ def other_networks(world: World) -> list[str]:
     active networks in the shared lab: their libvirt rules may come and go meanwhile."""
     out: list[str] = []
     for n in world.conn.listAllNetworks():
-        if n.name().startswith(PREFIX) or not n.isActive():
+        try:  # another session's network may vanish between listing and reading
+            if n.name().startswith(PREFIX) or not n.isActive():
+                continue
+            root = etree.fromstring(n.XMLDesc(0).encode())
+        except libvirt.libvirtError:
             continue
-        root = etree.fromstring(n.XMLDesc(0).encode())
         out += [f'"{b.get("name")}"' for b in root.iterfind("bridge") if b.get("name")]
         out += [ip.get("address", "").rsplit(".", 1)[0] + "." for ip in root.iterfind("ip")
                 if "." in ip.get("address", "")]
