@@ -45,6 +45,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-install", action="store_true",
                     help="do not make bench/.peers-venv from PyPI when it is missing")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
+    ap.add_argument("--report-only", action="store_true",
+                    help="rewrite --out from the raw samples (--json), measure nothing")
     ap.add_argument("--json", type=Path, default=None,
                     help="raw samples (default: bench/results.json; --quick: none)")
     return ap.parse_args(argv)
@@ -52,6 +54,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    if args.report_only:
+        raw_in = args.json or ROOT / "bench" / "results.json"
+        write_report(json.loads(raw_in.read_text()), args.out)
+        return 0
     q = args.quick
     runs = args.runs or (1 if q else 5)
     sections = args.only or (("startup", "scale", "apply") if q else SECTIONS)
@@ -83,13 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # noqa: BLE001 - record it, go on with the other sections
             results["skipped"][section] = f"failed: {type(e).__name__}: {e}"
             traceback.print_exc()
-        _write(results, t0, args.out, raw)  # after each section: a long run keeps what it has
+        _write(results, t0 if not args.only else None, args.out, raw)  # a long run keeps
+        # what it has; the duration shown stays the last full run's
     _log(f"wrote {args.out}" + (f" and {raw}" if raw else ""))
     return 1 if any(v.startswith("failed") for v in results["skipped"].values()) else 0
 
 
-def _write(results: dict[str, Any], t0: float, out: Path, raw: Path | None) -> None:
-    results["seconds"] = time.monotonic() - t0
+def _write(results: dict[str, Any], t0: float | None, out: Path, raw: Path | None) -> None:
+    if t0 is not None or "seconds" not in results:
+        results["seconds"] = time.monotonic() - (t0 or time.monotonic())
     results["machine"]["loadavg_end"] = loadavg()
     write_report(results, out)
     if raw is not None:
