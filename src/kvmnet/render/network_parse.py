@@ -9,8 +9,6 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from kvmnet.render.network_xml import (
     LIBVIRT_BRIDGED,
     MARK,
@@ -25,6 +23,7 @@ from kvmnet.render.xmlutil import (
     Reader,
     qname,
 )
+from kvmnet.spec.base import ValidationError
 from kvmnet.spec.model import (
     DhcpHost,
     DhcpRange,

@@ -2,7 +2,7 @@
 
 PyYAML's C loader composes a node tree whose nodes carry line and column;
 we walk it once into plain Python values while recording where each value
-came from (`Positions`), then let pydantic type it and map each of its
+came from (`Positions`), then let the models (spec.base) type it and map each of its
 errors back to a position. Duplicate keys, which YAML loaders silently
 accept, are found during the walk.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
 
 from kvmnet.errors import Problem, SpecError
+from kvmnet.spec.base import Model, ValidationError
 from kvmnet.spec.model import Spec
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -65,7 +65,7 @@ class _Walker:
         self.pos = Positions()
         self.problems = problems
         self.file = file
-        # Paths whose value could not be read: pydantic's errors under them are noise.
+        # Paths whose value could not be read: the models' errors under them are noise.
         self.bad: set[Path_] = set()
         self._seen: set[int] = set()
         self._open: set[int] = set()
@@ -354,7 +354,7 @@ def format_path(path: Sequence[str | int]) -> str:
 
 
 def _clean_loc(loc: tuple[Any, ...], pos: Positions) -> tuple[Path_, bool]:
-    """Drop pydantic's union/validator tags ('function-after[...]', 'str', ...) from a loc,
+    """Drop validator and union tags ('function-after[...]', 'str', ...) from a loc,
     and list indexes the user did not write (a single value we wrapped into a list).
     Also say whether the error is about a mapping key ('[key]') rather than its value."""
     out: list[str | int] = []
@@ -462,7 +462,7 @@ def _item_type(tp: Any, container: type) -> Any:
 
 def _inner_model(tp: Any) -> Any:
     args = getattr(tp, "__args__", ())
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
+    if isinstance(tp, type) and issubclass(tp, Model):
         return tp
     for a in reversed(args):
         m = _inner_model(a)

@@ -1,6 +1,6 @@
 """The one model: what a host's networking should be, and what it is.
 
-Frozen pydantic models; the same classes describe the wanted spec (loaded
+Frozen models (kvmnet.spec.base); the same classes describe the wanted spec (loaded
 from YAML) and the live state (read from libvirt), so plan is a diff of two
 values of `Spec`. Field names are the YAML keys (DESIGN.md); never rename.
 """
@@ -11,8 +11,8 @@ import ipaddress
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
+from kvmnet.spec.base import Field, field_validator, model_validator
+from kvmnet.spec.base import Model as _Base
 from kvmnet.spec.types import (
     Addr,
     DnsName,
@@ -40,8 +40,8 @@ NicModel = Literal[
 ]
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True, defer_build=True)
+class Model(_Base):
+    """Every spec model: frozen, unknown keys refused (kvmnet.spec.base)."""
 
 
 class Lease(Model):

@@ -11,7 +11,7 @@ import re
 import unicodedata
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import AfterValidator, BeforeValidator, PlainSerializer
+from kvmnet.spec.base import AfterValidator, BeforeValidator, PlainSerializer
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface

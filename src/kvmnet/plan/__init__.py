@@ -1,0 +1,88 @@
+"""plan: (wanted Spec, LiveState) -> ordered Actions. Pure.
+
+How the two sides are compared (the ignore rules):
+- Both networks go through the same parser: wanted = parse(render(spec)),
+  live = parse(persistent XMLDesc), so formatting and element order vanish.
+- The top-level fields libvirt fills in itself (bridge name, MAC, STP and
+  delay: LIBVIRT_FILLS) take the live value when the spec leaves them unset;
+  those are not changes. Anything else set on the live network but not in
+  the spec (an MTU, a domain, an IPv6 block added with `virsh net-edit`) is
+  drift and shows up in the plan.
+- `adopt`, `autostart` and `forwards` are not in libvirt's XML; autostart is
+  compared with the network's autostart flag, the others elsewhere.
+- DHCP reservations and DNS hosts differ -> networkUpdate calls, live and
+  persistent together; any other difference -> redefine (+ restart when
+  active), marked disruptive when running guests are attached.
+- Guest NICs are matched by MAC (kvmnet's generated MACs are stable).
+- `scope` (shell globs, `--scope`): when given, a managed network missing from
+  the spec is removed only if its name matches one of them, so several specs
+  (teams, test suites) can share one host; the spec itself must stay inside it.
+
+    core      Plan, Action, Update, Finding; the Ctx every step appends to
+    host      host bridges, and collisions with the host's links, routes and MACs
+    networks  libvirt networks: create, adopt, update live, redefine, remove
+    netxml    network XML edits: ownership mark, UUID, virNetworkUpdate calls
+    ovn       overlay networks (wraps kvmnet.ovn.diff)
+    guests    guest NICs: attach, change, detach
+    forwards  port forwards: one firewall.sync (wraps kvmnet.forwards)
+"""
+
+from __future__ import annotations
+
+from kvmnet.plan.core import Action, Ctx, Finding, Impact, Plan, Update, in_scope
+from kvmnet.plan.forwards import plan_firewall
+from kvmnet.plan.guests import plan_forgotten_guests, plan_guest
+from kvmnet.plan.host import (
+    LIBVIRT_BRIDGED,
+    check_host,
+    ctx_bridge,
+    host_needed,
+    plan_host_bridges,
+)
+from kvmnet.plan.networks import LIBVIRT_FILLS, attached, diff_lines, plan_network, plan_removals
+from kvmnet.plan.netxml import mark_managed, with_uuid
+from kvmnet.plan.ovn import plan_ovn
+from kvmnet.spec.derive import nic_macs
+from kvmnet.spec.model import Spec
+from kvmnet.state import LiveState
+
+__all__ = [
+    "LIBVIRT_BRIDGED",
+    "LIBVIRT_FILLS",
+    "Action",
+    "Finding",
+    "Impact",
+    "Plan",
+    "Update",
+    "attached",
+    "ctx_bridge",
+    "diff_lines",
+    "host_needed",
+    "in_scope",
+    "make_plan",
+    "mark_managed",
+    "with_uuid",
+]
+
+
+def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
+              scope: tuple[str, ...] = ()) -> Plan:
+    ctx = Ctx(spec, live, adopt, nic_macs(spec), tuple(scope))
+    for section, names in (("networks", spec.networks), ("guests", spec.guests)):
+        for name in names:
+            if not in_scope(name, ctx.scope):
+                ctx.error((section, name), f"{name} is outside --scope "
+                          f"{' '.join(ctx.scope)}: rename it or widen the scope")
+    check_host(ctx)
+    plan_host_bridges(ctx)
+    for name in spec.networks:
+        if spec.networks[name].mode != "overlay":
+            plan_network(ctx, name)
+    if spec.ovn is not None:
+        plan_ovn(ctx)
+    for gname in spec.guests:
+        plan_guest(ctx, gname)
+    plan_forgotten_guests(ctx)
+    plan_removals(ctx)
+    plan_firewall(ctx)
+    return Plan(tuple(ctx.actions), tuple(ctx.findings))

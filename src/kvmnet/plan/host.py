@@ -1,0 +1,159 @@
+"""The host: bridges kvmnet builds from its NICs, and the checks that new networks,
+bridges and MACs do not collide with what the host and libvirt already have."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from kvmnet.plan.core import Action, Ctx
+from kvmnet.spec.model import HostBridge, Spec
+from kvmnet.state import HostLink, LiveState
+
+LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
+
+
+def plan_host_bridges(ctx: Ctx) -> None:
+    """A bridge that is missing, a port not in it yet, addresses still on a port or
+    missing on the bridge -> one host.bridge action: apply moves the ports in live
+    (their addresses and routes follow) and rolls back unless confirmed."""
+    for br, hb in ctx.spec.host.bridges.items():
+        if ctx.live.is_test:
+            ctx.actions.append(Action(
+                "host.bridge", f"host/{br}", "host",
+                f"create host bridge {br} with ports {', '.join(hb.ports) or '(none)'}",
+                skipped="test:/// connection: the real host is not changed"))
+            continue
+        if not ctx.live.host.readable:
+            continue
+        details = _bridge_diff(ctx, br, hb)
+        if details:
+            ctx.actions.append(Action(
+                "host.bridge", f"host/{br}", "host",
+                f"move {', '.join(hb.ports) or '(no ports)'} into host bridge {br} live "
+                "(addresses and routes follow; rolled back unless confirmed)",
+                tuple(details), host=ctx.spec.host))
+
+
+def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
+    host = ctx.live.host
+    path: tuple[str | int, ...] = ("host", "bridges", br)
+    link = host.links.get(br)
+    out: list[str] = []
+    if link is None:
+        delay = f", forward delay {hb.forward_delay} s" if hb.forward_delay is not None else ""
+        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}")
+    elif link.kind != "bridge":
+        ctx.error(path, f"{br} exists on the host as a {link.kind or 'ethernet'} link, not "
+                  "a bridge: pick another bridge name")
+        return []
+    moved: list[str] = []
+    for i, port in enumerate(hb.ports):
+        pl = host.links.get(port)
+        problem = _port_problem(port, pl, br)
+        if pl is None or problem:
+            ctx.error((*path, "ports", i), problem or f"{port} is missing")
+            continue
+        if pl.master != br:
+            out.append(f"~ {port}: enslave to {br}")
+        _session_guard(ctx, (*path, "ports", i), port, pl, hb)
+        for a in pl.addresses:
+            if not _v6_link_local(a):  # the kernel makes those per link
+                out.append(f"~ address {a}: {port} -> {br}")
+                moved.append(a)
+        out += [f"~ route {r.dst} via {r.gateway}"
+                + (f" metric {r.metric}" if r.metric is not None else "") + f": {port} -> {br}"
+                for r in host.routes if r.dev == port and r.gateway]
+    have = {ipaddress.ip_interface(a) for a in [*(link.addresses if link else ()), *moved]}
+    out += [f"+ address {a} on {br}" for a in hb.address if a not in have]
+    for a in moved:
+        if ipaddress.ip_interface(a) not in hb.address and not hb.dhcp:
+            ctx.warn((*path, "address"), f"{a} moves to {br} live but is not in the spec, "
+                     f"so it is gone after a reboot: add it to host.bridges.{br}.address")
+    return out
+
+
+def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostLink,
+                   hb: HostBridge) -> None:
+    """Refuse to move the address this SSH session uses when the spec gives no gateway:
+    the default route would not come back on the bridge after a reboot."""
+    sess = ctx.live.host.session_addr
+    if not sess or hb.gateway is not None or hb.dhcp:
+        return
+    if any(str(ipaddress.ip_interface(a).ip) == sess for a in link.addresses):
+        gws = sorted({r.gateway for r in ctx.live.host.routes
+                      if r.dev == port and r.gateway and r.net.prefixlen == 0})
+        hint = f"gateway: {gws[0]}" if gws else "gateway: <your LAN router>"
+        ctx.error(path, f"this SSH session came in on {sess}, which is on {port}, and the "
+                  f"spec gives {ctx_bridge(path)} no gateway: the host could lose this "
+                  f"session after a reboot. Add {hint} (and keep address:), or run "
+                  "from the console")
+
+
+def ctx_bridge(path: tuple[str | int, ...]) -> str:
+    return str(path[2]) if len(path) > 2 else "the bridge"
+
+
+def _v6_link_local(cidr: str) -> bool:
+    a = ipaddress.ip_interface(cidr)
+    return a.version == 6 and a.is_link_local
+
+
+def _port_problem(port: str, link: HostLink | None, bridge: str) -> str | None:
+    if link is None:
+        return f"{port} does not exist on the host: name an existing NIC"
+    if link.wireless:
+        return (f"{port} is a wireless interface: bridging Wi-Fi does not work (the access "
+                "point drops frames with the guests' MACs); use a routed (mode: route) or "
+                "NAT network instead")
+    if link.master not in (None, bridge):
+        return (f"{port} is already a port of {link.master}: take it out first, or use "
+                f"{link.master} as the bridge")
+    return None
+
+
+def host_needed(spec: Spec, live: LiveState) -> bool:
+    """Does plan look at the host's links and routes? For host bridges, and for the
+    networks libvirt does not have yet (their bridges and subnets must not collide
+    with the host's, check_host); not when every network exists (a no-op)."""
+    return bool(spec.host.bridges) or any(
+        name not in live.networks for name, net in spec.networks.items()
+        if net.mode != "overlay")
+
+
+def check_host(ctx: Ctx) -> None:
+    host = ctx.live.host
+    lv_bridges = {ln.bridge for ln in ctx.live.networks.values() if ln.bridge}
+    if host.readable:
+        ours = lv_bridges | set(ctx.spec.host.bridges)
+        for name, net in ctx.spec.networks.items():
+            if name in ctx.live.networks or net.mode == "overlay":  # overlay: not on this host
+                continue
+            if net.mode in LIBVIRT_BRIDGED and net.bridge and net.bridge in host.links \
+                    and net.bridge not in lv_bridges:
+                ctx.error(("networks", name, "bridge"), f"{net.bridge} already exists on the "
+                          "host and is not a libvirt network's bridge: pick another name")
+            if net.mode == "bridge" and net.bridge and net.bridge not in host.links \
+                    and net.bridge not in ctx.spec.host.bridges:
+                ctx.error(("networks", name, "bridge"), f"host bridge {net.bridge} does not "
+                          "exist: create it, or add it under host.bridges")
+            for key, ipc in (("ipv4", net.ipv4), ("ipv6", net.ipv6)):
+                if ipc is None:
+                    continue
+                sub = ipc.address.network
+                for r in host.routes:
+                    if r.dev in ours or r.net.prefixlen == 0 or r.net.version != sub.version:
+                        continue
+                    if r.net.overlaps(sub):
+                        ctx.error(("networks", name, key, "address"), f"{sub} overlaps the "
+                                  f"host route {r.dst} on {r.dev}: pick a subnet the host does "
+                                  "not use")
+                        break
+    by_mac: dict[str, str] = {}
+    for d in ctx.live.domains.values():
+        for n in d.nics:
+            by_mac.setdefault(n.mac, d.name)
+    for (gname, i), mac in ctx.macs.items():
+        owner = by_mac.get(mac)
+        if owner is not None and owner != gname:
+            ctx.error(("guests", gname, "interfaces", i), f"MAC {mac} is already used by "
+                      f"domain {owner} on {ctx.live.uri}: pick another (kvmnet mac --spec FILE)")

@@ -1,0 +1,211 @@
+"""libvirt networks: create, adopt, update live or redefine, start, autostart, remove.
+
+Wanted and live both go through render.network_parse before they are compared; the
+ignore rules are in the package docstring (kvmnet.plan)."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from kvmnet.plan.core import Action, Ctx, Impact, in_scope
+from kvmnet.plan.netxml import dns_updates, host_updates, mark_managed, with_uuid
+from kvmnet.render.network_parse import parse_network
+from kvmnet.render.network_xml import network_xml
+from kvmnet.spec.model import Dns, Model, Network
+from kvmnet.state import LiveNetwork, LiveState
+
+_T = TypeVar("_T", bound=Model)
+
+
+def attached(live: LiveState, network: str, running_only: bool = False) -> list[str]:
+    """Domains with a NIC on a network (persistent or live config)."""
+    out = []
+    for d in live.domains.values():
+        if running_only and not d.running:
+            continue
+        if any(n.type == "network" and n.source == network for n in d.nics + d.live_nics):
+            out.append(d.name)
+    return sorted(out)
+
+
+LIBVIRT_FILLS = ("bridge", "mac", "stp", "delay")  # libvirt's own values when XML omits them
+
+
+def _normalise(wanted: Network, live: Network) -> Network:
+    """The top-level fields libvirt fills in (LIBVIRT_FILLS) take the live value when
+    the spec leaves them unset, and so does the way an address block writes its
+    prefix (prefix= or netmask=). DHCP reservations and DNS hosts are sets: the same
+    ones in another order are no change (a live update can only append, so the live
+    order after one differs from the spec's)."""
+    fill: dict[str, object] = {k: getattr(live, k) for k in LIBVIRT_FILLS
+                               if getattr(wanted, k) is None and getattr(live, k) is not None}
+    for key in ("ipv4", "ipv6"):
+        w, lv = getattr(wanted, key), getattr(live, key)
+        if w is not None and lv is not None:
+            fill[key] = w.model_copy(update={"xml_prefix": lv.xml_prefix,
+                                             "hosts": _in_order_of(w.hosts, lv.hosts)})
+    if len(wanted.more_ips) == len(live.more_ips):
+        fill["more_ips"] = [w.model_copy(update={"xml_prefix": lv.xml_prefix,
+                                                 "hosts": _in_order_of(w.hosts, lv.hosts)})
+                            for w, lv in zip(wanted.more_ips, live.more_ips, strict=True)]
+    if wanted.dns is not None and live.dns is not None:
+        fill["dns"] = wanted.dns.model_copy(
+            update={"hosts": _in_order_of(wanted.dns.hosts, live.dns.hosts)})
+    return wanted.model_copy(update=fill)
+
+
+def _in_order_of(wanted: list[_T], live: list[_T]) -> list[_T]:
+    """`live` when it holds the same items as `wanted` (in any order), else `wanted`."""
+    def key(x: _T) -> str:
+        return x.model_dump_json()
+
+    return live if sorted(map(key, wanted)) == sorted(map(key, live)) else wanted
+
+
+def _xml_fields(net: Network) -> Network:
+    return net.model_copy(update={"adopt": False, "autostart": True, "forwards": []})
+
+
+def plan_network(ctx: Ctx, name: str) -> None:
+    spec_net = ctx.spec.networks[name]
+    xml = network_xml(ctx.spec, name, ctx.macs)
+    wanted = _xml_fields(parse_network(xml).network)
+    ln = ctx.live.networks.get(name)
+    target = f"network/{name}"
+    if ln is None:
+        ctx.actions.append(Action(
+            "network.create", target, "live",
+            f"define, start and {'autostart' if spec_net.autostart else 'not autostart'} "
+            f"{spec_net.mode} network {name}", _describe_new(wanted), xml=xml,
+            autostart=spec_net.autostart))
+        return
+    if not ln.managed:
+        if not (spec_net.adopt or name in ctx.adopt):
+            ctx.error(("networks", name),
+                      f"network {name} already exists on {ctx.live.uri} and is not managed by "
+                      f"kvmnet: to let kvmnet take it over, add 'adopt: true' to networks."
+                      f"{name} (or pass --adopt {name}); plan then shows the difference; "
+                      "or rename the network in the spec")
+            return
+        restart = ln.active and not ln.split_config
+        ctx.actions.append(Action(
+            "network.adopt", target, _restart_impact(ctx, name) if restart else "live",
+            f"adopt {name}: mark it as managed by kvmnet"
+            + (" (this driver shows the mark only after a restart)" if restart
+               else " (no restart)"),
+            xml=mark_managed(ln.xml), restart=restart))
+    live_net = _xml_fields(ln.network)
+    wanted = _normalise(wanted, live_net)
+    if wanted != live_net:
+        _network_change(ctx, name, wanted, live_net, ln, with_uuid(xml, ln.uuid))
+    if not ln.active:
+        ctx.actions.append(Action("network.start", target, "live", f"start network {name}"))
+    if ln.autostart != spec_net.autostart:
+        ctx.actions.append(Action(
+            "network.autostart", target, "live",
+            f"{'enable' if spec_net.autostart else 'disable'} autostart of {name}",
+            autostart=spec_net.autostart))
+
+
+def _strip_live_updatable(net: Network) -> Network:
+    ips = {k: getattr(net, k) for k in ("ipv4", "ipv6")}
+    upd: dict[str, object] = {k: v.model_copy(update={"hosts": []}) for k, v in ips.items() if v}
+    upd["more_ips"] = [c.model_copy(update={"hosts": []}) for c in net.more_ips]
+    if net.dns is not None:
+        dns = net.dns.model_copy(update={"hosts": []})
+        # a <dns> that only holds hosts is no <dns> at all: the first DNS host comes
+        # (and the last one goes) live too
+        upd["dns"] = None if dns == Dns() else dns
+    return net.model_copy(update=upd)
+
+
+def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: LiveNetwork,
+                    xml: str) -> None:
+    target = f"network/{name}"
+    details = tuple(diff_lines(live, wanted))
+    hosts = dns = None
+    if _strip_live_updatable(wanted) == _strip_live_updatable(live):
+        hosts, dns = host_updates(wanted, live, ln.xml), dns_updates(wanted, live)
+    if hosts is not None and dns is not None:  # (None: libvirt would refuse a live update)
+        updates = tuple(hosts) + tuple(dns)
+        ctx.actions.append(Action(
+            "network.update", target, "live",
+            f"update {name} live ({len(updates)} change(s), no restart)", details,
+            updates=updates, live=ln.active))
+        return
+    guests = attached(ctx.live, name, running_only=True)
+    impact: Impact = _restart_impact(ctx, name) if ln.active else "live"
+    if not ln.active:
+        summary = f"redefine {name} (inactive: no restart needed)"
+    elif guests:
+        summary = (f"redefine and restart {name}: guests {', '.join(guests)} lose network "
+                   "for a moment and are reconnected")
+    else:
+        summary = f"redefine and restart {name} (no running guests attached)"
+    ctx.actions.append(Action("network.redefine", target, impact, summary, details, xml=xml,
+                              restart=ln.active))
+
+
+def _restart_impact(ctx: Ctx, name: str) -> Impact:
+    return "disruptive" if attached(ctx.live, name, running_only=True) else "restart"
+
+
+def _describe_new(net: Network) -> tuple[str, ...]:
+    lines = [f"+ mode: {net.mode}"]
+    if net.bridge:
+        lines.append(f"+ bridge: {net.bridge}")
+    for c in net.all_ips():
+        lines.append(f"+ address: {c.address}")
+        lines += [f"+ dhcp: {r}" for r in c.dhcp]
+        lines += [f"+ reservation: {h.ip} {h.mac or h.id or ''} {h.name or ''}".rstrip()
+                  for h in c.hosts]
+    return tuple(lines)
+
+
+def diff_lines(old: Network, new: Network) -> list[str]:
+    """Human diff of two networks: '- key: old' / '+ key: new' per changed leaf."""
+    a = _flatten(old.model_dump(mode="json"))
+    b = _flatten(new.model_dump(mode="json"))
+    out: list[str] = []
+    for k in sorted(set(a) | set(b)):
+        if k.endswith("xml_prefix"):  # how XML spells a prefix, not a change of its own
+            continue
+        if a.get(k) != b.get(k):
+            if k in a:
+                out.append(f"- {k}: {a[k]}")
+            if k in b:
+                out.append(f"+ {k}: {b[k]}")
+    return out
+
+
+def _flatten(v: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(v, dict):
+        out: dict[str, object] = {}
+        for k, x in v.items():
+            out.update(_flatten(x, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    if isinstance(v, list):
+        if all(not isinstance(x, dict | list) for x in v):
+            return {prefix: v} if v else {}
+        out = {}
+        for i, x in enumerate(v):
+            out.update(_flatten(x, f"{prefix}[{i}]"))
+        return out
+    if v is None or v == [] or v == {}:
+        return {}
+    return {prefix: v}
+
+
+def plan_removals(ctx: Ctx) -> None:
+    """Managed networks the spec no longer lists (within --scope) are removed."""
+    for name, ln in sorted(ctx.live.networks.items()):
+        if name in ctx.spec.networks or not ln.managed or not in_scope(name, ctx.scope):
+            continue
+        guests = attached(ctx.live, name)
+        running = attached(ctx.live, name, running_only=True)
+        summary = f"stop and undefine network {name}"
+        if guests:
+            summary += f" (guests attached: {', '.join(guests)})"
+        ctx.actions.append(Action(
+            "network.remove", f"network/{name}", "disruptive" if running else "live", summary,
+            needs_allow_destroy=bool(guests), restart=ln.active))

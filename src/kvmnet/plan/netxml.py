@@ -1,0 +1,139 @@
+"""The network XML plan writes itself: kvmnet's ownership mark, the UUID that makes a
+define a redefinition, and the virNetworkUpdate calls that change DHCP reservations
+and DNS hosts live."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from lxml import etree
+
+from kvmnet.plan.core import Update
+from kvmnet.render.network_xml import KVMNET_NS
+from kvmnet.spec.model import DhcpHost, DnsHost, Network
+
+
+def mark_managed(xml: str) -> str:
+    """The same network XML with kvmnet's ownership mark added."""
+    root = etree.fromstring(xml.encode())
+    md = root.find("metadata")
+    if md is None:
+        md = etree.Element("metadata")
+        name = root.find("name")
+        uuid = root.find("uuid")
+        anchor = uuid if uuid is not None else name
+        if anchor is not None:
+            anchor.addnext(md)
+        else:
+            root.insert(0, md)
+    if md.find(f"{{{KVMNET_NS}}}managed") is None:
+        etree.SubElement(md, f"{{{KVMNET_NS}}}managed", nsmap={"kvmnet": KVMNET_NS})
+    return etree.tostring(root, encoding="unicode")
+
+
+def with_uuid(xml: str, uuid: str | None) -> str:
+    """Network XML that redefines the existing network (same UUID), not a new one."""
+    if not uuid:
+        return xml
+    root = etree.fromstring(xml.encode())
+    old = root.find("uuid")
+    if old is not None:
+        old.text = uuid
+    else:
+        el = etree.Element("uuid")
+        el.text = uuid
+        name = root.find("name")
+        if name is not None:
+            name.addnext(el)
+        else:
+            root.insert(0, el)
+    return etree.tostring(root, encoding="unicode")
+
+
+def _ip_index(xml: str) -> dict[str, int]:
+    root = etree.fromstring(xml.encode())
+    return {str(ipaddress.ip_address(ip.get("address", "0.0.0.0"))): i
+            for i, ip in enumerate(root.iterfind("ip")) if ip.get("address")}
+
+
+def _host_key(h: DhcpHost) -> str:
+    return h.mac or h.id or h.name or str(h.ip)
+
+
+def _host_xml(h: DhcpHost) -> str:
+    el = etree.Element("host")
+    if h.mac:
+        el.set("mac", h.mac)
+    if h.id:
+        el.set("id", h.id)
+    if h.name:
+        el.set("name", h.name)
+    el.set("ip", str(h.ip))
+    if h.lease_time is not None:
+        lease = etree.SubElement(el, "lease", expiry=str(h.lease_time.expiry))
+        if h.lease_time.expiry:
+            lease.set("unit", h.lease_time.unit)
+    return etree.tostring(el, encoding="unicode")
+
+
+def host_updates(wanted: Network, live: Network, live_xml: str) -> list[Update] | None:
+    """Deletes, then modifies, then adds; None when libvirt would refuse one of them: it
+    refuses to add a reservation that shares a MAC, id, name or address with one the
+    network still holds at that moment (seen with libvirt 9.0), e.g. two reservations
+    that swap addresses. The caller then redefines the network instead."""
+    index = _ip_index(live_xml)
+    out: list[Update] = []
+    for w, lv in zip(wanted.all_ips(), live.all_ips(), strict=False):
+        if w.hosts == lv.hosts:
+            continue
+        pi = index.get(str(lv.address.ip), -1)
+        wmap = {_host_key(h): h for h in w.hosts}
+        lmap = {_host_key(h): h for h in lv.hosts}
+        state = {k: h for k, h in lmap.items() if k in wmap}
+        out += [Update("delete", "ip-dhcp-host", pi, _host_xml(h))
+                for k, h in lmap.items() if k not in wmap]
+        for k, h in wmap.items():
+            if k in lmap and lmap[k] != h:
+                out.append(Update("modify", "ip-dhcp-host", pi, _host_xml(h)))
+                state[k] = h
+        for k, h in wmap.items():
+            if k not in lmap:
+                if any(_dhcp_clash(h, o) for o in state.values()):
+                    return None
+                out.append(Update("add-last", "ip-dhcp-host", pi, _host_xml(h)))
+                state[k] = h
+    return out
+
+
+def _dhcp_clash(a: DhcpHost, b: DhcpHost) -> bool:
+    return a.ip == b.ip or any(x is not None and x == y for x, y in (
+        (a.mac, b.mac), (a.id, b.id), (a.name, b.name)))
+
+
+def _dns_xml(h: DnsHost) -> str:
+    el = etree.Element("host", ip=str(h.ip))
+    for n in h.names:
+        etree.SubElement(el, "hostname").text = n
+    return etree.tostring(el, encoding="unicode")
+
+
+def dns_updates(wanted: Network, live: Network) -> list[Update] | None:
+    """None when libvirt would refuse: it deletes the one DNS host that shares the
+    address or a name with the one given ("multiple matching DNS HOST records" when
+    several do, e.g. one name on two addresses) and adds none whose address is taken."""
+    w = list(wanted.dns.hosts) if wanted.dns else []
+    lv = list(live.dns.hosts) if live.dns else []
+    # libvirt 9.0 cannot modify a DNS host: a changed one is deleted and added.
+    state = list(lv)
+    out: list[Update] = []
+    for h in [h for h in lv if h not in w]:
+        if sum(1 for o in state if o.ip == h.ip or set(o.names) & set(h.names)) != 1:
+            return None
+        state.remove(h)
+        out.append(Update("delete", "dns-host", -1, _dns_xml(h)))
+    for h in [h for h in w if h not in lv]:
+        if any(o.ip == h.ip for o in state):
+            return None
+        state.append(h)
+        out.append(Update("add-last", "dns-host", -1, _dns_xml(h)))
+    return out
