@@ -17,9 +17,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.control import strip_control_codes
-from rich.markup import escape
 
 from kvmnet import __version__
 from kvmnet.errors import KvmnetError, Problem, SpecError
@@ -50,8 +47,75 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console(highlight=False, soft_wrap=True, emoji=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+_ESCAPE = re.compile(r"(\\*)(\[[a-z#/@][^[]*?])")  # a markup tag, and backslashes before it
+_CONTROL = str.maketrans({c: None for c in (7, 8, 11, 12, 13)})  # BEL BS VT FF CR
+
+
+def escape(text: str) -> str:
+    """Make text print literally as rich markup: a '[' that would open a tag gets a
+    backslash, and so do the backslashes before it (rich.markup.escape's rule)."""
+    text = _ESCAPE.sub(lambda m: f"{m.group(1) * 2}\\{m.group(2)}", text)
+    return text + "\\" if text.endswith("\\") and not text.endswith("\\\\") else text
+
+
+def strip_control_codes(text: str) -> str:
+    """Drop the control characters a terminal would act on (as rich does before output)."""
+    return text.translate(_CONTROL)
+
+
+class Out:
+    """stdout or stderr. rich (~30 ms to import) is loaded only for what needs it: a
+    terminal (colours, wrapping), tables and other rich objects. A pipe or a file gets
+    the same characters written plainly: markup tags dropped, JSON indented by 2."""
+
+    def __init__(self, stderr: bool = False, file: Any = None, **rich_options: Any) -> None:
+        self._stderr = stderr
+        self._file = file
+        self._options = rich_options   # for rich's Console (tests: force_terminal=True)
+        self._rich: Any = None
+
+    @property
+    def file(self) -> Any:
+        if self._file is not None:
+            return self._file
+        return sys.stderr if self._stderr else sys.stdout
+
+    @property
+    def rich(self) -> Any:
+        if self._rich is None:
+            from rich.console import Console
+
+            self._rich = Console(file=self._file, stderr=self._stderr, highlight=False,
+                                 soft_wrap=True, emoji=False, **self._options)
+        return self._rich
+
+    @property
+    def is_terminal(self) -> bool:
+        if self._rich is None and not self._options and not any(os.environ.get(v) for v in (
+                "FORCE_COLOR", "TTY_INTERACTIVE", "TTY_COMPATIBLE", "JUPYTER_COLUMNS")):
+            isatty = getattr(self.file, "isatty", None)
+            return bool(isatty and isatty())
+        return bool(self.rich.is_terminal)
+
+    def print(self, *objects: Any, markup: bool = True, end: str = "\n", **kw: Any) -> None:
+        if (self.is_terminal or not all(isinstance(o, str) for o in objects)
+                or any("\t" in o for o in objects)):   # tabs: rich expands them by cell width
+            self.rich.print(*objects, markup=markup, end=end, **kw)
+            return
+        text = " ".join(objects)
+        if markup:
+            text = _TAG.sub(_plain, text)
+        self.file.write(strip_control_codes(text) + end)
+
+    def print_json(self, text: str) -> None:
+        if self.is_terminal:
+            self.rich.print_json(text)
+            return
+        self.file.write(json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n")
+
+
+out = Out()
+err = Out(stderr=True)
 
 SpecFile = Annotated[Path, typer.Argument(metavar="FILE", help="The kvmnet YAML spec.",
                                           show_default=False)]
@@ -86,23 +150,15 @@ def print_problems(problems: list[Problem]) -> None:
 _TAG = re.compile(r"((\\*)\[([a-z#/@][^[]*?)])")  # rich.markup.RE_TAGS
 
 
-def print_markup(console: Console, text: str) -> None:
-    """console.print(text, markup=True), fast when nothing is styled (a file or a pipe):
-    the same characters without rich's per-segment work, which takes seconds for the
-    thousands of lines of a big plan. Tags go, escaped brackets stay, as rich does."""
-    if console.is_terminal or "\t" in text:  # tabs: rich expands them by cell width
-        console.print(text, markup=True, highlight=False)
-        return
-    console.file.write(strip_control_codes(_TAG.sub(_plain, text)) + "\n")
+def print_markup(console: Out, text: str) -> None:
+    """console.print(text, markup=True): one call for many lines (rich's cost, when it is
+    used, is mostly per call)."""
+    console.print(text, markup=True, highlight=False)
 
 
-def print_plain(console: Console, text: str) -> None:
-    """console.print(text, markup=False, end=""), without rich's per-segment work when
-    nothing is styled (see print_markup): `render` prints thousands of files."""
-    if console.is_terminal or "\t" in text:
-        console.print(text, markup=False, end="")
-        return
-    console.file.write(strip_control_codes(text))
+def print_plain(console: Out, text: str) -> None:
+    """console.print(text, markup=False, end="")."""
+    console.print(text, markup=False, end="")
 
 
 def _plain(m: re.Match[str]) -> str:

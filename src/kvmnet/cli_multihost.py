@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.markup import escape
 
-from kvmnet.cli import err, out, print_problems
+from kvmnet.cli import err, escape, out, print_problems
 from kvmnet.cli_live import plan_json, show_plan
 from kvmnet.errors import KvmnetError, Problem
 from kvmnet.live.hosttx import HostOptions

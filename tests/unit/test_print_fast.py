@@ -9,7 +9,8 @@ import io
 from rich.console import Console
 from rich.markup import escape
 
-from kvmnet.cli import print_markup, print_plain
+from kvmnet.cli import Out, print_markup, print_plain
+from kvmnet.cli import escape as own_escape
 from kvmnet.render import render_all
 from kvmnet.spec.load import load_text
 
@@ -26,7 +27,20 @@ def test_markup_as_rich_prints_it() -> None:
     text = "\n".join(TRICKY)
     rich_out, fast = io.StringIO(), io.StringIO()
     _console(rich_out).print(text, markup=True, highlight=False)
-    print_markup(_console(fast), text)
+    print_markup(Out(file=fast), text)
+    assert fast.getvalue() == rich_out.getvalue()
+
+
+def test_escape_as_rich_escapes() -> None:
+    for s in [*TRICKY, "a\\", "a\\\\", "\\[b]", "[not a tag", "x[/]y", "[@click]", "[#fff]"]:
+        assert own_escape(s) == escape(s), s
+
+
+def test_json_as_rich_prints_it() -> None:
+    doc = '{"ok": true, "problems": [{"file": "é.yaml", "line": 3, "msg": "[bold]x"}], "n": {}}'
+    rich_out, fast = io.StringIO(), io.StringIO()
+    _console(rich_out).print_json(doc)
+    Out(file=fast).print_json(doc)
     assert fast.getvalue() == rich_out.getvalue()
 
 
@@ -38,13 +52,13 @@ def test_plain_as_rich_prints_it() -> None:
     for path, text in sorted(render_all(spec).items()):
         _console(rich_out).print(f"==> {path} <==", markup=False)
         _console(rich_out).print(text, markup=False, end="" if text.endswith("\n") else "\n")
-        print_plain(_console(fast), f"==> {path} <==\n{text}"
+        print_plain(Out(file=fast), f"==> {path} <==\n{text}"
                     + ("" if text.endswith("\n") else "\n"))
     assert fast.getvalue() == rich_out.getvalue()
 
 
 def test_a_terminal_still_gets_rich() -> None:
     buf = io.StringIO()
-    tty = Console(file=buf, force_terminal=True, color_system="standard", highlight=False)
+    tty = Out(file=buf, force_terminal=True, color_system="standard")
     print_markup(tty, "[red]x[/red]")
     assert "\x1b[" in buf.getvalue()
