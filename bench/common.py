@@ -16,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,23 @@ def warm(argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
     run(argv, env=env)
 
 
+def timed_runs(argv: Sequence[str], runs: int, env: Mapping[str, str], label: str,
+               log: Callable[[str], None], after: Callable[[], object] | None = None
+               ) -> list[Proc]:
+    """warm(), then RUNS runs of argv, each of which must exit 0; AFTER (untimed) follows
+    the warm-up and every run, e.g. to remove what the command wrote."""
+    warm(argv, env)
+    if after is not None:
+        after()
+    procs = []
+    for r in range(runs):
+        log(f"{label} run {r + 1}/{runs}")
+        procs.append(run(argv, env=env).check())
+        if after is not None:
+            after()
+    return procs
+
+
 # ---------------------------------------------------------------- the machine
 
 
@@ -130,7 +147,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "libvirt": virsh.stdout.strip() or "?",
         "libvirt-python": _version("libvirt-python"),
-        "pydantic": _version("pydantic"),
         "PyYAML": _version("PyYAML"),
         "lxml": _version("lxml"),
         "typer": _version("typer"),

@@ -86,23 +86,16 @@ def measure(runs: int, log: Callable[[str], None], timeout: float = 180.0) -> di
     guest_files()                                     # build the initramfs once, untimed
     out: dict[str, Any] = {}
     paths = {"kvmnet apply": _kvmnet, "virsh by hand": _virsh}
-    the_lab = lab()
-    try:
-        with tempfile.TemporaryDirectory(prefix="kvb-e2e-") as tmp:
-            for r in range(runs):
-                for name, make in paths.items():
-                    log(f"e2e {name} run {r + 1}/{runs}")
-                    cleanup()
-                    t0 = time.perf_counter()
-                    make(Path(tmp))
-                    net_s = time.perf_counter() - t0
-                    boot_s = _guest_until_lease(timeout)
-                    row = out.setdefault(name, {"network_s": [], "total_s": []})
-                    row["network_s"].append(net_s)
-                    row["total_s"].append(net_s + boot_s)
-    finally:
-        try:
-            cleanup()
-        finally:
-            the_lab.stop()
+    with lab(), tempfile.TemporaryDirectory(prefix="kvb-e2e-") as tmp:
+        for r in range(runs):
+            for name, make in paths.items():
+                log(f"e2e {name} run {r + 1}/{runs}")
+                cleanup()
+                t0 = time.perf_counter()
+                make(Path(tmp))
+                net_s = time.perf_counter() - t0
+                boot_s = _guest_until_lease(timeout)
+                row = out.setdefault(name, {"network_s": [], "total_s": []})
+                row["network_s"].append(net_s)
+                row["total_s"].append(net_s + boot_s)
     return out

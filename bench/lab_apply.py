@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +30,22 @@ NETNS = "kvmnet-lab"
 FLOOR = str(ROOT / "bench" / "floor.py")
 
 
-def lab() -> Any:
-    """The lab libvirtd (started or reused; this process is registered as a user)."""
+@contextmanager
+def lab() -> Iterator[None]:
+    """The lab libvirtd (started or reused; this process is registered as a user until
+    the end), with no kvb-* networks at the start and at the end."""
     sys.path.insert(0, str(ROOT / "tests"))
     from lab.libvirtd import Libvirtd
 
-    return Libvirtd().start()
+    the_lab = Libvirtd().start()
+    try:
+        cleanup()
+        yield
+    finally:
+        try:
+            cleanup()
+        finally:
+            the_lab.stop()
 
 
 def cleanup(uri: str = URI) -> None:
@@ -112,17 +123,10 @@ def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
             for p in [p for p in wanted if p != "virsh"]:
                 out["peers_skipped"][p] = why
             wanted = [p for p in wanted if p == "virsh"]
-    the_lab = lab()
-    try:
-        cleanup()
+    with lab():
         for n in sizes:
             with tempfile.TemporaryDirectory(prefix=f"kvb-apply-{n}-") as tmp:
                 out["sizes"][str(n)] = _one_size(Path(tmp), n, runs, wanted, out, log)
-    finally:
-        try:
-            cleanup()
-        finally:
-            the_lab.stop()
     return out
 
 

@@ -197,7 +197,7 @@ def render(results: dict[str, Any]) -> str:
              f"Each cell: median of {results['runs']} runs (min–max), whole processes.", "",
              f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB; {m['os']}, "
              f"kernel {m['kernel']}; Python {m['python']}; libvirt {m['libvirt']} "
-             f"(libvirt-python {m['libvirt-python']}); pydantic {m['pydantic']}, PyYAML "
+             f"(libvirt-python {m['libvirt-python']}); PyYAML "
              f"{m['PyYAML']}, lxml {m['lxml']}, typer {m['typer']}. Load average at start "
              f"{m['loadavg_start']}, at end {m.get('loadavg_end', '?')} (a shared machine: "
              "read the ratios, not the seconds).", ""]

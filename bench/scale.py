@@ -13,10 +13,11 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.common import KVMNET, bench_env, run, warm
+from bench.common import KVMNET, bench_env, timed_runs
 from bench.specgen import scale_spec
 
 YAML_C = "import sys, yaml; yaml.load(open(sys.argv[1], 'rb'), Loader=yaml.CSafeLoader)"
@@ -43,15 +44,9 @@ def measure(sizes: list[int], runs: int, log: Callable[[str], None]) -> dict[str
             cmds = commands(spec, render_dir)
             row: dict[str, Any] = {"bytes": spec.stat().st_size, "nics": 10 * n}
             for name, argv in cmds.items():
-                warm(argv, env)
-                shutil.rmtree(render_dir, ignore_errors=True)
-                s, rss = [], []
-                for r in range(runs):
-                    log(f"scale N={n} {name} run {r + 1}/{runs}")
-                    p = run(argv, env=env).check()
-                    s.append(p.seconds)
-                    rss.append(p.maxrss_mb)
-                    shutil.rmtree(render_dir, ignore_errors=True)
-                row[name] = {"s": s, "rss_mb": rss}
+                procs = timed_runs(argv, runs, env, f"scale N={n} {name}", log,
+                                   after=partial(shutil.rmtree, render_dir, ignore_errors=True))
+                row[name] = {"s": [p.seconds for p in procs],
+                             "rss_mb": [p.maxrss_mb for p in procs]}
             out[str(n)] = row
     return out

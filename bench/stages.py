@@ -43,7 +43,7 @@ def stages(path: Path, uri: str = "test:///default") -> list[tuple[str, float]]:
 
     text = _timed(rows, "read file", lambda: read_text(str(path)))
     data, pos = _timed(rows, "load: YAML + positions", lambda: compose(text, str(path), []))
-    spec = _timed(rows, "load: pydantic", lambda: Spec.model_validate(data, strict=True))
+    spec = _timed(rows, "load: models", lambda: Spec.model_validate(data, strict=True))
     _timed(rows, "check", lambda: check(spec, pos, str(path)))
     conn = _timed(rows, "connect", lambda: Connection.open(uri))
     live = _timed(rows, "read live", lambda: read_live(conn))

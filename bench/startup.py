@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import KVMNET, bench_env, run, warm
+from bench.common import KVMNET, bench_env, run, timed_runs
 from bench.specgen import SMALL
 
 
@@ -40,14 +40,8 @@ def measure(runs: int, log: Callable[[str], None]) -> dict[str, Any]:
                 "kvmnet --help": [KVMNET, "--help"],
                 "kvmnet validate small.yaml": [KVMNET, "validate", str(small)]}
         for name, argv in cmds.items():
-            warm(argv, env)
-            s, cpu = [], []
-            for r in range(runs):
-                log(f"startup {name} run {r + 1}/{runs}")
-                p = run(argv, env=env).check()
-                s.append(p.seconds)
-                cpu.append(p.cpu_s)
-            out[name] = {"s": s, "cpu_s": cpu}
+            procs = timed_runs(argv, runs, env, f"startup {name}", log)
+            out[name] = {"s": [p.seconds for p in procs], "cpu_s": [p.cpu_s for p in procs]}
         main = "from kvmnet.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
         out["imports"] = {
             "kvmnet --help": top_imports(["-c", main, "--help"]),

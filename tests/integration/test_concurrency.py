@@ -30,7 +30,7 @@ from lxml import etree
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
-from lab.libvirtd import DNSMASQ_DIR, Libvirtd, remove_objects
+from lab.libvirtd import DNSMASQ_DIR, Libvirtd
 
 pytestmark = pytest.mark.libvirtd
 
@@ -108,17 +108,10 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(libvirtd: Libvirtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    raw = libvirtd.open()
-    remove_objects(raw, PREFIX)
-    log = f"/var/tmp/kvmnet-lab/serial/{GUEST}.log"  # never started
-    raw.defineXML(domain_xml(GUEST, "/nonexistent/vmlinuz", "/nonexistent/initrd", [], log))
-    try:
+    with libvirtd.scoped_conn(PREFIX) as raw:
+        log = f"/var/tmp/kvmnet-lab/serial/{GUEST}.log"  # never started
+        raw.defineXML(domain_xml(GUEST, "/nonexistent/vmlinuz", "/nonexistent/initrd", [], log))
         yield Lab(libvirtd, raw, tmp_path_factory.mktemp("concurrency"))
-    finally:
-        try:
-            remove_objects(raw, PREFIX)
-        finally:
-            raw.close()
 
 
 def _all_ok(results: list[subprocess.CompletedProcess[str]]) -> list[str]:

@@ -181,17 +181,11 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(libvirtd: Libvirtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    raw = libvirtd.open()
     d = tmp_path_factory.mktemp("crash")
     spec = d / "spec.yaml"
     spec.write_text(spec_text())
-    try:
+    with libvirtd.scoped_conn(PREFIX) as raw:
         yield Lab(libvirtd, raw, d, spec)
-    finally:
-        try:
-            remove_objects(raw, PREFIX)
-        finally:
-            raw.close()
 
 
 def snapshot(raw: libvirt.virConnect) -> dict[str, object]:

@@ -88,12 +88,7 @@ class DaemonProxy:
         with self._lock:
             pairs, self._pairs = self._pairs, []
         for a, b in pairs:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            _hang_up(a, b)
 
     def close(self) -> None:
         self._stop = True
@@ -159,12 +154,17 @@ class DaemonProxy:
             with self._lock:
                 if (client, upstream) in self._pairs:
                     self._pairs.remove((client, upstream))
-            for s in (client, upstream):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
+            _hang_up(client, upstream)
+
+
+def _hang_up(*socks: socket.socket) -> None:
+    """Shut down and close: the other end sees EOF at once."""
+    for s in socks:
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        s.close()
 
 
 @pytest.fixture
@@ -179,13 +179,8 @@ def raw(libvirtd: Libvirtd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ) -> Iterator[libvirt.virConnect]:
     monkeypatch.setattr(lock_mod, "LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("KVMNET_LOCK_DIR", str(tmp_path / "locks"))
-    c = libvirtd.open()
-    remove_objects(c, PREFIX)
-    try:
+    with libvirtd.scoped_conn(PREFIX) as c:
         yield c
-    finally:
-        remove_objects(c, PREFIX)
-        c.close()
 
 
 def nets(n: int, base: int = 100, dhcp: bool = False) -> str:

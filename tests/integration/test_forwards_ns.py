@@ -183,6 +183,18 @@ def reaches_nothing(t: Topo) -> None:
         assert got.startswith("FAILED"), f"{ns} -> {host}:{port} still works: {got}"
 
 
+def restart_network(uri: str) -> None:
+    """virsh net-destroy + net-start: libvirt makes the bridge and its rules anew (the
+    guests' ports then need plug())."""
+    conn = libvirt.open(uri)
+    try:
+        net = conn.networkLookupByName(NET)
+        net.destroy()
+        net.create()
+    finally:
+        conn.close()
+
+
 # ------------------------------------------------------------ the private libvirtd
 
 @dataclass
@@ -391,13 +403,7 @@ def test_a_libvirtd_restart_keeps_them(lab: Lab) -> None:
 
 
 def test_a_network_restart_keeps_them(lab: Lab) -> None:
-    conn = libvirt.open(lab.lv.uri)
-    try:
-        net = conn.networkLookupByName(NET)
-        net.destroy()
-        net.create()
-    finally:
-        conn.close()
+    restart_network(lab.lv.uri)
     plug(lab.topo)
     reaches_everything(lab.topo)
     assert lab.plan(lab.workdir / "fwd.yaml")[0] == 0
@@ -413,13 +419,9 @@ def test_the_hook_puts_lost_rules_back_when_the_network_starts(lab: Lab) -> None
     before = log.read_text() if log.exists() else ""
     moved = lab.workdir / "fwd.yaml.away"
     (lab.workdir / "fwd.yaml").rename(moved)
-    conn = libvirt.open(lab.lv.uri)
     try:
-        net = conn.networkLookupByName(NET)
-        net.destroy()
-        net.create()
+        restart_network(lab.lv.uri)
     finally:
-        conn.close()
         moved.rename(lab.workdir / "fwd.yaml")
     plug(lab.topo)
     new = log.read_text()[len(before):]

@@ -189,25 +189,23 @@ def _pristine(lab: Lab) -> None:
 @pytest.fixture(scope="module")
 def lab(libvirtd: Libvirtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """The pristine seed situation, plus the host bridge (the seed's br0) in the netns."""
-    raw = libvirtd.open()
     kc = Connection.open(URI)
-    lab = Lab(libvirtd, raw, kc, tmp_path_factory.mktemp("live"))
     try:
-        _remove_links(libvirtd.netns)
-        with libvirtd.iproute() as ipr:
-            ipr.link("add", ifname=HOST_BR, kind="bridge")
-            idx = ipr.link_lookup(ifname=HOST_BR)[0]
-            ipr.addr("add", index=idx, address="10.210.1.1", prefixlen=24)
-            ipr.link("set", index=idx, state="up")
-        _pristine(lab)
-        yield lab
+        with libvirtd.scoped_conn(PREFIX) as raw:  # (kvt-it-* objects go before the links)
+            lab = Lab(libvirtd, raw, kc, tmp_path_factory.mktemp("live"))
+            _remove_links(libvirtd.netns)
+            with libvirtd.iproute() as ipr:
+                ipr.link("add", ifname=HOST_BR, kind="bridge")
+                idx = ipr.link_lookup(ifname=HOST_BR)[0]
+                ipr.addr("add", index=idx, address="10.210.1.1", prefixlen=24)
+                ipr.link("set", index=idx, state="up")
+            _pristine(lab)
+            yield lab
     finally:
         try:
-            remove_objects(raw, PREFIX)
             _remove_links(libvirtd.netns)
         finally:
             kc.close()
-            raw.close()
 
 
 @pytest.fixture

@@ -482,6 +482,21 @@ class Libvirtd:
     def open(self) -> libvirt.virConnect:
         return libvirt.open(self.uri)
 
+    @contextlib.contextmanager
+    def scoped_conn(self, prefix: str) -> Iterator[libvirt.virConnect]:
+        """A connection for a suite that shares the lab: its own PREFIX networks and
+        domains are removed before and after, other suites' are left alone (``lv_conn``
+        removes every new ``kvt-`` object, theirs too)."""
+        conn = self.open()
+        try:
+            remove_objects(conn, prefix)
+            yield conn
+        finally:
+            try:
+                remove_objects(conn, prefix)
+            finally:
+                conn.close()
+
     def pids_in_netns(self) -> list[int]:
         return pids_in_netns(self.netns)
 

@@ -1,8 +1,12 @@
-"""libvirt network XML for lab tests, built with lxml (independent of kvmnet's renderer)."""
+"""libvirt network XML for lab tests, built with lxml (independent of kvmnet's renderer),
+and libvirt's test driver (test:///default) to define network XML in."""
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from lxml import etree
 
@@ -43,3 +47,31 @@ def dhcp_host_xml(mac: str, ip: str, name: str | None = None, as_element: bool =
     if name:
         el.set("name", name)
     return el if as_element else etree.tostring(el, encoding="unicode")
+
+
+@contextmanager
+def fresh_test_driver() -> Iterator[Any]:
+    """A test:///default whose state is new: it resets when its last connection closes
+    (with it, every object looked up on it: drop them before leaving). libvirt is
+    imported here, so that tests can skip when it is missing."""
+    import libvirt
+
+    libvirt.registerErrorHandler(lambda *_: None, None)
+    conn = libvirt.open("test:///default")
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def define_network(conn: Any, xml: str) -> Any:
+    """Define XML in test:///default, first removing the driver's stock network of that
+    name (its 'default')."""
+    name = etree.fromstring(xml.encode()).findtext("name")
+    if name in conn.listNetworks() + conn.listDefinedNetworks():
+        old = conn.networkLookupByName(name)
+        if old.isActive():
+            old.destroy()
+        old.undefine()
+        del old
+    return conn.networkDefineXML(xml)

@@ -25,24 +25,11 @@ from kvmnet.cli import main
 from kvmnet.errors import Problem, SpecError
 from kvmnet.spec.check import check
 from kvmnet.spec.load import MAX_BYTES, load
+from lab.catalogue import BAD, CASES, expectations
 
 ROOT = Path(__file__).resolve().parents[2]
-BAD = ROOT / "tests" / "data" / "bad"
 SEED = ROOT / "examples" / "seed.yaml"
 KVMNET = Path(sys.executable).parent / "kvmnet"
-
-EXPECT = re.compile(r"^# expect: (\d+):(\d+): (.+)$")
-CASES = sorted(BAD.glob("*.yaml"))
-
-
-def expectations(path: Path) -> list[tuple[int, int, str]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = EXPECT.match(line)
-        if not m:
-            break
-        out.append((int(m[1]), int(m[2]), m[3]))
-    return out
 
 
 def validate(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -43,7 +43,7 @@ def test_report_keeps_hand_written_text(tmp_path: Path, monkeypatch: pytest.Monk
     path = tmp_path / "B.md"
     path.write_text(f"# mine\n\nbefore\n\n{BEGIN}\nold\n{END}\n\nafter\n")
     results = {"machine": {k: "?" for k in ("cpu", "cores", "memory_gib", "os", "kernel",
-                                             "python", "libvirt", "libvirt-python", "pydantic",
+                                             "python", "libvirt", "libvirt-python",
                                              "PyYAML", "lxml", "typer", "loadavg_start")},
                "quick": True, "started": "now", "seconds": 1.0, "command": "bench/run",
                "runs": 1, "skipped": {"e2e": "not here"}}

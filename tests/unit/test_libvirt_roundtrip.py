@@ -10,10 +10,7 @@ parse(A) equals A, and parse(B) gives the model of parse(A).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 from lxml import etree
@@ -22,6 +19,7 @@ from kvmnet.render.network_parse import parse_network
 from kvmnet.render.network_xml import KVMNET_NS, build_network, render_network
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.model import Spec
+from lab.netxml import define_network, fresh_test_driver
 
 libvirt = pytest.importorskip("libvirt")
 
@@ -42,29 +40,11 @@ REJECTED = {
 pytestmark = pytest.mark.skipif(not FILES, reason=f"libvirt test data not found in {INPUTS}")
 
 
-@contextmanager
-def _fresh() -> Iterator[Any]:
-    """A test:///default whose state is new: it resets when its last connection closes."""
-    libvirt.registerErrorHandler(lambda *_: None, None)
-    conn = libvirt.open("test:///default")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
 def _xmldesc(xml: str) -> str:
     """Define xml in a fresh test driver and return its XMLDesc; the driver's stock
     'default' network is removed first when the name is taken."""
-    with _fresh() as conn:
-        name = etree.fromstring(xml.encode()).findtext("name")
-        if name in conn.listNetworks() + conn.listDefinedNetworks():
-            old = conn.networkLookupByName(name)
-            if old.isActive():
-                old.destroy()
-            old.undefine()
-            del old
-        net = conn.networkDefineXML(xml)
+    with fresh_test_driver() as conn:
+        net = define_network(conn, xml)
         try:
             return str(net.XMLDesc(0))
         finally:

@@ -8,8 +8,6 @@ Rewrite them with KVMNET_REGEN_GOLDEN=1.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.derive import dhcp_hosts
 from kvmnet.spec.load import load, load_text
 from kvmnet.spec.model import Network, Spec
+from lab.netxml import define_network, fresh_test_driver
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "network"
@@ -129,35 +128,14 @@ def test_parse_render_is_identity(case: str, path: Path, net: str, golden: Path)
 # ---------------------------------------------------------------- libvirt's test driver
 
 
-@contextmanager
-def _test_conn() -> Iterator[Any]:
-    libvirt = pytest.importorskip("libvirt")
-    libvirt.registerErrorHandler(lambda *_: None, None)
-    conn = libvirt.open("test:///default")
-    try:
-        yield conn
-    finally:
-        conn.close()
-
-
-def _define(conn: Any, xml: str) -> Any:
-    """Define xml in test:///default, first removing its stock network of that name."""
-    name = etree.fromstring(xml.encode()).findtext("name")
-    if name in conn.listNetworks() + conn.listDefinedNetworks():
-        old = conn.networkLookupByName(name)
-        if old.isActive():
-            old.destroy()
-        old.undefine()
-    return conn.networkDefineXML(xml)
-
-
 @pytest.mark.parametrize(("case", "path", "net", "golden"), CASES, ids=IDS)
 def test_golden_defines_in_libvirt(case: str, path: Path, net: str, golden: Path) -> None:
     """render -> define (+ start) -> XMLDesc -> parse gives the model back, modulo
     what libvirt fills in (uuid, stp/delay of its own bridges, a MAC)."""
     spec = _spec(path)
-    with _test_conn() as conn:
-        vnet = _define(conn, network_xml(spec, net))
+    pytest.importorskip("libvirt")
+    with fresh_test_driver() as conn:
+        vnet = define_network(conn, network_xml(spec, net))
         try:
             if spec.networks[net].mode not in NO_START:
                 vnet.create()

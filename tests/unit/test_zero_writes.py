@@ -45,22 +45,9 @@ import kvmnet.live.host
 from kvmnet.cli import main
 from kvmnet.live import conn as conn_mod
 from kvmnet.live.conn import Connection
+from lab.catalogue import BAD, CASES, expectations
 
-ROOT = Path(__file__).resolve().parents[2]
-BAD = ROOT / "tests" / "data" / "bad"
-CASES = sorted(BAD.glob("*.yaml"))
-EXPECT = re.compile(r"^# expect: (\d+):(\d+): (.+)$")
 GOOD = "networks:\n  kvt-zw-net:\n    mode: isolated\n    ipv4: {address: 10.236.1.1/24}\n"
-
-
-def expectations(path: Path) -> list[tuple[int, int, str]]:
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        m = EXPECT.match(line)
-        if not m:
-            break
-        out.append((int(m[1]), int(m[2]), m[3]))
-    return out
 
 
 # ------------------------------------------------------------------ the tripwires

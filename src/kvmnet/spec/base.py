@@ -214,8 +214,14 @@ class Model:
         return new
 
     def model_dump(self, *, mode: Literal["python", "json"] = "python",
-                   exclude_defaults: bool = False) -> dict[str, Any]:
-        return _dump_model(self, mode == "json", exclude_defaults)
+                   exclude_defaults: bool = False,
+                   exclude: set[str] | None = None) -> dict[str, Any]:
+        """The fields as plain data (json: every value JSON-ready); `exclude`: top-level
+        fields to leave out."""
+        out = _dump_model(self, mode == "json", exclude_defaults)
+        for name in exclude or ():
+            out.pop(name, None)
+        return out
 
     def model_dump_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), separators=(",", ":"),
