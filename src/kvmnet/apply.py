@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import libvirt
 from lxml import etree
@@ -19,10 +19,12 @@ from lxml import etree
 from kvmnet.errors import LiveError, PlanError
 from kvmnet.live.conn import Connection
 from kvmnet.live.domain_xml import KVMNET_NS, managed_macs_xml
-from kvmnet.live.hosttx import HostOptions
-from kvmnet.ovn.nb import NbSessions
+from kvmnet.live.hostopts import HostOptions
 from kvmnet.plan import Action, Plan, Update
 from kvmnet.state import LiveState
+
+if TYPE_CHECKING:
+    from kvmnet.ovn.nb import NbSessions
 
 _CMD = {
     "add-last": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
@@ -78,7 +80,7 @@ def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = Fal
     report = Report()
     start_writes = len(conn.writes)
     total = len(plan.actions)
-    nb = NbSessions()  # kvmnet.ovn: northbound connections, opened by the first ovn.* action
+    nb: NbSessions | None = None  # kvmnet.ovn: northbound connections, for ovn.* actions
     for i, action in enumerate(plan.actions, 1):
         if progress:
             progress(i, total, action, None)
@@ -86,6 +88,10 @@ def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = Fal
         if action.skipped:
             res = Result(action, "skipped", 0.0, action.skipped)
         else:
+            if action.ovn is not None and nb is None:
+                from kvmnet.ovn.nb import NbSessions
+
+                nb = NbSessions()
             try:
                 msg = _do(action, conn, live, netns, host, nb)
                 res = Result(action, "done", time.monotonic() - t0, msg)
@@ -96,7 +102,8 @@ def run(plan: Plan, conn: Connection, live: LiveState, allow_destroy: bool = Fal
             progress(i, total, action, res)
         if res.status == "failed":
             break
-    nb.close()
+    if nb is not None:
+        nb.close()
     report.writes = len(conn.writes) - start_writes
     return report
 

@@ -8,16 +8,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from kvmnet.cli import JsonOpt, SpecFile, app, err, out, print_markup, print_problems
+from kvmnet.cli import JsonOpt, SpecFile, app, err, escape, out, print_markup, print_problems
 from kvmnet.errors import KvmnetError, LiveError
 
 if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
     from contextlib import AbstractContextManager
 
+    from kvmnet.errors import Problem
     from kvmnet.live.conn import Connection
     from kvmnet.plan import Action, Plan
+    from kvmnet.spec.load import Positions
+    from kvmnet.spec.model import Spec
 
 ConnectOpt = Annotated[str | None, typer.Option(
     "-c", "--connect", metavar="URI",
@@ -149,13 +151,17 @@ def _progress(i: int, total: int, a: Action, res: Any) -> None:
 
 def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
              adopt: frozenset[str], netns: str | None, lock_wait: float,
-             scope: tuple[str, ...] = (), host: Any = None) -> bool:
-    """`host` (kvmnet.live.hosttx.HostOptions): --root and --confirm-timeout."""
+             scope: tuple[str, ...] = (), host: Any = None,
+             loaded: tuple[Spec, Positions, list[Problem]] | None = None) -> bool:
+    """`host` (kvmnet.live.hostopts.HostOptions): --root and --confirm-timeout. `loaded`:
+    what ops.load_spec(file) returned, when the caller has it (the file is read once)."""
     from kvmnet.apply import check_allowed, run
-    from kvmnet.ops import plan_file
+    from kvmnet.ops import load_spec, plan_spec
 
     def body() -> bool:
-        p = plan_file(file, conn, adopt, netns, scope, root=host.root if host else None)
+        spec, pos, warnings = loaded or load_spec(file)
+        p = plan_spec(spec, pos, str(file), conn, adopt, netns, warnings, scope,
+                      host.root if host else None)
         if not as_json:
             print_problems(p.warnings)
             show_plan(p.plan, conn.uri)
@@ -225,7 +231,7 @@ def apply(
     change checks itself and is rolled back unless confirmed (kvmnet confirm).
     A spec with hosts: is applied on every host concurrently (docs/CLUSTER.md).
     """
-    from kvmnet.live.hosttx import HostOptions
+    from kvmnet.live.hostopts import HostOptions
     from kvmnet.ops import load_spec, needs_libvirt
 
     spec, pos, warnings = load_spec(file)
@@ -238,7 +244,8 @@ def apply(
             lock_wait=lock_wait, host=HostOptions(root, confirm_timeout)))
     with connect(connect_, needs_libvirt(spec)) as conn:
         ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
-                      lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout))
+                      lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout),
+                      (spec, pos, warnings))
     if not ok:
         raise typer.Exit(1)
 

@@ -56,16 +56,16 @@ def read_live(conn: Connection, netns: str | None = None, root: Path | None = No
 
     firewall = None
     local = not conn.is_test and _is_local(conn.uri)
-    if local:
-        from kvmnet.live.firewall import read_firewall
+    if local:  # nft runs while libvirt is read
+        from kvmnet.live.firewall import start_read_firewall
 
-        firewall = read_firewall(netns, root or Path("/"))
+        firewall = start_read_firewall(netns, root or Path("/"))
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
         from kvmnet.live.host import read_host
 
         live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
-    return replace(live, firewall=firewall)
+    return replace(live, firewall=firewall() if firewall else None)
 
 
 def _is_local(uri: str) -> bool:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import fcntl
 import json
 import subprocess
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from kvmnet.forwards import (
     rules_in_place,
     wanted_rule_parts,
 )
-from kvmnet.fsutil import write_bytes_atomic
+from kvmnet.live.netns import entered
 from kvmnet.render.firewall import (
     Fwd,
     iptables_restore,
@@ -47,21 +47,44 @@ STATE_FILE = "var/lib/kvmnet/forwards.json"
 TIMEOUT = 30.0
 
 
+NFT_LIST = ("nft", "-j", "list", "ruleset")
+
+
+def _spawn(args: Sequence[str], netns: str | None, stdin: bool) -> subprocess.Popen[str]:
+    """Start `args` inside `netns`: this thread enters it for the fork only
+    (kvmnet.live.netns), two syscalls where `ip netns exec` starts two more programs."""
+    try:
+        with entered(netns) if netns else nullcontext():
+            try:
+                return subprocess.Popen(
+                    list(args), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            except FileNotFoundError:
+                raise LiveError(f"{args[0]} is not installed (apt-get install nftables "
+                                "iptables)") from None
+            except OSError as e:
+                raise LiveError(f"cannot run {args[0]}: {e.strerror or e}") from None
+    except OSError as e:
+        raise LiveError(f"cannot enter network namespace {netns}: {e.strerror or e}") from None
+
+
+def _finish(p: subprocess.Popen[str], args: Sequence[str], stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = p.communicate(stdin, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise LiveError(f"{' '.join(args[:3])} did not finish within {TIMEOUT:.0f} s") from None
+    return subprocess.CompletedProcess(list(args), p.returncode, out, err)
+
+
 def _run(args: Sequence[str], netns: str | None, stdin: str | None = None
          ) -> subprocess.CompletedProcess[str]:
-    full = ["ip", "netns", "exec", netns, *args] if netns else list(args)
-    try:
-        return subprocess.run(full, input=stdin, capture_output=True, text=True,
-                              timeout=TIMEOUT, check=False)
-    except FileNotFoundError:
-        raise LiveError(f"{full[0]} is not installed (apt-get install "
-                        f"{'iproute2' if full[0] == 'ip' else 'nftables iptables'})") from None
-    except subprocess.TimeoutExpired:
-        raise LiveError(f"{' '.join(args[:3])} did not finish within {TIMEOUT:.0f} s") from None
+    return _finish(_spawn(args, netns, stdin is not None), args, stdin)
 
 
-def fetch_ruleset(netns: str | None = None) -> dict[str, Any]:
-    r = _run(["nft", "-j", "list", "ruleset"], netns)
+def _ruleset(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     if r.returncode != 0:
         why = r.stderr.strip() or str(r.returncode)
         hint = " (run kvmnet as root)" if "not permitted" in why.lower() else ""
@@ -73,6 +96,10 @@ def fetch_ruleset(netns: str | None = None) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise LiveError("nft -j list ruleset gave no JSON object")
     return data
+
+
+def fetch_ruleset(netns: str | None = None) -> dict[str, Any]:
+    return _ruleset(_run(NFT_LIST, netns))
 
 
 def _legacy(netns: str | None) -> bool:
@@ -117,15 +144,32 @@ def _read(path: Path) -> str | None:
 
 def read_firewall(netns: str | None = None, root: Path = Path("/")) -> FirewallLive:
     """kvmnet's rules as they are, libvirt's backend, the state file and the hook."""
+    return start_read_firewall(netns, root)()
+
+
+def start_read_firewall(netns: str | None = None, root: Path = Path("/")
+                        ) -> Callable[[], FirewallLive]:
+    """read_firewall in two halves: the files are read and nft is started now; calling
+    the result waits for nft (libvirt is read meanwhile: kvmnet.ops.read_live)."""
     from kvmnet.live.hook import hook_status
 
     state, hook = _read(state_path(root)), hook_status(root)
     try:
-        facts = parse_ruleset(fetch_ruleset(netns))
+        proc: subprocess.Popen[str] | LiveError = _spawn(NFT_LIST, netns, False)
     except LiveError as e:
-        return FirewallLive(state_text=state, hook=hook, error=str(e))
-    legacy = not facts.backends and _legacy(netns)
-    return FirewallLive(facts, state, hook, None, legacy)
+        proc = e
+
+    def finish() -> FirewallLive:
+        try:
+            if isinstance(proc, LiveError):
+                raise proc
+            facts = parse_ruleset(_ruleset(_finish(proc, NFT_LIST)))
+        except LiveError as e:
+            return FirewallLive(state_text=state, hook=hook, error=str(e))
+        legacy = not facts.backends and _legacy(netns)
+        return FirewallLive(facts, state, hook, None, legacy)
+
+    return finish
 
 
 def _apply_scripts(fwds: Sequence[Fwd], facts: RulesetFacts, netns: str | None) -> list[str]:
@@ -213,6 +257,8 @@ def _sync(fwds: Sequence[Fwd], netns: str | None, root: Path, path: Path) -> str
 
 
 def _set_state(path: Path, text: str | None) -> None:
+    from kvmnet.fsutil import write_bytes_atomic  # here: a run that only reads never needs it
+
     try:
         if text is None:
             path.unlink(missing_ok=True)

@@ -32,7 +32,6 @@ Test it the way libvirt calls it:
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -40,7 +39,6 @@ import time
 from pathlib import Path
 
 from kvmnet.errors import KvmnetError, LiveError
-from kvmnet.fsutil import write_bytes_atomic
 
 HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
 LOG_FILE = "var/log/kvmnet/hook.log"
@@ -92,6 +90,8 @@ def hook_status(root: Path) -> str | None:
 
 def install(root: Path) -> bool:
     """Write the hook (0755); True when it did not exist before (libvirtd must reload)."""
+    from kvmnet.fsutil import write_bytes_atomic  # here: a run that only reads never needs it
+
     path = hook_path(root)
     existed = path.exists()
     if hook_status(root) == "ok":
@@ -136,6 +136,8 @@ def run_hook(state: Path, network: str, operation: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse  # here: apply imports this module to read the hook's status
+
     p = argparse.ArgumentParser(prog="python -m kvmnet.live.hook",
                                 description="kvmnet's libvirt network hook (see module doc)")
     p.add_argument("--state", type=Path, required=True)

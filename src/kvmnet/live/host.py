@@ -1,4 +1,5 @@
-"""Host links, addresses and routes over netlink (pyroute2), never `ip` output.
+"""Host links, addresses and routes over netlink, never `ip` output: read with
+kvmnet.live.netlink (the standard library), changed with pyroute2.
 
 `netns` names a network namespace to look into instead of our own (the
 tests run libvirtd in one; a lab user can too).
@@ -56,37 +57,36 @@ def iproute(netns: str | None = None) -> Iterator[Any]:
         ipr.close()
 
 
-def _attr(msg: Any, name: str) -> Any:
-    return msg.get_attr(name)
-
-
 def read_host(netns: str | None = None) -> HostState:
-    with iproute(netns) as ipr:
-        links_raw = list(ipr.get_links())
-        names = {m["index"]: _attr(m, "IFLA_IFNAME") for m in links_raw}
-        addrs: dict[int, list[str]] = {}
-        for a in ipr.get_addr():
-            addrs.setdefault(a["index"], []).append(f"{_attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
-        links: dict[str, HostLink] = {}
-        for m in links_raw:
-            name = names[m["index"]]
-            info = _attr(m, "IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
-            master = _attr(m, "IFLA_MASTER")
-            links[name] = HostLink(
-                name=name, index=m["index"], kind=kind or "", master=names.get(master),
-                up=bool(m["flags"] & 1), mac=_attr(m, "IFLA_ADDRESS"), mtu=_attr(m, "IFLA_MTU"),
-                wireless=_is_wireless(name, netns), addresses=tuple(addrs.get(m["index"], ())))
-        routes: list[HostRoute] = []
-        for family in (2, 10):
-            for r in ipr.get_routes(family=family, table=254):
-                dst = _attr(r, "RTA_DST")
-                plen = r["dst_len"]
-                routes.append(HostRoute(
-                    dst=f"{dst}/{plen}" if dst else ("0.0.0.0/0" if family == 2 else "::/0"),
-                    dev=names.get(_attr(r, "RTA_OIF")), gateway=_attr(r, "RTA_GATEWAY"),
-                    metric=_attr(r, "RTA_PRIORITY")))
-    return HostState(links=links, routes=tuple(routes), readable=True)
+    """Links, addresses and main-table routes, read with four netlink dumps
+    (kvmnet.live.netlink: no pyroute2 import, no helper process for --netns)."""
+    from kvmnet.live import netlink
+
+    try:
+        with netlink.route_socket(netns) as sock:
+            links_raw = netlink.links(sock)
+            addrs_raw = netlink.addrs(sock)
+            routes_raw = [r for family in (2, 10) for r in netlink.routes(sock, family, 254)]
+    except OSError as e:
+        where = f"network namespace {netns}" if netns else "the host"
+        raise LiveError(f"cannot read links of {where}: {e.strerror or e}") from None
+    names: dict[int | None, str | None] = {m.index: m.name for m in links_raw}
+    addrs: dict[int, list[str]] = {}
+    for a in addrs_raw:
+        addrs.setdefault(a.index, []).append(f"{a.address}/{a.prefixlen}")
+    links: dict[str, HostLink] = {}
+    for m in links_raw:
+        name = names[m.index]
+        if name is None:  # pragma: no cover - the kernel names every link
+            continue
+        links[name] = HostLink(
+            name=name, index=m.index, kind=m.kind or "", master=names.get(m.master),
+            up=bool(m.flags & 1), mac=m.mac, mtu=m.mtu, wireless=_is_wireless(name, netns),
+            addresses=tuple(addrs.get(m.index, ())))
+    routes = tuple(HostRoute(
+        dst=f"{r.dst}/{r.dst_len}" if r.dst else ("0.0.0.0/0" if r.family == 2 else "::/0"),
+        dev=names.get(r.oif), gateway=r.gateway, metric=r.priority) for r in routes_raw)
+    return HostState(links=links, routes=routes, readable=True)
 
 
 def _is_wireless(name: str, netns: str | None) -> bool:

@@ -25,35 +25,20 @@ import fcntl
 import json
 import os
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.errors import LiveError
 from kvmnet.fsutil import make_dirs, write_bytes_atomic
+from kvmnet.live.hostopts import HostOptions as HostOptions  # (also imported from here)
 
 if TYPE_CHECKING:
     from kvmnet.plan import Action
     from kvmnet.spec.model import Host, HostBridge
 
 RUN_DIR = "run/kvmnet"
-DEFAULT_CONFIRM_TIMEOUT = 120.0
-
-
-@dataclass
-class HostOptions:
-    """How apply changes the host: where files go, how long to wait for confirm."""
-
-    root: Path = Path("/")
-    confirm_timeout: float = DEFAULT_CONFIRM_TIMEOUT   # 0: keep as soon as the self-check passes
-    check_within: float | None = None                  # self-check time; None: from STP
-    txid: str = field(default_factory=lambda: uuid.uuid4().hex)
-
-    def __post_init__(self) -> None:
-        self.root = Path(self.root).resolve()
 
 
 def run_dir(root: Path) -> Path:

@@ -6,6 +6,8 @@ that vanish between listing and reading are skipped, not fatal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import libvirt
@@ -20,11 +22,23 @@ _GONE = (libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_DOMAIN)
 
 
 def read_networks(conn: Connection) -> dict[str, LiveNetwork]:
+    """Every network: per network its persistent XML and, when active, its bridge; the
+    flags (active, autostart, persistent) come from three filtered listings, not from
+    three calls per network."""
     out: dict[str, LiveNetwork] = {}
     nets = conn.read("list networks", conn.raw.listAllNetworks)
+    if not nets:
+        return out
+
+    def listed(flag: int) -> frozenset[str]:
+        return _uuids(conn, "list networks", conn.raw.listAllNetworks, flag)
+
+    flags = _Flags(listed(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE),
+                   listed(libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART),
+                   listed(libvirt.VIR_CONNECT_LIST_NETWORKS_PERSISTENT))
     for n in nets:
         try:
-            ln = _read_network(n)
+            ln = _read_network(n, flags)
         except libvirt.libvirtError as e:
             if e.get_error_code() in _GONE:
                 continue
@@ -33,22 +47,46 @@ def read_networks(conn: Connection) -> dict[str, LiveNetwork]:
     return out
 
 
+def _uuids(conn: Connection, what: str, list_all: Callable[[int], Any], flag: int
+           ) -> frozenset[str]:
+    """The UUIDs of a filtered listing (UUIDString is kept by the binding: no call)."""
+    return frozenset(o.UUIDString() for o in conn.read(what, lambda: list_all(flag)))
+
+
+@dataclass
+class _Flags:
+    """UUIDs of the active, autostarted and persistent networks; `split` turns False when
+    the driver cannot show the persistent XML apart (the test driver), so that it is
+    asked once per connection, not once per network."""
+
+    active: frozenset[str]
+    autostart: frozenset[str]
+    persistent: frozenset[str]
+    split: bool = True
+
+
 def _failed(what: str, e: libvirt.libvirtError) -> LiveError:
     """A read that failed for another reason than the object going away (libvirtd
     went away, permission): one line, with libvirt's words."""
     return LiveError(f"{what}: {one_line(e)}")
 
 
-def _read_network(n: Any) -> LiveNetwork:
-    active = bool(n.isActive())
-    split = True
-    try:
-        xml = n.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE)
-    except libvirt.libvirtError as e:  # the test driver knows no flags
-        if e.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-            raise
-        xml = n.XMLDesc(0)
-        split = False
+def _xml(n: Any, flags: _Flags) -> str:
+    if flags.split:
+        try:
+            return str(n.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE))
+        except libvirt.libvirtError as e:  # the test driver knows no flags
+            if e.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG,
+                                          libvirt.VIR_ERR_NO_SUPPORT):
+                raise
+            flags.split = False
+    return str(n.XMLDesc(0))
+
+
+def _read_network(n: Any, flags: _Flags) -> LiveNetwork:
+    uuid = n.UUIDString()
+    active = uuid in flags.active
+    xml = _xml(n, flags)
     parsed = parse_network(xml)
     bridge = None
     if active:
@@ -58,16 +96,25 @@ def _read_network(n: Any) -> LiveNetwork:
             bridge = None
     return LiveNetwork(
         name=parsed.name, network=parsed.network, managed=parsed.managed, active=active,
-        autostart=bool(n.autostart()), persistent=bool(n.isPersistent()), uuid=n.UUIDString(),
+        autostart=uuid in flags.autostart, persistent=uuid in flags.persistent, uuid=uuid,
         bridge=bridge or parsed.network.bridge, xml=xml, unmodelled=tuple(parsed.unmodelled),
-        split_config=split)
+        split_config=flags.split)
 
 
 def read_domains(conn: Connection) -> dict[str, LiveDomain]:
+    """Every domain's NICs (persistent and running config) and kvmnet's record of the NICs
+    it attached; running and persistent come from two filtered listings."""
     out: dict[str, LiveDomain] = {}
-    for d in conn.read("list domains", conn.raw.listAllDomains):
+    doms = conn.read("list domains", conn.raw.listAllDomains)
+    if not doms:
+        return out
+    running, persistent = (_uuids(conn, "list domains", conn.raw.listAllDomains, f)
+                           for f in (libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE,
+                                     libvirt.VIR_CONNECT_LIST_DOMAINS_PERSISTENT))
+    for d in doms:
+        uuid = d.UUIDString()
         try:
-            out[d.name()] = _read_domain(d)
+            out[d.name()] = _read_domain(d, uuid in running, uuid in persistent)
         except libvirt.libvirtError as e:
             if e.get_error_code() in _GONE:
                 continue
@@ -75,9 +122,7 @@ def read_domains(conn: Connection) -> dict[str, LiveDomain]:
     return out
 
 
-def _read_domain(d: Any) -> LiveDomain:
-    running = bool(d.isActive())
-    persistent = bool(d.isPersistent())
+def _read_domain(d: Any, running: bool, persistent: bool) -> LiveDomain:
     flags = libvirt.VIR_DOMAIN_XML_INACTIVE if persistent else 0
     nics = parse_nics(d.XMLDesc(flags))
     live_nics = parse_nics(d.XMLDesc(0)) if running else ()
