@@ -10,11 +10,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kvmnet.ovn.model import NbState
 from kvmnet.spec.model import Network
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # start-up: OVN's values load when a spec has overlay networks
     from kvmnet.forwards import FirewallLive
+    from kvmnet.ovn.model import NbState
 
 
 @dataclass(frozen=True)

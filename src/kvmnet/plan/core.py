@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from kvmnet.ovn.model import Change
-from kvmnet.render.firewall import Fwd
 from kvmnet.spec.model import Host, Spec
 from kvmnet.state import LiveState
+
+if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
+    from kvmnet.ovn.model import Change
+    from kvmnet.render.firewall import Fwd
 
 Impact = Literal["live", "restart", "disruptive", "host"]
 
