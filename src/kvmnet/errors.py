@@ -13,6 +13,7 @@ into messages and exit codes (it never calls sys.exit elsewhere).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -67,3 +68,11 @@ class PlanError(KvmnetError):
 
 class LockError(KvmnetError):
     pass
+
+
+def close_matches(word: str, options: Sequence[str], n: int = 1, cutoff: float = 0.6
+                  ) -> list[str]:
+    """difflib.get_close_matches, imported when a did-you-mean is asked for (start-up)."""
+    import difflib
+
+    return difflib.get_close_matches(word, options, n=n, cutoff=cutoff)

@@ -33,7 +33,6 @@ Test it the way libvirt calls it:
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,8 @@ def hook_path(root: Path) -> Path:
 
 
 def hook_text(root: Path, python: str | None = None) -> str:
+    import shlex
+
     from kvmnet.live.firewall import state_path
 
     root = Path(root).resolve()

@@ -8,13 +8,12 @@ plan, not here.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from kvmnet.errors import Problem
+from kvmnet.errors import Problem, close_matches
 from kvmnet.spec.derive import ip_config_for, nic_macs
 from kvmnet.spec.hosts import check_hosts, share_host
 from kvmnet.spec.load import Path_, Positions, format_path
@@ -282,7 +281,7 @@ def _guests(f: Findings, spec: Spec) -> None:
         for i, nic in enumerate(g.interfaces):
             path: Path_ = ("guests", gname, "interfaces", i)
             if nic.network is not None and nic.network not in spec.networks:
-                close = difflib.get_close_matches(nic.network, list(spec.networks), n=1)
+                close = close_matches(nic.network, list(spec.networks), n=1)
                 hint = (f"did you mean {close[0]!r}?" if close else
                         f"define it under networks:, or use one of "
                         f"{', '.join(spec.networks) or '(none yet)'}")
@@ -442,7 +441,7 @@ def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:
 def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
     g = spec.guests.get(guest)
     if g is None:
-        close = difflib.get_close_matches(guest, list(spec.guests), n=1)
+        close = close_matches(guest, list(spec.guests), n=1)
         f.error(path + ("guest",), f"unknown guest {guest!r}" + (
             f": did you mean {close[0]!r}?" if close else ": define it under guests:"))
         return

@@ -15,10 +15,10 @@ Placement rules (docs/CLUSTER.md):
 
 from __future__ import annotations
 
-import difflib
 import re
 from typing import TYPE_CHECKING
 
+from kvmnet.errors import close_matches
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.model import Guest, Host, Network, Spec
 
@@ -171,7 +171,7 @@ def _names(f: Findings, spec: Spec, path: Path_, names: list[str]) -> None:
         if h in seen:
             f.error(path + (i,), f"host {h} is listed twice: list it once")
         elif h not in spec.hosts:
-            close = difflib.get_close_matches(h, list(spec.hosts), n=1)
+            close = close_matches(h, list(spec.hosts), n=1)
             hint = (f"did you mean {close[0]!r}?" if close else
                     f"the hosts are {', '.join(spec.hosts)}")
             f.error(path + (i,), f"unknown host {h!r}: {hint}")

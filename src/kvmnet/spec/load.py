@@ -9,7 +9,6 @@ accept, are found during the walk.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -19,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from kvmnet.errors import Problem, SpecError
+from kvmnet.errors import Problem, SpecError, close_matches
 from kvmnet.spec.base import Model, ValidationError
 from kvmnet.spec.model import Spec
 
@@ -394,7 +393,7 @@ def _message(e: Any, loc: Path_) -> str:
         return f"required key {loc[-1]!r} is missing: add it"
     if kind == "literal_error":
         options = re.findall(r"'([^']*)'", e["ctx"]["expected"])
-        close = difflib.get_close_matches(str(got).lower(), options, n=1, cutoff=0.6)
+        close = close_matches(str(got).lower(), options, n=1, cutoff=0.6)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{got!r} is not allowed{hint}: write one of {', '.join(options)}"
     if kind in _TYPE_WORDS:
@@ -472,7 +471,7 @@ def _inner_model(tp: Any) -> Any:
 
 
 def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+    close = close_matches(word, options, n=1, cutoff=0.6)
     if close:
         return f": did you mean {close[0]!r}?"
     if options:
