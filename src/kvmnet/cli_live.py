@@ -304,7 +304,8 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
     addrs = addresses_by_mac(leases)
     nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
              "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
-             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged"}
+             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged",
+             **({"unreadable": n.problem} if n.problem else {})}
             for n in sorted(live.networks.values(), key=lambda n: n.name)]
     nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
              "source": nic.source, "model": nic.model,
@@ -323,7 +324,8 @@ def show_tables(data: dict[str, Any]) -> None:
         t.add_column(col)
     for n in data["networks"]:
         t.add_row(n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
-                  _yn(n["active"]), _yn(n["autostart"]), n["owner"])
+                  _yn(n["active"]), _yn(n["autostart"]),
+                  n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else ""))
     out.print(t)
     g = Table(title="guests' NICs")
     for col in ("guest", "state", "mac", "attached to", "model", "ip"):

@@ -130,6 +130,15 @@ def import_spec(live: LiveState, names: list[str] | None = None,
 
         raise LiveError(f"no such network on {live.uri}: {', '.join(missing)} (live networks: "
                         f"{', '.join(sorted(live.networks)) or 'none'})")
+    unreadable = [n for n in wanted if live.networks[n].problem]
+    if unreadable and names:
+        from kvmnet.errors import LiveError
+
+        raise LiveError("; ".join(f"network {n} cannot be imported: {live.networks[n].problem}"
+                                  for n in unreadable))
+    for n in unreadable:
+        notes.append(f"network {n} left out: kvmnet cannot read it ({live.networks[n].problem})")
+    wanted = [n for n in wanted if n not in unreadable]
     nets: dict[str, Network] = {}
     for n in wanted:
         ln = live.networks[n]

@@ -33,6 +33,9 @@ class LiveNetwork:
     # network apart from the running one (libvirt's test driver): a change to
     # it is only visible after a restart.
     split_config: bool = True
+    # Why kvmnet cannot model this network ('' when it can). Only ever set for a
+    # network without kvmnet's mark: `network` then holds just its mode and bridge.
+    problem: str = ""
 
 
 @dataclass(frozen=True)

@@ -202,3 +202,68 @@ def test_mac_of_another_domain_is_refused(conn, tmp_path):
                   "mac: '52:54:00:aa:bb:cc'}]\n", "o.yaml")
     with pytest.raises(SpecError, match="already used by domain test"):
         plan_file(other, conn)
+
+
+# Networks libvirt accepts but kvmnet's model cannot hold (it refuses these values in a
+# spec): someone else's, so they must neither block nor be touched.
+FOREIGN = {
+    "kvf-domain": "<network><name>kvf-domain</name><bridge name='kvf0'/>"
+                  "<domain name='my lab'/></network>",
+    "kvf-mtu": "<network><name>kvf-mtu</name><forward mode='route'/><bridge name='kvf1'/>"
+               "<mtu size='70000'/><ip address='10.247.9.1' prefix='24'/></network>",
+    "kvf-colon": "<network><name>kvf-colon</name><bridge name='kvf:2'/></network>",
+}
+NEW_NET = ("networks:\n  kvf-new:\n    bridge: kvfn0\n    ipv4: {address: 10.247.0.1/24, "
+           "dhcp: 10.247.0.100-10.247.0.199}\n")
+
+
+@pytest.fixture
+def foreign(conn):
+    """The FOREIGN networks, defined (inactive); their XML as libvirt keeps it."""
+    for xml in FOREIGN.values():
+        conn.raw.networkDefineXML(xml)
+    yield {n: conn.raw.networkLookupByName(n).XMLDesc(0) for n in FOREIGN}
+    for n in FOREIGN:
+        conn.raw.networkLookupByName(n).undefine()
+
+
+def test_unreadable_foreign_networks_do_not_block_and_are_not_touched(conn, foreign,
+                                                                       tmp_path):
+    live = read_live(conn)
+    for name in FOREIGN:
+        ln = live.networks[name]
+        assert ln.problem and not ln.managed
+    assert live.networks["kvf-mtu"].network.mode == "route"
+    assert live.networks["kvf-domain"].network.bridge == "kvf0"
+    assert live.networks["kvf-colon"].bridge == "kvf:2"
+    spec = write(tmp_path, NEW_NET)
+    assert kinds(spec, conn) == ["network.create"]
+    assert apply(spec, conn) == 3
+    assert kinds(spec, conn) == []
+    assert {n: conn.raw.networkLookupByName(n).XMLDesc(0) for n in FOREIGN} == foreign
+    imported, notes = import_spec(read_live(conn))
+    assert set(imported.networks) >= {"kvf-new"} and not set(imported.networks) & set(FOREIGN)
+    assert sum("kvf-" in n and "left out" in n for n in notes) == len(FOREIGN)
+
+
+def test_a_spec_naming_an_unreadable_network_is_refused(conn, foreign, tmp_path):
+    spec = write(tmp_path, "networks:\n  kvf-mtu:\n    adopt: true\n    bridge: kvf1\n")
+    with pytest.raises(SpecError) as e:
+        plan_file(spec, conn)
+    (p,) = e.value.problems
+    assert "kvf-mtu" in p.message and "cannot read it" in p.message and "70000" in p.message
+    assert "rename the network" in p.message
+
+
+def test_an_unreadable_network_with_kvmnet_mark_is_an_error(conn):
+    conn.raw.networkDefineXML(
+        "<network><name>kvf-ours</name><bridge name='kvf3'/><domain name='x y'/>"
+        "<metadata><kvmnet:managed xmlns:kvmnet='https://kvmnet.dev/xmlns/1'/></metadata>"
+        "</network>")
+    from kvmnet.errors import LiveError
+
+    try:
+        with pytest.raises(LiveError, match="kvf-ours is managed by kvmnet but cannot be read"):
+            read_live(conn)
+    finally:
+        conn.raw.networkLookupByName("kvf-ours").undefine()

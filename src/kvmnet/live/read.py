@@ -16,6 +16,7 @@ from kvmnet.errors import LiveError
 from kvmnet.live.conn import Connection, one_line
 from kvmnet.live.domain_xml import KVMNET_NS, parse_managed_macs, parse_nics
 from kvmnet.render.network_parse import parse_network
+from kvmnet.render.network_xml import MARK, NetworkXMLError
 from kvmnet.state import HostState, LiveDomain, LiveNetwork, LiveState
 
 _GONE = (libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_DOMAIN)
@@ -87,18 +88,54 @@ def _read_network(n: Any, flags: _Flags) -> LiveNetwork:
     uuid = n.UUIDString()
     active = uuid in flags.active
     xml = _xml(n, flags)
-    parsed = parse_network(xml)
     bridge = None
     if active:
         try:
             bridge = n.bridgeName()
         except libvirt.libvirtError:
             bridge = None
+    try:
+        parsed = parse_network(xml)
+    except NetworkXMLError as e:
+        return _unreadable(n.name(), xml, str(e), active, bridge, uuid, flags)
     return LiveNetwork(
         name=parsed.name, network=parsed.network, managed=parsed.managed, active=active,
         autostart=uuid in flags.autostart, persistent=uuid in flags.persistent, uuid=uuid,
         bridge=bridge or parsed.network.bridge, xml=xml, unmodelled=tuple(parsed.unmodelled),
         split_config=flags.split)
+
+
+_MACVTAP = {"private", "vepa", "passthrough", "hostdev"}
+
+
+def _unreadable(name: str, xml: str, problem: str, active: bool, bridge: str | None,
+                uuid: str, flags: _Flags) -> LiveNetwork:
+    """A network libvirt holds but kvmnet's model cannot (a value outside what a spec may
+    say: a domain with a space, an MTU above 65535, a bridge name with ':'). Not
+    kvmnet's: kept as its name, mode and bridge, so it never blocks a plan of other
+    networks and is never changed. With kvmnet's mark it is an error: kvmnet wrote it,
+    so someone changed it by hand, and plan must not guess."""
+    from kvmnet.render.xmlutil import parse_xml
+    from kvmnet.spec.model import MODES, Network
+    from kvmnet.spec.types import parse_ifname
+
+    root = parse_xml(xml)
+    if root.find(f"metadata/{MARK}") is not None:
+        raise LiveError(f"network {name} is managed by kvmnet but cannot be read any more "
+                        f"({problem}): correct it with virsh net-edit {name}, or remove it")
+    fwd = root.find("forward")
+    mode = "isolated" if fwd is None else fwd.get("mode", "nat")
+    mode = "macvtap" if mode in _MACVTAP else mode
+    el = root.find("bridge")
+    defined = el.get("name") if el is not None else None
+    try:
+        ifname = parse_ifname(defined) if defined else None
+    except ValueError:
+        ifname = None
+    net = Network.model_construct(mode=mode if mode in MODES else "nat", bridge=ifname)
+    return LiveNetwork(name=name, network=net, managed=False, active=active,
+                       autostart=uuid in flags.autostart, persistent=uuid in flags.persistent,
+                       uuid=uuid, bridge=bridge or defined, xml=xml, problem=problem)
 
 
 def read_domains(conn: Connection) -> dict[str, LiveDomain]:

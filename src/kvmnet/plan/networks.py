@@ -79,6 +79,11 @@ def plan_network(ctx: Ctx, name: str) -> None:
             f"{spec_net.mode} network {name}", _describe_new(wanted), xml=xml,
             autostart=spec_net.autostart))
         return
+    if ln.problem:  # never kvmnet's (read.py): nothing to compare with, nor to adopt
+        ctx.error(("networks", name),
+                  f"network {name} already exists on {ctx.live.uri}, is not managed by kvmnet, "
+                  f"and kvmnet cannot read it ({ln.problem}): rename the network in the spec")
+        return
     if not ln.managed:
         if not (spec_net.adopt or name in ctx.adopt):
             ctx.error(("networks", name),

@@ -68,6 +68,7 @@ def parse_network(xml: str | bytes | Element) -> ParsedNetwork:
         return _Parser().network(root, name)
     except ValidationError as e:
         msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                         + ("" if err["type"] == "value_error" else f" (got {err['input']!r})")
                          for err in e.errors())
         raise NetworkXMLError(f"network {name}: {msgs}") from None
     except ValueError as e:
