@@ -46,26 +46,39 @@ def needs_libvirt(spec: Spec) -> bool:
 
 
 def read_live(conn: Connection, netns: str | None = None, root: Path | None = None,
-              host_if: Callable[[LiveState], bool] | None = None) -> LiveState:
+              host_if: Callable[[LiveState], bool] | None = None,
+              firewall: bool = True) -> LiveState:
     """`root`: where kvmnet's host files are (port forwards' state file and hook).
     `host_if`: read the host's links and routes only when it says so of what libvirt
-    has (plan.host_needed: a no-op apply then skips netlink, its largest cost)."""
+    has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
+    `firewall`: False skips the nft read (plan of a spec without forwards, where
+    kvmnet has none installed: live/firewall.has_forward_state)."""
     from dataclasses import replace
 
     from kvmnet.live.read import read_state
 
-    firewall = None
+    reading = None
     local = not conn.is_test and _is_local(conn.uri)
-    if local:  # nft runs while libvirt is read
+    if local and firewall:  # nft runs while libvirt is read
         from kvmnet.live.firewall import start_read_firewall
 
-        firewall = start_read_firewall(netns, root or Path("/"))
+        reading = start_read_firewall(netns, root or Path("/"))
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
         from kvmnet.live.host import read_host
 
         live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
-    return replace(live, firewall=firewall() if firewall else None)
+    return replace(live, firewall=reading() if reading else None)
+
+
+def _forwards_needed(spec: Spec, root: Path | None) -> bool:
+    """Does plan need the firewall's live state? When the spec has port forwards, or
+    kvmnet may have some installed (to remove them)."""
+    if any(net.forwards for net in spec.networks.values()):
+        return True
+    from kvmnet.live.firewall import has_forward_state
+
+    return has_forward_state(root or Path("/"))
 
 
 def _is_local(uri: str) -> bool:
@@ -91,7 +104,8 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
 
         raise PlanError(f"{file} names several hosts (hosts:): plan and apply it with "
                         "kvmnet plan/apply FILE, which reach each host at its own URI")
-    live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv))
+    live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv),
+                     firewall=_forwards_needed(spec, root))
     if spec.ovn is not None:  # kvmnet.ovn: overlay networks are rows in OVN northbound
         live = with_nb(live, spec.ovn)
     plan = make_plan(spec, live, adopt, scope)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -145,6 +146,17 @@ def _read(path: Path) -> str | None:
 def read_firewall(netns: str | None = None, root: Path = Path("/")) -> FirewallLive:
     """kvmnet's rules as they are, libvirt's backend, the state file and the hook."""
     return start_read_firewall(netns, root)()
+
+
+def has_forward_state(root: Path = Path("/")) -> bool:
+    """Has kvmnet ever left port forwards here that are not cleanly gone? Its state file,
+    the lock beside it (removed only after a sync that left no forwards finished) or its
+    libvirt hook: if none exists, kvmnet's rules cannot exist, and a spec without
+    forwards needs no nft read (a no-op apply then runs no nft)."""
+    from kvmnet.live.hook import hook_path
+
+    path = state_path(root)
+    return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
 
 
 def start_read_firewall(netns: str | None = None, root: Path = Path("/")
