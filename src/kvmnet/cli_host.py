@@ -2,7 +2,9 @@
 
 `kvmnet apply` moves a NIC into a bridge and leaves a watchdog behind that
 rolls the change back unless `kvmnet confirm` comes in time (see
-kvmnet.live.hosttx). Neither command needs libvirt.
+kvmnet.live.hosttx), and a boot unit that runs `kvmnet rollback --boot` in
+case the host reboots first (kvmnet.live.hostboot). Neither command needs
+libvirt.
 """
 
 from __future__ import annotations
@@ -41,13 +43,29 @@ def confirm(root: RootOpt = Path("/"), as_json: JsonOpt = False) -> None:
 
 
 @app.command()
-def rollback(root: RootOpt = Path("/"), as_json: JsonOpt = False) -> None:
+def rollback(root: RootOpt = Path("/"), as_json: JsonOpt = False,
+             boot: Annotated[bool, typer.Option(
+                 "--boot", help="Run at boot (kvmnet-boot-rollback.service): undo a change "
+                                "the host rebooted in before it was confirmed; does nothing "
+                                "(exit 0) when there is none or no reboot happened.")] = False
+             ) -> None:
     """Undo the host network change waiting for confirm, now: links, addresses, routes
     and config files go back to what they were before the apply."""
     from kvmnet.errors import LiveError
     from kvmnet.live.hosttx import describe, last_outcome
     from kvmnet.live.hosttx import rollback as do_rollback
 
+    if boot:
+        from kvmnet.live.hostboot import boot_rollback
+
+        res = boot_rollback(root)
+        if res["outcome"] == "nothing to do":
+            _print(res, as_json, f"Nothing to roll back at boot: {res['reason']}.")
+            return
+        bridges = ", ".join(res.get("bridges", [])) or "-"
+        _print(res, as_json, f"Rolled back ({bridges}) at boot, {res['reason']}, in "
+                             f"{res.get('seconds', 0):.2f} s: " + "; ".join(res.get("done", [])))
+        return
     last = do_rollback(root, "kvmnet rollback")
     if last is None:
         raise LiveError(f"nothing to roll back: {describe(last_outcome(root))}")

@@ -8,6 +8,10 @@ rolls everything back at once. Otherwise the watchdog waits for `kvmnet
 confirm` until the confirm timeout runs out, then rolls back. `rollback` undoes
 on request. Every step of one apply run joins the same transaction.
 
+A reboot before confirm ends the watchdog and empties /run: a copy of the
+journal on disk and a unit that runs `kvmnet rollback --boot` early at boot
+roll the change back then (hostboot.py).
+
 Files under ROOT/run/kvmnet/ (ROOT is --root, default /):
 
     host-tx.json   the journal of the change waiting for confirm: per step the
@@ -17,6 +21,16 @@ Files under ROOT/run/kvmnet/ (ROOT is --root, default /):
     watchdog.json  the watchdog's pid, its start time and the transaction it guards
     watchdog.log   what the watchdog did
     last-tx.json   how the last change ended: confirmed, committed or rolled back (why)
+
+and, from before the first change until the transaction ends (each written before
+anything changes, removed on confirm, commit or rollback):
+
+    ROOT/var/lib/kvmnet/host-tx.json   the journal again, on disk, with the boot id
+                                       (/proc/sys/kernel/random/boot_id) apply ran under
+    ROOT/etc/systemd/system/kvmnet-boot-rollback.service
+                                       runs `kvmnet rollback --boot --root ROOT` at boot
+    ROOT/etc/systemd/system/sysinit.target.wants/kvmnet-boot-rollback.service
+                                       its enabling link (or `systemctl enable` made it)
 """
 
 from __future__ import annotations
@@ -117,10 +131,11 @@ def describe(outcome: dict[str, Any] | None) -> str:
     return what
 
 
-def pending_error(root: Path) -> LiveError:
+def pending_error(root: Path, journal: Path | None = None) -> LiveError:
     arg = "" if Path(root) == Path("/") else f" --root {root}"
     return LiveError(f"a host network change from an earlier apply is waiting for confirm "
-                     f"(journal {journal_path(root)}): run `kvmnet confirm{arg}` to keep it or "
+                     f"(journal {journal or journal_path(root)}): run `kvmnet confirm{arg}` to "
+                     "keep it or "
                      f"`kvmnet rollback{arg}` to undo it, then apply again")
 
 
@@ -176,11 +191,14 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
            opts: HostOptions, budget: float) -> tuple[list[Any], list[Any], dict[str, Any]]:
     """Under the lock: refuse or record (the journal, before anything changes) and make
     sure the watchdog runs. Returns the links as they are, the file changes, the journal."""
-    from kvmnet.live import hostbridge, persist, watchdog
+    from kvmnet.live import hostboot, hostbridge, persist, watchdog
 
     j = read_journal(opts.root)
     if j is not None and j.get("txid") != opts.txid:
         raise pending_error(opts.root)
+    kept = hostboot.load(opts.root)
+    if kept is not None and kept.get("txid") != opts.txid:
+        raise pending_error(opts.root, hostboot.persisted_path(opts.root))
     with netlink(netns) as ipr:
         before = hostbridge.snapshot(ipr, [br, *hb.ports])
     reasons = hostbridge.refusals(br, hb, before, in_netns=netns is not None)
@@ -195,17 +213,20 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
     if j is not None:
         j["steps"].append(step)
         j.update(state="changing", deadline=max(j["deadline"], deadline))
+        hostboot.save(opts.root, j)  # (on disk first: a reboot must find it)
         _write(journal_path(opts.root), j)
         return before, changes, j
     j = {"kvmnet": 1, "txid": opts.txid, "netns": netns, "apply_pid": os.getpid(),
          "apply_start": watchdog.start_time(os.getpid()), "root": str(opts.root),
          "created": time.time(), "timeout": opts.confirm_timeout, "deadline": deadline,
          "state": "changing", "steps": [step]}
-    _write(journal_path(opts.root), j)
     try:
+        hostboot.save(opts.root, j)
+        _write(journal_path(opts.root), j)
         watchdog.spawn(opts.root, opts.txid)
     except LiveError:
-        journal_path(opts.root).unlink()
+        hostboot.clear(opts.root, j)
+        journal_path(opts.root).unlink(missing_ok=True)
         raise
     return before, changes, j
 
@@ -283,10 +304,13 @@ def _undone(outcome: dict[str, Any] | None) -> str:
 
 def _finish(root: Path, j: dict[str, Any], outcome: str, reason: str,
             extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    from kvmnet.live import hostboot
+
     last = {"kvmnet": 1, "txid": j.get("txid"), "outcome": outcome, "reason": reason,
             "at": time.time(), "bridges": [s["bridge"] for s in j.get("steps", ())],
             **(extra or {})}
     _write(run_dir(root) / "last-tx.json", last)
+    hostboot.clear(root, j)  # first: a copy left behind would roll back at the next boot
     journal_path(root).unlink(missing_ok=True)
     return last
 
@@ -321,12 +345,12 @@ def rollback(root: Path, reason: str = "kvmnet rollback", txid: str | None = Non
     None when nothing is pending (or another transaction is). Raises LiveError,
     keeping the journal for another try, when something could not be put back.
     """
-    from kvmnet.live import hostbridge, hostundo, persist, watchdog
+    from kvmnet.live import hostboot, hostbridge, hostundo, persist, watchdog
     from kvmnet.live.hostbridge import Link
     from kvmnet.live.persist import FileChange
 
     with tx_lock(root):
-        j = read_journal(root)
+        j = hostboot.pending(root) if txid is None else read_journal(root)
         if j is None or (txid is not None and j.get("txid") != txid):
             return None
         t0 = time.monotonic()
@@ -360,10 +384,10 @@ def rollback(root: Path, reason: str = "kvmnet rollback", txid: str | None = Non
 
 def confirm(root: Path) -> dict[str, Any]:
     """Keep the pending change: stop the watchdog, drop the journal."""
-    from kvmnet.live import watchdog
+    from kvmnet.live import hostboot, watchdog
 
     with tx_lock(root):
-        j = read_journal(root)
+        j = hostboot.pending(root)
         if j is None:
             raise LiveError(f"nothing to confirm: {describe(last_outcome(root))}")
         if j.get("rollback_now"):
@@ -371,9 +395,10 @@ def confirm(root: Path) -> dict[str, Any]:
         if j.get("state") == "rollback-failed":
             raise LiveError("a rollback of this change failed half way: run `kvmnet rollback` "
                             f"again (errors: {'; '.join(j.get('errors', []))})")
-        if j.get("state") in ("changing", "checking"):
+        if j.get("state") in ("changing", "checking") and not j.get("from_disk"):
             raise LiveError("apply is still changing or checking the host: confirm when it "
                             "has finished")
         last = _finish(root, j, "confirmed", "kvmnet confirm")
     watchdog.stop(root, j["txid"])
     return last
+

@@ -1,0 +1,5 @@
+"""`python -m kvmnet`: the CLI (the boot rollback unit runs it this way)."""
+
+from kvmnet.cli import main
+
+raise SystemExit(main())
