@@ -303,7 +303,12 @@ def _compile_model(cls: type[Model]) -> Check:
     before_model = [getattr(cls, n) for n, d in decls.items()
                     if d.mode == "before" and not d.fields]
     after_model = [d.func for d in decls.values() if d.mode == "after" and not d.fields]
-    per_field: list[tuple[str, Check, bool, Any, Callable[[], Any] | None]] = []
+    checks: dict[str, Check] = {}
+    # Every field in order, holding its default (a placeholder for required fields and
+    # default factories): one dict copy per model, then only the keys given are visited.
+    template: dict[str, Any] = {}
+    required: list[str] = []
+    factories: list[tuple[str, Callable[[], Any]]] = []
     for name, info in fields.items():
         raw = hints[name]
         info.raw = raw
@@ -313,8 +318,12 @@ def _compile_model(cls: type[Model]) -> Check:
         fa = [getattr(cls, n) for n, d in decls.items() if d.mode == "after" and name in d.fields]
         if fb or fa:
             check = _with_field_validators(check, fb, fa)
-        per_field.append((name, check, info.is_required(), info.default, info.default_factory))
-    known = set(fields)
+        checks[name] = check
+        template[name] = _MISSING if info.default_factory is not None else info.default
+        if info.is_required():
+            required.append(name)
+        elif info.default_factory is not None:
+            factories.append((name, info.default_factory))
     title = cls.__name__
 
     def real(v: Any, loc: Loc, errors: Errors, strict: bool) -> Any:
@@ -333,18 +342,19 @@ def _compile_model(cls: type[Model]) -> Check:
             return _err(errors, "model_type", loc,
                         f"Input should be a valid dictionary or instance of {title}", v)
         n0 = len(errors)
-        out: dict[str, Any] = {}
-        for name, check, required, default, factory in per_field:
-            if name in v:
-                out[name] = check(v[name], (*loc, name), errors, strict)
-            elif required:
-                _err(errors, "missing", (*loc, name), "Field required", v)
+        out = dict(template)
+        for k, x in v.items():
+            check = checks.get(k)
+            if check is None:
+                _err(errors, "extra_forbidden", (*loc, k), "Extra inputs are not permitted", x)
             else:
-                out[name] = factory() if factory is not None else default
-        if len(v) > len(out) or not known.issuperset(v):
-            for k, x in v.items():
-                if k not in known:
-                    _err(errors, "extra_forbidden", (*loc, k), "Extra inputs are not permitted", x)
+                out[k] = check(x, (*loc, k), errors, strict)
+        for name in required:
+            if name not in v:
+                _err(errors, "missing", (*loc, name), "Field required", v)
+        for name, factory in factories:
+            if name not in v:
+                out[name] = factory()
         if len(errors) > n0:
             return _BAD
         obj = object.__new__(cls)
