@@ -370,6 +370,8 @@ def _compile_model(cls: type[Model]) -> Check:
 
 
 def _with_field_validators(check: Check, before: list[Any], after: list[Any]) -> Check:
+    """check, with value parsers run before it and after it (a ValueError is the field's
+    error): field validators and Annotated's Before/AfterValidator alike."""
     def run(v: Any, loc: Loc, errors: Errors, strict: bool) -> Any:
         for f in before:
             try:
@@ -475,23 +477,7 @@ def _compile_annotated(tp: Any) -> Check:
     after = [m.func for m in tp.__metadata__ if isinstance(m, AfterValidator)]
     if not before and not after:
         return inner
-
-    def annotated(v: Any, loc: Loc, errors: Errors, strict: bool) -> Any:
-        for f in before:
-            try:
-                v = f(v)
-            except ValueError as e:
-                return _value_error(errors, loc, e, v)
-        v = inner(v, loc, errors, strict)
-        if v is _BAD:
-            return v
-        for f in after:
-            try:
-                v = f(v)
-            except ValueError as e:
-                return _value_error(errors, loc, e, v)
-        return v
-    return annotated
+    return _with_field_validators(inner, before, after)
 
 
 def _check_str(v: Any, loc: Loc, errors: Errors, strict: bool) -> Any:
