@@ -308,9 +308,9 @@ def _links(records: list[dict[str, Any]], netns: str | None) -> list[str]:
 
 
 def _netns_exists(name: str) -> bool:
-    from pyroute2 import netns
+    from kvmnet.live.netns import netns_path
 
-    return name in netns.listnetns()
+    return os.path.exists(netns_path(name))
 
 
 def _netplan_generate(root: Path) -> list[str]:

@@ -197,21 +197,16 @@ class Model:
     @classmethod
     def model_construct(cls: type[_T], **values: Any) -> _T:
         """A model from trusted values, unvalidated; missing fields take their defaults."""
-        d = {n: values[n] if n in values else f.get_default()
-             for n, f in cls.model_fields.items()}
-        new = object.__new__(cls)
-        object.__setattr__(new, "__dict__", d)
-        return new
+        return _instance(cls, {n: values[n] if n in values else f.get_default()
+                               for n, f in cls.model_fields.items()})
 
     # -- copies and output
     def model_copy(self: _T, *, update: dict[str, Any] | None = None, deep: bool = False) -> _T:
         """A copy with `update` applied as given (not validated, as pydantic's)."""
-        new = object.__new__(type(self))
         d = copy.deepcopy(self.__dict__) if deep else dict(self.__dict__)
         if update:
             d.update(update)
-        object.__setattr__(new, "__dict__", d)
-        return new
+        return _instance(type(self), d)
 
     def model_dump(self, *, mode: Literal["python", "json"] = "python",
                    exclude_defaults: bool = False,
@@ -250,10 +245,15 @@ class Model:
         return (_rebuild, (type(self), self.__dict__))
 
 
-def _rebuild(cls: type[Model], d: dict[str, Any]) -> Model:
+def _instance(cls: type[_T], d: dict[str, Any]) -> _T:
+    """An instance of cls holding d as its fields, without validation."""
     new = object.__new__(cls)
-    object.__setattr__(new, "__dict__", dict(d))
+    object.__setattr__(new, "__dict__", d)
     return new
+
+
+def _rebuild(cls: type[Model], d: dict[str, Any]) -> Model:
+    return _instance(cls, dict(d))   # (pickle and copy: never share the dict)
 
 
 # -- compiling validators ---------------------------------------------------------------
@@ -357,8 +357,7 @@ def _compile_model(cls: type[Model]) -> Check:
                 out[name] = factory()
         if len(errors) > n0:
             return _BAD
-        obj = object.__new__(cls)
-        object.__setattr__(obj, "__dict__", out)
+        obj = _instance(cls, out)
         for f in after_model:
             try:
                 obj = f(obj)

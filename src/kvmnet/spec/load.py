@@ -353,29 +353,21 @@ def format_path(path: Sequence[str | int]) -> str:
 
 
 def _clean_loc(loc: tuple[Any, ...], pos: Positions) -> tuple[Path_, bool]:
-    """Drop validator and union tags ('function-after[...]', 'str', ...) from a loc,
-    and list indexes the user did not write (a single value we wrapped into a list).
-    Also say whether the error is about a mapping key ('[key]') rather than its value."""
+    """Drop list indexes the user did not write (a single value we wrapped into a list)
+    from a loc, and say whether the error is about a mapping key ('[key]', after the
+    key in spec.base's locs) rather than its value."""
     out: list[str | int] = []
     is_key = False
     for p in loc:
         here = tuple(out) + (p,)
-        if isinstance(p, str):
-            if here in pos.at or here in pos.keys:
-                out.append(p)  # a key the user wrote, even one named 'str' or 'a[0]'
-            elif p == "[key]":
-                is_key = True
-            elif not ("[" in p or p in _TAGS):
-                out.append(p)
+        if p == "[key]" and here not in pos.at and here not in pos.keys:
+            is_key = True   # (a key the user wrote, even one named '[key]', stays)
             continue
         if isinstance(p, int) and tuple(out) in pos.at and here not in pos.at:
             continue
         out.append(p)
     return tuple(out), is_key
 
-
-_TAGS = {"str", "int", "dict", "list", "bool", "DhcpRange", "Lease", "IPv4Address",
-         "IPv6Address", "IPv4Interface", "IPv6Interface", "IPv4Network", "IPv6Network"}
 
 _TYPE_WORDS = {
     "string_type": "a string", "int_type": "a whole number", "int_parsing": "a whole number",
