@@ -61,8 +61,8 @@ class ParsedNetwork:
 def parse_network(xml: str | bytes | Element) -> ParsedNetwork:
     """libvirt network XML (e.g. XMLDesc) -> ParsedNetwork; raises NetworkXMLError."""
     root = _root(xml)
-    name = (root.findtext("name") or "").strip()
-    if not name:
+    name = root.findtext("name") or ""   # verbatim: libvirt keeps "net " apart from "net"
+    if not name.strip():
         raise NetworkXMLError("network XML has no <name>")
     try:
         return _Parser().network(root, name)
