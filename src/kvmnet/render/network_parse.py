@@ -40,7 +40,7 @@ from kvmnet.spec.model import (
     Spec,
     StaticRoute,
 )
-from kvmnet.spec.types import IPAddr
+from kvmnet.spec.types import IPAddr, ip_address
 
 
 @dataclass(frozen=True)
@@ -295,7 +295,7 @@ class _Parser(Leftovers):
         text = r.attr("address")
         if text is None:
             raise ValueError(f"<{qname(r.el)}> has no address")
-        addr = ipaddress.ip_address(text)
+        addr = ip_address(text)
         prefix, netmask = r.int_attr("prefix"), r.attr("netmask")
         if prefix is not None:
             return addr, "prefix", prefix

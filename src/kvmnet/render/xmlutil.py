@@ -125,6 +125,7 @@ class Reader:
         self.path = path
         self._attrs: set[str] = set()
         self._kids: dict[int, Element] = {}  # holding the proxies keeps their ids stable
+        self._by_tag: dict[str, list[Element]] | None = None
 
     def attr(self, name: str) -> str | None:
         value = self.el.get(name)
@@ -146,17 +147,32 @@ class Reader:
             raise ValueError(f"<{qname(self.el)} {name}='{value}'>: not a number") from None
 
     def children(self, tag: str) -> list[Element]:
-        out = [k for k in self.el if _is(k, tag)]
+        out = self._index().get(tag)
+        if out is None:
+            out = [k for k in self.el if _is(k, tag)] if _prefixed(tag) else []
         self._kids.update((id(k), k) for k in out)
         return out
 
     def child(self, tag: str) -> Element | None:
         """The first such child; a second one is left over, not lost."""
-        for k in self.el:
-            if _is(k, tag):
-                self._kids[id(k)] = k
-                return k
-        return None
+        kids = self._index().get(tag)
+        if kids is None:
+            if not _prefixed(tag):
+                return None
+            kids = [k for k in self.el if _is(k, tag)]
+        if not kids:
+            return None
+        self._kids[id(kids[0])] = kids[0]
+        return kids[0]
+
+    def _index(self) -> dict[str, list[Element]]:
+        """The element children by tag as lxml writes it (plain or Clark), built once."""
+        if self._by_tag is None:
+            self._by_tag = {}
+            for k in self.el:
+                if isinstance(k.tag, str):
+                    self._by_tag.setdefault(k.tag, []).append(k)
+        return self._by_tag
 
     def text(self) -> str:
         return (self.el.text or "").strip()
@@ -169,8 +185,18 @@ class Reader:
 
 
 def _is(el: Element, tag: str) -> bool:
-    """Tag match by name as written ('dns') or in Clark notation ('{ns}managed')."""
-    return isinstance(el.tag, str) and (el.tag == tag or qname(el) == tag)
+    """Tag match by name as written ('dns', 'dnsmasq:options') or in Clark notation
+    ('{ns}managed')."""
+    t = el.tag
+    if not isinstance(t, str):
+        return False
+    # only a prefixed name needs the prefix looked up: a plain name or a Clark name
+    # equals lxml's tag itself when it matches
+    return t == tag or (_prefixed(tag) and qname(el) == tag)
+
+
+def _prefixed(tag: str) -> bool:
+    return ":" in tag and tag[:1] != "{"
 
 
 def canonical(xml: str | bytes | Element) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Annotated, Any, NamedTuple
 
 from kvmnet.spec.base import AfterValidator, BeforeValidator, PlainSerializer
@@ -68,13 +69,20 @@ def parse_mac(value: Any) -> str:
     return mac.replace("-", ":")
 
 
+@lru_cache(maxsize=1 << 14)
+def ip_address(text: str) -> IPAddr:
+    """ipaddress.ip_address, remembered: a plan reads the same addresses three times
+    (the spec, its XML read back, the live XML), and the address objects are immutable."""
+    return ipaddress.ip_address(text)
+
+
 def parse_ip(value: Any) -> IPAddr:
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return value
     if not isinstance(value, str):
         raise ValueError(f"expected an IP address like 192.168.122.10, not {value!r}")
     try:
-        return ipaddress.ip_address(value.strip())
+        return ip_address(value.strip())
     except ValueError:
         pass
     if "/" in value:
@@ -165,7 +173,7 @@ def parse_range(value: Any) -> IPRange:
         )
     a, b = (p.strip() for p in value.split("-"))
     try:
-        start, end = ipaddress.ip_address(a), ipaddress.ip_address(b)
+        start, end = ip_address(a), ip_address(b)
     except ValueError:
         raise ValueError(
             f"{value!r} is not a range of two addresses: write START-END, "
