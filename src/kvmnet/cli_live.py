@@ -155,7 +155,6 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
              loaded: tuple[Spec, Positions, list[Problem]] | None = None) -> bool:
     """`host` (kvmnet.live.hostopts.HostOptions): --root and --confirm-timeout. `loaded`:
     what ops.load_spec(file) returned, when the caller has it (the file is read once)."""
-    from kvmnet.apply import check_allowed, run
     from kvmnet.ops import load_spec, plan_spec
 
     def body() -> bool:
@@ -170,6 +169,8 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
                 out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": True,
                                            "writes": 0, "results": []}))
             return True
+        from kvmnet.apply import check_allowed, run  # (not loaded by a no-op)
+
         check_allowed(p.plan, allow_destroy)
         if not yes:
             if not sys.stdin.isatty():

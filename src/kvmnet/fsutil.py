@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 from kvmnet.errors import UnsafePathError
-from kvmnet.render.hostconf import file_mode
 
 
 def write_atomic(path: Path, text: str, mode: int = 0o644, backup: bool = False) -> Path | None:
@@ -46,6 +44,8 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int) -> None:
     path = Path(path)
     check_dir(path.parent)
     check_target(path)
+    import tempfile  # here: it loads random and shutil, and most runs write nothing
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -157,6 +157,8 @@ def _unsafe(st: os.stat_result, me: int, my_group: int) -> str:
 
 def write_tree(root: Path, files: dict[str, str]) -> None:
     """Write {relative path: text} under root; refuses paths that escape root."""
+    from kvmnet.render.hostconf import file_mode  # (the host renderers: only render -o)
+
     base = Path(root).resolve()
     for rel, text in sorted(files.items()):
         if ".." in Path(rel).parts or Path(rel).is_absolute():

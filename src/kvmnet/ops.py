@@ -52,7 +52,7 @@ def read_live(conn: Connection, netns: str | None = None, root: Path | None = No
     `host_if`: read the host's links and routes only when it says so of what libvirt
     has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
     `firewall`: False skips the nft read (plan of a spec without forwards, where
-    kvmnet has none installed: live/firewall.has_forward_state)."""
+    kvmnet has none installed: live/hook.has_forward_state)."""
     from dataclasses import replace
 
     from kvmnet.live.read import read_state
@@ -76,7 +76,7 @@ def _forwards_needed(spec: Spec, root: Path | None) -> bool:
     kvmnet may have some installed (to remove them)."""
     if any(net.forwards for net in spec.networks.values()):
         return True
-    from kvmnet.live.firewall import has_forward_state
+    from kvmnet.live.hook import has_forward_state
 
     return has_forward_state(root or Path("/"))
 

@@ -34,8 +34,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.live.firewall import STATE_FILE
-from kvmnet.live.hook import HOOK_FILE, LOG_FILE
+from kvmnet.live.hook import HOOK_FILE, LOG_FILE, STATE_FILE
 from kvmnet.live.host import set_master
 from lab.firewall import (
     diff,

@@ -37,8 +37,8 @@ import pytest
 import yaml
 from pyroute2 import netns as pr_netns
 
-from kvmnet.live.firewall import STATE_FILE, sync
-from kvmnet.live.hook import HOOK_FILE, LOG_FILE
+from kvmnet.live.firewall import sync
+from kvmnet.live.hook import HOOK_FILE, LOG_FILE, STATE_FILE
 from kvmnet.live.host import set_master
 from kvmnet.render.firewall import resolve
 from kvmnet.spec.model import Spec

@@ -26,7 +26,7 @@ from kvmnet.forwards import (
     status,
 )
 from kvmnet.live import hook
-from kvmnet.live.firewall import STATE_FILE
+from kvmnet.live.hook import STATE_FILE
 from kvmnet.plan import make_plan
 from kvmnet.render import render_all
 from kvmnet.render.firewall import (

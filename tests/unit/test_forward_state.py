@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.live.firewall import STATE_FILE, has_forward_state
-from kvmnet.live.hook import HOOK_FILE
+from kvmnet.live.hook import HOOK_FILE, STATE_FILE, has_forward_state
 from kvmnet.ops import _forwards_needed
 from kvmnet.spec.load import load_text
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -34,6 +33,7 @@ from kvmnet.forwards import (
     rules_in_place,
     wanted_rule_parts,
 )
+from kvmnet.live.hook import state_path
 from kvmnet.live.netns import entered
 from kvmnet.render.firewall import (
     Fwd,
@@ -44,7 +44,6 @@ from kvmnet.render.firewall import (
     table_script,
 )
 
-STATE_FILE = "var/lib/kvmnet/forwards.json"
 TIMEOUT = 30.0
 
 
@@ -112,10 +111,6 @@ def _legacy(netns: str | None) -> bool:
     return r.returncode == 0 and "legacy" in r.stdout
 
 
-def state_path(root: Path) -> Path:
-    return Path(root) / STATE_FILE
-
-
 @contextmanager
 def state_lock(state: Path) -> Iterator[None]:
     """apply's sync and the hook one at a time (flock on forwards.lock beside the state
@@ -146,17 +141,6 @@ def _read(path: Path) -> str | None:
 def read_firewall(netns: str | None = None, root: Path = Path("/")) -> FirewallLive:
     """kvmnet's rules as they are, libvirt's backend, the state file and the hook."""
     return start_read_firewall(netns, root)()
-
-
-def has_forward_state(root: Path = Path("/")) -> bool:
-    """Has kvmnet ever left port forwards here that are not cleanly gone? Its state file,
-    the lock beside it (removed only after a sync that left no forwards finished) or its
-    libvirt hook: if none exists, kvmnet's rules cannot exist, and a spec without
-    forwards needs no nft read (a no-op apply then runs no nft)."""
-    from kvmnet.live.hook import hook_path
-
-    path = state_path(root)
-    return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
 
 
 def start_read_firewall(netns: str | None = None, root: Path = Path("/")

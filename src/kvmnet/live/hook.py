@@ -42,16 +42,29 @@ from kvmnet.errors import KvmnetError, LiveError
 HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
 LOG_FILE = "var/log/kvmnet/hook.log"
 MARK = "# kvmnet-hook v1"
+STATE_FILE = "var/lib/kvmnet/forwards.json"  # the forwards installed (live/firewall.sync)
 
 
 def hook_path(root: Path) -> Path:
     return Path(root) / HOOK_FILE
 
 
+def state_path(root: Path) -> Path:
+    return Path(root) / STATE_FILE
+
+
+def has_forward_state(root: Path = Path("/")) -> bool:
+    """Has kvmnet ever left port forwards here that are not cleanly gone? Its state file,
+    the lock beside it (removed only after a sync that left no forwards finished) or its
+    libvirt hook: if none exists, kvmnet's rules cannot exist, and a spec without
+    forwards needs no nft read (a no-op apply then runs no nft, nor loads the firewall
+    code: this is here, not in live/firewall)."""
+    path = state_path(root)
+    return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
+
+
 def hook_text(root: Path, python: str | None = None) -> str:
     import shlex
-
-    from kvmnet.live.firewall import state_path
 
     root = Path(root).resolve()
     py = shlex.quote(python or sys.executable)
