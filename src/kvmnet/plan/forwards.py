@@ -6,6 +6,8 @@ from kvmnet.plan.core import Action, Ctx, in_scope
 
 
 def plan_firewall(ctx: Ctx) -> None:
+    if ctx.live.firewall is None and not any(n.forwards for n in ctx.spec.networks.values()):
+        return  # nothing wanted, nothing read: no need to load kvmnet.forwards
     from kvmnet.forwards import plan_forwards
 
     p = plan_forwards(ctx.spec, ctx.live.firewall, lambda n: not in_scope(n, ctx.scope),

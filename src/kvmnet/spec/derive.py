@@ -3,7 +3,6 @@ without one, and the DHCP reservations that guests' `ipv4:` imply."""
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from collections.abc import Iterable
 
@@ -15,6 +14,8 @@ QEMU_OUI = "52:54:00"
 def stable_mac(guest: str, index: int, salt: int = 0) -> str:
     """52:54:00 + 3 bytes of sha256('guest/index[/salt]'): same input, same MAC, forever."""
     key = f"{guest}/{index}" if salt == 0 else f"{guest}/{index}/{salt}"
+    import hashlib  # here: only specs with guests need a generated MAC
+
     h = hashlib.sha256(key.encode()).digest()
     return f"{QEMU_OUI}:{h[0]:02x}:{h[1]:02x}:{h[2]:02x}"
 
