@@ -37,13 +37,18 @@ def read_networks(conn: Connection) -> dict[str, LiveNetwork]:
     flags = _Flags(listed(libvirt.VIR_CONNECT_LIST_NETWORKS_ACTIVE),
                    listed(libvirt.VIR_CONNECT_LIST_NETWORKS_AUTOSTART),
                    listed(libvirt.VIR_CONNECT_LIST_NETWORKS_PERSISTENT))
+    # every network's XML first, then the parsing: libvirtd answers calls that come
+    # back to back faster than calls with ~0.1 ms of parsing between them
+    fetched = []
     for n in nets:
         try:
-            ln = _read_network(n, flags)
+            fetched.append(_fetch_network(n, flags))
         except libvirt.libvirtError as e:
             if e.get_error_code() in _GONE:
                 continue
             raise _failed(f"read network {n.name()}", e) from None
+    for f in fetched:
+        ln = _parse_network(*f, flags)
         out[ln.name] = ln
     return out
 
@@ -84,16 +89,21 @@ def _xml(n: Any, flags: _Flags) -> str:
     return str(n.XMLDesc(0))
 
 
-def _read_network(n: Any, flags: _Flags) -> LiveNetwork:
-    uuid = n.UUIDString()
-    active = uuid in flags.active
+def _fetch_network(n: Any, flags: _Flags) -> tuple[Any, str, str | None]:
+    """(the network, its XML, its bridge when active): the calls to libvirtd."""
     xml = _xml(n, flags)
     bridge = None
-    if active:
+    if n.UUIDString() in flags.active:
         try:
             bridge = n.bridgeName()
         except libvirt.libvirtError:
             bridge = None
+    return n, xml, bridge
+
+
+def _parse_network(n: Any, xml: str, bridge: str | None, flags: _Flags) -> LiveNetwork:
+    uuid = n.UUIDString()
+    active = uuid in flags.active
     try:
         parsed = parse_network(xml)
     except NetworkXMLError as e:
