@@ -29,10 +29,9 @@ from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
-from integration.test_hostbridge import make_root, netstate, wait_settled
 from kvmnet.live.watchdog import start_time
+from lab.hostnet import HostLan, make_root, netstate, wait_settled
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -57,29 +56,7 @@ host:
 """
 
 
-def remove_namespaces() -> None:
-    for ns in (HOST_NS, LAN_NS):
-        if ns in pr_netns.listnetns():
-            pr_netns.remove(ns)
-
-
-def make_namespaces() -> None:
-    for ns in (HOST_NS, LAN_NS):
-        pr_netns.create(ns)
-        with IPRoute(netns=ns, flags=0) as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-    with IPRoute(netns=HOST_NS, flags=0) as ipr:
-        ipr.link("add", ifname=NIC, kind="veth", peer=LAN_IF)
-        ipr.link("set", index=ipr.link_lookup(ifname=LAN_IF)[0], net_ns_fd=LAN_NS)
-        nic = ipr.link_lookup(ifname=NIC)[0]
-        ipr.link("set", index=nic, state="up")
-        ipr.addr("add", index=nic, address=HOST_IP, prefixlen=24)
-        ipr.route("add", dst="0.0.0.0/0", gateway=GW, oif=nic, priority=100)
-        ipr.route("add", dst="10.239.50.0/24", gateway=GW, oif=nic, priority=20)
-    with IPRoute(netns=LAN_NS, flags=0) as lan:
-        idx = lan.link_lookup(ifname=LAN_IF)[0]
-        lan.addr("add", index=idx, address=GW, prefixlen=24)
-        lan.link("set", index=idx, state="up")
+NET = HostLan(HOST_NS, LAN_NS, NIC, LAN_IF, (HOST_IP,), GW, "10.239.50.0/24")
 
 
 def tree(root: Path) -> dict[str, tuple[bytes | str | None, int]]:
@@ -150,20 +127,20 @@ def v4(ns: str = HOST_NS) -> list[tuple[Any, ...]]:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
     """(ROOT with a netplan tree, the spec file), the namespaces made."""
-    remove_namespaces()
+    NET.remove()
     root = tmp_path / "root"
     make_root(root, "netplan")
     spec = tmp_path / "kvr.yaml"
     spec.write_text(SPEC)
     try:
-        make_namespaces()
+        NET.make()
         wait_settled(HOST_NS)
         yield root, spec
     finally:
         pid = watchdog_pid(root)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-        remove_namespaces()
+        NET.remove()
 
 
 def test_a_reboot_before_confirm_is_rolled_back_at_boot(lab: tuple[Path, Path]) -> None:

@@ -31,12 +31,12 @@ from typing import Any
 
 import pytest
 from pyroute2 import IPRoute
-from pyroute2 import netns as pr_netns
 
 from kvmnet.errors import LiveError
 from kvmnet.live import hostbridge, hostundo
 from kvmnet.live.watchdog import start_time
 from kvmnet.spec.model import HostBridge
+from lab.hostnet import HostLan, make_root, netstate, wait_settled
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -107,83 +107,10 @@ print(json.dumps({"before": before, "after": after, "gap": gap, "at": at, "probe
 
 # -- the namespaces ---------------------------------------------------------------------
 
-def remove_namespaces() -> None:
-    for ns in (HOST_NS, LAN_NS):
-        if ns in pr_netns.listnetns():
-            pr_netns.remove(ns)
-
-
-def make_namespaces() -> None:
-    for ns in (HOST_NS, LAN_NS):
-        pr_netns.create(ns)
-    with IPRoute(netns=LAN_NS, flags=0) as lan:
-        lan.link("set", index=lan.link_lookup(ifname="lo")[0], state="up")
-    with IPRoute(netns=HOST_NS, flags=0) as ipr:
-        ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        ipr.link("add", ifname=NIC, kind="veth", peer=LAN_IF)
-        ipr.link("set", index=ipr.link_lookup(ifname=LAN_IF)[0], net_ns_fd=LAN_NS)
-        nic = ipr.link_lookup(ifname=NIC)[0]
-        ipr.link("set", index=nic, state="up")
-        ipr.addr("add", index=nic, address=HOST_IP, prefixlen=24)
-        ipr.addr("add", index=nic, address=HOST_IP2, prefixlen=24, label=f"{NIC}:1")
-        ipr.route("add", dst="0.0.0.0/0", gateway=GW, oif=nic, priority=100)
-        ipr.route("add", dst="10.230.50.0/24", gateway=GW, oif=nic, priority=20)
-    with IPRoute(netns=LAN_NS, flags=0) as lan:
-        idx = lan.link_lookup(ifname=LAN_IF)[0]
-        lan.addr("add", index=idx, address=GW, prefixlen=24)
-        lan.link("set", index=idx, state="up")
-
-
-def netstate(ns: str = HOST_NS) -> dict[str, Any]:
-    """Every link, address and route of a namespace (all tables), by name: what must be
-    identical after a rollback. Tentative (DAD) flags are left out: they pass."""
-    with IPRoute(netns=ns, flags=0) as ipr:
-        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
-        links = {}
-        for m in ipr.get_links():
-            info = m.get_attr("IFLA_LINKINFO")
-            links[m.get_attr("IFLA_IFNAME")] = {
-                "kind": info.get_attr("IFLA_INFO_KIND") if info is not None else None,
-                "mac": m.get_attr("IFLA_ADDRESS"), "mtu": m.get_attr("IFLA_MTU"),
-                "up": bool(m["flags"] & 1), "master": names.get(m.get_attr("IFLA_MASTER"))}
-        addrs = sorted(
-            (names[a["index"]], a["family"], a.get_attr("IFA_ADDRESS"), a["prefixlen"],
-             a.get_attr("IFA_LABEL") or "", a["scope"], (a.get_attr("IFA_FLAGS") or 0) & ~0x40)
-            for a in ipr.get_addr())
-        routes = sorted(
-            (r["family"], r.get_attr("RTA_TABLE"), str(r.get_attr("RTA_DST")), r["dst_len"],
-             str(r.get_attr("RTA_GATEWAY")), r.get_attr("RTA_PRIORITY") or 0, r["proto"],
-             r["scope"], r["type"], names.get(r.get_attr("RTA_OIF"), ""),
-             str(r.get_attr("RTA_PREFSRC")))
-            for fam in (2, 10) for r in ipr.get_routes(family=fam))
-    return {"links": links, "addresses": addrs, "routes": routes}
-
-
-def wait_settled(ns: str = HOST_NS, within: float = 5.0) -> None:
-    """Until IPv6 DAD of the link-local addresses is done, so snapshots are stable."""
-    end = time.monotonic() + within
-    while time.monotonic() < end:
-        with IPRoute(netns=ns, flags=0) as ipr:
-            if not any((a.get_attr("IFA_FLAGS") or 0) & 0x40 for a in ipr.get_addr()):
-                return
-        time.sleep(0.05)
+NET = HostLan(HOST_NS, LAN_NS, NIC, LAN_IF, (HOST_IP, HOST_IP2), GW, "10.230.50.0/24")
 
 
 # -- the config tree under --root ---------------------------------------------------
-
-def make_root(root: Path, renderer: str) -> None:
-    if renderer == "netplan":
-        (root / "etc/netplan").mkdir(parents=True)
-        (root / "etc/netplan/01-netcfg.yaml").write_text("network:\n  version: 2\n")
-        os.chmod(root / "etc/netplan/01-netcfg.yaml", 0o600)
-        old = root / "etc/netplan/90-kvmnet.yaml"
-        old.write_text("# an older kvmnet config\nnetwork: {version: 2}\n")
-        os.chmod(old, 0o640)
-    else:
-        (root / "etc/network").mkdir(parents=True)
-        (root / "etc/network/interfaces").write_text(
-            "auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n")
-
 
 def tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
     """Every file and folder under root except kvmnet's own run/ state: bytes + mode."""
@@ -312,18 +239,18 @@ def _lab(tmp_path: Path, uri: str, renderer: str) -> Iterator[Lab]:
 
 
 def _lab_unlocked(tmp_path: Path, uri: str, renderer: str) -> Iterator[Lab]:
-    remove_namespaces()
+    NET.remove()
     root = tmp_path / "root"
     make_root(root, renderer)
     try:
-        make_namespaces()
-        wait_settled()
+        NET.make()
+        wait_settled(HOST_NS)
         yield Lab(root, uri, tmp_path)
     finally:
         pid = watchdog_pid(root)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
-        remove_namespaces()
+        NET.remove()
 
 
 @pytest.fixture
@@ -342,19 +269,19 @@ def lab_ifupdown(tmp_path: Path, libvirtd: Any) -> Iterator[Lab]:
 def bare(tmp_path: Path) -> Iterator[None]:
     """Only the namespaces (library-level tests, no libvirt)."""
     with exclusive():
-        remove_namespaces()
+        NET.remove()
         try:
-            make_namespaces()
-            wait_settled()
+            NET.make()
+            wait_settled(HOST_NS)
             yield
         finally:
-            remove_namespaces()
+            NET.remove()
 
 
 # -- through the CLI -----------------------------------------------------------------
 
 def assert_migrated(before: dict[str, Any]) -> None:
-    now = netstate()
+    now = netstate(HOST_NS)
     nic_mac = before["links"][NIC]["mac"]
     assert now["links"][BRIDGE]["kind"] == "bridge"
     assert now["links"][BRIDGE]["mac"] == nic_mac
@@ -368,7 +295,7 @@ def assert_migrated(before: dict[str, Any]) -> None:
 
 
 def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
-    before, files_before = netstate(), tree(lab.root)
+    before, files_before = netstate(HOST_NS), tree(lab.root)
     session = EchoSession()
     try:
         t0 = time.monotonic()
@@ -406,7 +333,7 @@ def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
 
 
 def test_no_confirm_rolls_back_live_state_and_files_exactly(lab: Lab) -> None:
-    before, files_before = netstate(), tree(lab.root)
+    before, files_before = netstate(HOST_NS), tree(lab.root)
     session = EchoSession()
     try:
         res = lab.apply(lab.spec(), timeout=3)
@@ -421,8 +348,8 @@ def test_no_confirm_rolls_back_live_state_and_files_exactly(lab: Lab) -> None:
         session.close()
     assert last["outcome"] == "rolled back" and "confirm" in last["reason"], last
     assert 2.0 <= waited <= 8.0, waited
-    wait_settled()
-    assert netstate() == before
+    wait_settled(HOST_NS)
+    assert netstate(HOST_NS) == before
     assert tree(lab.root) == files_before
     assert result["after"] and result["same"], result  # the session survived both ways
     assert result["gap"] < 1.0, result
@@ -435,7 +362,7 @@ def test_no_confirm_rolls_back_live_state_and_files_exactly(lab: Lab) -> None:
 
 def test_failing_self_check_rolls_back_at_once(lab_ifupdown: Lab) -> None:
     lab = lab_ifupdown
-    before, files_before = netstate(), tree(lab.root)
+    before, files_before = netstate(HOST_NS), tree(lab.root)
     t0 = time.monotonic()
     res = lab.apply(lab.spec(check=NOBODY), timeout=120)
     took = time.monotonic() - t0
@@ -446,15 +373,15 @@ def test_failing_self_check_rolls_back_at_once(lab_ifupdown: Lab) -> None:
     assert last is not None and last["outcome"] == "rolled back"
     assert "self-check" in last["reason"]
     assert took < 30  # not the 120 s confirm timeout
-    wait_settled()
-    assert netstate() == before
+    wait_settled(HOST_NS)
+    assert netstate(HOST_NS) == before
     assert tree(lab.root) == files_before  # interfaces.d/ and its file are gone again
     record("rollback by failed self-check", rollback_s=last["seconds"], apply_s=took)
 
 
 def test_rollback_command_restores_at_once(lab_ifupdown: Lab) -> None:
     lab = lab_ifupdown
-    before, files_before = netstate(), tree(lab.root)
+    before, files_before = netstate(HOST_NS), tree(lab.root)
     res = lab.apply(lab.spec(), timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert_migrated(before)
@@ -463,8 +390,8 @@ def test_rollback_command_restores_at_once(lab_ifupdown: Lab) -> None:
     res = kvmnet("rollback", "--root", str(lab.root))
     assert res.returncode == 0, res.stderr
     assert "Rolled back" in res.stdout
-    wait_settled()
-    assert netstate() == before
+    wait_settled(HOST_NS)
+    assert netstate(HOST_NS) == before
     assert tree(lab.root) == files_before
     end = time.monotonic() + 5
     while watchdog and start_time(watchdog) is not None and time.monotonic() < end:
@@ -478,15 +405,15 @@ def test_watchdog_rolls_back_after_apply_is_killed(lab: Lab) -> None:
     """STP with a 2 s forward delay keeps apply busy for ~4 s once the NIC is in the
     bridge (the port learns before it forwards; then the self-check): SIGKILL it there,
     half way. The watchdog, in a session of its own, notices and rolls back."""
-    before, files_before = netstate(), tree(lab.root)
+    before, files_before = netstate(HOST_NS), tree(lab.root)
     proc = subprocess.Popen([str(KVMNET), *lab.apply_args(lab.spec(stp=True, delay=2), 60)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         end = time.monotonic() + 30
-        while time.monotonic() < end and netstate()["links"].get(NIC, {}).get(
+        while time.monotonic() < end and netstate(HOST_NS)["links"].get(NIC, {}).get(
                 "master") != BRIDGE:
             time.sleep(0.01)
-        assert netstate()["links"][NIC]["master"] == BRIDGE
+        assert netstate(HOST_NS)["links"][NIC]["master"] == BRIDGE
         proc.send_signal(signal.SIGKILL)
         killed = time.monotonic()
         assert proc.wait(10) == -signal.SIGKILL  # it was still running when killed
@@ -495,8 +422,8 @@ def test_watchdog_rolls_back_after_apply_is_killed(lab: Lab) -> None:
             proc.kill()
     last = wait_outcome(lab.root, within=30)
     assert last["outcome"] == "rolled back"
-    wait_settled()
-    assert netstate() == before
+    wait_settled(HOST_NS)
+    assert netstate(HOST_NS) == before
     assert tree(lab.root) == files_before
     record("rollback after SIGKILL of apply", rollback_s=last["seconds"],
            after_kill_s=time.monotonic() - killed)
@@ -522,14 +449,14 @@ def test_migrate_and_restore_are_exact_with_policy_routes(bare: None) -> None:
         nic = ipr.link_lookup(ifname=NIC)[0]
         ipr.route("add", dst="10.230.60.0/24", gateway=GW, oif=nic, table=100)
         ipr.link("set", index=nic, mtu=1400)
-    wait_settled()
-    before = netstate()
+    wait_settled(HOST_NS)
+    before = netstate(HOST_NS)
     hb = HostBridge(ports=[NIC], stp=True, forward_delay=4, address=[f"{HOST_IP}/24"])
     with IPRoute(netns=HOST_NS, flags=0) as ipr:
         snap = hostbridge.snapshot(ipr, [BRIDGE, NIC])
         assert hostbridge.refusals(BRIDGE, hb, snap, in_netns=True) == []
         hostbridge.migrate(ipr, BRIDGE, hb, snap)
-    now = netstate()
+    now = netstate(HOST_NS)
     assert now["links"][NIC]["master"] == BRIDGE
     assert any(r[1] == 100 and r[2] == "10.230.60.0" and r[9] == BRIDGE for r in now["routes"])
     with IPRoute(netns=HOST_NS, flags=0) as ipr:
@@ -537,8 +464,8 @@ def test_migrate_and_restore_are_exact_with_policy_routes(bare: None) -> None:
         assert (br.stp, br.forward_delay) == (1, 400)
         hostundo.restore(ipr, snap)
         assert hostundo.restore(ipr, snap) == []  # a second run has nothing to do
-    wait_settled()
-    assert netstate() == before
+    wait_settled(HOST_NS)
+    assert netstate(HOST_NS) == before
 
 
 def test_a_port_of_another_bridge_is_refused(bare: None) -> None:
@@ -585,7 +512,7 @@ def test_host_only_spec_plans_and_applies_without_libvirt(tmp_path: Path, bare: 
     assert plan.returncode == 2, plan.stderr
     kinds = [a["kind"] for a in json.loads(plan.stdout)["actions"]]
     assert kinds == ["host.bridge"]
-    before = netstate()
+    before = netstate(HOST_NS)
     done = kvmnet("apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS, "--yes",
                   "--root", str(root), "--confirm-timeout", "0")
     assert done.returncode == 0, done.stderr
@@ -601,14 +528,14 @@ def test_moving_the_ssh_sessions_address_without_gateway_is_refused(tmp_path: Pa
     spec.write_text(SPEC.format(stp="false", delay="", check="").replace(
         f"      gateway: {GW}\n", ""))
     env = {**os.environ, "SSH_CONNECTION": f"10.230.1.50 51234 {HOST_IP} 22"}
-    before = netstate()
+    before = netstate(HOST_NS)
     r = subprocess.run([str(KVMNET), "apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS,
                         "--yes", "--root", str(tmp_path / "root")],
                        capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 1
     assert f"this SSH session came in on {HOST_IP}" in r.stderr
     assert f"gateway: {GW}" in r.stderr and "Traceback" not in r.stderr
-    assert netstate() == before
+    assert netstate(HOST_NS) == before
     # with the gateway in the spec the same session is fine to plan
     ok = subprocess.run([str(KVMNET), "plan", str(Lab(tmp_path, NO_LIBVIRT, tmp_path).spec()),
                          "-c", NO_LIBVIRT, "--netns", HOST_NS], capture_output=True, text=True,

@@ -1,0 +1,108 @@
+"""A host and its LAN in two network namespaces, for the host-bridge tests.
+
+The host's NIC is one end of a veth pair, the LAN namespace holds the other end with
+the gateway. The host gets its addresses, a default route via the gateway with a
+metric and one more static route: what a host-bridge migration must carry over and
+a rollback must put back exactly (netstate compares all of it).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2 import netns as pr_netns
+
+
+@dataclass(frozen=True)
+class HostLan:
+    host_ns: str
+    lan_ns: str
+    nic: str                    # the host's NIC (veth end in host_ns)
+    lan_if: str                 # its peer in lan_ns
+    addresses: tuple[str, ...]  # the NIC's /24 addresses; the second one is labelled NIC:1
+    gateway: str
+    route: str                  # one more static route via the gateway (metric 20)
+    metric: int = 100           # of the default route
+
+    def remove(self) -> None:
+        for ns in (self.host_ns, self.lan_ns):
+            if ns in pr_netns.listnetns():
+                pr_netns.remove(ns)
+
+    def make(self) -> None:
+        for ns in (self.host_ns, self.lan_ns):
+            pr_netns.create(ns)
+            with IPRoute(netns=ns, flags=0) as ipr:
+                ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        with IPRoute(netns=self.host_ns, flags=0) as ipr:
+            ipr.link("add", ifname=self.nic, kind="veth", peer=self.lan_if)
+            ipr.link("set", index=ipr.link_lookup(ifname=self.lan_if)[0],
+                     net_ns_fd=self.lan_ns)
+            nic = ipr.link_lookup(ifname=self.nic)[0]
+            ipr.link("set", index=nic, state="up")
+            for i, addr in enumerate(self.addresses):
+                label = {"label": f"{self.nic}:{i}"} if i else {}
+                ipr.addr("add", index=nic, address=addr, prefixlen=24, **label)
+            ipr.route("add", dst="0.0.0.0/0", gateway=self.gateway, oif=nic,
+                      priority=self.metric)
+            ipr.route("add", dst=self.route, gateway=self.gateway, oif=nic, priority=20)
+        with IPRoute(netns=self.lan_ns, flags=0) as lan:
+            idx = lan.link_lookup(ifname=self.lan_if)[0]
+            lan.addr("add", index=idx, address=self.gateway, prefixlen=24)
+            lan.link("set", index=idx, state="up")
+
+
+def netstate(ns: str) -> dict[str, Any]:
+    """Every link, address and route of a namespace (all tables), by name: what must be
+    identical after a rollback. Tentative (DAD) flags are left out: they pass."""
+    with IPRoute(netns=ns, flags=0) as ipr:
+        names = {m["index"]: m.get_attr("IFLA_IFNAME") for m in ipr.get_links()}
+        links = {}
+        for m in ipr.get_links():
+            info = m.get_attr("IFLA_LINKINFO")
+            links[m.get_attr("IFLA_IFNAME")] = {
+                "kind": info.get_attr("IFLA_INFO_KIND") if info is not None else None,
+                "mac": m.get_attr("IFLA_ADDRESS"), "mtu": m.get_attr("IFLA_MTU"),
+                "up": bool(m["flags"] & 1), "master": names.get(m.get_attr("IFLA_MASTER"))}
+        addrs = sorted(
+            (names[a["index"]], a["family"], a.get_attr("IFA_ADDRESS"), a["prefixlen"],
+             a.get_attr("IFA_LABEL") or "", a["scope"], (a.get_attr("IFA_FLAGS") or 0) & ~0x40)
+            for a in ipr.get_addr())
+        routes = sorted(
+            (r["family"], r.get_attr("RTA_TABLE"), str(r.get_attr("RTA_DST")), r["dst_len"],
+             str(r.get_attr("RTA_GATEWAY")), r.get_attr("RTA_PRIORITY") or 0, r["proto"],
+             r["scope"], r["type"], names.get(r.get_attr("RTA_OIF"), ""),
+             str(r.get_attr("RTA_PREFSRC")))
+            for fam in (2, 10) for r in ipr.get_routes(family=fam))
+    return {"links": links, "addresses": addrs, "routes": routes}
+
+
+def wait_settled(ns: str, within: float = 5.0) -> None:
+    """Until IPv6 DAD of the link-local addresses is done, so snapshots are stable."""
+    end = time.monotonic() + within
+    while time.monotonic() < end:
+        with IPRoute(netns=ns, flags=0) as ipr:
+            if not any((a.get_attr("IFA_FLAGS") or 0) & 0x40 for a in ipr.get_addr()):
+                return
+        time.sleep(0.05)
+
+
+def make_root(root: Path, renderer: str) -> None:
+    """The host's network config under --root: netplan (with an older kvmnet file) or
+    ifupdown."""
+    if renderer == "netplan":
+        (root / "etc/netplan").mkdir(parents=True)
+        (root / "etc/netplan/01-netcfg.yaml").write_text("network:\n  version: 2\n")
+        os.chmod(root / "etc/netplan/01-netcfg.yaml", 0o600)
+        old = root / "etc/netplan/90-kvmnet.yaml"
+        old.write_text("# an older kvmnet config\nnetwork: {version: 2}\n")
+        os.chmod(old, 0o640)
+    else:
+        (root / "etc/network").mkdir(parents=True)
+        (root / "etc/network/interfaces").write_text(
+            "auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n")
