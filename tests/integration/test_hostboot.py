@@ -31,7 +31,7 @@ import pytest
 from pyroute2 import IPRoute
 
 from kvmnet.live.watchdog import start_time
-from lab.hostnet import HostLan, make_root, netstate, wait_settled
+from lab.hostnet import HostLan, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -79,14 +79,6 @@ def kvmnet(*args: str) -> subprocess.CompletedProcess[str]:
 def apply(root: Path, spec: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return kvmnet("apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS, "--yes",
                   "--root", str(root), "--confirm-timeout", str(timeout))
-
-
-def watchdog_pid(root: Path) -> int | None:
-    try:
-        w = json.loads((root / "run/kvmnet/watchdog.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return int(w["pid"]) if start_time(int(w["pid"])) == w["start"] else None
 
 
 def reboot(root: Path) -> None:

@@ -36,7 +36,7 @@ from kvmnet.errors import LiveError
 from kvmnet.live import hostbridge, hostundo
 from kvmnet.live.watchdog import start_time
 from kvmnet.spec.model import HostBridge
-from lab.hostnet import HostLan, make_root, netstate, wait_settled
+from lab.hostnet import HostLan, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -178,14 +178,6 @@ def wait_outcome(root: Path, within: float) -> dict[str, Any]:
     log = root / "run/kvmnet/watchdog.log"
     raise AssertionError(f"no outcome within {within} s; watchdog.log:\n"
                          + (log.read_text() if log.exists() else "(none)"))
-
-
-def watchdog_pid(root: Path) -> int | None:
-    try:
-        w = json.loads((root / "run/kvmnet/watchdog.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return int(w["pid"]) if start_time(int(w["pid"])) == w["start"] else None
 
 
 def record(name: str, **values: float) -> None:

@@ -8,6 +8,7 @@ a rollback must put back exactly (netstate compares all of it).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from typing import Any
 
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
+
+from kvmnet.live.watchdog import start_time
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,15 @@ def wait_settled(ns: str, within: float = 5.0) -> None:
             if not any((a.get_attr("IFA_FLAGS") or 0) & 0x40 for a in ipr.get_addr()):
                 return
         time.sleep(0.05)
+
+
+def watchdog_pid(root: Path) -> int | None:
+    """The pid of the host-bridge watchdog kvmnet left running under root, if alive."""
+    try:
+        w = json.loads((root / "run/kvmnet/watchdog.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return int(w["pid"]) if start_time(int(w["pid"])) == w["start"] else None
 
 
 def make_root(root: Path, renderer: str) -> None:
