@@ -19,7 +19,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from kvmnet.live.conn import Connection  # noqa: E402
 from kvmnet.ops import read_live  # noqa: E402
 from kvmnet.ovn.nb import read_nb  # noqa: E402
 from kvmnet.plan import make_plan  # noqa: E402
+from kvmnet.records import replace  # noqa: E402
 from kvmnet.spec.model import Spec  # noqa: E402
 from lab.ovn import Central, stop_pidfile  # noqa: E402
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import libvirt
@@ -21,6 +20,7 @@ from kvmnet.live.conn import Connection
 from kvmnet.live.domain_xml import KVMNET_NS, managed_macs_xml
 from kvmnet.live.hostopts import HostOptions
 from kvmnet.plan import Action, Plan, Update
+from kvmnet.records import field, record
 from kvmnet.state import LiveState
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ _SECTION = {
 }
 
 
-@dataclass
+@record
 class Result:
     action: Action
     status: str              # done | skipped | failed
@@ -50,7 +50,7 @@ class Result:
                 "seconds": round(self.seconds, 3), "message": self.message}
 
 
-@dataclass
+@record
 class Report:
     results: list[Result] = field(default_factory=list)
     writes: int = 0

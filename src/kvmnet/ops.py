@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kvmnet.errors import Problem, SpecError
 from kvmnet.live.conn import Connection
 from kvmnet.plan import Plan, host_needed, make_plan
+from kvmnet.records import record, replace
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import Positions, load
 from kvmnet.spec.model import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.state import HostState, LiveState
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Planned:
     spec: Spec
     live: LiveState
@@ -53,8 +53,6 @@ def read_live(conn: Connection, netns: str | None = None, root: Path | None = No
     has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
     `firewall`: False skips the nft read (plan of a spec without forwards, where
     kvmnet has none installed: live/hook.has_forward_state)."""
-    from dataclasses import replace
-
     from kvmnet.live.read import read_state
 
     reading = None
@@ -123,8 +121,6 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
 
 def with_nb(live: LiveState, ovn: Ovn) -> LiveState:
     """`live` plus the OVN northbound rows (kvmnet.ovn)."""
-    from dataclasses import replace
-
     from kvmnet.ovn.nb import read_nb
 
     return replace(live, ovn=read_nb(ovn))

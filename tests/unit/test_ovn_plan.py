@@ -6,7 +6,6 @@ expected (op, target) list; every no-op case asserts an empty plan.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from kvmnet.ovn.model import OWNER_KEY, NbState, Port, Switch
 from kvmnet.ovn.nb import parse_nb, parse_router
 from kvmnet.ovn.want import server_mac, wanted_nb
 from kvmnet.plan import make_plan
+from kvmnet.records import replace
 from kvmnet.render.interface_xml import overlay_port_id
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.model import Guest, GuestNic, Spec
@@ -56,13 +56,13 @@ def spec_of(text: str = BASE, **patch: Any) -> Spec:
 
 def as_live(state: NbState, up: frozenset[str] = frozenset()) -> NbState:
     """The wanted rows as the database would show them (UUIDs, port lists)."""
-    ports = {n: dataclasses.replace(p, uuid=f"lsp-{n}", up=n in up)
+    ports = {n: replace(p, uuid=f"lsp-{n}", up=n in up)
              for n, p in state.ports.items()}
-    switches = {n: dataclasses.replace(
+    switches = {n: replace(
         s, uuid=f"ls-{n}", ports=tuple(sorted(p for p in ports if ports[p].switch == n)))
         for n, s in state.switches.items()}
-    dhcp = {n: dataclasses.replace(d, uuid=f"dhcp-{n}") for n, d in state.dhcp.items()}
-    routers = {n: dataclasses.replace(r, uuid=f"lr-{n}") for n, r in state.routers.items()}
+    dhcp = {n: replace(d, uuid=f"dhcp-{n}") for n, d in state.dhcp.items()}
+    routers = {n: replace(r, uuid=f"lr-{n}") for n, r in state.routers.items()}
     return NbState(switches, ports, dhcp, routers)
 
 
@@ -129,7 +129,7 @@ def test_keys_others_add_are_not_changes() -> None:
     spec = spec_of()
     live = as_live(wanted_nb(spec))
     sw = live.switches["ov1"]
-    live = dataclasses.replace(live, switches={"ov1": dataclasses.replace(
+    live = replace(live, switches={"ov1": replace(
         sw, other_config={**sw.other_config, "mcast_snoop": "true"},
         external_ids={**sw.external_ids, "team": "blue"})})
     assert ops(spec, live) == []
@@ -189,7 +189,7 @@ def test_foreign_rows_are_never_touched() -> None:
     live = as_live(wanted_nb(spec))
     foreign = Port("theirs", "ov1", ("0a:00:00:00:00:01",), (), None, {})
     other = Switch("neutron-1", {}, {"neutron:network_name": "x"}, "ls-n")
-    sw = dataclasses.replace(live.switches["ov1"], ports=(*live.switches["ov1"].ports, "theirs"))
+    sw = replace(live.switches["ov1"], ports=(*live.switches["ov1"].ports, "theirs"))
     live = NbState({"ov1": sw, "neutron-1": other}, {**live.ports, "theirs": foreign}, live.dhcp)
     assert ops(spec, live) == []
     # removing ov1 from the spec removes kvmnet's ports but skips the switch
@@ -216,7 +216,7 @@ def test_unmanaged_switch_with_the_name_is_an_error_unless_adopted() -> None:
 def test_duplicate_marked_rows_are_removed() -> None:
     spec = spec_of()
     live = as_live(wanted_nb(spec))
-    live = dataclasses.replace(live, duplicates=(dataclasses.replace(
+    live = replace(live, duplicates=(replace(
         live.switches["ov1"], uuid="ls-dup", ports=()),))
     assert ops(spec, live) == [("remove", "ovn/switch/ov1")]
 
@@ -369,7 +369,7 @@ def test_router_as_the_database_returns_it_is_no_change() -> None:
                      for p in reversed(r.ports)],
            "static_routes": list(r.routes), "nat": list(r.nat)}
     live = as_live(wanted_nb(spec))
-    live = dataclasses.replace(live, routers={"ov1": parse_router(raw)})
+    live = replace(live, routers={"ov1": parse_router(raw)})
     assert ops(spec, live) == []
 
 

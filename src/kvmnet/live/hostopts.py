@@ -3,8 +3,9 @@ that changes no host interface does not load the transaction code (and fsutil, u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from kvmnet.records import field, record
 
 DEFAULT_CONFIRM_TIMEOUT = 120.0
 
@@ -15,7 +16,7 @@ def _txid() -> str:
     return uuid.uuid4().hex
 
 
-@dataclass
+@record
 class HostOptions:
     """How apply changes the host: where files go, how long to wait for confirm."""
 

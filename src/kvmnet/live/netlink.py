@@ -18,7 +18,8 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+
+from kvmnet.records import record
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x10, 0x300
@@ -38,7 +39,7 @@ _RTATTR = struct.Struct("=HH")          # len, type
 _U32 = struct.Struct("=I")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Link:
     index: int
     name: str | None
@@ -49,14 +50,14 @@ class Link:
     mtu: int | None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Addr:
     index: int
     address: str | None
     prefixlen: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Route:
     family: int
     table: int
