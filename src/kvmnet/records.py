@@ -151,6 +151,8 @@ _ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 def _is_classvar(ann: Any) -> bool:
     if isinstance(ann, str):
+        if "ClassVar" not in ann:
+            return False
         head = ann.split("[", 1)[0].strip()
         return head.rsplit(".", 1)[-1] == "ClassVar"
     return ann is typing.ClassVar or getattr(ann, "__origin__", None) is typing.ClassVar
@@ -231,21 +233,28 @@ def _make_init(cls: type, flds: list[Field], post_init: bool) -> Callable[..., N
     specs = [(f.name, f.default, f.default_factory) for f in flds]
     names = tuple(f.name for f in flds)
     n = len(names)
-    # After k positional arguments: the fields left, and the keywords that may name them.
-    rests = tuple(tuple(specs[k:]) for k in range(n + 1))
-    allowed = tuple(frozenset(names[k:]) for k in range(n + 1))
+    # After k positional arguments: the fields left, and the keywords that may name them
+    # (made on the first call with k positional arguments, not for every k up front).
+    rests: list[tuple[tuple[str, Any, Any], ...] | None] = [None] * (n + 1)
+    allowed: list[frozenset[str]] = [frozenset()] * (n + 1)
     missing = MISSING
 
     def __init__(self: Any, *args: Any, **kw: Any) -> None:
         k = len(args)
-        if k > n or (kw and not kw.keys() <= allowed[k]):
+        if k > n:
+            raise _call_error(cls, flds, args, kw)
+        rest = rests[k]
+        if rest is None:
+            allowed[k] = frozenset(names[k:])
+            rest = rests[k] = tuple(specs[k:])
+        if kw and not kw.keys() <= allowed[k]:
             raise _call_error(cls, flds, args, kw)
         d = self.__dict__
         i = 0
         for value in args:
             d[names[i]] = value
             i += 1
-        for name, default, factory in rests[k]:
+        for name, default, factory in rest:
             if name in kw:
                 d[name] = kw[name]
             elif default is not missing:
