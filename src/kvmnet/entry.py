@@ -8,8 +8,10 @@ object one by one. Measured on a no-op apply of 50 networks (~0.2 s): ~15 ms and
 ~22 ms. So the collector is off from the first import, and once main() has returned
 and the output is flushed, the process ends with os._exit. It exits the usual way
 when anything may still need the teardown: another thread alive, an atexit handler
-registered, or output that could not be flushed (a closed pipe: Python's own
-handling then applies). Callers in a longer process use cli.main, which does neither.
+registered, a profiler or tracer running (`python -m cProfile`, coverage: they write
+their results after the script ends), or output that could not be flushed (a closed
+pipe: Python's own handling then applies). Callers in a longer process use cli.main,
+which does neither.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def finish(rc: int) -> None:
     except (OSError, ValueError):  # closed pipe or stream: let Python report it
         raise SystemExit(rc) from None
     pending = getattr(atexit, "_ncallbacks", lambda: 1)()  # (unknown: assume some)
-    if pending or threading.active_count() > 1:
+    watched = sys.getprofile() is not None or sys.gettrace() is not None
+    if pending or watched or threading.active_count() > 1:
         raise SystemExit(rc)
     os._exit(rc)

@@ -78,3 +78,14 @@ def test_console_script_is_run() -> None:
     """The installed `kvmnet` command goes through entry.run (pyproject's scripts)."""
     text = (ROOT / "pyproject.toml").read_text()
     assert 'kvmnet = "kvmnet.entry:run"' in text
+
+
+def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
+    """`python -m cProfile -o OUT kvmnet ...` writes OUT after the script returns."""
+    script, out = tmp_path / "kvmnet_cmd.py", tmp_path / "out.prof"
+    script.write_text(VIA_RUN + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script),
+                        "--version"], capture_output=True, text=True, timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout.startswith("kvmnet ")
+    assert out.stat().st_size > 0
