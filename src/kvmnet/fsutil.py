@@ -44,6 +44,13 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int) -> None:
     path = Path(path)
     check_dir(path.parent)
     check_target(path)
+    _replace(path, data, mode)
+    fsync_dir(path.parent)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """path's content becomes data: a temp file beside it, fsynced, renamed over it (the
+    folder is not fsynced here: the caller does, once per folder)."""
     import tempfile  # here: it loads random and shutil, and most runs write nothing
 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
@@ -60,7 +67,6 @@ def write_bytes_atomic(path: Path, data: bytes, mode: int) -> None:
         except FileNotFoundError:
             pass
         raise
-    fsync_dir(path.parent)
 
 
 def read_regular(path: Path) -> tuple[bytes, int] | None:
@@ -156,10 +162,16 @@ def _unsafe(st: os.stat_result, me: int, my_group: int) -> str:
 
 
 def write_tree(root: Path, files: dict[str, str]) -> None:
-    """Write {relative path: text} under root; refuses paths that escape root."""
+    """Write {relative path: text} under root; refuses paths that escape root.
+
+    Each folder is checked (make_dirs) once, when its first file is written: a folder
+    that passed cannot be changed by anyone but root or us, so the check holds for the
+    rest of the tree (checking it again for every file was quadratic in the depth and
+    most of the time of a big render). Each folder is fsynced once, at the end."""
     from kvmnet.render.hostconf import file_mode  # (the host renderers: only render -o)
 
     base = Path(root).resolve()
+    checked: set[Path] = set()
     for rel, text in sorted(files.items()):
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise UnsafePathError(f"refusing to write outside {root}: {rel}")
@@ -167,5 +179,10 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
         if base not in target.parents:
             raise UnsafePathError(f"refusing to write outside {root}: {rel}")
         on_host = rel.split("/", 2)[2] if rel.startswith("host/") else rel  # host/RENDERER/etc/..
-        make_dirs(target.parent)
-        write_atomic(target, text, file_mode(on_host))
+        if target.parent not in checked:
+            make_dirs(target.parent)
+            checked.add(target.parent)
+        check_target(target)
+        _replace(target, text.encode(), file_mode(on_host))
+    for folder in sorted(checked):
+        fsync_dir(folder)

@@ -435,6 +435,24 @@ def test_write_tree_stays_inside_and_never_follows_a_link(tmp_path: Path,
     assert not (tmp_path / "escape").exists()
 
 
+def test_write_tree_checks_every_folder_once(tmp_path: Path) -> None:
+    """Folders are checked when their first file is written (not for every file): each
+    folder still is, so an unsafe one later in the tree is refused."""
+    out = tmp_path / "out"
+    files = {f"networks/n{i}.xml": f"<network>{i}</network>\n" for i in range(5)}
+    files["host/netplan/etc/netplan/90-kvmnet.yaml"] = "network: {}\n"
+    fsutil.write_tree(out, files)
+    for rel, text in files.items():
+        assert (out / rel).read_text() == text
+    assert not [p for p in out.rglob(".*")]  # no temp files left
+    (out / "z").mkdir()
+    os.chmod(out / "z", 0o777)  # writable by every user, not sticky
+    with pytest.raises(UnsafePathError, match="writable by every user"):
+        fsutil.write_tree(out, {"a/first.xml": "x", "z/later.xml": "y"})
+    assert (out / "a/first.xml").read_text() == "x"
+    assert not (out / "z/later.xml").exists()
+
+
 def test_persist_never_reads_or_writes_through_a_symlink(tmp_path: Path, victim: Path) -> None:
     root = tmp_path / "root"
     (root / "etc/netplan").mkdir(parents=True)
