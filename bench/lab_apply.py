@@ -30,22 +30,43 @@ NETNS = "kvmnet-lab"
 FLOOR = str(ROOT / "bench" / "floor.py")
 
 
+LOCK = Path("/run/lock/kvmnet-bench.lock")
+
+
 @contextmanager
 def lab() -> Iterator[None]:
     """The lab libvirtd (started or reused; this process is registered as a user until
-    the end), with no kvb-* networks at the start and at the end."""
+    the end), with no kvb-* networks at the start and at the end. One bench run at a
+    time uses the kvb-* names: a second one (the test suite's `--quick` run, say) waits
+    for the first, instead of removing its networks under it."""
     sys.path.insert(0, str(ROOT / "tests"))
     from lab.libvirtd import Libvirtd
 
-    the_lab = Libvirtd().start()
-    try:
-        cleanup()
-        yield
-    finally:
+    with _one_at_a_time():
+        the_lab = Libvirtd().start()
         try:
             cleanup()
+            yield
         finally:
-            the_lab.stop()
+            try:
+                cleanup()
+            finally:
+                the_lab.stop()
+
+
+@contextmanager
+def _one_at_a_time() -> Iterator[None]:
+    import fcntl
+
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"bench: another bench run holds {LOCK}; waiting for it", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        yield  # (closing the file releases the lock)
 
 
 def cleanup(uri: str = URI) -> None:

@@ -53,6 +53,31 @@ def test_report_keeps_hand_written_text(tmp_path: Path, monkeypatch: pytest.Monk
     assert "old" not in text and "- e2e: not here" in text
 
 
+def test_one_bench_run_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A second bench run waits for the first (both would use the kvb-* names)."""
+    import threading
+    import time
+
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench import lab_apply
+
+    monkeypatch.setattr(lab_apply, "LOCK", tmp_path / "bench.lock")
+    order: list[str] = []
+    with lab_apply._one_at_a_time():
+        def second() -> None:
+            with lab_apply._one_at_a_time():
+                order.append("second")
+
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)   # time for the second to try; it must still be waiting
+        order.append("first done")
+    t.join(10)
+    assert order == ["first done", "second"]
+    assert "another bench run holds" in capsys.readouterr().err
+
+
 @pytest.mark.libvirtd
 def test_quick_apply_on_the_lab(libvirtd: object, tmp_path: Path) -> None:
     """kvmnet, the floor and the virsh loop on the lab's libvirtd, N = 2."""
