@@ -72,7 +72,7 @@ def read_live(conn: Connection, netns: str | None = None, root: Path | None = No
 def _forwards_needed(spec: Spec, root: Path | None) -> bool:
     """Does plan need the firewall's live state? When the spec has port forwards, or
     kvmnet may have some installed (to remove them)."""
-    if any(net.forwards for net in spec.networks.values()):
+    if spec.has_forwards():
         return True
     from kvmnet.live.hook import has_forward_state
 

@@ -19,10 +19,14 @@ VIA_MAIN = "import sys; from kvmnet.cli import main; sys.exit(main())"
 
 
 def kvmnet(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    # buffered output, as a user's shell has it (PYTHONUNBUFFERED would hide a lost flush)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env=env)
+                          timeout=60, cwd=ROOT, env=buffered_env())
+
+
+def buffered_env() -> dict[str, str]:
+    """Buffered output, as a user's shell has it (PYTHONUNBUFFERED would hide a lost
+    flush)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
 
 
 @pytest.mark.parametrize("args", [
@@ -84,8 +88,8 @@ def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
     """`python -m cProfile -o OUT kvmnet ...` writes OUT after the script returns."""
     script, out = tmp_path / "kvmnet_cmd.py", tmp_path / "out.prof"
     script.write_text(VIA_RUN + "\n")
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script),
-                        "--version"], capture_output=True, text=True, timeout=60, env=env)
+                        "--version"], capture_output=True, text=True, timeout=60,
+                       env=buffered_env())
     assert r.returncode == 0 and r.stdout.startswith("kvmnet ")
     assert out.stat().st_size > 0

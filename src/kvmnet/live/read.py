@@ -89,20 +89,21 @@ def _xml(n: Any, flags: _Flags) -> str:
     return str(n.XMLDesc(0))
 
 
-def _fetch_network(n: Any, flags: _Flags) -> tuple[Any, str, str | None]:
-    """(the network, its XML, its bridge when active): the calls to libvirtd."""
+def _fetch_network(n: Any, flags: _Flags) -> tuple[Any, str, str, str | None]:
+    """(the network, its UUID, its XML, its bridge when active): the calls to libvirtd."""
+    uuid = n.UUIDString()
     xml = _xml(n, flags)
     bridge = None
-    if n.UUIDString() in flags.active:
+    if uuid in flags.active:
         try:
             bridge = n.bridgeName()
         except libvirt.libvirtError:
             bridge = None
-    return n, xml, bridge
+    return n, uuid, xml, bridge
 
 
-def _parse_network(n: Any, xml: str, bridge: str | None, flags: _Flags) -> LiveNetwork:
-    uuid = n.UUIDString()
+def _parse_network(n: Any, uuid: str, xml: str, bridge: str | None,
+                   flags: _Flags) -> LiveNetwork:
     active = uuid in flags.active
     try:
         parsed = parse_network(xml)

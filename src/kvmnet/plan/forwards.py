@@ -6,7 +6,7 @@ from kvmnet.plan.core import Action, Ctx, in_scope
 
 
 def plan_firewall(ctx: Ctx) -> None:
-    if ctx.live.firewall is None and not any(n.forwards for n in ctx.spec.networks.values()):
+    if ctx.live.firewall is None and not ctx.spec.has_forwards():
         return  # nothing wanted, nothing read: no need to load kvmnet.forwards
     from kvmnet.forwards import plan_forwards
 

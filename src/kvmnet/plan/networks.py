@@ -56,8 +56,10 @@ def _normalise(wanted: Network, live: Network) -> Network:
 
 def _in_order_of(wanted: list[_T], live: list[_T]) -> list[_T]:
     """`live` when it holds the same items as `wanted` (in any order), else `wanted`."""
-    if wanted == live or len(wanted) != len(live):  # (the usual cases: no sort needed)
-        return live if wanted == live else wanted
+    if wanted == live:  # the usual cases need no sort: the same order, or other lengths
+        return live
+    if len(wanted) != len(live):
+        return wanted
 
     def key(x: _T) -> str:
         return x.model_dump_json()

@@ -147,32 +147,30 @@ class Reader:
             raise ValueError(f"<{qname(self.el)} {name}='{value}'>: not a number") from None
 
     def children(self, tag: str) -> list[Element]:
-        out = self._index().get(tag)
-        if out is None:
-            out = [k for k in self.el if _is(k, tag)] if _prefixed(tag) else []
+        out = self._matching(tag)
         self._kids.update((id(k), k) for k in out)
         return out
 
     def child(self, tag: str) -> Element | None:
         """The first such child; a second one is left over, not lost."""
-        kids = self._index().get(tag)
-        if kids is None:
-            if not _prefixed(tag):
-                return None
-            kids = [k for k in self.el if _is(k, tag)]
+        kids = self._matching(tag)
         if not kids:
             return None
         self._kids[id(kids[0])] = kids[0]
         return kids[0]
 
-    def _index(self) -> dict[str, list[Element]]:
-        """The element children by tag as lxml writes it (plain or Clark), built once."""
+    def _matching(self, tag: str) -> list[Element]:
+        """The element children with this tag: by lxml's own tag (a plain or Clark name),
+        from an index built once; a prefixed name as written ('dnsmasq:options') by
+        looking up each child's prefix."""
+        if ":" in tag and tag[:1] != "{":
+            return [k for k in self.el if isinstance(k.tag, str) and qname(k) == tag]
         if self._by_tag is None:
             self._by_tag = {}
             for k in self.el:
                 if isinstance(k.tag, str):
                     self._by_tag.setdefault(k.tag, []).append(k)
-        return self._by_tag
+        return self._by_tag.get(tag, [])
 
     def text(self) -> str:
         return (self.el.text or "").strip()
@@ -182,21 +180,6 @@ class Reader:
 
     def leftover_children(self) -> list[Element]:
         return [k for k in self.el if isinstance(k.tag, str) and id(k) not in self._kids]
-
-
-def _is(el: Element, tag: str) -> bool:
-    """Tag match by name as written ('dns', 'dnsmasq:options') or in Clark notation
-    ('{ns}managed')."""
-    t = el.tag
-    if not isinstance(t, str):
-        return False
-    # only a prefixed name needs the prefix looked up: a plain name or a Clark name
-    # equals lxml's tag itself when it matches
-    return t == tag or (_prefixed(tag) and qname(el) == tag)
-
-
-def _prefixed(tag: str) -> bool:
-    return ":" in tag and tag[:1] != "{"
 
 
 def canonical(xml: str | bytes | Element) -> str:

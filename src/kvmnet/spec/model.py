@@ -337,3 +337,7 @@ class Spec(Model):
     guests: dict[Name, Guest] = Field(default_factory=dict)
     ovn: Ovn | None = None  # kvmnet.ovn: the northbound database of overlay networks
     hosts: dict[Name, HostEntry] = Field(default_factory=dict)  # kvmnet.multihost
+
+    def has_forwards(self) -> bool:
+        """Does any network ask for port forwards?"""
+        return any(net.forwards for net in self.networks.values())
