@@ -38,6 +38,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                     help="tiny N, one run each, virsh as the only peer, no e2e guests")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     ap.add_argument("--runs", type=int, help="runs per measurement (default 5; 1 with --quick)")
+    ap.add_argument("--pairs", type=int,
+                    help="apply: how many times the floor and kvmnet run, taking turns "
+                         "going first (default 11; 1 with --quick); the peers run --runs "
+                         "times")
     ap.add_argument("--apply-sizes", type=int, nargs="+", help="default 10 50")
     ap.add_argument("--scale-sizes", type=int, nargs="+", help="default 10 100 1000 5000")
     ap.add_argument("--peers", nargs="*", choices=PEERS, help="default: all (--quick: virsh)")
@@ -118,7 +122,8 @@ def _run(section: str, args: argparse.Namespace, runs: int, q: bool) -> Any:
 
         peers = args.peers if args.peers is not None else (["virsh"] if q else list(PEERS))
         return lab_apply.measure(args.apply_sizes or ([2] if q else [10, 50]), runs, peers,
-                                 not args.no_install, _log)
+                                 not args.no_install, _log,
+                                 pairs=args.pairs or (1 if q else max(runs, 11)))
     if section == "scale":
         from bench import scale
 

@@ -134,8 +134,10 @@ def _expect(what: str, got: int, want: int) -> None:
 
 
 def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
-            log: Callable[[str], None]) -> dict[str, Any]:
-    """{"sizes": {N: {...samples...}}, "peers_skipped": {peer: why}}."""
+            log: Callable[[str], None], pairs: int | None = None) -> dict[str, Any]:
+    """{"sizes": {N: {...samples...}}, "peers_skipped": {peer: why}}. `pairs`: how many
+    times the floor and kvmnet run, one after the other (default: `runs`); the peers run
+    `runs` times, in the first runs."""
     out: dict[str, Any] = {"sizes": {}, "peers_skipped": {}, "checks": CHECKS}
     wanted = list(peers)
     if any(p != "virsh" for p in wanted):
@@ -147,19 +149,20 @@ def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
     with lab():
         for n in sizes:
             with tempfile.TemporaryDirectory(prefix=f"kvb-apply-{n}-") as tmp:
-                out["sizes"][str(n)] = _one_size(Path(tmp), n, runs, wanted, out, log)
+                out["sizes"][str(n)] = _one_size(Path(tmp), n, runs, max(pairs or runs, runs),
+                                                 wanted, out, log)
     return out
 
 
-def _one_size(work: Path, n: int, runs: int, peers: list[str], out: dict[str, Any],
-              log: Callable[[str], None]) -> dict[str, Any]:
+def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
+              out: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
     job = Job(work, n)
     jobs = PeerJobs(work / "peers", URI, job.xmls, n)
     res: dict[str, Any] = {"floor": [], "floor_update": [], "floor_update_call": [],
                            "kvmnet": [], "noop": [], "change": [], "writes": [],
-                           "peers": {}}
-    for r in range(runs):
-        log(f"apply N={n} run {r + 1}/{runs}: floor")
+                           "floor_first": [], "peers": {}}
+
+    def floor() -> None:
         cleanup()
         res["floor"].append(run([sys.executable, FLOOR, "create", str(job.floor_create)],
                                 env=bench_env()).check().seconds)
@@ -167,8 +170,9 @@ def _one_size(work: Path, n: int, runs: int, peers: list[str], out: dict[str, An
                 env=bench_env()).check()
         res["floor_update"].append(p.seconds)
         res["floor_update_call"].append(json.loads(p.out)["call_s"])
+
+    def kvmnet() -> None:
         cleanup()
-        log(f"apply N={n} run {r + 1}/{runs}: kvmnet")
         p, w = job.kvmnet(job.spec)
         _expect("kvmnet create", w, 3 * n)
         res["kvmnet"].append(p.seconds)
@@ -179,6 +183,18 @@ def _one_size(work: Path, n: int, runs: int, peers: list[str], out: dict[str, An
         _expect("kvmnet one-reservation change", w, 1)
         res["change"].append(p.seconds)
         res["writes"].append({"create": 3 * n, "noop": 0, "change": 1})
+
+    for r in range(pairs):
+        # the two take turns going first: whatever the one before leaves behind (the
+        # daemon's and the kernel's clean-up of the last networks) falls on each alike
+        floor_first = r % 2 == 0
+        res["floor_first"].append(floor_first)
+        log(f"apply N={n} run {r + 1}/{pairs}: "
+            + ("floor, kvmnet" if floor_first else "kvmnet, floor"))
+        for one in ((floor, kvmnet) if floor_first else (kvmnet, floor)):
+            one()
+        if r >= runs:
+            continue
         for peer in list(peer_list(jobs, peers)):
             if peer.name in out["peers_skipped"]:
                 continue

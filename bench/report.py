@@ -58,7 +58,14 @@ def _apply(res: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> 
            "the ratios are the tool's median over kvmnet's (above 1: slower than kvmnet).", ""]
     for n, r in res["sizes"].items():
         k = r["kvmnet"]
-        out += [f"**N = {n}**", "",
+        turns = r.get("floor_first")
+        peer_runs = max((len(p["create"]) + len(p["failed"]) for p in r["peers"].values()),
+                        default=0)
+        runs_note = ([f"The floor and kvmnet ran {len(k)} times, taking turns going first "
+                      f"(the floor first {sum(turns)} times); the peers ran {peer_runs} "
+                      "times. Paired: the median of the per-run ratios.", ""]
+                     if turns else [])
+        out += [f"**N = {n}**", "", *runs_note,
                 "| tool | create | no-op | change | create ÷ kvmnet (paired) | no-op ÷ kvmnet |",
                 "|---|---|---|---|---|---|",
                 f"| floor: raw libvirt-python, one process | {_s(r['floor'])} | - | "
