@@ -164,14 +164,16 @@ def _unsafe(st: os.stat_result, me: int, my_group: int) -> str:
 def write_tree(root: Path, files: dict[str, str]) -> None:
     """Write {relative path: text} under root; refuses paths that escape root.
 
-    Each folder is checked (make_dirs) once, when its first file is written: a folder
-    that passed cannot be changed by anyone but root or us, so the check holds for the
-    rest of the tree (checking it again for every file was quadratic in the depth and
-    most of the time of a big render). Each folder is fsynced once, at the end."""
+    Every path and folder is checked before the first file is written, so an unsafe
+    one anywhere in the tree leaves every file as it was. Each folder is checked
+    (make_dirs) once: a folder that passed cannot be changed by anyone but root or us,
+    so the check holds for the rest of the tree (checking it again for every file was
+    quadratic in the depth). Each folder is fsynced once, at the end."""
     from kvmnet.render.hostconf import file_mode  # (the host renderers: only render -o)
 
     base = Path(root).resolve()
     checked: set[Path] = set()
+    todo: list[tuple[Path, bytes, int]] = []
     for rel, text in sorted(files.items()):
         if ".." in Path(rel).parts or Path(rel).is_absolute():
             raise UnsafePathError(f"refusing to write outside {root}: {rel}")
@@ -183,6 +185,8 @@ def write_tree(root: Path, files: dict[str, str]) -> None:
             make_dirs(target.parent)
             checked.add(target.parent)
         check_target(target)
-        _replace(target, text.encode(), file_mode(on_host))
+        todo.append((target, text.encode(), file_mode(on_host)))
+    for target, data, mode in todo:
+        _replace(target, data, mode)
     for folder in sorted(checked):
         fsync_dir(folder)

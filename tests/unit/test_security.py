@@ -436,8 +436,8 @@ def test_write_tree_stays_inside_and_never_follows_a_link(tmp_path: Path,
 
 
 def test_write_tree_checks_every_folder_once(tmp_path: Path) -> None:
-    """Folders are checked when their first file is written (not for every file): each
-    folder still is, so an unsafe one later in the tree is refused."""
+    """Folders are checked once each (not for every file), all before the first file is
+    written, so an unsafe one later in the tree is refused and nothing is written."""
     out = tmp_path / "out"
     files = {f"networks/n{i}.xml": f"<network>{i}</network>\n" for i in range(5)}
     files["host/netplan/etc/netplan/90-kvmnet.yaml"] = "network: {}\n"
@@ -447,10 +447,14 @@ def test_write_tree_checks_every_folder_once(tmp_path: Path) -> None:
     assert not [p for p in out.rglob(".*")]  # no temp files left
     (out / "z").mkdir()
     os.chmod(out / "z", 0o777)  # writable by every user, not sticky
+    before = {rel: (out / rel).read_text() for rel in files}
     with pytest.raises(UnsafePathError, match="writable by every user"):
-        fsutil.write_tree(out, {"a/first.xml": "x", "z/later.xml": "y"})
-    assert (out / "a/first.xml").read_text() == "x"
-    assert not (out / "z/later.xml").exists()
+        fsutil.write_tree(out, {"a/first.xml": "x", "z/later.xml": "y",
+                                **{rel: "changed" for rel in files}})
+    # every folder is checked before anything is written: nothing changed
+    assert not (out / "a/first.xml").exists() and not (out / "z/later.xml").exists()
+    assert {rel: (out / rel).read_text() for rel in files} == before
+    assert not [p for p in out.rglob(".*")]
 
 
 def test_persist_never_reads_or_writes_through_a_symlink(tmp_path: Path, victim: Path) -> None:
@@ -583,3 +587,4 @@ def test_not_root_cannot_take_the_apply_lock(open_dir: Path) -> None:
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "permission denied (run kvmnet apply as root)" in r.stdout, r.stdout
     assert sorted(p.name for p in d.iterdir()) == ["x"]
+
