@@ -96,11 +96,11 @@ def _apply(res: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> 
                 verdict = None
             targets.append((f"N={n}: apply ≤ 1.15 × floor", f"{kv / fl:.2f}× of the medians; "
                             f"{pm:.2f}× paired by run", verdict))
-        peers_c = [_med(p["create"]) for p in r["peers"].values() if p["create"]]
+        peers_c = [m for p in r["peers"].values() if (m := _med(p["create"])) is not None]
         if peers_c and kv:
             targets.append((f"N={n}: faster than every peer on create",
                             f"fastest peer {min(peers_c) / kv:.2f}× kvmnet",
-                            all(c is not None and c > kv for c in peers_c)))
+                            all(c > kv for c in peers_c)))
         nop = _med(r["noop"])
         checking = [(name, _med(p["noop"])) for name, p in r["peers"].items() if p["noop"]]
         if checking and nop:
@@ -159,9 +159,11 @@ def _scale(res: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> 
                             f"{k:.0f}× the networks", b / a <= 1.5 * k))
     if "1000" in res:
         r = res["1000"]
-        ratio = _med(r["plan"]["s"]) / (_med(r["yaml_c"]["s"]) or 1)
-        targets.append(("plan of 1000 networks + 10000 NICs ≤ 3 × YAML C load",
-                        f"{ratio:.2f}×", ratio <= 3))
+        plan_s, yaml_s = _med(r["plan"]["s"]), _med(r["yaml_c"]["s"])
+        if plan_s is not None and yaml_s:
+            ratio = plan_s / yaml_s
+            targets.append(("plan of 1000 networks + 10000 NICs ≤ 3 × YAML C load",
+                            f"{ratio:.2f}×", ratio <= 3))
         peak = max(r["plan"]["rss_mb"] + r["validate"]["rss_mb"] + r["render"]["rss_mb"])
         targets.append(("peak memory ≤ 400 MB at 1000 networks", f"{peak:.0f} MB", peak <= 400))
     return out
