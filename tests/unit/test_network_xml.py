@@ -23,7 +23,7 @@ from kvmnet.render.network_xml import (
     network_xml,
     render_network,
 )
-from kvmnet.render.xmlutil import canonical
+from kvmnet.render.xmlutil import canonical, pretty
 from kvmnet.spec.derive import dhcp_hosts
 from kvmnet.spec.load import load, load_text
 from kvmnet.spec.model import Network, Spec
@@ -345,3 +345,37 @@ def test_an_unfit_block_is_kept_whole_once() -> None:
     p = parse_network(xml)
     assert p.unmodelled == ["ip"]
     assert len(p.network.xml_extra[""]) == 1 and "odd" in p.network.xml_extra[""][0]
+
+
+_TWO = """networks:
+  a: {mode: nat, ipv4: {address: 10.9.1.1/24, dhcp: 10.9.1.100-10.9.1.199}}
+  b: {mode: isolated, ipv4: {address: 10.9.2.1/24}}
+guests:
+  g: {interfaces: [{network: a, ipv4: 10.9.1.10}]}
+"""
+
+
+def test_one_render_serves_check_and_plan_of_the_same_spec() -> None:
+    """network_xml renders a network of a spec once (check, then plan, ask for the same
+    text); another spec, or another MAC map, gets its own render."""
+    from kvmnet.spec.derive import nic_macs
+
+    one, other = _net(_TWO), _net(_TWO.replace("10.9.1.10", "10.9.1.11"))
+    assert nic_macs(one) is nic_macs(one)  # the same map for the same spec
+    first = network_xml(one, "a", nic_macs(one))
+    assert network_xml(one, "a", nic_macs(one)) is first  # (the same string: not rendered)
+    assert "10.9.1.10" in first
+    assert "10.9.1.11" in network_xml(other, "a", nic_macs(other))  # not the other's text
+    assert network_xml(one, "a", nic_macs(one)) == first  # and back
+    fresh = pretty(render_network(one, "a", nic_macs(one)))
+    assert first == fresh
+    taken = nic_macs(one, taken=[nic_macs(one)[("g", 0)]])  # a MAC in use elsewhere:
+    assert taken[("g", 0)] != nic_macs(one)[("g", 0)]       # a new one, and the shared map
+    assert nic_macs(one)[("g", 0)] in first                  # is left as it was
+
+
+def test_a_render_error_is_raised_every_time() -> None:
+    spec = _net("networks: {o: {mode: overlay}}")
+    for _ in range(2):
+        with pytest.raises(NetworkXMLError, match="overlay"):
+            network_xml(spec, "o")
