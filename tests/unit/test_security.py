@@ -587,4 +587,3 @@ def test_not_root_cannot_take_the_apply_lock(open_dir: Path) -> None:
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
     assert "permission denied (run kvmnet apply as root)" in r.stdout, r.stdout
     assert sorted(p.name for p in d.iterdir()) == ["x"]
-
