@@ -25,12 +25,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
+from dataclasses import replace  # noqa: E402
+
 from kvmnet.apply import run  # noqa: E402
 from kvmnet.live.conn import Connection  # noqa: E402
 from kvmnet.ops import read_live  # noqa: E402
 from kvmnet.ovn.nb import read_nb  # noqa: E402
 from kvmnet.plan import make_plan  # noqa: E402
-from kvmnet.records import replace  # noqa: E402
 from kvmnet.spec.model import Spec  # noqa: E402
 from lab.ovn import Central, stop_pidfile  # noqa: E402
 

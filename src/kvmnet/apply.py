@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import libvirt
@@ -20,7 +21,6 @@ from kvmnet.live.conn import Connection
 from kvmnet.live.domain_xml import KVMNET_NS, managed_macs_xml
 from kvmnet.live.hostopts import HostOptions
 from kvmnet.plan import Action, Plan, Update
-from kvmnet.records import field, record
 from kvmnet.state import LiveState
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ _SECTION = {
 }
 
 
-@record
+@dataclass
 class Result:
     action: Action
     status: str              # done | skipped | failed
@@ -50,7 +50,7 @@ class Result:
                 "seconds": round(self.seconds, 3), "message": self.message}
 
 
-@record
+@dataclass
 class Report:
     results: list[Result] = field(default_factory=list)
     writes: int = 0

@@ -14,12 +14,11 @@ into messages and exit codes (it never calls sys.exit elsewhere).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
-from kvmnet.records import record
 
-
-@record(frozen=True)
+@dataclass(frozen=True)
 class Problem:
     """One finding about a spec, printed as FILE:LINE:COL: severity: message."""
 

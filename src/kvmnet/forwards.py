@@ -30,9 +30,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from kvmnet.records import field, record
 from kvmnet.render.firewall import (
     BASE_CHAINS,
     IPT_CHAIN,
@@ -55,7 +55,7 @@ from kvmnet.spec.model import Spec
 FAMILIES = {4: ("ip", "ipt4", "nft4"), 6: ("ip6", "ipt6", "nft6")}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Anchor:
     """kvmnet's chain in a table libvirt owns, and the jumps to it from libvirt's base
     chain (`first`: a jump of kvmnet's comes before every jump of libvirt's)."""
@@ -69,7 +69,7 @@ class Anchor:
         return self.first and len(self.jumps) == 1
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class RulesetFacts:
     """kvmnet's part of one `nft -j list ruleset`."""
 
@@ -81,7 +81,7 @@ class RulesetFacts:
     anchors: Mapping[tuple[str, int], Anchor] = field(default_factory=dict)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class FirewallLive:
     """What live/firewall.py read: the ruleset's facts and kvmnet's two files."""
 
@@ -286,7 +286,7 @@ def status(f: Fwd, live: FirewallLive) -> str:
 
 # -- plan -----------------------------------------------------------------------------
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class ForwardsPlan:
     """One firewall.sync action (or only errors, or a skip reason)."""
 

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kvmnet.apply import Report, Result, check_allowed, run
@@ -28,7 +29,6 @@ from kvmnet.live.conn import Connection
 from kvmnet.live.hosttx import HostOptions
 from kvmnet.ops import Planned, plan_spec
 from kvmnet.plan import Action
-from kvmnet.records import field, record, replace
 from kvmnet.spec.hosts import floating, guest_hosts, ovn_share, split
 from kvmnet.spec.load import Positions
 from kvmnet.spec.model import Ovn, Spec
@@ -41,7 +41,7 @@ Opener = Callable[[str], Connection]
 Progress = Callable[[str, int, int, Action, Result | None], None]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Target:
     """One unit of work: a host's share of the spec, or the OVN northbound part."""
 
@@ -53,7 +53,7 @@ class Target:
     ovn: Ovn | None = None
 
 
-@record
+@dataclass
 class Outcome:
     target: Target
     planned: Planned | None = None
@@ -76,7 +76,7 @@ class Outcome:
         return self.report.writes if self.report is not None else 0
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Summary:
     hosts: int
     changed: tuple[str, ...]

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from kvmnet.errors import Problem, SpecError
 from kvmnet.live.conn import Connection
 from kvmnet.plan import Plan, host_needed, make_plan
-from kvmnet.records import record, replace
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import Positions, load
 from kvmnet.spec.model import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.state import HostState, LiveState
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Planned:
     spec: Spec
     live: LiveState

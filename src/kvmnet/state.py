@@ -1,15 +1,15 @@
 """What was read from a live host, beside the Spec it maps to.
 
-Plain frozen records (kvmnet.records), no I/O: `live.read` fills them, `plan` diffs them
+Plain frozen dataclasses, no I/O: `live.read` fills them, `plan` diffs them
 against the wanted Spec, `import` turns them into a Spec.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from kvmnet.records import field, record
 from kvmnet.spec.model import Network
 
 if TYPE_CHECKING:  # start-up: OVN's values load when a spec has overlay networks
@@ -17,7 +17,7 @@ if TYPE_CHECKING:  # start-up: OVN's values load when a spec has overlay network
     from kvmnet.ovn.model import NbState
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LiveNetwork:
     name: str
     network: Network          # parsed from the persistent (inactive) XML
@@ -38,7 +38,7 @@ class LiveNetwork:
     problem: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LiveNic:
     mac: str
     type: str                     # network | bridge | direct | ...
@@ -50,7 +50,7 @@ class LiveNic:
     xml: str = ""                 # the <interface> element as read (persistent)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LiveDomain:
     name: str
     running: bool
@@ -59,7 +59,7 @@ class LiveDomain:
     managed_macs: frozenset[str] = frozenset()   # NICs kvmnet attached (domain metadata)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HostLink:
     name: str
     index: int
@@ -72,7 +72,7 @@ class HostLink:
     addresses: tuple[str, ...] = ()       # CIDRs
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HostRoute:
     dst: str                      # CIDR ('default' -> 0.0.0.0/0)
     dev: str | None
@@ -84,7 +84,7 @@ class HostRoute:
         return ipaddress.ip_network(self.dst, strict=False)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HostState:
     links: dict[str, HostLink] = field(default_factory=dict)
     routes: tuple[HostRoute, ...] = ()
@@ -92,7 +92,7 @@ class HostState:
     session_addr: str | None = None  # the host address this SSH session came in on
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class LiveState:
     uri: str
     networks: dict[str, LiveNetwork]

@@ -4,6 +4,7 @@ tests/integration/test_doctor_ns.py."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -26,7 +27,6 @@ from kvmnet.live.doctor_links import (
     check_route_collision,
     check_wireless,
 )
-from kvmnet.records import replace
 from kvmnet.spec.model import Network, Spec
 from kvmnet.state import HostLink, HostRoute, HostState, LiveDomain, LiveNetwork, LiveNic, LiveState
 

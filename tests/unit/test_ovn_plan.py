@@ -6,6 +6,7 @@ expected (op, target) list; every no-op case asserts an empty plan.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,7 +18,6 @@ from kvmnet.ovn.model import OWNER_KEY, NbState, Port, Switch
 from kvmnet.ovn.nb import parse_nb, parse_router
 from kvmnet.ovn.want import server_mac, wanted_nb
 from kvmnet.plan import make_plan
-from kvmnet.records import replace
 from kvmnet.render.interface_xml import overlay_port_id
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.model import Guest, GuestNic, Spec

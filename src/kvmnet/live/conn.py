@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import libvirt
 
 from kvmnet.errors import LiveError
-from kvmnet.records import field, record
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def unreadable(e: Exception) -> str:
             "look for a non-ASCII character in the spec's values")
 
 
-@record
+@dataclass
 class Connection:
     """A libvirt connection with counted writes."""
 

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,13 @@ from kvmnet.live.doctor_links import (
     check_route_collision,
     check_wireless,
 )
-from kvmnet.records import record, replace
 from kvmnet.spec.model import Spec
 from kvmnet.state import HostState, LiveState
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class HostReader:
     """Reads the host's files and runs read-only commands: in a namespace, under fake
     roots (/proc -> proc_root, /sys -> sysfs_root), or plainly."""

@@ -9,9 +9,9 @@ on a local libvirt connection, the live ones.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kvmnet.records import field, record
 from kvmnet.spec.model import Network, Spec
 from kvmnet.state import HostState, LiveState
 
@@ -20,7 +20,7 @@ FORWARDING = ("nat", "route", "open")
 DNSMASQ_MODES = ("nat", "route", "open", "isolated")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Check:
     id: str
     status: Status
@@ -33,7 +33,7 @@ class Check:
                 "message": self.message, "fix": self.fix}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Facts:
     """Everything the checks look at; None = could not be read (the reason in *_error)."""
 
@@ -62,7 +62,7 @@ class Facts:
                          line.startswith("#") else line for line in text.split("\n"))
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Net:
     name: str
     network: Network

@@ -25,10 +25,10 @@ import errno
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from kvmnet.errors import LiveError
-from kvmnet.records import asdict, field, record
 from kvmnet.spec.model import HostBridge
 
 T = TypeVar("T")
@@ -45,7 +45,7 @@ NUD_STALE = 0x04
 NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10  # reachable, stale, delay, probe
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Addr:
     family: int
     address: str
@@ -66,7 +66,7 @@ class Addr:
         return f"{self.local or self.address}/{self.prefixlen}"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Route:
     family: int
     dst: str | None
@@ -96,7 +96,7 @@ class Route:
         return f"{dst}{via}{metric}{table}"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Link:
     """One link as it was: what restore() puts back."""
 

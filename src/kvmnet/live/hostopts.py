@@ -3,9 +3,8 @@ that changes no host interface does not load the transaction code (and fsutil, u
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-
-from kvmnet.records import field, record
 
 DEFAULT_CONFIRM_TIMEOUT = 120.0
 
@@ -16,7 +15,7 @@ def _txid() -> str:
     return uuid.uuid4().hex
 
 
-@record
+@dataclass
 class HostOptions:
     """How apply changes the host: where files go, how long to wait for confirm."""
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from lxml import etree
 
-from kvmnet.records import record
 from kvmnet.state import LiveNic, LiveState
 
 SOURCES = ("dhcp-lease", "agent", "neighbour")
@@ -30,7 +30,7 @@ _NUD_NAMES = {0x01: "incomplete", 0x02: "reachable", 0x04: "stale", 0x08: "delay
               0x10: "probe", 0x20: "failed", 0x40: "noarp", 0x80: "permanent"}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Neighbour:
     mac: str
     ip: str
@@ -38,7 +38,7 @@ class Neighbour:
     state: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class AgentAddr:
     domain: str
     mac: str

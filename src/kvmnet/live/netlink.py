@@ -18,8 +18,7 @@ import socket
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
-
-from kvmnet.records import record
+from dataclasses import dataclass
 
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP_INTR, NLM_F_DUMP = 0x1, 0x10, 0x300
@@ -39,7 +38,7 @@ _RTATTR = struct.Struct("=HH")          # len, type
 _U32 = struct.Struct("=I")
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Link:
     index: int
     name: str | None
@@ -50,14 +49,14 @@ class Link:
     mtu: int | None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Addr:
     index: int
     address: str | None
     prefixlen: int
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Route:
     family: int
     table: int

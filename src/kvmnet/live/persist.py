@@ -21,18 +21,18 @@ import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kvmnet.errors import LiveError
 from kvmnet.fsutil import check_target, write_bytes_atomic
-from kvmnet.records import record
 from kvmnet.render.hostconf import file_mode
 
 BACKUP_DIR = "var/backups/kvmnet"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class FileChange:
     """One file to write, with everything needed to put the old one back."""
 

@@ -7,6 +7,7 @@ that vanish between listing and reading are skipped, not fatal.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import libvirt
@@ -14,7 +15,6 @@ import libvirt
 from kvmnet.errors import LiveError
 from kvmnet.live.conn import Connection, one_line
 from kvmnet.live.domain_xml import KVMNET_NS, parse_managed_macs, parse_nics
-from kvmnet.records import record
 from kvmnet.render.network_parse import parse_network
 from kvmnet.render.network_xml import MARK, NetworkXMLError
 from kvmnet.state import HostState, LiveDomain, LiveNetwork, LiveState
@@ -59,7 +59,7 @@ def _uuids(conn: Connection, what: str, list_all: Callable[[int], Any], flag: in
     return frozenset(o.UUIDString() for o in conn.read(what, lambda: list_all(flag)))
 
 
-@record
+@dataclass
 class _Flags:
     """UUIDs of the active, autostarted and persistent networks; `split` turns False when
     the driver cannot show the persistent XML apart (the test driver), so that it is

@@ -10,9 +10,9 @@ are never written.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Literal
 
-from kvmnet.records import field, record
 from kvmnet.spec.model import Ovn
 
 OWNER_KEY = "kvmnet:managed"
@@ -37,7 +37,7 @@ def ours(external_ids: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in external_ids.items() if k.startswith("kvmnet:")}
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Switch:
     """A Logical_Switch: one per overlay network, named like the network."""
 
@@ -52,7 +52,7 @@ class Switch:
         return owned(self.external_ids)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Dhcp:
     """A DHCP_Options row (OVN's native DHCPv4 server for one subnet)."""
 
@@ -63,7 +63,7 @@ class Dhcp:
     uuid: str = ""
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Port:
     """A Logical_Switch_Port: one per guest NIC on an overlay network, named by
     render.interface_xml.overlay_port_id (libvirt's virtualport interfaceid)."""
@@ -86,7 +86,7 @@ class Port:
         return owned(self.external_ids)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class RouterPort:
     name: str
     mac: str
@@ -94,7 +94,7 @@ class RouterPort:
     gateway_chassis: tuple[tuple[str, int], ...] = ()   # (chassis name, priority)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Router:
     """A Logical_Router with its ports, static routes and NAT rules, compared and
     written as one value (its children are not shared with anything else)."""
@@ -111,7 +111,7 @@ class Router:
         return owned(self.external_ids)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class NbState:
     """The northbound rows kvmnet looks at: all switches and ports (to find name
     clashes and foreign ports), and the DHCP_Options rows kvmnet owns."""
@@ -123,7 +123,7 @@ class NbState:
     duplicates: tuple[Switch | Dhcp, ...] = ()                 # extra owned rows of a name
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Change:
     """One northbound transaction; plan.py wraps it in an Action(kind='ovn.OP')."""
 
@@ -145,14 +145,14 @@ class Change:
     skipped: str | None = None
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class NbFinding:
     path: tuple[str | int, ...]
     message: str
     severity: Literal["error", "warning"] = "error"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class NbPlan:
     changes: tuple[Change, ...] = ()
     findings: tuple[NbFinding, ...] = ()

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from kvmnet.records import field, record
 from kvmnet.spec.model import Host, Spec
 from kvmnet.state import LiveState
 
@@ -16,7 +16,7 @@ if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they ar
 Impact = Literal["live", "restart", "disruptive", "host"]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Update:
     """One virNetworkUpdate call."""
 
@@ -26,7 +26,7 @@ class Update:
     xml: str
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Action:
     kind: str
     target: str
@@ -59,7 +59,7 @@ class Action:
         return d
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Finding:
     """A plan-time problem about a spec path (the CLI maps it to FILE:LINE:COL)."""
 
@@ -68,7 +68,7 @@ class Finding:
     severity: Literal["error", "warning"] = "error"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     findings: tuple[Finding, ...] = ()
@@ -82,7 +82,7 @@ class Plan:
         return [f for f in self.findings if f.severity == "error"]
 
 
-@record
+@dataclass
 class Ctx:
     """What one make_plan call has read and found so far; each step appends to it."""
 

@@ -56,9 +56,9 @@ import hashlib
 import ipaddress
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from kvmnet.records import asdict, record
 from kvmnet.spec.derive import ip_config_for
 from kvmnet.spec.model import Spec
 
@@ -76,7 +76,7 @@ BASE_CHAINS: tuple[tuple[str, str, str, int], ...] = (
 STATE_VERSION = 1
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Fwd:
     """One resolved port forward: host_ports on the host -> target:guest_ports."""
 
@@ -159,7 +159,7 @@ def _guest_address(spec: Spec, network: str, guest: str | None) -> Any:
 
 # -- nftables rules -------------------------------------------------------------------
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Rule:
     """One nft rule of `chain`; `desc` names the forward in its comment."""
 
@@ -310,7 +310,7 @@ def nft_accept_script(fwds: Sequence[Fwd], family: int, chain_exists: bool,
 
 # -- iptables backend -----------------------------------------------------------------
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class IptAccept:
     """One accept of chain KVMNET_FWD (iptables backend)."""
 

@@ -11,9 +11,9 @@ Pure: the CLI runs Graphviz's `dot` for .svg/.png.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Literal
 
-from kvmnet.records import field, record
 from kvmnet.render.routes import PLACEHOLDER, upstream_routes
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.model import DhcpRange, HostBridge, Network, PortForward, Spec
@@ -34,7 +34,7 @@ CLUSTERS: dict[str, str] = {
 COMPACT_AT = 12
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Node:
     id: str
     kind: Kind
@@ -45,7 +45,7 @@ class Node:
     rows: tuple[tuple[str, str], ...] = ()       # guest NICs: (port id, text)
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Edge:
     src: str
     dst: str
@@ -54,7 +54,7 @@ class Edge:
     style: Style = "solid"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Graph:
     title: str
     nodes: tuple[Node, ...]
@@ -67,7 +67,7 @@ class Graph:
         return [(c, t, by[c]) for c, t in CLUSTERS.items() if c in by]
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class Facts:
     """What only the live host knows: guests' addresses (MAC -> [(address, source)]) and
     where the default route goes."""

@@ -6,9 +6,9 @@ See network_xml's docstring for the normalisation rules both sides share.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass, field
 from typing import Any
 
-from kvmnet.records import field, record
 from kvmnet.render.network_xml import (
     LIBVIRT_BRIDGED,
     MARK,
@@ -43,7 +43,7 @@ from kvmnet.spec.model import (
 from kvmnet.spec.types import IPAddr, ip_address
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class ParsedNetwork:
     """One parsed <network>. `unmodelled` names what went to network.xml_extra:
     elements by path ('portgroup', 'forward/pf'), attributes with '@' ('bridge@zone')."""

@@ -13,14 +13,15 @@ Otherwise `via` is None and the text says <HOST-LAN-ADDRESS>.
 
 from __future__ import annotations
 
-from kvmnet.records import record
+from dataclasses import dataclass
+
 from kvmnet.spec.model import Network, Spec
 from kvmnet.spec.types import IPAddr, IPIface, IPNet
 
 PLACEHOLDER = "<HOST-LAN-ADDRESS>"
 
 
-@record(frozen=True)
+@dataclass(frozen=True)
 class UpstreamRoute:
     """network's `subnet` is reached through the host at `via` (None: unknown),
     its address on host bridge `on`."""

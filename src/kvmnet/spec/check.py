@@ -11,9 +11,9 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem, close_matches
-from kvmnet.records import field, record
 from kvmnet.spec.derive import ip_config_for, nic_macs
 from kvmnet.spec.hosts import check_hosts, share_host
 from kvmnet.spec.load import Path_, Positions, format_path
@@ -23,7 +23,7 @@ LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the brid
 NO_IP_MODES = ("bridge", "macvtap")
 
 
-@record
+@dataclass
 class Findings:
     pos: Positions
     file: str

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from kvmnet.errors import Problem, SpecError, close_matches
-from kvmnet.records import field, record
 from kvmnet.spec.base import Model, ValidationError
 from kvmnet.spec.model import Spec
 
@@ -34,7 +34,7 @@ except AttributeError:  # pragma: no cover - PyYAML without libyaml
 Path_ = tuple[str | int, ...]
 
 
-@record
+@dataclass
 class Positions:
     """Where each value of the loaded document starts: path -> (line, col), 1-based."""
 
