@@ -43,7 +43,7 @@ def _kvmnet(work: Path) -> None:
 
 
 def _virsh(work: Path) -> None:
-    from kvmnet.render.network_xml import build_network
+    from kvmnet.render.network import build_network
     from kvmnet.render.xmlutil import pretty
     from kvmnet.spec.derive import dhcp_hosts
     from kvmnet.spec.load import load_text

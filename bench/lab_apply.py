@@ -96,7 +96,7 @@ class Job:
     """The files of one apply job of n networks, made once, untimed."""
 
     def __init__(self, work: Path, n: int) -> None:
-        from kvmnet.render.network_xml import build_network
+        from kvmnet.render.network import build_network
         from kvmnet.render.xmlutil import pretty
         from kvmnet.spec.derive import dhcp_hosts
         from kvmnet.spec.load import load_text

@@ -3,7 +3,7 @@
 Each host is a libvirt test-driver file (test:///DIR/hvNN.xml) holding GUESTS
 running domains; the spec puts NETS NAT networks on every host and pins each guest
 to its host with one NIC and a DHCP reservation (so 50 hosts x 40 guests = 2,000
-NICs). kvmnet.multihost plans and applies every host in its thread pool.
+NICs). kvmnet.service.multihost plans and applies every host in its thread pool.
 
 The test driver answers in microseconds; a real `qemu+ssh://` host answers each
 libvirt call after a network round trip. `--rtt MS` models that: every call on a
@@ -27,8 +27,8 @@ from typing import Any
 
 import libvirt
 
-from kvmnet.live.conn import Connection
-from kvmnet.multihost import Session
+from kvmnet.backend.libvirt import Connection
+from kvmnet.service.multihost import Session
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load_text
 

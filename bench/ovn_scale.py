@@ -27,12 +27,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from dataclasses import replace  # noqa: E402
 
-from kvmnet.apply import run  # noqa: E402
-from kvmnet.live.conn import Connection  # noqa: E402
-from kvmnet.ops import read_live  # noqa: E402
-from kvmnet.ovn.nb import read_nb  # noqa: E402
+from kvmnet.apply.runner import run  # noqa: E402
+from kvmnet.backend.libvirt import Connection  # noqa: E402
+from kvmnet.backend.ovsdb import read_nb  # noqa: E402
+from kvmnet.model.spec import Spec  # noqa: E402
 from kvmnet.plan import make_plan  # noqa: E402
-from kvmnet.spec.model import Spec  # noqa: E402
+from kvmnet.service.ops import read_live  # noqa: E402
 from lab.ovn import Central, stop_pidfile  # noqa: E402
 
 BENCH_DIR = Path("/run/kvmnet-ovn-bench")

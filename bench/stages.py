@@ -29,17 +29,17 @@ def stages(path: Path, uri: str = "test:///default") -> list[tuple[str, float]]:
     rows: list[tuple[str, float]] = []
 
     def imports() -> None:
-        import kvmnet.ops  # noqa: F401
+        import kvmnet.service.ops  # noqa: F401
         import kvmnet.spec.check  # noqa: F401
         import kvmnet.spec.load  # noqa: F401
 
     _timed(rows, "import", imports)
-    from kvmnet.live.conn import Connection
-    from kvmnet.ops import read_live
+    from kvmnet.backend.libvirt import Connection
+    from kvmnet.model.spec import Spec
     from kvmnet.plan import make_plan
+    from kvmnet.service.ops import read_live
     from kvmnet.spec.check import check
     from kvmnet.spec.load import compose, read_text
-    from kvmnet.spec.model import Spec
 
     text = _timed(rows, "read file", lambda: read_text(str(path)))
     data, pos = _timed(rows, "load: YAML + positions", lambda: compose(text, str(path), []))

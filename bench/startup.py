@@ -42,7 +42,7 @@ def measure(runs: int, log: Callable[[str], None]) -> dict[str, Any]:
         for name, argv in cmds.items():
             procs = timed_runs(argv, runs, env, f"startup {name}", log)
             out[name] = {"s": [p.seconds for p in procs], "cpu_s": [p.cpu_s for p in procs]}
-        main = "from kvmnet.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+        main = "from kvmnet.cli.main import main; import sys; sys.exit(main(sys.argv[1:]))"
         out["imports"] = {
             "kvmnet --help": top_imports(["-c", main, "--help"]),
             "kvmnet validate small.yaml": top_imports(["-c", main, "validate", str(small)]),

@@ -6,7 +6,7 @@ into messages and exit codes (it never calls sys.exit elsewhere).
     ├── LiveError               talking to the host failed (libvirt down, denied, ...)
     │   ├── OwnershipError      an object exists that kvmnet does not own
     │   └── UnsafePathError     a file would be written through a symlink or a folder
-    │                           another user can change (kvmnet.fsutil)
+    │                           another user can change (kvmnet.backend.files)
     ├── PlanError               the plan cannot be made or would be unsafe
     └── LockError               another apply holds the lock
 """

@@ -34,8 +34,8 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.live.hook import HOOK_FILE, LOG_FILE, STATE_FILE
-from kvmnet.live.host import set_master
+from kvmnet.backend.hook import HOOK_FILE, LOG_FILE, STATE_FILE
+from kvmnet.backend.host import set_master
 from lab.firewall import (
     diff,
     drop_kvmnet_rules,
@@ -116,7 +116,7 @@ def reaches_not(world: World) -> None:
 def restart_network(world: World) -> None:
     """virsh net-destroy + net-start through libvirt-python, then the running guests'
     taps back into the new bridge (libvirt 9.0 leaves them out; kvmnet's apply does the
-    same with kvmnet.live.host.set_master)."""
+    same with kvmnet.backend.host.set_master)."""
     net = world.conn.networkLookupByName(NAT)
     net.destroy()
     net.create()

@@ -41,8 +41,8 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.live.domain_xml import KVMNET_NS, parse_managed_macs
-from kvmnet.render.network_parse import parse_network
+from kvmnet.parse.domain import KVMNET_NS, parse_managed_macs
+from kvmnet.parse.network import parse_network
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
@@ -119,9 +119,9 @@ RUNNER = r"""
 import json, os, signal, sys
 mode, at, record = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 argv = sys.argv[4:]
-import kvmnet.cli_live as cli_live
-from kvmnet.cli import main
-from kvmnet.live.conn import Connection
+import kvmnet.cli.live as cli_live
+from kvmnet.cli.main import main
+from kvmnet.backend.libvirt import Connection
 
 def die():
     os.kill(os.getpid(), signal.SIGKILL)

@@ -39,10 +39,10 @@ from typing import Any
 import libvirt
 import pytest
 
-import kvmnet.cli_live as cli_live
-from kvmnet.cli import main
-from kvmnet.live import lock as lock_mod
-from kvmnet.render.network_parse import parse_network
+import kvmnet.cli.live as cli_live
+from kvmnet.backend import lock as lock_mod
+from kvmnet.cli.main import main
+from kvmnet.parse.network import parse_network
 from lab.libvirtd import (
     LIBVIRT_SOCK,
     Libvirtd,

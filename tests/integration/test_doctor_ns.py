@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kvmnet.cli import main
-from kvmnet.live.doctor import doctor
-from kvmnet.live.doctor_checks import Check
-from kvmnet.live.neigh import fetch_neighbours, merge_addresses
-from kvmnet.spec.model import Spec
-from kvmnet.state import LiveDomain, LiveNic, LiveState
+from kvmnet.backend.neigh import fetch_neighbours, merge_addresses
+from kvmnet.cli.main import main
+from kvmnet.doctor.checks import Check
+from kvmnet.doctor.run import doctor
+from kvmnet.model.live import LiveDomain, LiveNic, LiveState
+from kvmnet.model.spec import Spec
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("ip") or not shutil.which("nft"),

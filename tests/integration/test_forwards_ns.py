@@ -37,11 +37,11 @@ import pytest
 import yaml
 from pyroute2 import netns as pr_netns
 
-from kvmnet.live.firewall import sync
-from kvmnet.live.hook import HOOK_FILE, LOG_FILE, STATE_FILE
-from kvmnet.live.host import set_master
+from kvmnet.backend.firewall import sync
+from kvmnet.backend.hook import HOOK_FILE, LOG_FILE, STATE_FILE
+from kvmnet.backend.host import set_master
+from kvmnet.model.spec import Spec
 from kvmnet.render.firewall import resolve
-from kvmnet.spec.model import Spec
 from lab.firewall import (
     TESTDATA,
     diff,
@@ -150,7 +150,7 @@ def build(t: Topo) -> list[subprocess.Popen[str]]:
 
 def plug(t: Topo) -> None:
     """Put the guests' host ends into the bridge: after (re)creating it, as apply's
-    reconnect does for taps (kvmnet.live.host.set_master)."""
+    reconnect does for taps (kvmnet.backend.host.set_master)."""
     for port in ("kvtfw-g1", "kvtfw-g2"):
         set_master(port, t.bridge, t.host)
     deadline = time.monotonic() + 20     # the bridge's STP takes a moment to forward

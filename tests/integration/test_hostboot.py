@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
-from kvmnet.live.watchdog import start_time
+from kvmnet.apply.bridge.watchdog import start_time
 from lab.hostnet import HostLan, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")

@@ -32,10 +32,11 @@ from typing import Any
 import pytest
 from pyroute2 import IPRoute
 
+from kvmnet.apply.bridge import migrate as hostbridge
+from kvmnet.apply.bridge import undo as hostundo
+from kvmnet.apply.bridge.watchdog import start_time
 from kvmnet.errors import LiveError
-from kvmnet.live import hostbridge, hostundo
-from kvmnet.live.watchdog import start_time
-from kvmnet.spec.model import HostBridge
+from kvmnet.model.spec import HostBridge
 from lab.hostnet import HostLan, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
@@ -479,7 +480,7 @@ def test_restore_of_a_vanished_link_says_so(bare: None) -> None:
 
 
 def test_self_check_ping(bare: None) -> None:
-    from kvmnet.live.probe import ping
+    from kvmnet.backend.probe import ping
 
     assert ping("127.0.0.1", within=2) is not None  # our own namespace, raw socket
     assert ping("::1", within=2) is not None

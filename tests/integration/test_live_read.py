@@ -1,4 +1,4 @@
-"""kvmnet.live.read takes each network's and domain's flags (active, autostart,
+"""kvmnet.backend.read takes each network's and domain's flags (active, autostart,
 persistent; running) from filtered listings, not from calls per object: on libvirt's
 test driver, for every combination, they must equal what the per-object calls say, and
 the number of calls to libvirt must not grow by three per network."""
@@ -11,8 +11,8 @@ from typing import Any
 import libvirt
 import pytest
 
-from kvmnet.live.conn import Connection
-from kvmnet.live.read import read_domains, read_networks
+from kvmnet.backend.libvirt import Connection
+from kvmnet.backend.read import read_domains, read_networks
 
 XML = ("<network><name>{name}</name><bridge name='{br}'/>"
        "<ip address='10.249.{i}.1' netmask='255.255.255.0'/></network>")

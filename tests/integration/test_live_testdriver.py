@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.cli_live import do_apply
+from kvmnet.backend.libvirt import Connection
+from kvmnet.cli.live import do_apply
 from kvmnet.errors import PlanError, SpecError
-from kvmnet.live.conn import Connection
-from kvmnet.ops import import_spec, plan_file, read_live
+from kvmnet.service.ops import import_spec, plan_file, read_live
 from kvmnet.spec.dump import dump
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,4 @@
-"""Many hosts from one spec (kvmnet.multihost): plan and apply per host, concurrently.
+"""Many hosts from one spec (kvmnet.service.multihost): plan and apply per host, concurrently.
 
 Hosts here are libvirt test-driver files (``test:///PATH.xml``: each connection to
 one holds its own state, so two files are two independent hypervisors), the lab's
@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.cli import main
-from kvmnet.live import lock as kvmnet_lock
-from kvmnet.live.conn import Connection
-from kvmnet.multihost import Session
+from kvmnet.backend import lock as kvmnet_lock
+from kvmnet.backend.libvirt import Connection
+from kvmnet.cli.main import main
+from kvmnet.service.multihost import Session
 from kvmnet.spec.load import load_text
 
 KVMNET = str(Path(sys.executable).parent / "kvmnet")
@@ -266,9 +266,9 @@ def test_cli_apply_applies_the_reachable_hosts(three, tmp_path):
 
 
 def test_single_host_apis_refuse_a_spec_with_hosts(three, tmp_path):
+    from kvmnet.backend.libvirt import connect
     from kvmnet.errors import PlanError
-    from kvmnet.live.conn import connect
-    from kvmnet.ops import plan_file
+    from kvmnet.service.ops import plan_file
 
     path = tmp_path / "mh.yaml"
     path.write_text(spec_text(three))

@@ -1,8 +1,8 @@
-"""The host read of plan (kvmnet.live.host.read_host, over kvmnet.live.netlink) against a
+"""The host read of plan (kvmnet.backend.host.read_host, over kvmnet.backend.netlink_read) against a
 real kernel: in a network namespace of its own (kvt-nl-*, 10.249.200.0/22) with a bridge,
 a veth port, IPv4 and IPv6 addresses, a default route with a metric, a route in table
 1000 and a blackhole, it must give exactly what pyroute2 reads there (the reader it
-replaced). Entering a namespace (kvmnet.live.netns) for a socket or a child process must
+replaced). Entering a namespace (kvmnet.backend.netns) for a socket or a child process must
 leave this thread where it was and never create a namespace that does not exist."""
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
+from kvmnet.backend.host import _is_wireless, read_host
+from kvmnet.backend.netns import entered, netns_path
 from kvmnet.errors import LiveError
-from kvmnet.live.host import _is_wireless, read_host
-from kvmnet.live.netns import entered, netns_path
-from kvmnet.state import HostLink, HostRoute, HostState
+from kvmnet.model.live import HostLink, HostRoute, HostState
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("ip"),
                                 reason="needs root and ip (network namespaces)")
@@ -54,7 +54,7 @@ def ns() -> Iterator[str]:
 
 
 def pyroute2_host(netns: str | None) -> HostState:
-    """The pyroute2 reader kvmnet used before kvmnet.live.netlink (the reference)."""
+    """The pyroute2 reader kvmnet used before kvmnet.backend.netlink_read (the reference)."""
     from pyroute2 import IPRoute
 
     def attr(msg: Any, name: str) -> Any:
@@ -134,7 +134,7 @@ def test_entering_leaves_this_thread_where_it_was(ns: str) -> None:
 
 @pytest.mark.skipif(not shutil.which("nft"), reason="needs nft")
 def test_firewall_read_runs_nft_in_the_namespace(ns: str, tmp_path: Any) -> None:
-    from kvmnet.live.firewall import _run, read_firewall
+    from kvmnet.backend.firewall import _run, read_firewall
 
     run("ip", "netns", "exec", ns, "nft", "add", "table", "inet", "kvtnlmark")
     assert "kvtnlmark" in _run(["nft", "list", "tables"], ns).stdout

@@ -25,15 +25,15 @@ from typing import Any
 import pytest
 import yaml
 
-from kvmnet.apply import run
+from kvmnet.apply.runner import run
+from kvmnet.backend.libvirt import Connection
+from kvmnet.backend.ovsdb import read_nb
 from kvmnet.errors import PlanError
-from kvmnet.live.conn import Connection
-from kvmnet.ops import import_spec, plan_file, read_live, with_nb
-from kvmnet.ovn.nb import read_nb
-from kvmnet.render.interface_xml import overlay_port_id
+from kvmnet.model.spec import Ovn, Spec
+from kvmnet.render.interface import overlay_port_id
+from kvmnet.service.ops import import_spec, plan_file, read_live, with_nb
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.dump import dump
-from kvmnet.spec.model import Ovn, Spec
 from lab.ovn import OvnLab, dhcp, ping
 
 NET = "kvt-ov1"

@@ -18,7 +18,7 @@ from typing import Any
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
-from kvmnet.live.watchdog import start_time
+from kvmnet.apply.bridge.watchdog import start_time
 
 
 @dataclass(frozen=True)

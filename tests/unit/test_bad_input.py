@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.cli import main
+from kvmnet.cli.main import main
 from kvmnet.errors import Problem, SpecError
 from kvmnet.spec.check import check
 from kvmnet.spec.load import MAX_BYTES, load

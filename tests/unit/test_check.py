@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from kvmnet.errors import Problem
+from kvmnet.model.spec import Guest, GuestNic, IPConfig, Network, Spec
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load, load_text
-from kvmnet.spec.model import Guest, GuestNic, IPConfig, Network, Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed.yaml"

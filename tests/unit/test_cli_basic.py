@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kvmnet import __version__
-from kvmnet.cli import main
+from kvmnet.cli.main import main
 from kvmnet.spec.derive import stable_mac
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from kvmnet.live.doctor import HostReader, is_remote, run_checks
-from kvmnet.live.doctor_checks import (
+from kvmnet.doctor.checks import (
     Facts,
     check_backend,
     check_bridge_nf,
@@ -20,15 +19,24 @@ from kvmnet.live.doctor_checks import (
     check_libvirt,
     firewall_backend,
 )
-from kvmnet.live.doctor_links import (
+from kvmnet.doctor.links import (
     check_bridges,
     check_macs,
     check_mtu,
     check_route_collision,
     check_wireless,
 )
-from kvmnet.spec.model import Network, Spec
-from kvmnet.state import HostLink, HostRoute, HostState, LiveDomain, LiveNetwork, LiveNic, LiveState
+from kvmnet.doctor.run import HostReader, is_remote, run_checks
+from kvmnet.model.live import (
+    HostLink,
+    HostRoute,
+    HostState,
+    LiveDomain,
+    LiveNetwork,
+    LiveNic,
+    LiveState,
+)
+from kvmnet.model.spec import Network, Spec
 
 NAT = {"mode": "nat", "bridge": "virbr9", "ipv4": {"address": "10.220.9.1/24",
                                                    "dhcp": "10.220.9.10-10.220.9.99"}}

@@ -1,4 +1,4 @@
-"""The `kvmnet` console command (kvmnet.entry.run) ends with os._exit after main():
+"""The `kvmnet` console command (kvmnet.cli.entry.run) ends with os._exit after main():
 what it prints and the exit code must be those of cli.main, and whatever needs the
 interpreter's normal exit (an atexit handler, another thread) must still get it."""
 
@@ -14,8 +14,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed.yaml"
-VIA_RUN = "from kvmnet.entry import run; run()"
-VIA_MAIN = "import sys; from kvmnet.cli import main; sys.exit(main())"
+VIA_RUN = "from kvmnet.cli.entry import run; run()"
+VIA_MAIN = "import sys; from kvmnet.cli.main import main; sys.exit(main())"
 
 
 def kvmnet(code: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -81,7 +81,7 @@ def test_another_thread_is_waited_for() -> None:
 def test_console_script_is_run() -> None:
     """The installed `kvmnet` command goes through entry.run (pyproject's scripts)."""
     text = (ROOT / "pyproject.toml").read_text()
-    assert 'kvmnet = "kvmnet.entry:run"' in text
+    assert 'kvmnet = "kvmnet.cli.entry:run"' in text
 
 
 def test_a_profiler_gets_its_results(tmp_path: Path) -> None:

@@ -16,7 +16,12 @@ from typing import Any
 
 import pytest
 
-from kvmnet.forwards import (
+from kvmnet.backend import hook
+from kvmnet.backend.hook import STATE_FILE
+from kvmnet.model.live import LiveState
+from kvmnet.model.spec import Spec
+from kvmnet.plan import make_plan
+from kvmnet.plan.forward_rules import (
     FirewallLive,
     ipt_key,
     parse_ruleset,
@@ -25,9 +30,6 @@ from kvmnet.forwards import (
     show_rows,
     status,
 )
-from kvmnet.live import hook
-from kvmnet.live.hook import STATE_FILE
-from kvmnet.plan import make_plan
 from kvmnet.render import render_all
 from kvmnet.render.firewall import (
     Fwd,
@@ -43,8 +45,6 @@ from kvmnet.render.firewall import (
 )
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load, load_text
-from kvmnet.spec.model import Spec
-from kvmnet.state import LiveState
 from lab.golden import assert_golden
 
 DATA = Path(__file__).parent.parent / "data" / "firewall"
@@ -229,7 +229,7 @@ def test_ipt_key() -> None:
 
 def live(name: str | None, state: tuple[Fwd, ...] | None = None, hook_: str | None = "ok",
          **kw: Any) -> FirewallLive:
-    from kvmnet.forwards import RulesetFacts
+    from kvmnet.plan.forward_rules import RulesetFacts
 
     facts = parse_ruleset(live_json(name)) if name else RulesetFacts()
     return FirewallLive(facts, state_json(state) if state is not None else None, hook_, **kw)
@@ -317,7 +317,7 @@ def test_show_states() -> None:
 
 def test_import_gives_back_the_forwards() -> None:
     """import's spec + the state file's forwards resolve to the same forwards again."""
-    from kvmnet.forwards import with_forwards
+    from kvmnet.plan.forward_rules import with_forwards
 
     for spec in (CAPTURE, load(DATA / "variety.in.yaml")[0]):
         bare = spec.model_copy(update={"networks": {

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.live.hook import HOOK_FILE, STATE_FILE, has_forward_state
-from kvmnet.ops import _forwards_needed
+from kvmnet.backend.hook import HOOK_FILE, STATE_FILE, has_forward_state
+from kvmnet.service.ops import _forwards_needed
 from kvmnet.spec.load import load_text
 
 PLAIN = "networks:\n  n1: {bridge: vb1, ipv4: {address: 10.9.0.1/24}}\n"

@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from kvmnet.errors import SpecError
-from kvmnet.render.network_parse import parse_network
-from kvmnet.render.network_xml import NetworkXMLError, build_network
+from kvmnet.parse.network import parse_network
+from kvmnet.render.network import NetworkXMLError, build_network
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.check import check
 from kvmnet.spec.load import decode, load, load_text

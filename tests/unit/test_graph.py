@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.cli import main
+from kvmnet.cli.main import main
+from kvmnet.model.live import HostLink, HostRoute, HostState
+from kvmnet.model.spec import Spec
 from kvmnet.render.graph import (
     Facts,
     build_graph,
@@ -23,8 +25,6 @@ from kvmnet.render.graph import (
 from kvmnet.render.graph_text import to_dot, to_mermaid
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load
-from kvmnet.spec.model import Spec
-from kvmnet.state import HostLink, HostRoute, HostState
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "graph"

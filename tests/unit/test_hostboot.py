@@ -1,4 +1,4 @@
-"""A host change interrupted by a reboot (kvmnet.live.hostboot), under a temporary
+"""A host change interrupted by a reboot (kvmnet.apply.bridge.boot), under a temporary
 --root: the journal kept on disk, the boot unit and its enabling link, and
 `kvmnet rollback --boot` putting the files back. No netlink: the journals here
 name a network namespace that does not exist, as after a reboot."""
@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
-from kvmnet.cli import main
+from kvmnet.apply.bridge import boot as hostboot
+from kvmnet.apply.bridge import persist
+from kvmnet.apply.bridge import transaction as hosttx
+from kvmnet.apply.bridge.options import HostOptions
+from kvmnet.cli.main import main
 from kvmnet.errors import LiveError, UnsafePathError
-from kvmnet.live import hostboot, hosttx, persist
-from kvmnet.live.hostopts import HostOptions
-from kvmnet.spec.model import HostBridge
+from kvmnet.model.spec import HostBridge
 
 NETPLAN = "etc/netplan/90-kvmnet.yaml"
 IFUPDOWN = "etc/network/interfaces.d/kvmnet-kvrbr0"

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from kvmnet.apply.bridge import transaction as hosttx
+from kvmnet.apply.bridge import watchdog
+from kvmnet.apply.bridge.migrate import Addr, Link, Route, refusals
 from kvmnet.errors import LiveError
-from kvmnet.live import hosttx, watchdog
-from kvmnet.live.hostbridge import Addr, Link, Route, refusals
+from kvmnet.model.live import HostLink, HostRoute, HostState, LiveState
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.plan import make_plan
 from kvmnet.spec.load import load_text
-from kvmnet.spec.model import HostBridge, Spec
-from kvmnet.state import HostLink, HostRoute, HostState, LiveState
 
 SPEC = """\
 host:

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from kvmnet.backend.detect import detect_renderer
 from kvmnet.errors import LiveError
-from kvmnet.live.detect import detect_renderer
+from kvmnet.model.spec import Spec
 from kvmnet.render import (
     host_common,
     host_ifupdown,
@@ -19,9 +20,9 @@ from kvmnet.render import (
     host_networkd,
     host_nm,
     hostconf,
-    interface_xml,
     routes,
 )
+from kvmnet.render import interface as interface_xml
 from kvmnet.render.hostconf import (
     RENDERERS,
     file_mode,
@@ -31,7 +32,6 @@ from kvmnet.render.hostconf import (
 )
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load, load_text
-from kvmnet.spec.model import Spec
 from lab.golden import assert_golden
 
 DATA = Path(__file__).parent.parent / "data" / "host"

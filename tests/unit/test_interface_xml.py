@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from kvmnet.render.interface_xml import (
+from kvmnet.model.spec import Spec
+from kvmnet.render.interface import (
     interface_element,
     overlay_port_id,
     render_interfaces,
@@ -18,7 +19,6 @@ from kvmnet.render.interface_xml import (
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load
-from kvmnet.spec.model import Spec
 from lab.golden import assert_golden
 
 libvirt = pytest.importorskip("libvirt")

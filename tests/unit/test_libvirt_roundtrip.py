@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kvmnet.render.network_parse import parse_network
-from kvmnet.render.network_xml import KVMNET_NS, build_network, render_network
+from kvmnet.model.spec import Spec
+from kvmnet.parse.network import parse_network
+from kvmnet.render.network import KVMNET_NS, build_network, render_network
 from kvmnet.render.xmlutil import canonical
-from kvmnet.spec.model import Spec
 from lab.netxml import define_network, fresh_test_driver
 
 libvirt = pytest.importorskip("libvirt")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from kvmnet.errors import KvmnetError
-from kvmnet.multihost import select, targets
+from kvmnet.model.spec import Spec
+from kvmnet.service.multihost import select, targets
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.hosts import (
@@ -19,7 +20,6 @@ from kvmnet.spec.hosts import (
     split,
 )
 from kvmnet.spec.load import load_text
-from kvmnet.spec.model import Spec
 
 CLUSTER = """\
 hosts:

@@ -4,8 +4,7 @@ read for real in tests/integration/test_doctor_ns.py."""
 
 from __future__ import annotations
 
-from kvmnet.cli_live import show_data
-from kvmnet.live.neigh import (
+from kvmnet.backend.neigh import (
     AgentAddr,
     Neighbour,
     addresses_by_mac,
@@ -13,8 +12,9 @@ from kvmnet.live.neigh import (
     merge_addresses,
     parse_agent,
 )
-from kvmnet.spec.model import Network
-from kvmnet.state import LiveDomain, LiveNetwork, LiveNic, LiveState
+from kvmnet.cli.live import show_data
+from kvmnet.model.live import LiveDomain, LiveNetwork, LiveNic, LiveState
+from kvmnet.model.spec import Network
 
 NAT_MAC, LAN_MAC, TAP_MAC, OTHER = ("52:54:00:00:00:01", "52:54:00:00:00:02",
                                     "52:54:00:00:00:03", "52:54:00:99:99:99")

@@ -1,4 +1,4 @@
-"""kvmnet.live.netlink's pure half: rtnetlink replies parsed from bytes built here the way
+"""kvmnet.backend.netlink_read's pure half: rtnetlink replies parsed from bytes built here the way
 the kernel lays them out (headers, 4-byte aligned attributes, nested IFLA_LINKINFO), the
 end of a dump, an error reply, and a dump the kernel marks inconsistent (asked again).
 The same reader against a real kernel, compared with pyroute2: tests/integration/
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from kvmnet.live import netlink as nl
+from kvmnet.backend import netlink_read as nl
 
 
 def attr(kind: int, payload: bytes) -> bytes:

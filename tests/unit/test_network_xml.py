@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from kvmnet.render.network_parse import parse_network, with_libvirt_defaults, xml_view
-from kvmnet.render.network_xml import (
+from kvmnet.model.spec import Network, Spec
+from kvmnet.parse.network import parse_network, with_libvirt_defaults, xml_view
+from kvmnet.render.network import (
     KVMNET_NS,
     NetworkXMLError,
     build_network,
@@ -26,7 +27,6 @@ from kvmnet.render.network_xml import (
 from kvmnet.render.xmlutil import canonical, pretty
 from kvmnet.spec.derive import dhcp_hosts
 from kvmnet.spec.load import load, load_text
-from kvmnet.spec.model import Network, Spec
 from lab.netxml import define_network, fresh_test_driver
 
 ROOT = Path(__file__).resolve().parents[2]

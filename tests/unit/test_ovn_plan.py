@@ -12,16 +12,16 @@ from typing import Any
 import pytest
 import yaml
 
-from kvmnet.ovn.diff import plan_nb
-from kvmnet.ovn.importer import import_overlay, merge_overlay
-from kvmnet.ovn.model import OWNER_KEY, NbState, Port, Switch
-from kvmnet.ovn.nb import parse_nb, parse_router
-from kvmnet.ovn.want import server_mac, wanted_nb
+from kvmnet.backend.ovsdb import parse_nb, parse_router
+from kvmnet.model.live import LiveDomain, LiveNic, LiveState
+from kvmnet.model.overlay import OWNER_KEY, NbState, Port, Switch
+from kvmnet.model.spec import Guest, GuestNic, Spec
+from kvmnet.parse.overlay import import_overlay, merge_overlay
 from kvmnet.plan import make_plan
-from kvmnet.render.interface_xml import overlay_port_id
+from kvmnet.plan.overlay_nb import plan_nb
+from kvmnet.render.interface import overlay_port_id
+from kvmnet.render.overlay import server_mac, wanted_nb
 from kvmnet.spec.check import check, errors
-from kvmnet.spec.model import Guest, GuestNic, Spec
-from kvmnet.state import LiveDomain, LiveNic, LiveState
 
 NB = "unix:/run/kvmnet-ovn/central/nb.sock"
 BASE = f"""

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from kvmnet.apply.bridge import persist
+from kvmnet.apply.bridge.persist import BACKUP_DIR, FileChange
 from kvmnet.errors import LiveError
-from kvmnet.live import persist
-from kvmnet.live.persist import BACKUP_DIR, FileChange
 
 NETPLAN = "etc/netplan/90-kvmnet.yaml"
 IFUPDOWN = "etc/network/interfaces.d/kvmnet-br0"

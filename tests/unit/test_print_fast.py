@@ -9,8 +9,8 @@ import io
 from rich.console import Console
 from rich.markup import escape
 
-from kvmnet.cli import Out, print_markup, print_plain
-from kvmnet.cli import escape as own_escape
+from kvmnet.cli.main import Out, print_markup, print_plain
+from kvmnet.cli.main import escape as own_escape
 from kvmnet.render import render_all
 from kvmnet.spec.load import load_text
 

@@ -32,17 +32,17 @@ from hypothesis import HealthCheck, assume, example, given, note, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from kvmnet.apply import run
+from kvmnet.apply.runner import run
+from kvmnet.backend.libvirt import Connection
 from kvmnet.errors import KvmnetError, SpecError
-from kvmnet.live.conn import Connection
-from kvmnet.ops import plan_spec
+from kvmnet.model.spec import Network, Spec
+from kvmnet.parse.network import parse_network, with_libvirt_defaults, xml_view
 from kvmnet.render import render_all
-from kvmnet.render.network_parse import parse_network, with_libvirt_defaults, xml_view
-from kvmnet.render.network_xml import build_network, network_xml
+from kvmnet.render.network import build_network, network_xml
+from kvmnet.service.ops import plan_spec
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.dump import dump
 from kvmnet.spec.load import Positions, load_text
-from kvmnet.spec.model import Network, Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path("/usr/share/libvirt/schemas/network.rng")

@@ -8,7 +8,7 @@
   from names, addresses and numbers (also when read back from its state file), and
   the generated hook script quotes every path.
 - Files are written atomically, with the right mode whatever the umask, never
-  through a symlink or a folder another user can change (kvmnet.fsutil); so are the
+  through a symlink or a folder another user can change (kvmnet.backend.files); so are the
   apply lock, the host transaction lock and persist's host config files.
 - Not root against qemu:///system: a clear message before anything changes (needs
   the lab libvirtd, tests/lab).
@@ -31,14 +31,14 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from kvmnet import fsutil
+from kvmnet.apply.bridge import persist
+from kvmnet.backend import files as fsutil
+from kvmnet.backend import lock as lock_mod
 from kvmnet.errors import LiveError, LockError, SpecError, UnsafePathError
-from kvmnet.live import lock as lock_mod
-from kvmnet.live import persist
-from kvmnet.render.interface_xml import interface_element
-from kvmnet.render.network_xml import network_xml
+from kvmnet.model.spec import Guest, GuestNic, Network, Spec
+from kvmnet.render.interface import interface_element
+from kvmnet.render.network import network_xml
 from kvmnet.spec.load import load_text
-from kvmnet.spec.model import Guest, GuestNic, Network, Spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SRC = ROOT / "src" / "kvmnet"
@@ -303,7 +303,7 @@ def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
 
 
 def test_the_hook_script_quotes_every_path(tmp_path: Path) -> None:
-    hook = pytest.importorskip("kvmnet.live.hook")
+    hook = pytest.importorskip("kvmnet.backend.hook")
     root = tmp_path / "a b'$(touch pwned)`id`\"x"
     root.mkdir()
     text = hook.hook_text(root, python="/opt/py thon/$(x)/python3")
@@ -511,7 +511,7 @@ def test_a_lock_dir_others_can_write_is_refused(lock_dir: Path) -> None:
 
 
 def test_the_host_transaction_lock_is_not_a_symlink(tmp_path: Path, victim: Path) -> None:
-    from kvmnet.live import hosttx
+    from kvmnet.apply.bridge import transaction as hosttx
 
     d = hosttx.run_dir(tmp_path)
     d.mkdir(parents=True)
@@ -579,7 +579,7 @@ def test_not_root_cannot_take_the_apply_lock(open_dir: Path) -> None:
     d = tmp_path / "run-kvmnet"
     d.mkdir()
     (d / "x").write_text("")
-    code = ("import sys\nfrom kvmnet.errors import LockError\nfrom kvmnet.live import lock\n"
+    code = ("import sys\nfrom kvmnet.errors import LockError\nfrom kvmnet.backend import lock\n"
             f"lock.LOCK_DIR = {str(d)!r}\n"
             "try:\n    with lock.apply_lock('qemu:///system', 0):\n        print('locked')\n"
             "except LockError as e:\n    print(e)\n")

@@ -9,7 +9,7 @@ and must exit 1 with its located message, no traceback, and **zero write calls**
   stay empty; on top of that every libvirt method that changes something
   (virConnect.networkDefineXML, virNetwork.create, virDomain.attachDeviceFlags, ...)
   is replaced by a tripwire, so a write that bypassed Connection.write is caught too;
-- to the host: the entry points that change it (kvmnet.live.host.set_master, the
+- to the host: the entry points that change it (kvmnet.backend.host.set_master, the
   host-bridge transaction, persist, the watchdog, the apply lock, fsutil, OVN
   northbound writes), pyroute2's netlink writes (link/addr/route/... other than
   dump/get), every subprocess (nft, ip, dot, ...) and every file-system write call
@@ -41,10 +41,10 @@ from typing import Any
 import libvirt
 import pytest
 
-import kvmnet.live.host
-from kvmnet.cli import main
-from kvmnet.live import conn as conn_mod
-from kvmnet.live.conn import Connection
+import kvmnet.backend.host
+from kvmnet.backend import libvirt as conn_mod
+from kvmnet.backend.libvirt import Connection
+from kvmnet.cli.main import main
 from lab.catalogue import BAD, CASES, expectations
 
 GOOD = "networks:\n  kvt-zw-net:\n    mode: isolated\n    ipv4: {address: 10.236.1.1/24}\n"
@@ -91,28 +91,28 @@ LIBVIRT_WRITES = {
 
 # kvmnet's own doors to the host (patched wherever a module imported them by name)
 HOST_WRITERS = (
-    ("kvmnet.live.host", "set_master"),
-    ("kvmnet.live.hosttx", "apply_bridge"),
-    ("kvmnet.live.hosttx", "rollback"),
-    ("kvmnet.live.hosttx", "confirm"),
-    ("kvmnet.live.hostbridge", "migrate"),
-    ("kvmnet.live.hostundo", "restore"),
-    ("kvmnet.live.persist", "write"),
-    ("kvmnet.live.persist", "restore"),
-    ("kvmnet.live.watchdog", "spawn"),
-    ("kvmnet.live.hostboot", "save"),
-    ("kvmnet.live.hostboot", "clear"),
-    ("kvmnet.live.hostboot", "install_unit"),
-    ("kvmnet.live.hostboot", "boot_rollback"),
-    ("kvmnet.live.lock", "apply_lock"),
-    ("kvmnet.fsutil", "write_atomic"),
-    ("kvmnet.fsutil", "write_bytes_atomic"),
-    ("kvmnet.fsutil", "write_tree"),
-    ("kvmnet.fsutil", "make_dirs"),
-    ("kvmnet.live.firewall", "sync"),           # port forwards: nft, iptables-restore
-    ("kvmnet.live.firewall", "install_rules"),
-    ("kvmnet.live.hook", "install"),            # the libvirt network hook
-    ("kvmnet.live.hook", "remove"),
+    ("kvmnet.backend.host", "set_master"),
+    ("kvmnet.apply.bridge.transaction", "apply_bridge"),
+    ("kvmnet.apply.bridge.transaction", "rollback"),
+    ("kvmnet.apply.bridge.transaction", "confirm"),
+    ("kvmnet.apply.bridge.migrate", "migrate"),
+    ("kvmnet.apply.bridge.undo", "restore"),
+    ("kvmnet.apply.bridge.persist", "write"),
+    ("kvmnet.apply.bridge.persist", "restore"),
+    ("kvmnet.apply.bridge.watchdog", "spawn"),
+    ("kvmnet.apply.bridge.boot", "save"),
+    ("kvmnet.apply.bridge.boot", "clear"),
+    ("kvmnet.apply.bridge.boot", "install_unit"),
+    ("kvmnet.apply.bridge.boot", "boot_rollback"),
+    ("kvmnet.backend.lock", "apply_lock"),
+    ("kvmnet.backend.files", "write_atomic"),
+    ("kvmnet.backend.files", "write_bytes_atomic"),
+    ("kvmnet.backend.files", "write_tree"),
+    ("kvmnet.backend.files", "make_dirs"),
+    ("kvmnet.backend.firewall", "sync"),           # port forwards: nft, iptables-restore
+    ("kvmnet.backend.firewall", "install_rules"),
+    ("kvmnet.backend.hook", "install"),            # the libvirt network hook
+    ("kvmnet.backend.hook", "remove"),
 )
 # host writers that later work may add: patched when they exist
 OPTIONAL_HOST_WRITERS: tuple[tuple[str, str], ...] = ()
@@ -162,10 +162,10 @@ def tripwires(redirect: bool = True) -> Iterator[Tripwires]:
                 continue
             if hasattr(mod, fname):
                 targets.append((getattr(mod, fname), f"{modname}.{fname}"))
-        from kvmnet.ovn.nb import NbSessions
+        from kvmnet.backend.ovsdb import NbSessions
 
         mp.setattr(NbSessions, "apply", t.wire("OVN northbound write"))
-        # `from kvmnet.fsutil import write_bytes_atomic` binds the name elsewhere too
+        # `from kvmnet.backend.files import write_bytes_atomic` binds the name elsewhere too
         for mod in [m for n, m in sys.modules.items() if n.startswith("kvmnet") and m]:
             for attr, value in list(vars(mod).items()):
                 for fn, label in targets:
@@ -509,7 +509,7 @@ def test_the_tripwires_fire(tmp_path: Path, held: libvirt.virConnect,
         for call in (lambda: subprocess.run(["true"], check=False),
                      lambda: os.replace(str(f), str(f) + ".x"),
                      lambda: open(f, "w"),  # noqa: SIM115
-                     lambda: kvmnet.live.host.set_master("a", "b")):
+                     lambda: kvmnet.backend.host.set_master("a", "b")):
             with pytest.raises(WriteAttempt):
                 call()
     assert len(t.calls) == 4

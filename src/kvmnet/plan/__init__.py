@@ -22,13 +22,15 @@ How the two sides are compared (the ignore rules):
     host      host bridges, and collisions with the host's links, routes and MACs
     networks  libvirt networks: create, adopt, update live, redefine, remove
     netxml    network XML edits: ownership mark, UUID, virNetworkUpdate calls
-    ovn       overlay networks (wraps kvmnet.ovn.diff)
+    ovn       overlay networks (wraps kvmnet.plan.overlay_nb)
     guests    guest NICs: attach, change, detach
-    forwards  port forwards: one firewall.sync (wraps kvmnet.forwards)
+    forwards  port forwards: one firewall.sync (wraps kvmnet.plan.forward_rules)
 """
 
 from __future__ import annotations
 
+from kvmnet.model.live import LiveState
+from kvmnet.model.spec import Spec
 from kvmnet.plan.core import Action, Ctx, Finding, Impact, Plan, Update, in_scope
 from kvmnet.plan.forwards import plan_firewall
 from kvmnet.plan.guests import plan_forgotten_guests, plan_guest
@@ -41,10 +43,8 @@ from kvmnet.plan.host import (
 )
 from kvmnet.plan.networks import LIBVIRT_FILLS, attached, diff_lines, plan_network, plan_removals
 from kvmnet.plan.netxml import mark_managed, with_uuid
-from kvmnet.plan.ovn import plan_ovn
+from kvmnet.plan.overlay import plan_ovn
 from kvmnet.spec.derive import nic_macs
-from kvmnet.spec.model import Spec
-from kvmnet.state import LiveState
 
 __all__ = [
     "LIBVIRT_BRIDGED",

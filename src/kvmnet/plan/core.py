@@ -6,11 +6,11 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from kvmnet.spec.model import Host, Spec
-from kvmnet.state import LiveState
+from kvmnet.model.live import LiveState
+from kvmnet.model.spec import Host, Spec
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
-    from kvmnet.ovn.model import Change
+    from kvmnet.model.overlay import Change
     from kvmnet.render.firewall import Fwd
 
 Impact = Literal["live", "restart", "disruptive", "host"]
@@ -44,7 +44,7 @@ class Action:
     needs_allow_destroy: bool = False
     skipped: str | None = None
     host: Host | None = None                # host.bridge: the spec's host section
-    ovn: Change | None = None               # ovn.*: one northbound transaction (kvmnet.ovn)
+    ovn: Change | None = None               # ovn.*: one northbound transaction (OVN)
     forwards: tuple[Fwd, ...] = ()          # firewall.sync: every forward the host should hold
 
     def as_dict(self) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Port forwards: one firewall.sync action after the networks; kvmnet.forwards plans it."""
+"""Port forwards: one firewall.sync action after the networks (plan.forward_rules)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from kvmnet.plan.core import Action, Ctx, in_scope
 
 def plan_firewall(ctx: Ctx) -> None:
     if ctx.live.firewall is None and not ctx.spec.has_forwards():
-        return  # nothing wanted, nothing read: no need to load kvmnet.forwards
-    from kvmnet.forwards import plan_forwards
+        return  # nothing wanted, nothing read: no need to load kvmnet.plan.forward_rules
+    from kvmnet.plan.forward_rules import plan_forwards
 
     p = plan_forwards(ctx.spec, ctx.live.firewall, lambda n: not in_scope(n, ctx.scope),
                       ctx.live.is_test)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from lxml import etree
 
 from kvmnet.plan.core import Action, Ctx, in_scope
-from kvmnet.render.interface_xml import OVN_BRIDGE, interface_element
+from kvmnet.render.interface import OVN_BRIDGE, interface_element
 
 
 def plan_forgotten_guests(ctx: Ctx) -> None:
@@ -47,7 +47,7 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
         xml = etree.tostring(el, encoding="unicode")
         src = nic.network or nic.bridge
         kind = "network" if nic.network else "bridge"
-        if nic.network and el.get("type") == "bridge":  # overlay: a port of br-int (kvmnet.ovn)
+        if nic.network and el.get("type") == "bridge":  # overlay: a port of br-int (OVN)
             src, kind = OVN_BRIDGE, "bridge"
         target = f"guest/{gname}/{mac}"
         cur = by_mac.get(mac)

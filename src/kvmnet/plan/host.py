@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from kvmnet.model.live import HostLink, LiveState
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.plan.core import Action, Ctx
-from kvmnet.spec.model import HostBridge, Spec
-from kvmnet.state import HostLink, LiveState
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
 

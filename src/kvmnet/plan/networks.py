@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TypeVar
 
+from kvmnet.model.live import LiveNetwork, LiveState
+from kvmnet.model.spec import Dns, Model, Network
+from kvmnet.parse.network import parse_network
 from kvmnet.plan.core import Action, Ctx, Impact, in_scope
 from kvmnet.plan.netxml import dns_updates, host_updates, mark_managed, with_uuid
-from kvmnet.render.network_parse import parse_network
-from kvmnet.render.network_xml import network_xml
-from kvmnet.spec.model import Dns, Model, Network
-from kvmnet.state import LiveNetwork, LiveState
+from kvmnet.render.network import network_xml
 
 _T = TypeVar("_T", bound=Model)
 

@@ -8,9 +8,9 @@ import ipaddress
 
 from lxml import etree
 
+from kvmnet.model.spec import DhcpHost, DnsHost, Network
 from kvmnet.plan.core import Update
-from kvmnet.render.network_xml import KVMNET_NS
-from kvmnet.spec.model import DhcpHost, DnsHost, Network
+from kvmnet.render.network import KVMNET_NS
 
 
 def mark_managed(xml: str) -> str:

@@ -19,16 +19,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kvmnet.spec.model import Spec
+    from kvmnet.model.spec import Spec
 
 
 def render_all(spec: Spec) -> dict[str, str]:
-    # imported here: `import kvmnet.render.network_xml` (validate, plan) runs this
+    # imported here: `import kvmnet.render.network` (validate, plan) runs this
     # package first and needs none of the host renderers
     from kvmnet.render.firewall import render_firewall
     from kvmnet.render.hostconf import RENDERERS
-    from kvmnet.render.interface_xml import render_interfaces
-    from kvmnet.render.network_xml import network_xml
+    from kvmnet.render.interface import render_interfaces
+    from kvmnet.render.network import network_xml
     from kvmnet.render.routes import render_routes
     from kvmnet.spec.derive import nic_macs
 

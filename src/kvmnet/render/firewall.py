@@ -47,7 +47,7 @@ Three things make it work, each for a reason found with real traffic:
 Every nft rule carries a comment "kvmnet:HASH NETWORK PROTO/PORT" whose hash covers
 the rule, so reading the ruleset back (`nft -j`) tells exactly which wanted rules are
 there. iptables-nft keeps `-m comment` opaque to `nft -j`, so KVMNET_FWD's rules are
-known by what they match (address, protocol, ports): see kvmnet.forwards.
+known by what they match (address, protocol, ports): see kvmnet.plan.forward_rules.
 """
 
 from __future__ import annotations
@@ -59,8 +59,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kvmnet.model.spec import Spec
 from kvmnet.spec.derive import ip_config_for
-from kvmnet.spec.model import Spec
 
 TABLE = "kvmnet"                    # table inet kvmnet
 TABLE_FAMILY = "inet"
@@ -384,7 +384,7 @@ def parse_state(text: str) -> tuple[Fwd, ...]:
 def _checked(f: Fwd) -> Fwd:
     """The hook builds nft and iptables text from this file: every value must be what
     the spec allows (a name, an address, a port), never text that could end a rule."""
-    from kvmnet.spec.types import parse_name
+    from kvmnet.model.types import parse_name
 
     parse_name(f.network)
     if f.guest is not None:

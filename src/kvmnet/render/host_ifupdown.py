@@ -8,8 +8,8 @@ only, as the bridge-utils hook runs once per stanza that carries them.
 
 from __future__ import annotations
 
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.render.host_common import HEADER, by_family
-from kvmnet.spec.model import HostBridge, Spec
 
 DIR = "etc/network/interfaces.d"
 

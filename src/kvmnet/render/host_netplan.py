@@ -12,8 +12,8 @@ from typing import Any
 
 import yaml
 
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.render.host_common import HEADER
-from kvmnet.spec.model import HostBridge, Spec
 
 PATH = "etc/netplan/90-kvmnet.yaml"
 

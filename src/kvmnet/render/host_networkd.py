@@ -7,8 +7,8 @@ so the 50- prefix puts kvmnet's files ahead of a distro's catch-all 80-/99-.
 
 from __future__ import annotations
 
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.render.host_common import Section, ini
-from kvmnet.spec.model import HostBridge, Spec
 
 DIR = "etc/systemd/network"
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import uuid
 
+from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.render.host_common import Section, by_family, ini
-from kvmnet.spec.model import HostBridge, Spec
 
 DIR = "etc/NetworkManager/system-connections"
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kvmnet.invalid/networkmanager")

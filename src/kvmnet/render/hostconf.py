@@ -6,18 +6,18 @@ Every renderer is pure, `render_X(spec) -> {path: text}`, with paths as
 they sit on the host relative to / (e.g. 'etc/netplan/90-kvmnet.yaml'), so
 the caller writes them under `--root` or an output directory. Some files
 must not be world-readable: `file_mode(path)` says which mode to write.
-Which renderer a live host uses is `kvmnet.live.detect.detect_renderer`.
+Which renderer a live host uses is `kvmnet.backend.detect.detect_renderer`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
+from kvmnet.model.spec import Spec
 from kvmnet.render.host_ifupdown import render_ifupdown
 from kvmnet.render.host_netplan import render_netplan
 from kvmnet.render.host_networkd import render_networkd
 from kvmnet.render.host_nm import profile_uuid, render_networkmanager
-from kvmnet.spec.model import Spec
 
 __all__ = [
     "RENDERERS",
@@ -54,7 +54,7 @@ def render_host(spec: Spec, renderer: str | None = None) -> dict[str, str]:
     if name not in RENDERERS:
         raise ValueError(
             f"no host renderer {name!r}: pass one of {', '.join(RENDERERS)} "
-            "(for 'auto', use kvmnet.live.detect.detect_renderer on the host)")
+            "(for 'auto', use kvmnet.backend.detect.detect_renderer on the host)")
     return RENDERERS[name](spec)
 
 

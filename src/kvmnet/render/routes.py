@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kvmnet.spec.model import Network, Spec
-from kvmnet.spec.types import IPAddr, IPIface, IPNet
+from kvmnet.model.spec import Network, Spec
+from kvmnet.model.types import IPAddr, IPIface, IPNet
 
 PLACEHOLDER = "<HOST-LAN-ADDRESS>"
 

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem, close_matches
+from kvmnet.model.spec import IPConfig, Network, PortForward, Spec
 from kvmnet.spec.derive import ip_config_for, nic_macs
 from kvmnet.spec.hosts import check_hosts, share_host
 from kvmnet.spec.load import Path_, Positions, format_path
-from kvmnet.spec.model import IPConfig, Network, PortForward, Spec
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
 NO_IP_MODES = ("bridge", "macvtap")
@@ -451,7 +451,7 @@ def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: st
                 "forward to address: IP")
 
 
-# -- overlay networks (OVN; kvmnet.ovn) ---------------------------------------
+# -- overlay networks (OVN; OVN) ---------------------------------------
 
 OVERLAY_UNUSED = ("bridge", "stp", "delay", "domain_local", "allow_guest_ipv6", "ipv6",
                   "more_ips", "dns", "devices", "uplink")
@@ -516,7 +516,7 @@ def _renders(f: Findings, spec: Spec) -> None:
     """What the other checks let through must also render: libvirt XML of every network
     (xml_extra holds XML text and paths into it), so plan cannot fail on it later."""
     from kvmnet.errors import KvmnetError
-    from kvmnet.render.network_xml import network_xml
+    from kvmnet.render.network import network_xml
 
     macs = nic_macs(spec)  # once: per network it would make checking quadratic
     for name, net in spec.networks.items():

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from kvmnet.spec.model import DhcpHost, IPConfig, Network, Spec
+from kvmnet.model.spec import DhcpHost, IPConfig, Network, Spec
 
 QEMU_OUI = "52:54:00"
 

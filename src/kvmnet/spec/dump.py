@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from kvmnet.spec.model import Spec
+from kvmnet.model.spec import Spec
 
 
 def to_data(spec: Spec) -> dict[str, Any]:

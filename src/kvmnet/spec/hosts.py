@@ -19,8 +19,8 @@ import re
 from typing import TYPE_CHECKING
 
 from kvmnet.errors import close_matches
+from kvmnet.model.spec import Guest, Host, Network, Spec
 from kvmnet.spec.derive import nic_macs
-from kvmnet.spec.model import Guest, Host, Network, Spec
 
 if TYPE_CHECKING:
     from kvmnet.spec.check import Findings

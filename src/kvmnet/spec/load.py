@@ -19,8 +19,8 @@ from typing import Any
 import yaml
 
 from kvmnet.errors import Problem, SpecError, close_matches
+from kvmnet.model.spec import Spec
 from kvmnet.spec.base import Model, ValidationError
-from kvmnet.spec.model import Spec
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64

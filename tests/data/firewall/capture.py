@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE.parents[1]))   # tests/: the lab package
 
-from kvmnet.live.firewall import sync  # noqa: E402
+from kvmnet.backend.firewall import sync  # noqa: E402
 from kvmnet.render.firewall import resolve  # noqa: E402
 from kvmnet.spec.load import load  # noqa: E402
 from lab.firewall import TESTDATA, ns_run, replay, ruleset  # noqa: E402

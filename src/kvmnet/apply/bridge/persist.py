@@ -1,0 +1,182 @@
+"""Persistent host config files under a root directory, written so that they can
+be put back exactly.
+
+`prepare` reads what is there now (bytes, mode, owner, which parent folders are
+missing) and keeps it in a `FileChange`; `write` writes the new text atomically
+and a backup copy of each file it replaces; `restore` puts every path back as it
+was, byte for byte (a file that did not exist is removed again, and so are the
+backups and folders `write` made). A FileChange turns into JSON and back, so the
+rollback journal can carry it to another process (the watchdog).
+
+Backups go to ROOT/var/backups/kvmnet/<path>.<stamp>, not beside the file:
+ifupdown sources every file in interfaces.d/ and NetworkManager loads every
+keyfile in system-connections/, so a copy next to the original would be read as
+configuration too.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kvmnet.backend.files import check_target, write_bytes_atomic
+from kvmnet.errors import LiveError
+from kvmnet.render.hostconf import file_mode
+
+BACKUP_DIR = "var/backups/kvmnet"
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One file to write, with everything needed to put the old one back."""
+
+    path: str                      # relative to root, e.g. etc/netplan/90-kvmnet.yaml
+    text: str                      # the new content
+    before: bytes | None           # the old content; None = the file did not exist
+    mode: int = 0o644              # old mode (when it existed)
+    uid: int = 0
+    gid: int = 0
+    backup: str | None = None      # relative path of the backup copy write() makes
+    new_dirs: tuple[str, ...] = () # folders write() creates, outermost first
+
+    def as_json(self) -> dict[str, Any]:
+        return {"path": self.path, "text": self.text,
+                "before": None if self.before is None
+                else base64.b64encode(self.before).decode(),
+                "mode": self.mode, "uid": self.uid, "gid": self.gid, "backup": self.backup,
+                "new_dirs": list(self.new_dirs)}
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> FileChange:
+        before = d.get("before")
+        return cls(path=d["path"], text=d["text"],
+                   before=None if before is None else base64.b64decode(before),
+                   mode=int(d.get("mode", 0o644)), uid=int(d.get("uid", 0)),
+                   gid=int(d.get("gid", 0)), backup=d.get("backup"),
+                   new_dirs=tuple(d.get("new_dirs", ())))
+
+
+def under(root: Path, rel: str) -> Path:
+    """ROOT/rel, refusing a path that leaves root (.., absolute, symlinked away).
+
+    The last part is never resolved: a symlink planted there must not turn a write
+    of ROOT/etc/netplan/x.yaml into a write of the file it points to (fsutil then
+    refuses the symlink itself)."""
+    base = root.resolve()
+    rel_path = Path(rel.lstrip("/"))
+    if ".." in rel_path.parts or not rel_path.parts:
+        raise LiveError(f"refusing to write outside {root}: {rel}")
+    target = (base / rel_path).parent.resolve() / rel_path.name
+    if target != base and base not in target.parents:
+        raise LiveError(f"refusing to write outside {root}: {rel}")
+    return target
+
+
+def prepare(root: Path, files: Mapping[str, str], stamp: str | None = None
+            ) -> list[FileChange]:
+    """The changes that make root hold `files`; a file that already has the text is left out."""
+    stamp = stamp or time.strftime("%Y%m%dT%H%M%S")
+    out: list[FileChange] = []
+    planned_dirs: set[str] = set()
+    for rel in sorted(files):
+        text = files[rel]
+        path = under(root, rel)
+        check_target(path)  # a symlink: refused before anything is read or written
+        if path.is_dir():
+            raise LiveError(f"cannot write {path}: it is a folder")
+        before: bytes | None = None
+        mode, uid, gid = file_mode(rel), 0, 0
+        if path.exists():
+            before = path.read_bytes()
+            if before == text.encode():
+                continue
+            st = path.stat()
+            mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+        backup = _free_backup(root, rel, stamp) if before is not None else None
+        dirs = _missing_dirs(root, rel, planned_dirs)
+        if backup:
+            dirs += _missing_dirs(root, backup, planned_dirs)
+        out.append(FileChange(rel, text, before, mode, uid, gid, backup, tuple(dirs)))
+    return out
+
+
+def _free_backup(root: Path, rel: str, stamp: str) -> str:
+    name = f"{BACKUP_DIR}/{rel}.{stamp}"
+    n = 1
+    while under(root, name).exists():
+        n += 1
+        name = f"{BACKUP_DIR}/{rel}.{stamp}.{n}"
+    return name
+
+
+def _missing_dirs(root: Path, rel: str, planned: set[str]) -> list[str]:
+    """Parent folders of rel that do not exist yet (and no earlier change makes)."""
+    parts = Path(rel).parts[:-1]
+    missing = []
+    for i in range(1, len(parts) + 1):
+        d = "/".join(parts[:i])
+        if d not in planned and not under(root, d).exists():
+            missing.append(d)
+            planned.add(d)
+    return missing
+
+
+def write(root: Path, changes: Iterable[FileChange]) -> None:
+    """Write each change atomically; the old file is copied to its backup first."""
+    for c in changes:
+        path = under(root, c.path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if c.backup and c.before is not None:
+            bak = under(root, c.backup)
+            bak.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(bak, c.before, 0o600)
+        write_bytes_atomic(path, c.text.encode(), file_mode(c.path))
+
+
+def restore(root: Path, changes: Iterable[FileChange]) -> list[str]:
+    """Put every path back as prepare() found it; returns what it did, one line each.
+
+    Safe to run twice, and after a write() that stopped half way.
+    """
+    done: list[str] = []
+    changes = list(changes)
+    for c in reversed(changes):
+        path = under(root, c.path)
+        if c.before is None:
+            if path.exists():
+                path.unlink()
+                done.append(f"removed {c.path}")
+        elif not path.exists() or path.read_bytes() != c.before or _meta(path) != (
+                c.mode, c.uid, c.gid):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(path, c.before, c.mode)
+            _chown(path, c.uid, c.gid)
+            done.append(f"restored {c.path}")
+        if c.backup:
+            bak = under(root, c.backup)
+            if bak.exists():
+                bak.unlink()
+    for c in reversed(changes):
+        for d in reversed(c.new_dirs):
+            try:
+                under(root, d).rmdir()
+            except OSError:
+                pass  # gone already, or someone else put a file there: keep it
+    return done
+
+
+def _meta(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+
+
+def _chown(path: Path, uid: int, gid: int) -> None:
+    st = path.stat()
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.chown(path, uid, gid)

@@ -1,0 +1,267 @@
+"""Install, check and remove kvmnet's port forward rules on this host (or inside
+--netns). What the rules are and why they sit where they do: kvmnet.render.firewall.
+
+Only argument lists, never a shell: `nft -j list ruleset` to read (JSON, parsed by
+kvmnet.plan.forward_rules; text output is never parsed), `nft -f -` and `iptables-restore -w
+--noflush` (ip6tables-restore) with the script on stdin to write. Each of those is one
+kernel transaction; the order is accepts (iptables backend) first, then one nft
+transaction with table inet kvmnet and, on the nftables backend, the accepts in
+libvirt's table. After writing, the ruleset is read again and every wanted rule must
+be there (else LiveError).
+
+`sync` (apply's firewall.sync) also keeps the state file ROOT/var/lib/kvmnet/
+forwards.json (the forwards installed: the only input of the libvirt hook, see
+live/hook.py) and the hook itself; on failure it puts the previous state file and
+rules back. `install_rules` is what the hook runs when a network starts.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from kvmnet.backend.hook import state_path
+from kvmnet.backend.netns import entered
+from kvmnet.errors import LiveError
+from kvmnet.plan.forward_rules import (
+    FirewallLive,
+    RulesetFacts,
+    parse_ruleset,
+    rules_in_place,
+    wanted_rule_parts,
+)
+from kvmnet.render.firewall import (
+    Fwd,
+    iptables_restore,
+    nft_accept_script,
+    parse_state,
+    state_json,
+    table_script,
+)
+
+TIMEOUT = 30.0
+
+
+NFT_LIST = ("nft", "-j", "list", "ruleset")
+
+
+def _spawn(args: Sequence[str], netns: str | None, stdin: bool) -> subprocess.Popen[str]:
+    """Start `args` inside `netns`: this thread enters it for the fork only
+    (kvmnet.backend.netns), two syscalls where `ip netns exec` starts two more programs."""
+    try:
+        with entered(netns) if netns else nullcontext():
+            try:
+                return subprocess.Popen(
+                    list(args), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            except FileNotFoundError:
+                raise LiveError(f"{args[0]} is not installed (apt-get install nftables "
+                                "iptables)") from None
+            except OSError as e:
+                raise LiveError(f"cannot run {args[0]}: {e.strerror or e}") from None
+    except OSError as e:
+        raise LiveError(f"cannot enter network namespace {netns}: {e.strerror or e}") from None
+
+
+def _finish(p: subprocess.Popen[str], args: Sequence[str], stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = p.communicate(stdin, timeout=TIMEOUT)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise LiveError(f"{' '.join(args[:3])} did not finish within {TIMEOUT:.0f} s") from None
+    return subprocess.CompletedProcess(list(args), p.returncode, out, err)
+
+
+def _run(args: Sequence[str], netns: str | None, stdin: str | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return _finish(_spawn(args, netns, stdin is not None), args, stdin)
+
+
+def _ruleset(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    if r.returncode != 0:
+        why = r.stderr.strip() or str(r.returncode)
+        hint = " (run kvmnet as root)" if "not permitted" in why.lower() else ""
+        raise LiveError(f"nft -j list ruleset failed: {why}{hint}")
+    try:
+        data = json.loads(r.stdout or '{"nftables": []}')
+    except json.JSONDecodeError as e:
+        raise LiveError(f"nft -j list ruleset gave no JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise LiveError("nft -j list ruleset gave no JSON object")
+    return data
+
+
+def fetch_ruleset(netns: str | None = None) -> dict[str, Any]:
+    return _ruleset(_run(NFT_LIST, netns))
+
+
+def _legacy(netns: str | None) -> bool:
+    """iptables is iptables-legacy (libvirt's rules then do not show in nftables)."""
+    try:
+        r = _run(["iptables", "-V"], netns)
+    except LiveError:
+        return False
+    return r.returncode == 0 and "legacy" in r.stdout
+
+
+@contextmanager
+def state_lock(state: Path) -> Iterator[None]:
+    """apply's sync and the hook one at a time (flock on forwards.lock beside the state
+    file), so the hook never installs a state file apply is replacing."""
+    lock = state.with_suffix(".lock")
+    try:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        f = open(lock, "a")  # held until the caller's with block ends
+        fcntl.flock(f, fcntl.LOCK_EX)
+    except OSError as e:
+        raise LiveError(f"cannot lock {lock}: {e.strerror or e}") from None
+    try:
+        yield
+    finally:
+        fcntl.flock(f, fcntl.LOCK_UN)
+        f.close()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise LiveError(f"cannot read {path}: {e.strerror or e}") from None
+
+
+def read_firewall(netns: str | None = None, root: Path = Path("/")) -> FirewallLive:
+    """kvmnet's rules as they are, libvirt's backend, the state file and the hook."""
+    return start_read_firewall(netns, root)()
+
+
+def start_read_firewall(netns: str | None = None, root: Path = Path("/")
+                        ) -> Callable[[], FirewallLive]:
+    """read_firewall in two halves: the files are read and nft is started now; calling
+    the result waits for nft (libvirt is read meanwhile: kvmnet.service.ops.read_live)."""
+    from kvmnet.backend.hook import hook_status
+
+    state, hook = _read(state_path(root)), hook_status(root)
+    try:
+        proc: subprocess.Popen[str] | LiveError = _spawn(NFT_LIST, netns, False)
+    except LiveError as e:
+        proc = e
+
+    def finish() -> FirewallLive:
+        try:
+            if isinstance(proc, LiveError):
+                raise proc
+            facts = parse_ruleset(_ruleset(_finish(proc, NFT_LIST)))
+        except LiveError as e:
+            return FirewallLive(state_text=state, hook=hook, error=str(e))
+        legacy = not facts.backends and _legacy(netns)
+        return FirewallLive(facts, state, hook, None, legacy)
+
+    return finish
+
+
+def _apply_scripts(fwds: Sequence[Fwd], facts: RulesetFacts, netns: str | None) -> list[str]:
+    done: list[str] = []
+    for fam, tool in ((4, "iptables-restore"), (6, "ip6tables-restore")):
+        a = facts.anchors.get(("iptables", fam))
+        if a is None:
+            continue
+        wanted = fwds if "iptables" in facts.backends else ()
+        text = iptables_restore(wanted, fam, a.chain_exists, len(a.jumps), a.first)
+        if text:
+            _write([tool, "-w", "--noflush"], text, netns)
+            done.append(f"{tool}: {'KVMNET_FWD' if wanted else 'removed KVMNET_FWD'}")
+    script = table_script(fwds) if fwds or facts.table else ""
+    for fam in (4, 6):
+        a = facts.anchors.get(("nftables", fam))
+        if a is not None and fam in facts.nft_families:
+            script += nft_accept_script(fwds, fam, a.chain_exists, a.jumps, a.first)
+    if script:
+        _write(["nft", "-f", "-"], script, netns)
+        done.append("nft: table inet kvmnet" if fwds else "nft: removed table inet kvmnet")
+    return done
+
+
+def _write(args: list[str], text: str, netns: str | None) -> None:
+    r = _run(args, netns, text)
+    if r.returncode != 0:
+        err = "\n".join(r.stderr.strip().splitlines()[:6])
+        raise LiveError(f"{' '.join(args)} failed (nothing of it was applied): {err}")
+
+
+def install_rules(fwds: Sequence[Fwd], netns: str | None = None) -> list[str]:
+    """Make kvmnet's table and chains hold exactly the rules of `fwds` (none: remove
+    them); what was written, [] when everything was in place already."""
+    facts = parse_ruleset(fetch_ruleset(netns))
+    if rules_in_place(fwds, facts):
+        return []
+    done = _apply_scripts(fwds, facts, netns)
+    after = parse_ruleset(fetch_ruleset(netns))
+    missing = wanted_rule_parts(fwds, after) - set(after.parts)
+    if missing:
+        raise LiveError("kvmnet's forward rules are not all in place after the update: "
+                        + "; ".join(sorted(missing)[:5]))
+    return done
+
+
+def sync(fwds: Sequence[Fwd], netns: str | None = None, root: Path = Path("/")) -> str:
+    """apply's firewall.sync: state file, rules, hook; all back as they were on failure."""
+    path = state_path(root)
+    with state_lock(path):
+        msg = _sync(fwds, netns, root, path)
+    if not fwds:
+        path.with_suffix(".lock").unlink(missing_ok=True)
+    return msg
+
+
+def _sync(fwds: Sequence[Fwd], netns: str | None, root: Path, path: Path) -> str:
+    from kvmnet.backend import hook
+
+    before = _read(path)
+    try:
+        previous = parse_state(before) if before else ()
+    except ValueError:
+        previous = ()
+    _set_state(path, state_json(fwds) if fwds else None)
+    try:
+        done = install_rules(fwds, netns)
+    except LiveError as e:
+        _set_state(path, before)
+        try:
+            install_rules(previous, netns)
+            back = "the previous rules and state file are back"
+        except LiveError as e2:
+            back = f"putting the previous rules back failed too: {e2}"
+        raise LiveError(f"{e}; {back}") from None
+    notes = [", ".join(done) if done else "rules were in place"]
+    if fwds:
+        if hook.install(root):
+            notes.append(f"hook {hook.hook_path(root)} written: libvirtd reads new hook "
+                         "scripts when it starts or reloads (once: systemctl reload "
+                         "libvirtd, or virtnetworkd)")
+    elif hook.remove(root):
+        notes.append("hook removed")
+    return f"{len(fwds)} forward(s): " + "; ".join(notes)
+
+
+def _set_state(path: Path, text: str | None) -> None:
+    from kvmnet.backend.files import (
+        write_bytes_atomic,  # here: a run that only reads never needs it
+    )
+
+    try:
+        if text is None:
+            path.unlink(missing_ok=True)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, text.encode(), 0o644)
+    except OSError as e:
+        raise LiveError(f"cannot write {path}: {e.strerror or e}") from None

@@ -1,0 +1,160 @@
+"""CLI commands to see and diagnose: graph (a topology picture), doctor (host checks)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from kvmnet.cli.main import JsonOpt, app, err, load_checked, out
+from kvmnet.errors import KvmnetError
+
+ConnectOpt = Annotated[str | None, typer.Option(
+    "-c", "--connect", metavar="URI",
+    help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+NetnsOpt = Annotated[str | None, typer.Option(
+    "--netns", metavar="NAME", help="Look at the host links inside this network namespace "
+                                    "(labs, tests).")]
+OptFile = Annotated[Path | None, typer.Argument(metavar="FILE", show_default=False,
+                                                help="The kvmnet YAML spec.")]
+
+GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", ".png": "png",
+                 ".pdf": "pdf"}
+
+
+def graph_text(file: Path | None, uri: str | None, netns: str | None, kind: str) -> str:
+    """DOT or Mermaid text of a spec file, or of what is live at URI."""
+    from kvmnet.render.graph import build_graph
+    from kvmnet.render.graph_text import to_dot, to_mermaid
+
+    if file is not None:
+        spec, _ = load_checked(file)
+        g = build_graph(spec, title=str(file))
+    else:
+        spec, facts, title = _live_spec(uri, netns)
+        g = build_graph(spec, facts, title)
+    return to_mermaid(g) if kind == "mermaid" else to_dot(g)
+
+
+def _live_spec(uri: str | None, netns: str | None) -> tuple[Any, Any, str]:
+    """The live state as a Spec (kvmnet import), with the host's bridges, the default
+    route and the guests' addresses (leases, agent, neighbours) as facts."""
+    from kvmnet.backend.libvirt import connect
+    from kvmnet.backend.neigh import guest_addresses
+    from kvmnet.model.spec import Host
+    from kvmnet.render.graph import Facts, default_route, live_host_bridges
+    from kvmnet.service.ops import import_spec, read_live
+
+    with connect(uri) as conn:
+        live = read_live(conn, netns)
+        rows = guest_addresses(conn, live, None, netns)
+    spec, _notes = import_spec(live)
+    addrs: dict[str, list[tuple[str, str]]] = {}
+    for r in rows:
+        addrs.setdefault(r["mac"], []).append((r["ip"], r["source"]))
+    dev = gw = None
+    addrs_on_dev: tuple[str, ...] = ()
+    if live.host.readable:
+        own = {ln.bridge for ln in live.networks.values()
+               if ln.bridge and ln.network.mode != "bridge"}
+        spec = spec.model_copy(update={"host": Host(bridges=live_host_bridges(live.host, own))})
+        dev, gw = default_route(live.host) or (None, None)
+        link = live.host.links.get(dev) if dev else None
+        addrs_on_dev = link.addresses if link else ()
+    return spec, Facts(addresses=addrs, default_dev=dev, default_gw=gw,
+                       default_addresses=addrs_on_dev), live.uri
+
+
+def run_dot(text: str, fmt: str, output: Path) -> None:
+    """Graphviz's dot, argument list only, DOT on stdin."""
+    dot = shutil.which("dot")
+    if dot is None:
+        raise KvmnetError("graphviz is not installed (no 'dot' command): apt-get install "
+                          "graphviz (Debian/Ubuntu) or dnf install graphviz (Fedora); or "
+                          "write .dot or .mmd instead")
+    tmp = output.with_name(f".{output.name}.tmp")
+    try:
+        r = subprocess.run([dot, f"-T{fmt}", "-o", str(tmp)], input=text.encode(),
+                           capture_output=True, timeout=300, check=False)
+        if r.returncode != 0:
+            raise KvmnetError(f"dot -T{fmt} failed: {r.stderr.decode(errors='replace').strip()}")
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@app.command()
+def graph(
+    output: Annotated[Path, typer.Option(
+        "-o", "--output", metavar="OUT",
+        help="Where to write; the extension picks the format: .svg, .png, .pdf (Graphviz), "
+             ".dot, .mmd (Mermaid).", show_default=False)],
+    file: OptFile = None,
+    connect_: ConnectOpt = None,
+    netns: NetnsOpt = None,
+) -> None:
+    """Draw the topology: host NICs and bridges, libvirt networks (mode, subnet, DHCP,
+    bridge), guests' NICs (MAC, address), port forwards, the uplink and the route the LAN
+    router needs for routed networks. From FILE, or from what is live at -c URI."""
+    if (file is None) == (connect_ is None):
+        raise typer.BadParameter("give either FILE or -c URI (not both)")
+    kind = GRAPH_FORMATS.get(output.suffix.lower())
+    if kind is None:
+        raise typer.BadParameter(f"unknown extension {output.suffix or '(none)'}: use "
+                                 f"{', '.join(GRAPH_FORMATS)}", param_hint="-o")
+    text = graph_text(file, connect_, netns, "mermaid" if kind == "mermaid" else "dot")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if kind in ("dot", "mermaid"):
+        from kvmnet.backend.files import write_atomic
+
+        write_atomic(output, text)
+    else:
+        run_dot(text, kind, output)
+    out.print(f"wrote {output}", markup=False)
+
+
+_MARK = {"ok": "[green] ok [/green]", "warn": "[yellow]warn[/yellow]",
+         "fail": "[bold red]FAIL[/bold red]", "skip": "[dim]skip[/dim]"}
+
+
+@app.command()
+def doctor(
+    file: OptFile = None,
+    connect_: ConnectOpt = None,
+    as_json: JsonOpt = False,
+    netns: NetnsOpt = None,
+    sysfs_root: Annotated[Path | None, typer.Option(
+        "--sysfs-root", metavar="DIR", help="Read /sys from DIR (tests).")] = None,
+    proc_root: Annotated[Path | None, typer.Option(
+        "--proc-root", metavar="DIR", help="Read /proc from DIR (tests).")] = None,
+) -> None:
+    """Check the host for what breaks guest networking, each with what it means and the
+    exact fix: libvirtd, IPv4 forwarding, br_netfilter, a FORWARD DROP policy, libvirt's
+    firewall backend, dnsmasq, Wi-Fi bridge ports, subnets on host routes, MTUs, missing or
+    down bridges, duplicate MACs. With FILE, its networks are checked too. Exit 1 if any
+    check fails."""
+    from kvmnet.doctor.run import doctor as run
+
+    spec = load_checked(file, as_json)[0] if file is not None else None
+    facts, checks = run(connect_, spec, str(file) if file else "FILE", netns, sysfs_root,
+                        proc_root)
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        out.print_json(json.dumps({"kvmnet": 1, "uri": facts.uri, "netns": netns,
+                                   "ok": not failed, "checks": [c.as_dict() for c in checks]}))
+    else:
+        for c in checks:
+            out.print(f"{_MARK[c.status]} {c.title}: ", markup=True, end="")
+            out.print(c.message, markup=False)
+            for line in c.fix.splitlines() if c.status in ("warn", "fail") else ():
+                out.print(f"       fix: {line}", markup=False)
+        counts = {s: sum(1 for c in checks if c.status == s) for s in _MARK}
+        (err if failed else out).print(
+            f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['ok']} ok, "
+            f"{counts['skip']} skipped.", markup=False)
+    if failed:
+        raise typer.Exit(1)

@@ -1,0 +1,423 @@
+"""CLI commands that talk to libvirt: plan, apply, import, show, leases, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from kvmnet.cli.main import JsonOpt, SpecFile, app, err, escape, out, print_markup, print_problems
+from kvmnet.errors import KvmnetError, LiveError
+
+if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
+    from contextlib import AbstractContextManager
+
+    from kvmnet.backend.libvirt import Connection
+    from kvmnet.errors import Problem
+    from kvmnet.model.spec import Spec
+    from kvmnet.plan import Action, Plan
+    from kvmnet.spec.load import Positions
+
+ConnectOpt = Annotated[str | None, typer.Option(
+    "-c", "--connect", metavar="URI",
+    help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+AdoptOpt = Annotated[list[str] | None, typer.Option(
+    "--adopt", metavar="NAME", help="Take over this existing unmanaged network "
+                                    "(same as adopt: true in the spec). Repeatable.")]
+NetnsOpt = Annotated[str | None, typer.Option(
+    "--netns", metavar="NAME", help="Read and change host links inside this network "
+                                    "namespace (labs, tests).")]
+
+ScopeOpt = Annotated[list[str] | None, typer.Option(
+    "--scope", metavar="GLOB", help="Share the host with other specs: only networks whose "
+                                    "names match GLOB are removed when the spec leaves them "
+                                    "out (default: every network kvmnet manages). "
+                                    "Repeatable.")]
+RootOpt = Annotated[Path, typer.Option(
+    "--root", metavar="DIR", help="Where kvmnet's host files are (port forwards' state "
+                                  "file and libvirt hook) instead of /.")]
+HostOpt = Annotated[list[str] | None, typer.Option(
+    "--host", metavar="NAME", help="A spec with hosts: only this host of it (default: "
+                                   "every host). Repeatable.")]
+
+def connect(uri: str | None, needed: bool = True) -> AbstractContextManager[Connection]:
+    from kvmnet.backend.libvirt import connect as _connect
+
+    return _connect(uri, needed)
+
+
+def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - rich.table.Table, imported late
+    from rich.table import Table as _Table
+
+    return _Table(*args, **kwargs)
+
+
+_STYLE = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
+_SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
+
+
+def _sign(a: Action) -> str:
+    return _SIGN.get(a.kind.split(".")[1], "~")
+
+
+def show_plan(plan: Plan, uri: str) -> None:
+    if not plan.changes:
+        skipped = len(plan.actions)
+        out.print(f"No changes: {uri} matches the spec"
+                  + (f" ({skipped} host action(s) skipped: {plan.actions[0].skipped})."
+                     if skipped else "."))
+        return
+    out.print(f"Plan for {uri}:", style="bold")
+    lines = []  # one print: rich's cost is mostly per call (a 1000-network plan)
+    for a in plan.actions:
+        tag = f"skipped: {a.skipped}" if a.skipped else a.impact
+        style = "dim" if a.skipped else _STYLE[a.impact]
+        lines.append(f"  {_sign(a)} [{style}]\\[{_esc(tag)}][/{style}] {a.kind} "
+                     f"{_esc(a.target)}: {_esc(a.summary)}")
+        for d in a.details:
+            color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
+            lines.append(f"        [{color}]{_esc(d)}[/{color}]")
+    print_markup(out, "\n".join(lines))
+    n = [a for a in plan.actions if not a.skipped]
+    counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
+    skipped = len(plan.actions) - len(n)
+    out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
+              f"restart, {counts['disruptive']} disruptive to running guests"
+              + (f"; {skipped} skipped" if skipped else "") + ".")
+
+
+def _esc(s: str) -> str:
+    return escape(s)
+
+
+def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
+    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
+            "actions": [a.as_dict() for a in plan.actions],
+            "warnings": [w.as_dict() for w in warnings]}
+
+
+@app.command()
+def plan(
+    file: SpecFile,
+    connect_: ConnectOpt = None,
+    as_json: JsonOpt = False,
+    detailed_exitcode: Annotated[bool, typer.Option(
+        "--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
+    adopt: AdoptOpt = None,
+    netns: NetnsOpt = None,
+    scope: ScopeOpt = None,
+    host_: HostOpt = None,
+    root: RootOpt = Path("/"),
+) -> None:
+    """Show what apply would change, each action marked live / restart / disruptive.
+
+    Reads the live state (networks, domains, host links), diffs it with FILE
+    and prints ordered actions. Changes nothing. A spec with hosts: is planned
+    on every host at its own URI, concurrently (docs/CLUSTER.md).
+    """
+    from kvmnet.service.ops import load_spec, needs_libvirt, plan_spec
+
+    spec, pos, warnings = load_spec(file)
+    if spec.hosts or host_:  # many hosts, each at its own URI (kvmnet.service.multihost)
+        from kvmnet.cli.multihost import plan_hosts
+
+        raise typer.Exit(plan_hosts(
+            file, spec, pos, warnings, connect_=connect_, netns=netns, only=host_,
+            as_json=as_json, detailed_exitcode=detailed_exitcode, adopt=adopt, scope=scope))
+    with connect(connect_, needs_libvirt(spec)) as conn:
+        p = plan_spec(spec, pos, str(file), conn, frozenset(adopt or ()), netns, warnings,
+                      tuple(scope or ()), root)
+    if as_json:
+        out.print_json(json.dumps(plan_json(p.plan, conn.uri, str(file), p.warnings)))
+    else:
+        print_problems(p.warnings)
+        show_plan(p.plan, conn.uri)
+    if detailed_exitcode and p.plan.changes:
+        raise typer.Exit(2)
+
+
+def _progress(i: int, total: int, a: Action, res: Any) -> None:
+    if res is None:
+        return
+    mark = {"done": "[green]done[/green]", "skipped": "[dim]skipped[/dim]",
+            "failed": "[bold red]FAILED[/bold red]"}[res.status]
+    extra = f" ({res.message})" if res.message else ""
+    err.print(f"[{i}/{total}] {a.kind} {a.target} ... {mark} {res.seconds:.2f}s{_esc(extra)}",
+              markup=True, highlight=False)
+
+
+def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
+             adopt: frozenset[str], netns: str | None, lock_wait: float,
+             scope: tuple[str, ...] = (), host: Any = None,
+             loaded: tuple[Spec, Positions, list[Problem]] | None = None) -> bool:
+    """`host` (kvmnet.apply.bridge.options.HostOptions): --root and --confirm-timeout. `loaded`:
+    what ops.load_spec(file) returned, when the caller has it (the file is read once)."""
+    from kvmnet.service.ops import load_spec, plan_spec
+
+    def body() -> bool:
+        spec, pos, warnings = loaded or load_spec(file)
+        p = plan_spec(spec, pos, str(file), conn, adopt, netns, warnings, scope,
+                      host.root if host else None)
+        if not as_json:
+            print_problems(p.warnings)
+            show_plan(p.plan, conn.uri)
+        if not p.plan.changes:
+            if as_json:
+                out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": True,
+                                           "writes": 0, "results": []}))
+            return True
+        from kvmnet.apply.runner import check_allowed, run  # (not loaded by a no-op)
+
+        check_allowed(p.plan, allow_destroy)
+        if not yes:
+            if not sys.stdin.isatty():
+                raise KvmnetError("not applying: stdin is not a terminal; pass --yes to apply "
+                                  "without asking")
+            if not typer.confirm("Apply these changes?", default=False):
+                raise typer.Abort()
+        report = run(p.plan, conn, p.live, allow_destroy,
+                     None if as_json else _progress, netns, host)
+        if as_json:
+            out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": report.ok,
+                                       "writes": report.writes,
+                                       "results": [r.as_dict() for r in report.results]}))
+        elif report.ok:
+            done = sum(1 for r in report.results if r.status == "done")
+            out.print(f"Applied {done} change(s) with {report.writes} libvirt write call(s).")
+        else:
+            failed = next(r for r in report.results if r.status == "failed")
+            err.print(f"kvmnet: error: {failed.action.kind} {failed.action.target} failed: "
+                      f"{failed.message}\nWhat ran before stays done; fix the cause and run "
+                      "apply again to finish.", markup=False)
+        return report.ok
+
+    if conn.is_test:
+        return body()
+    from kvmnet.backend.lock import apply_lock
+
+    with apply_lock(conn.uri, lock_wait, lambda m: err.print(m, markup=False)):
+        return body()
+
+
+@app.command()
+def apply(
+    file: SpecFile,
+    connect_: ConnectOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")] = False,
+    allow_destroy: Annotated[bool, typer.Option(
+        "--allow-destroy", help="Allow removing networks that guests are attached to.")] = False,
+    as_json: JsonOpt = False,
+    adopt: AdoptOpt = None,
+    netns: NetnsOpt = None,
+    lock_wait: Annotated[float, typer.Option(
+        "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
+    scope: ScopeOpt = None,
+    confirm_timeout: Annotated[float, typer.Option(
+        "--confirm-timeout", metavar="SECONDS", min=0,
+        help="When host interfaces change: roll them back unless `kvmnet confirm` comes "
+             "within this time (0: keep them once the self-check passes).")] = 120.0,
+    root: Annotated[Path, typer.Option(
+        "--root", metavar="DIR", help="Read and write host config files (and the rollback "
+                                      "journal) under DIR instead of /.")] = Path("/"),
+    host_: HostOpt = None,
+) -> None:
+    """Make the host match FILE: shows the plan, asks, then applies it with progress.
+
+    DHCP reservations and DNS hosts change live (no network restart); other
+    network changes redefine and restart the network and reconnect running
+    guests. Only networks kvmnet owns are changed or removed. A host bridge
+    change checks itself and is rolled back unless confirmed (kvmnet confirm).
+    A spec with hosts: is applied on every host concurrently (docs/CLUSTER.md).
+    """
+    from kvmnet.apply.bridge.options import HostOptions
+    from kvmnet.service.ops import load_spec, needs_libvirt
+
+    spec, pos, warnings = load_spec(file)
+    if spec.hosts or host_:  # many hosts, each at its own URI (kvmnet.service.multihost)
+        from kvmnet.cli.multihost import apply_hosts
+
+        raise typer.Exit(apply_hosts(
+            file, spec, pos, warnings, connect_=connect_, netns=netns, only=host_,
+            as_json=as_json, yes=yes, allow_destroy=allow_destroy, adopt=adopt, scope=scope,
+            lock_wait=lock_wait, host=HostOptions(root, confirm_timeout)))
+    with connect(connect_, needs_libvirt(spec)) as conn:
+        ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
+                      lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout),
+                      (spec, pos, warnings))
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command("import")
+def import_(
+    networks: Annotated[list[str] | None, typer.Argument(
+        metavar="[NETWORK]...", help="Networks to import (default: all).")] = None,
+    connect_: ConnectOpt = None,
+    netns: NetnsOpt = None,
+    ovn_nb: Annotated[str | None, typer.Option(
+        "--ovn-nb", metavar="REMOTE", help="Also import kvmnet's overlay networks from this "
+                                           "OVN northbound database (unix:PATH, tcp:HOST:PORT)."
+    )] = None,
+) -> None:
+    """Print a kvmnet spec (YAML) of what is live: networks, DHCP reservations, guests'
+    NICs. `kvmnet plan` of it against the same host shows no changes."""
+    from kvmnet.model.spec import Ovn
+    from kvmnet.service.ops import import_spec, read_live, with_nb
+    from kvmnet.spec.dump import dump
+
+    ovn = Ovn(northbound=ovn_nb) if ovn_nb else None
+    with connect(connect_) as conn:
+        live = read_live(conn, netns)
+    if ovn is not None:  # kvmnet.ovn
+        live = with_nb(live, ovn)
+    spec, notes = import_spec(live, networks or None, ovn)
+    for n in notes:
+        err.print(f"note: {n}", markup=False)
+    out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), markup=False, end="")
+
+
+def _subnets(net: Any) -> str:
+    return ", ".join(str(c.address) for c in net.all_ips()) or "-"
+
+
+@app.command()
+def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None,
+         root: RootOpt = Path("/")) -> None:
+    """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs and
+    the port forwards kvmnet installed, each installed or not."""
+    from kvmnet.service.ops import read_live
+
+    with connect(connect_) as conn:
+        live = read_live(conn, netns, root)
+        data = show_data(live, _all_leases(conn, live, netns=netns))
+    if as_json:
+        out.print_json(json.dumps(data))
+    else:
+        show_tables(data)
+
+
+def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
+    from kvmnet.backend.neigh import addresses_by_mac
+
+    addrs = addresses_by_mac(leases)
+    nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
+             "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
+             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged",
+             **({"unreadable": n.problem} if n.problem else {})}
+            for n in sorted(live.networks.values(), key=lambda n: n.name)]
+    nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
+             "source": nic.source, "model": nic.model,
+             "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
+             "addresses": addrs.get(nic.mac, [])}
+            for d in live.domains.values() for nic in d.nics]
+    from kvmnet.plan.forward_rules import show_rows
+
+    return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
+            "forwards": show_rows(getattr(live, "firewall", None))}
+
+
+def show_tables(data: dict[str, Any]) -> None:
+    t = Table(title=f"networks on {data['uri']}")
+    for col in ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"):
+        t.add_column(col)
+    for n in data["networks"]:
+        t.add_row(n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
+                  _yn(n["active"]), _yn(n["autostart"]),
+                  n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else ""))
+    out.print(t)
+    g = Table(title="guests' NICs")
+    for col in ("guest", "state", "mac", "attached to", "model", "ip"):
+        g.add_column(col)
+    for x in data["interfaces"]:
+        g.add_row(x["guest"], "running" if x["running"] else "shut off", x["mac"],
+                  f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
+                  ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
+                  or x["ip"] or "-")
+    out.print(g)
+    if data.get("forwards"):
+        from kvmnet.cli.forwards import forwards_table
+
+        out.print(forwards_table(data["forwards"]))
+
+
+def _yn(v: bool) -> str:
+    return "yes" if v else "no"
+
+
+def _all_leases(conn: Connection, live: Any, only: list[str] | None = None,
+                netns: str | None = None) -> list[dict[str, Any]]:
+    """Guests' addresses from DHCP leases, the guest agent and the host's neighbour table,
+    each row marked with its source (kvmnet.backend.neigh)."""
+    from kvmnet.backend.neigh import guest_addresses
+
+    return guest_addresses(conn, live, only, netns)
+
+
+@app.command()
+def leases(
+    network: Annotated[str | None, typer.Argument(metavar="[NETWORK]")] = None,
+    connect_: ConnectOpt = None,
+    as_json: JsonOpt = False,
+    netns: NetnsOpt = None,
+) -> None:
+    """Guests' addresses (all networks, or one), each marked with its source: dhcp-lease
+    (libvirt's dnsmasq), agent (QEMU guest agent), neighbour (the host's ARP/NDP table)."""
+    from kvmnet.backend.read import read_domains, read_networks
+    from kvmnet.model.live import LiveState
+
+    with connect(connect_) as conn:
+        nets = read_networks(conn)
+        if network and network not in nets:
+            raise LiveError(f"no such network on {conn.uri}: {network}")
+        live = LiveState(conn.uri, nets, read_domains(conn))
+        rows = _all_leases(conn, live, [network] if network else None, netns)
+    if as_json:
+        out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "leases": rows}))
+        return
+    t = Table(title=f"guest addresses on {conn.uri}")
+    for col in ("network", "mac", "ip", "hostname", "expires (epoch)", "source"):
+        t.add_column(col)
+    for r in rows:
+        prefix = f"/{r['prefix']}" if r["prefix"] is not None else ""
+        t.add_row(r["network"] or "-", r["mac"], f"{r['ip']}{prefix}",
+                  r["hostname"] or r.get("guest") or "-", str(r["expiry"] or "-"),
+                  ", ".join(r.get("sources") or [r["source"]]))
+    out.print(t)
+
+
+@app.command()
+def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
+    """validate, plan, apply --yes, show and plan again, on one connection.
+
+    Made for libvirt's test:///default driver, whose state lives only as long
+    as one connection: nothing on this host changes.
+    """
+    from kvmnet.service.ops import plan_file
+
+    with connect(connect_) as conn:
+        if not conn.is_test:
+            raise KvmnetError("demo runs only against a test:/// URI; use plan/apply for "
+                              "real hosts")
+        out.print(f"\n$ kvmnet validate {file}", style="bold")
+        from kvmnet.cli.main import validate
+
+        validate(file)
+        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}", style="bold")
+        p = plan_file(file, conn, frozenset())
+        print_problems(p.warnings)
+        show_plan(p.plan, conn.uri)
+        out.print(f"\n$ kvmnet apply {file} -c {conn.uri} --yes", style="bold")
+        do_apply(file, conn, True, False, False, frozenset(), None, 0)
+        out.print(f"\n$ kvmnet show -c {conn.uri}", style="bold")
+        from kvmnet.service.ops import read_live
+
+        live = read_live(conn)
+        show_tables(show_data(live, _all_leases(conn, live)))
+        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
+                  style="bold")
+        p = plan_file(file, conn, frozenset())
+        show_plan(p.plan, conn.uri)
+

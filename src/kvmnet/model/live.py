@@ -1,0 +1,103 @@
+"""What was read from a live host, beside the Spec it maps to.
+
+Plain frozen dataclasses, no I/O: `live.read` fills them, `plan` diffs them
+against the wanted Spec, `import` turns them into a Spec.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from kvmnet.model.spec import Network
+
+if TYPE_CHECKING:  # start-up: OVN's values load when a spec has overlay networks
+    from kvmnet.model.overlay import NbState
+    from kvmnet.plan.forward_rules import FirewallLive
+
+
+@dataclass(frozen=True)
+class LiveNetwork:
+    name: str
+    network: Network          # parsed from the persistent (inactive) XML
+    managed: bool             # carries kvmnet's metadata mark
+    active: bool
+    autostart: bool
+    persistent: bool
+    uuid: str | None = None
+    bridge: str | None = None     # the bridge libvirt actually uses (live XML)
+    xml: str = ""                 # persistent XML as read
+    unmodelled: tuple[str, ...] = ()
+    # False when the driver cannot show the persistent config of an active
+    # network apart from the running one (libvirt's test driver): a change to
+    # it is only visible after a restart.
+    split_config: bool = True
+    # Why kvmnet cannot model this network ('' when it can). Only ever set for a
+    # network without kvmnet's mark: `network` then holds just its mode and bridge.
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class LiveNic:
+    mac: str
+    type: str                     # network | bridge | direct | ...
+    source: str | None            # network name or bridge name
+    model: str | None = None
+    target: str | None = None     # tap device of a running guest (vnet0)
+    portgroup: str | None = None
+    mtu: int | None = None
+    xml: str = ""                 # the <interface> element as read (persistent)
+
+
+@dataclass(frozen=True)
+class LiveDomain:
+    name: str
+    running: bool
+    nics: tuple[LiveNic, ...]             # persistent config
+    live_nics: tuple[LiveNic, ...] = ()   # running config (with tap names)
+    managed_macs: frozenset[str] = frozenset()   # NICs kvmnet attached (domain metadata)
+
+
+@dataclass(frozen=True)
+class HostLink:
+    name: str
+    index: int
+    kind: str                     # bridge, veth, ether (''), tun, ...
+    master: str | None
+    up: bool
+    mac: str | None = None
+    mtu: int | None = None
+    wireless: bool = False
+    addresses: tuple[str, ...] = ()       # CIDRs
+
+
+@dataclass(frozen=True)
+class HostRoute:
+    dst: str                      # CIDR ('default' -> 0.0.0.0/0)
+    dev: str | None
+    gateway: str | None = None
+    metric: int | None = None
+
+    @property
+    def net(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(self.dst, strict=False)
+
+
+@dataclass(frozen=True)
+class HostState:
+    links: dict[str, HostLink] = field(default_factory=dict)
+    routes: tuple[HostRoute, ...] = ()
+    readable: bool = True          # False against test:/// (no host to look at)
+    session_addr: str | None = None  # the host address this SSH session came in on
+
+
+@dataclass(frozen=True)
+class LiveState:
+    uri: str
+    networks: dict[str, LiveNetwork]
+    domains: dict[str, LiveDomain]
+    host: HostState = field(default_factory=HostState)
+    is_test: bool = False
+    ovn: NbState | None = None    # OVN northbound rows (OVN), read when spec.ovn is set
+    firewall: FirewallLive | None = None  # kvmnet's port forwards; local only

@@ -1,0 +1,58 @@
+"""Pure parsing of libvirt domain XML: the guest NICs kvmnet cares about."""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from kvmnet.model.live import LiveNic
+
+KVMNET_NS = "https://kvmnet.dev/xmlns/1"
+
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+
+
+def parse_nics(xml: str) -> tuple[LiveNic, ...]:
+    root = etree.fromstring(xml.encode(), _PARSER)
+    nics: list[LiveNic] = []
+    for el in root.iterfind("devices/interface"):
+        mac_el = el.find("mac")
+        if mac_el is None or not mac_el.get("address"):
+            continue
+        src = el.find("source")
+        kind = el.get("type", "")
+        source = None
+        portgroup = None
+        if src is not None:
+            source = src.get("network") if kind == "network" else src.get("bridge") or src.get(
+                "dev")
+            portgroup = src.get("portgroup")
+        model = el.find("model")
+        target = el.find("target")
+        mtu = el.find("mtu")
+        nics.append(LiveNic(
+            mac=mac_el.get("address", "").lower(),
+            type=kind,
+            source=source,
+            model=model.get("type") if model is not None else None,
+            target=target.get("dev") if target is not None else None,
+            portgroup=portgroup,
+            mtu=int(mtu.get("size", "0")) or None if mtu is not None else None,
+            xml=etree.tostring(el, encoding="unicode"),
+        ))
+    return tuple(nics)
+
+
+def parse_managed_macs(metadata_xml: str | None) -> frozenset[str]:
+    """The MACs kvmnet attached, from its <kvmnet:nics> domain metadata element."""
+    if not metadata_xml:
+        return frozenset()
+    root = etree.fromstring(metadata_xml.encode(), _PARSER)
+    return frozenset(n.get("mac", "").lower() for n in root.iter("{*}nic", "nic")
+                     if n.get("mac"))
+
+
+def managed_macs_xml(macs: frozenset[str] | set[str]) -> str:
+    root = etree.Element("nics")
+    for m in sorted(macs):
+        etree.SubElement(root, "nic", mac=m)
+    return etree.tostring(root, encoding="unicode")

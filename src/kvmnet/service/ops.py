@@ -1,0 +1,207 @@
+"""The use cases behind the CLI, each one core call: load + read + plan, apply,
+import, show. Returns typed results; never prints, never exits."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from kvmnet.backend.libvirt import Connection
+from kvmnet.errors import Problem, SpecError
+from kvmnet.model.live import HostState, LiveState
+from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
+from kvmnet.plan import Plan, host_needed, make_plan
+from kvmnet.spec.check import check, errors
+from kvmnet.spec.load import Positions, load
+
+
+@dataclass(frozen=True)
+class Planned:
+    spec: Spec
+    live: LiveState
+    plan: Plan
+    warnings: list[Problem]
+
+
+def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
+    spec, pos = load(path)
+    problems = check(spec, pos, str(path))
+    if errors(problems):
+        raise SpecError(problems)
+    return spec, pos, problems
+
+
+def ssh_session_addr() -> str | None:
+    """The host address this SSH session came in on ($SSH_CONNECTION's third field)."""
+    parts = os.environ.get("SSH_CONNECTION", "").split()
+    return parts[2] if len(parts) == 4 else None
+
+
+def needs_libvirt(spec: Spec) -> bool:
+    """A spec with only `host:` (bridges) is applied without a libvirt connection."""
+    return bool(spec.networks or spec.guests)
+
+
+def read_live(conn: Connection, netns: str | None = None, root: Path | None = None,
+              host_if: Callable[[LiveState], bool] | None = None,
+              firewall: bool = True) -> LiveState:
+    """`root`: where kvmnet's host files are (port forwards' state file and hook).
+    `host_if`: read the host's links and routes only when it says so of what libvirt
+    has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
+    `firewall`: False skips the nft read (plan of a spec without forwards, where
+    kvmnet has none installed: live/hook.has_forward_state)."""
+    from kvmnet.backend.read import read_state
+
+    reading = None
+    local = not conn.is_test and _is_local(conn.uri)
+    if local and firewall:  # nft runs while libvirt is read
+        from kvmnet.backend.firewall import start_read_firewall
+
+        reading = start_read_firewall(netns, root or Path("/"))
+    live = read_state(conn, HostState(readable=False))
+    if local and (host_if is None or host_if(live)):
+        from kvmnet.backend.host import read_host
+
+        live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
+    return replace(live, firewall=reading() if reading else None)
+
+
+def _forwards_needed(spec: Spec, root: Path | None) -> bool:
+    """Does plan need the firewall's live state? When the spec has port forwards, or
+    kvmnet may have some installed (to remove them)."""
+    if spec.has_forwards():
+        return True
+    from kvmnet.backend.hook import has_forward_state
+
+    return has_forward_state(root or Path("/"))
+
+
+def _is_local(uri: str) -> bool:
+    """A URI of this machine's libvirtd: no host name, no transport or +unix."""
+    scheme, sep, rest = uri.partition("://")
+    transport = scheme.partition("+")[2]
+    return bool(sep) and rest[:1] == "/" and transport in ("", "unix")
+
+
+def plan_file(path: Path, conn: Connection, adopt: frozenset[str] = frozenset(),
+              netns: str | None = None, scope: tuple[str, ...] = (),
+              root: Path | None = None) -> Planned:
+    spec, pos, warnings = load_spec(path)
+    return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings, scope, root)
+
+
+def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
+              adopt: frozenset[str] = frozenset(), netns: str | None = None,
+              warnings: list[Problem] | None = None, scope: tuple[str, ...] = (),
+              root: Path | None = None) -> Planned:
+    if spec.hosts:  # one host's share of it, from kvmnet.service.multihost, has none
+        from kvmnet.errors import PlanError
+
+        raise PlanError(f"{file} names several hosts (hosts:): plan and apply it with "
+                        "kvmnet plan/apply FILE, which reach each host at its own URI")
+    live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv),
+                     firewall=_forwards_needed(spec, root))
+    if spec.ovn is not None:  # OVN: overlay networks are rows in OVN northbound
+        live = with_nb(live, spec.ovn)
+    plan = make_plan(spec, live, adopt, scope)
+    # a finding about a whole network or guest points at its key, else at the value
+    found = [Problem(file, *pos.find(f.path, key=len(f.path) <= 2),
+                     f"{'.'.join(map(str, f.path))}: {f.message}", f.severity)
+             for f in plan.findings]
+    errs = [p for p in found if p.severity == "error"]
+    if errs:
+        raise SpecError(errs + [p for p in found if p.severity == "warning"])
+    return Planned(spec, live, plan, list(warnings or []) + found)
+
+
+# -- import -----------------------------------------------------------------
+
+def with_nb(live: LiveState, ovn: Ovn) -> LiveState:
+    """`live` plus the OVN northbound rows (OVN)."""
+    from kvmnet.backend.ovsdb import read_nb
+
+    return replace(live, ovn=read_nb(ovn))
+
+
+def import_spec(live: LiveState, names: list[str] | None = None,
+                ovn: Ovn | None = None) -> tuple[Spec, list[str]]:
+    """A spec of what is live; plan of it against the same host is empty. With `ovn`
+    (and live.ovn read), kvmnet's overlay networks and their guest NICs too."""
+    from kvmnet.spec.derive import ip_config_for
+
+    notes: list[str] = []
+    wanted = names or sorted(live.networks)
+    missing = [n for n in wanted if n not in live.networks]
+    if missing:
+        from kvmnet.errors import LiveError
+
+        raise LiveError(f"no such network on {live.uri}: {', '.join(missing)} (live networks: "
+                        f"{', '.join(sorted(live.networks)) or 'none'})")
+    unreadable = [n for n in wanted if live.networks[n].problem]
+    if unreadable and names:
+        from kvmnet.errors import LiveError
+
+        raise LiveError("; ".join(f"network {n} cannot be imported: {live.networks[n].problem}"
+                                  for n in unreadable))
+    for n in unreadable:
+        notes.append(f"network {n} left out: kvmnet cannot read it ({live.networks[n].problem})")
+    wanted = [n for n in wanted if n not in unreadable]
+    nets: dict[str, Network] = {}
+    for n in wanted:
+        ln = live.networks[n]
+        upd: dict[str, Any] = {"autostart": ln.autostart}
+        if not ln.managed:
+            upd["adopt"] = True
+            notes.append(f"network {n} is not managed by kvmnet yet: imported with adopt: true")
+        if ln.unmodelled:
+            notes.append(f"network {n}: kept verbatim (xml_extra): {', '.join(ln.unmodelled)}")
+        nets[n] = ln.network.model_copy(update=upd)
+    guests: dict[str, Guest] = {}
+    for dname, d in sorted(live.domains.items()):
+        nics: list[GuestNic] = []
+        for nic in d.nics:
+            if nic.type == "network" and nic.source in nets:
+                net = nets[nic.source]
+                ipv4 = None
+                for ipc in net.all_ips():
+                    for h in ipc.hosts:
+                        if h.mac == nic.mac and h.name == dname:
+                            ipv4 = h.ip
+                if ipv4 is not None:
+                    ipc2 = ip_config_for(net, ipv4)
+                    assert ipc2 is not None
+                    net = _drop_host(net, nic.mac)
+                    nets[nic.source] = net
+                nics.append(GuestNic(network=nic.source, mac=nic.mac, model=nic.model,
+                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu))
+            elif nic.type == "bridge" and nic.source and not names:
+                nics.append(GuestNic(bridge=nic.source, mac=nic.mac, model=nic.model,
+                                     mtu=nic.mtu))
+            elif not names:
+                notes.append(f"guest {dname}: NIC {nic.mac} of type {nic.type} is not "
+                             "modelled by kvmnet: left out")
+        if nics:
+            guests[dname] = Guest(interfaces=nics)
+    spec = Spec(networks=nets, guests=guests)
+    if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forward_rules)
+        from kvmnet.plan.forward_rules import with_forwards
+
+        spec = with_forwards(spec, live.firewall.previous())
+    if ovn is not None and live.ovn is not None:  # OVN
+        from kvmnet.parse.overlay import import_overlay, merge_overlay
+
+        overlay, more = import_overlay(live.ovn, ovn)
+        spec, notes = merge_overlay(spec, overlay), notes + more
+    return spec, notes
+
+
+def _drop_host(net: Network, mac: str) -> Network:
+    upd: dict[str, Any] = {}
+    for key in ("ipv4", "ipv6"):
+        c = getattr(net, key)
+        if c is not None:
+            upd[key] = c.model_copy(update={"hosts": [h for h in c.hosts if h.mac != mac]})
+    return net.model_copy(update=upd)
