@@ -43,9 +43,9 @@ def _kvmnet(work: Path) -> None:
 
 
 def _virsh(work: Path) -> None:
+    from kvmnet.model.derive import dhcp_hosts
     from kvmnet.render.network import build_network
     from kvmnet.render.xmlutil import pretty
-    from kvmnet.spec.derive import dhcp_hosts
     from kvmnet.spec.load import load_text
 
     spec, _ = load_text(SPEC)

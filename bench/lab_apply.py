@@ -96,9 +96,9 @@ class Job:
     """The files of one apply job of n networks, made once, untimed."""
 
     def __init__(self, work: Path, n: int) -> None:
+        from kvmnet.model.derive import dhcp_hosts
         from kvmnet.render.network import build_network
         from kvmnet.render.xmlutil import pretty
-        from kvmnet.spec.derive import dhcp_hosts
         from kvmnet.spec.load import load_text
 
         self.work, self.n = work, n

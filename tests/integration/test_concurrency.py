@@ -27,7 +27,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.spec.derive import nic_macs
+from kvmnet.model.derive import nic_macs
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
 from lab.libvirtd import DNSMASQ_DIR, Libvirtd

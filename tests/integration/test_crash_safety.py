@@ -41,9 +41,9 @@ import libvirt
 import pytest
 from lxml import etree
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.parse.domain import KVMNET_NS, parse_managed_macs
 from kvmnet.parse.network import parse_network
-from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
 from lab.libvirtd import Libvirtd, remove_objects

@@ -34,9 +34,9 @@ from lxml import etree
 from kvmnet.apply.runner import Report, run
 from kvmnet.backend import lock as kvmnet_lock
 from kvmnet.backend.libvirt import Connection
+from kvmnet.model.derive import nic_macs
 from kvmnet.plan import Action
 from kvmnet.service.ops import plan_file
-from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load, load_text
 from lab.guest import domain_xml
 from lab.libvirtd import (

@@ -29,10 +29,10 @@ from kvmnet.apply.runner import run
 from kvmnet.backend.libvirt import Connection
 from kvmnet.backend.ovsdb import read_nb
 from kvmnet.errors import PlanError
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Ovn, Spec
 from kvmnet.render.interface import overlay_port_id
 from kvmnet.service.ops import import_spec, plan_file, read_live, with_nb
-from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.dump import dump
 from lab.ovn import OvnLab, dhcp, ping
 

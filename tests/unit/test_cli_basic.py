@@ -15,7 +15,7 @@ import pytest
 
 from kvmnet import __version__
 from kvmnet.cli.main import main
-from kvmnet.spec.derive import stable_mac
+from kvmnet.model.derive import stable_mac
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed.yaml"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
 from kvmnet.render.interface import (
     interface_element,
@@ -17,7 +18,6 @@ from kvmnet.render.interface import (
     render_interfaces,
 )
 from kvmnet.spec.check import check, errors
-from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.load import load
 from lab.golden import assert_golden
 

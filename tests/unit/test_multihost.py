@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from kvmnet.errors import KvmnetError
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
 from kvmnet.service.multihost import select, targets
 from kvmnet.spec.check import check, errors
-from kvmnet.spec.derive import nic_macs
 from kvmnet.spec.hosts import (
     floating,
     guest_hosts,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
+from kvmnet.model.derive import dhcp_hosts
 from kvmnet.model.spec import Network, Spec
 from kvmnet.parse.network import parse_network, with_libvirt_defaults, xml_view
 from kvmnet.render.network import (
@@ -25,7 +26,6 @@ from kvmnet.render.network import (
     render_network,
 )
 from kvmnet.render.xmlutil import canonical, pretty
-from kvmnet.spec.derive import dhcp_hosts
 from kvmnet.spec.load import load, load_text
 from lab.netxml import define_network, fresh_test_driver
 
@@ -358,7 +358,7 @@ guests:
 def test_one_render_serves_check_and_plan_of_the_same_spec() -> None:
     """network_xml renders a network of a spec once (check, then plan, ask for the same
     text); another spec, or another MAC map, gets its own render."""
-    from kvmnet.spec.derive import nic_macs
+    from kvmnet.model.derive import nic_macs
 
     one, other = _net(_TWO), _net(_TWO.replace("10.9.1.10", "10.9.1.11"))
     assert nic_macs(one) is nic_macs(one)  # the same map for the same spec

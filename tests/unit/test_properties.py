@@ -349,7 +349,7 @@ def test_apply_then_plan_is_empty(live: dict[str, Any], first: dict[str, Any],
 
 def _guest_matches(conn: Connection, spec: Spec) -> None:
     """Domain `test` has the spec's NICs (by MAC) and its own one, nothing else."""
-    from kvmnet.spec.derive import nic_macs
+    from kvmnet.model.derive import nic_macs
 
     root = etree.fromstring(conn.raw.lookupByName("test").XMLDesc(
         libvirt.VIR_DOMAIN_XML_INACTIVE).encode())

@@ -246,7 +246,7 @@ def mac(
     never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX."""
     from secrets import token_bytes
 
-    from kvmnet.spec.derive import nic_macs, spec_macs, stable_mac
+    from kvmnet.model.derive import nic_macs, spec_macs, stable_mac
 
     spec = None
     if spec_file is not None:

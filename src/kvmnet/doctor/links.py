@@ -5,9 +5,9 @@ from __future__ import annotations
 import ipaddress
 
 from kvmnet.doctor.checks import Check, Facts, Net, networks
+from kvmnet.model.derive import stable_mac
 from kvmnet.model.live import HostLink, HostState
 from kvmnet.model.types import IPNet
-from kvmnet.spec.derive import stable_mac
 
 _SKIP_HOST = "the host's links were not read"
 

@@ -29,6 +29,7 @@ How the two sides are compared (the ignore rules):
 
 from __future__ import annotations
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.live import LiveState
 from kvmnet.model.spec import Spec
 from kvmnet.plan.core import Action, Ctx, Finding, Impact, Plan, Update, in_scope
@@ -44,7 +45,6 @@ from kvmnet.plan.host import (
 from kvmnet.plan.networks import LIBVIRT_FILLS, attached, diff_lines, plan_network, plan_removals
 from kvmnet.plan.netxml import mark_managed, with_uuid
 from kvmnet.plan.overlay import plan_ovn
-from kvmnet.spec.derive import nic_macs
 
 __all__ = [
     "LIBVIRT_BRIDGED",

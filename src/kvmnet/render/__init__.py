@@ -25,12 +25,12 @@ if TYPE_CHECKING:
 def render_all(spec: Spec) -> dict[str, str]:
     # imported here: `import kvmnet.render.network` (validate, plan) runs this
     # package first and needs none of the host renderers
+    from kvmnet.model.derive import nic_macs
     from kvmnet.render.firewall import render_firewall
     from kvmnet.render.hostconf import RENDERERS
     from kvmnet.render.interface import render_interfaces
     from kvmnet.render.network import network_xml
     from kvmnet.render.routes import render_routes
-    from kvmnet.spec.derive import nic_macs
 
     files: dict[str, str] = {}
     macs = nic_macs(spec)

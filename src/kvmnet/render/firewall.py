@@ -59,8 +59,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kvmnet.model.derive import ip_config_for
 from kvmnet.model.spec import Spec
-from kvmnet.spec.derive import ip_config_for
 
 TABLE = "kvmnet"                    # table inet kvmnet
 TABLE_FAMILY = "inet"

@@ -14,10 +14,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.live import HostState
 from kvmnet.model.spec import DhcpRange, HostBridge, Network, PortForward, Spec
 from kvmnet.render.routes import PLACEHOLDER, upstream_routes
-from kvmnet.spec.derive import nic_macs
 
 Kind = Literal["router", "nic", "bridge", "network", "guest", "forward", "note"]
 Style = Literal["solid", "dashed", "invis"]

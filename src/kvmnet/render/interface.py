@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import GuestNic, Spec
-from kvmnet.spec.derive import nic_macs
 
 OVN_BRIDGE = "br-int"
 

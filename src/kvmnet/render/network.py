@@ -30,6 +30,7 @@ from typing import Any
 from lxml import etree
 
 from kvmnet.errors import KvmnetError
+from kvmnet.model.derive import dhcp_hosts
 from kvmnet.model.spec import (
     DhcpHost,
     Dns,
@@ -52,7 +53,6 @@ from kvmnet.render.xmlutil import (
     sub,
     yes_no,
 )
-from kvmnet.spec.derive import dhcp_hosts
 
 KVMNET_NS = "https://kvmnet.dev/xmlns/1"
 MARK = f"{{{KVMNET_NS}}}managed"

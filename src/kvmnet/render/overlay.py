@@ -15,6 +15,7 @@ import hashlib
 import ipaddress
 from collections.abc import Iterator
 
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.overlay import (
     GUEST_KEY,
     NETWORK_KEY,
@@ -31,7 +32,6 @@ from kvmnet.model.overlay import (
 )
 from kvmnet.model.spec import IPConfig, Lease, Network, Spec
 from kvmnet.render.interface import overlay_port_id
-from kvmnet.spec.derive import nic_macs
 
 DEFAULT_LEASE = 3600
 INFINITE_LEASE = 0xFFFFFFFF   # DHCP's "infinite" (RFC 2131 lease time option)

@@ -130,7 +130,7 @@ def import_spec(live: LiveState, names: list[str] | None = None,
                 ovn: Ovn | None = None) -> tuple[Spec, list[str]]:
     """A spec of what is live; plan of it against the same host is empty. With `ovn`
     (and live.ovn read), kvmnet's overlay networks and their guest NICs too."""
-    from kvmnet.spec.derive import ip_config_for
+    from kvmnet.model.derive import ip_config_for
 
     notes: list[str] = []
     wanted = names or sorted(live.networks)

@@ -11,34 +11,16 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem, close_matches
+from kvmnet.model.derive import ip_config_for, nic_macs
 from kvmnet.model.spec import IPConfig, Network, PortForward, Spec
-from kvmnet.spec.derive import ip_config_for, nic_macs
+from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts, share_host
-from kvmnet.spec.load import Path_, Positions, format_path
+from kvmnet.spec.load import Path_, Positions
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
 NO_IP_MODES = ("bridge", "macvtap")
-
-
-@dataclass
-class Findings:
-    pos: Positions
-    file: str
-    items: list[Problem] = field(default_factory=list)
-
-    def error(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg))
-
-    def warn(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg,
-                                  "warning"))
-
-
-def _where(path: Path_) -> str:
-    return format_path(path) + ": " if path else ""
 
 
 def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>") -> list[Problem]:

@@ -19,11 +19,11 @@ import re
 from typing import TYPE_CHECKING
 
 from kvmnet.errors import close_matches
+from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Guest, Host, Network, Spec
-from kvmnet.spec.derive import nic_macs
 
 if TYPE_CHECKING:
-    from kvmnet.spec.check import Findings
+    from kvmnet.spec.findings import Findings
     from kvmnet.spec.load import Path_
 
 # DRIVER[+TRANSPORT]://[USER@][HOST][:PORT][/PATH][?PARAMS], as virsh -c takes it
