@@ -1,22 +1,25 @@
-"""The host read of plan (kvmnet.backend.host.read_host, over kvmnet.backend.netlink_read) against a
-real kernel: in a network namespace of its own (kvt-nl-*, 10.249.200.0/22) with a bridge,
-a veth port, IPv4 and IPv6 addresses, a default route with a metric, a route in table
-1000 and a blackhole, it must give exactly what pyroute2 reads there (the reader it
-replaced). Entering a namespace (kvmnet.backend.netns) for a socket or a child process must
-leave this thread where it was and never create a namespace that does not exist."""
+"""The host read of plan (kvmnet.backend.host.read_host: pyroute2, then
+kvmnet.parse.netlink) against a real kernel: in a network namespace of its own
+(kvt-nl-*, 10.249.200.0/22) with a bridge, a veth port, IPv4 and IPv6 addresses, a
+default route with a metric, a route in table 1000 and a blackhole, it must give
+exactly what iproute2 shows there (`ip -j`, another reader of the same kernel).
+Entering a namespace (kvmnet.backend.netns) for a socket or a child process must leave
+this thread where it was and never create a namespace that does not exist."""
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from kvmnet.backend.host import _is_wireless, read_host
+from kvmnet.backend.host import read_host, set_master
 from kvmnet.backend.netns import entered, netns_path
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostLink, HostRoute, HostState
@@ -53,65 +56,85 @@ def ns() -> Iterator[str]:
         subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
 
 
-def pyroute2_host(netns: str | None) -> HostState:
-    """The pyroute2 reader kvmnet used before kvmnet.backend.netlink_read (the reference)."""
-    from pyroute2 import IPRoute
-
-    def attr(msg: Any, name: str) -> Any:
-        return msg.get_attr(name)
-
-    with IPRoute(netns=netns, flags=0) if netns else IPRoute() as ipr:
-        links_raw = list(ipr.get_links())
-        names = {m["index"]: attr(m, "IFLA_IFNAME") for m in links_raw}
-        addrs: dict[int, list[str]] = {}
-        for a in ipr.get_addr():
-            addrs.setdefault(a["index"], []).append(f"{attr(a, 'IFA_ADDRESS')}/{a['prefixlen']}")
-        links = {}
-        for m in links_raw:
-            name = names[m["index"]]
-            info = attr(m, "IFLA_LINKINFO")
-            kind = info.get_attr("IFLA_INFO_KIND") if info is not None else ""
-            links[name] = HostLink(
-                name=name, index=m["index"], kind=kind or "",
-                master=names.get(attr(m, "IFLA_MASTER")), up=bool(m["flags"] & 1),
-                mac=attr(m, "IFLA_ADDRESS"), mtu=attr(m, "IFLA_MTU"),
-                wireless=_is_wireless(name, netns), addresses=tuple(addrs.get(m["index"], ())))
-        routes = []
-        for family in (2, 10):
-            for r in ipr.get_routes(family=family, table=254):
-                dst = attr(r, "RTA_DST")
-                routes.append(HostRoute(
-                    dst=f"{dst}/{r['dst_len']}" if dst else ("0.0.0.0/0" if family == 2
-                                                             else "::/0"),
-                    dev=names.get(attr(r, "RTA_OIF")), gateway=attr(r, "RTA_GATEWAY"),
-                    metric=attr(r, "RTA_PRIORITY")))
-    return HostState(links=links, routes=tuple(routes), readable=True)
+def _ip_json(netns: str | None, *args: str) -> Any:
+    where = ["-n", netns] if netns else []
+    out = subprocess.run(["ip", *where, "-j", *args], check=True, capture_output=True,
+                         text=True, timeout=60).stdout
+    return json.loads(out) if out.strip() else []
 
 
-def test_same_as_pyroute2_in_a_namespace(ns: str) -> None:
+def _cidr(dst: str, family: int) -> str:
+    if dst == "default":
+        return "0.0.0.0/0" if family == 4 else "::/0"
+    return dst if "/" in dst else f"{dst}/{32 if family == 4 else 128}"
+
+
+def iproute2_host(netns: str | None) -> HostState:
+    """The same host as iproute2 shows it (`ip -j`, an independent reader: the oracle).
+    Wi-Fi is sysfs's (in our own namespace only), asserted apart."""
+    links = {}
+    addrs = {a["ifname"]: tuple(f"{i['local']}/{i['prefixlen']}" for i in a["addr_info"])
+             for a in _ip_json(netns, "addr", "show")}
+    for m in _ip_json(netns, "-d", "link", "show"):
+        name = m["ifname"]
+        links[name] = HostLink(
+            name=name, index=m["ifindex"], kind=m.get("linkinfo", {}).get("info_kind", ""),
+            master=m.get("master"), up="UP" in m["flags"], mac=m.get("address"),
+            mtu=m.get("mtu"), wireless=False, addresses=addrs.get(name, ()))
+    routes = tuple(
+        HostRoute(dst=_cidr(r["dst"], family), dev=r.get("dev"), gateway=r.get("gateway"),
+                  metric=r.get("metric"))
+        for family in (4, 6)
+        for r in _ip_json(netns, f"-{family}", "route", "show", "table", "main"))
+    return HostState(links=links, routes=routes, readable=True)
+
+
+def comparable(h: HostState) -> tuple[Any, ...]:
+    """Order aside (the kernel's dump order and ip's may differ), and Wi-Fi aside."""
+    links = {n: replace(x, addresses=tuple(sorted(x.addresses)), wireless=False)
+             for n, x in h.links.items()}
+    return links, sorted(h.routes, key=repr), h.readable
+
+
+def test_same_as_iproute2_in_a_namespace(ns: str) -> None:
     got = read_host(ns)
-    assert got == pyroute2_host(ns)
+    assert comparable(got) == comparable(iproute2_host(ns))
+    assert not any(x.wireless for x in got.links.values())
     br, port = got.links["kvtnlbr0"], got.links["kvtnlv0"]
     assert (br.kind, port.kind, port.master, port.mtu) == ("bridge", "veth", "kvtnlbr0", 1400)
     assert "10.249.200.1/24" in br.addresses and "fd00:249::1/64" in br.addresses
     routes = {r.dst: r for r in got.routes}
     assert (routes["0.0.0.0/0"].gateway, routes["0.0.0.0/0"].metric) == ("10.249.200.254", 50)
+    assert routes["10.249.203.128/25"].dev is None  # the blackhole
     assert routes["fd01::/64"].gateway == "fd00:249::2"
     assert "10.249.202.0/24" not in routes  # table 1000, not main
 
 
-def test_same_as_pyroute2_here() -> None:
+def test_same_as_iproute2_here() -> None:
     for _ in range(3):  # other sessions may add or remove a link meanwhile: read again
-        if read_host() == pyroute2_host(None):
-            return
-    assert read_host() == pyroute2_host(None)
+        if comparable(read_host()) == comparable(iproute2_host(None)):
+            break
+    got = read_host()
+    assert comparable(got) == comparable(iproute2_host(None))
+    assert {n for n, x in got.links.items() if x.wireless} == {
+        n for n in got.links if any(os.path.isdir(f"/sys/class/net/{n}/{mark}")
+                                    for mark in ("wireless", "phy80211"))}
 
 
 def test_a_missing_namespace_is_an_error_and_is_not_created() -> None:
     name = f"kvt-nl-missing-{os.getpid()}"
     with pytest.raises(LiveError, match=f"network namespace {name}: No such file"):
         read_host(name)
+    with pytest.raises(LiveError, match=f"network namespace {name}: No such file"):
+        set_master("kvtnlv0", "kvtnlbr0", name)  # the writer's door, the same socket
     assert not os.path.exists(netns_path(name))
+
+
+def test_set_master_in_a_namespace(ns: str) -> None:
+    run("ip", "-n", ns, "link", "set", "kvtnlv0", "nomaster")
+    set_master("kvtnlv0", "kvtnlbr0", ns, mtu=1300)
+    port = read_host(ns).links["kvtnlv0"]
+    assert (port.master, port.mtu, port.up) == ("kvtnlbr0", 1300, True)
 
 
 def _ns_ident(path: str) -> str:

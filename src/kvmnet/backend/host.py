@@ -1,92 +1,95 @@
-"""Host links, addresses and routes over netlink, never `ip` output: read with
-kvmnet.backend.netlink_read (the standard library), changed with pyroute2.
+"""Host links, addresses and routes over netlink with pyroute2, never `ip` output:
+fetched here, parsed by kvmnet.parse.netlink (pure).
 
-`netns` names a network namespace to look into instead of our own (the
-tests run libvirtd in one; a lab user can too).
+`netns` names a network namespace to look into instead of our own (the tests run
+libvirtd in one; a lab user can too). Its netlink socket is made inside it by this
+thread (kvmnet.backend.netns) and handed to pyroute2 as a file descriptor: pyroute2's
+own netns= forks a helper process for that (~20 ms) and creates a namespace that does
+not exist unless told not to.
+
+pyroute2 is imported here only, when a command first talks to netlink: its package
+loads every netlink family it knows (~0.1 s), which `kvmnet plan -c test:///...`,
+validate and --help never pay.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kvmnet.errors import LiveError
-from kvmnet.model.live import HostLink, HostRoute, HostState
+from kvmnet.model.live import HostState
+
+if TYPE_CHECKING:
+    from pyroute2 import IPRoute
+
+DUMP_TRIES = 10
 
 
-def _lazy_package(name: str) -> None:
-    """Register package `name` without running its __init__ until a name is taken from
-    it (PEP 562 __getattr__): pyroute2's __init__ imports every netlink family it
-    knows (ipdb, ndb, conntrack, wireguard, ...), about 0.1 s, the largest import of a
-    no-op apply, while reading links needs only pyroute2.iproute. `from pyroute2
-    import X` anywhere else still works: it runs the whole __init__ then."""
-    spec = importlib.util.find_spec(name)
-    if name in sys.modules or spec is None or spec.loader is None:
-        return
-    pkg = importlib.util.module_from_spec(spec)
-    loader = spec.loader
+def _where(netns: str | None) -> str:
+    return f"network namespace {netns}" if netns else "the host"
 
-    def __getattr__(attr: str) -> Any:  # noqa: N807 - the module hook
-        if importlib.util.find_spec(f"{name}.{attr}") is not None:  # a submodule
-            return importlib.import_module(f"{name}.{attr}")
-        del pkg.__dict__["__getattr__"]
-        loader.exec_module(pkg)
-        return getattr(pkg, attr)
 
-    pkg.__dict__["__getattr__"] = __getattr__
-    sys.modules[name] = pkg
+def _route_socket(netns: str) -> socket.socket:
+    """A NETLINK_ROUTE socket of `netns` (an error when it does not exist; never made)."""
+    from kvmnet.backend.netns import entered
+
+    with entered(netns):
+        return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                             socket.NETLINK_ROUTE)
 
 
 @contextmanager
-def iproute(netns: str | None = None) -> Iterator[Any]:
-    _lazy_package("pyroute2")
-    from pyroute2.iproute import IPRoute, NetNS
+def iproute(netns: str | None = None) -> Iterator[IPRoute]:
+    """pyroute2's IPRoute on our namespace or on `netns`; no event groups (kvmnet asks
+    and waits for the answer, it never listens)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
 
     try:
-        ipr = NetNS(netns) if netns else IPRoute()
-    except OSError as e:
-        where = f"network namespace {netns}" if netns else "the host"
-        raise LiveError(f"cannot read links of {where}: {e.strerror or e}") from None
+        ipr = (IPRoute(fileno=_route_socket(netns).detach(), groups=0) if netns
+               else IPRoute(groups=0))
+    except (OSError, NetlinkError) as e:
+        raise LiveError(f"cannot read links of {_where(netns)}: "
+                        f"{getattr(e, 'strerror', None) or e}") from None
     try:
         yield ipr
     finally:
         ipr.close()
 
 
-def read_host(netns: str | None = None) -> HostState:
-    """Links, addresses and main-table routes, read with four netlink dumps
-    (kvmnet.backend.netlink_read: no pyroute2 import, no helper process for --netns)."""
-    from kvmnet.backend import netlink_read as netlink
+def fetch_host(netns: str | None = None) -> tuple[tuple[Any, ...], ...]:
+    """The link, address and route dumps, as pyroute2's messages. A dump the kernel
+    marks inconsistent (a link came or went meanwhile) is asked again."""
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    from kvmnet.parse.netlink import dump_interrupted
 
     try:
-        with netlink.route_socket(netns) as sock:
-            links_raw = netlink.links(sock)
-            addrs_raw = netlink.addrs(sock)
-            routes_raw = [r for family in (2, 10) for r in netlink.routes(sock, family, 254)]
-    except OSError as e:
-        where = f"network namespace {netns}" if netns else "the host"
-        raise LiveError(f"cannot read links of {where}: {e.strerror or e}") from None
-    names: dict[int | None, str | None] = {m.index: m.name for m in links_raw}
-    addrs: dict[int, list[str]] = {}
-    for a in addrs_raw:
-        addrs.setdefault(a.index, []).append(f"{a.address}/{a.prefixlen}")
-    links: dict[str, HostLink] = {}
-    for m in links_raw:
-        name = names[m.index]
-        if name is None:  # pragma: no cover - the kernel names every link
-            continue
-        links[name] = HostLink(
-            name=name, index=m.index, kind=m.kind or "", master=names.get(m.master),
-            up=bool(m.flags & 1), mac=m.mac, mtu=m.mtu, wireless=_is_wireless(name, netns),
-            addresses=tuple(addrs.get(m.index, ())))
-    routes = tuple(HostRoute(
-        dst=f"{r.dst}/{r.dst_len}" if r.dst else ("0.0.0.0/0" if r.family == 2 else "::/0"),
-        dev=names.get(r.oif), gateway=r.gateway, metric=r.priority) for r in routes_raw)
-    return HostState(links=links, routes=routes, readable=True)
+        with iproute(netns) as ipr:
+            for _ in range(DUMP_TRIES):
+                dumps = (tuple(ipr.link("dump")), tuple(ipr.addr("dump")),
+                         tuple(ipr.route("dump")))
+                if not any(dump_interrupted(d) for d in dumps):
+                    return dumps
+    except (OSError, NetlinkError) as e:
+        raise LiveError(f"cannot read links of {_where(netns)}: "
+                        f"{getattr(e, 'strerror', None) or e}") from None
+    raise LiveError(f"cannot read links of {_where(netns)}: they kept changing while they "
+                    f"were read ({DUMP_TRIES} tries)")
+
+
+def read_host(netns: str | None = None) -> HostState:
+    """Links, addresses and main-table routes (kvmnet.parse.netlink.parse_host)."""
+    from kvmnet.parse.netlink import parse_host
+
+    links, addrs, routes = fetch_host(netns)
+    names = [str(m.get("ifname")) for m in links]
+    return parse_host(links, addrs, routes,
+                      wireless={n for n in names if _is_wireless(n, netns)})
 
 
 def _is_wireless(name: str, netns: str | None) -> bool:
