@@ -1,8 +1,9 @@
 """The one door to libvirt: open a connection, read raw XML, make write calls.
 
-Every write goes through `Connection` so it can be counted (idempotence
-tests and benchmarks assert "zero writes") and so every libvirt error
-becomes a LiveError with the object's name and libvirt's own words.
+`Connection` is the real kvmnet.backend.base.Backend. Every write goes through
+`Connection.write` so it can be counted (idempotence tests and benchmarks
+assert "zero writes") and so every libvirt error becomes a LiveError with the
+object's name and libvirt's own words. The reads are in libvirt_fetch.py.
 """
 
 from __future__ import annotations
@@ -14,8 +15,17 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import libvirt
+from lxml import etree
 
+from kvmnet.backend.base import (
+    DomainRecord,
+    NetworkRecord,
+    NicOp,
+    UpdateCommand,
+    UpdateSection,
+)
 from kvmnet.errors import LiveError
+from kvmnet.parse.domain import KVMNET_NS, edit_domain_nics
 
 T = TypeVar("T")
 
@@ -122,6 +132,105 @@ class Connection:
             raise LiveError(f"{what}: libvirt says: {one_line(e)}") from None
         except BINDING_ERRORS as e:
             raise LiveError(f"{what}: {unreadable(e)}") from None
+
+    # -- the Backend reads -------------------------------------------------
+    def fetch_networks(self) -> list[NetworkRecord]:
+        from kvmnet.backend.libvirt_fetch import fetch_networks
+
+        return fetch_networks(self)
+
+    def fetch_domains(self) -> list[DomainRecord]:
+        from kvmnet.backend.libvirt_fetch import fetch_domains
+
+        return fetch_domains(self)
+
+    def network_active(self, name: str) -> bool | None:
+        try:  # (gone: what a removal wants; another apply or a person did it)
+            net = self.raw.networkLookupByName(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_NETWORK:
+                return None
+            raise LiveError(f"network {name}: {e.get_error_message() or e}") from None
+        return bool(self.read(f"state of network {name}", net.isActive))
+
+    def network_bridge(self, name: str) -> tuple[str, int | None]:
+        net = self._net(name)
+        bridge = self.read(f"bridge of {name}", net.bridgeName)
+        xml = self.read(f"network {name}", net.XMLDesc)
+        mtu_el = etree.fromstring(xml.encode()).find("mtu")
+        mtu = int(mtu_el.get("size", "0")) if mtu_el is not None else None
+        return str(bridge), mtu or None
+
+    def _net(self, name: str) -> Any:
+        return self.read(f"network {name}", lambda: self.raw.networkLookupByName(name))
+
+    def _dom(self, name: str) -> Any:
+        return self.read(f"domain {name}", lambda: self.raw.lookupByName(name))
+
+    # -- the Backend writes ------------------------------------------------
+    def define_network(self, name: str, xml: str, verb: str = "define") -> None:
+        self.write(f"{verb} network {name}", lambda: self.raw.networkDefineXML(xml))
+
+    def start_network(self, name: str) -> None:
+        self.write(f"start network {name}", self._net(name).create)
+
+    def stop_network(self, name: str) -> None:
+        self.write(f"stop network {name}", self._net(name).destroy)
+
+    def undefine_network(self, name: str) -> None:
+        self.write(f"undefine network {name}", self._net(name).undefine)
+
+    def set_network_autostart(self, name: str, on: bool) -> None:
+        net = self._net(name)
+        self.write(f"autostart network {name}", lambda: net.setAutostart(1 if on else 0))
+
+    def update_network(self, name: str, command: UpdateCommand, section: UpdateSection,
+                       parent_index: int, xml: str, live: bool) -> None:
+        net = self._net(name)
+        flags = libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        if live:
+            flags |= libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE
+        self.write(f"networkUpdate {command} {section} on {name}",
+                   lambda: net.update(_CMD[command], _SECTION[section], parent_index, xml,
+                                      flags))
+
+    def change_nic(self, domain: str, op: NicOp, mac: str, xml: str, live: bool) -> str:
+        dom = self._dom(domain)
+        flags = libvirt.VIR_DOMAIN_AFFECT_CONFIG
+        if live:
+            flags |= libvirt.VIR_DOMAIN_AFFECT_LIVE
+        call = {"attach": dom.attachDeviceFlags, "update": dom.updateDeviceFlags,
+                "detach": dom.detachDeviceFlags}[op]
+        what = f"{op} NIC {mac} of {domain}"
+        try:
+            self.write(what, lambda: call(xml, flags), raw_errors=True)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() != libvirt.VIR_ERR_NO_SUPPORT:
+                raise LiveError(f"{what}: libvirt says: {e.get_error_message() or e}"
+                                ) from None
+            # A driver without device hotplug: edit the persistent definition instead.
+            new = edit_domain_nics(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), op, mac, xml)
+            self.write(f"{what} (redefine)", lambda: self.raw.defineXML(new))
+            return "this driver cannot hotplug NICs: changed the definition only"
+        return ""
+
+    def set_managed_macs(self, domain: str, xml: str) -> None:
+        dom = self._dom(domain)
+        self.write(f"record kvmnet's NICs of {domain}",
+                   lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
+                                           KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+
+
+_CMD = {
+    "add-last": libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST,
+    "delete": libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE,
+    "modify": libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY,
+}
+_SECTION = {
+    "ip-dhcp-host": libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
+    "dns-host": libvirt.VIR_NETWORK_SECTION_DNS_HOST,
+    "ip-dhcp-range": libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE,
+}
 
 
 class NoLibvirt:

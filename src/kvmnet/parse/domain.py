@@ -56,3 +56,24 @@ def managed_macs_xml(macs: frozenset[str] | set[str]) -> str:
     for m in sorted(macs):
         etree.SubElement(root, "nic", mac=m)
     return etree.tostring(root, encoding="unicode")
+
+
+def edit_domain_nics(domain_xml: str, op: str, mac: str, nic_xml: str) -> str:
+    """Domain XML with one <interface> attached, replaced or removed (matched by MAC):
+    `op` is attach, update or detach. For drivers without device hotplug, and the fake."""
+    root = etree.fromstring(domain_xml.encode(), _PARSER)
+    devices = root.find("devices")
+    if devices is None:
+        devices = etree.SubElement(root, "devices")
+    cur = []
+    for i in devices.iterfind("interface"):
+        m = i.find("mac")
+        if m is not None and m.get("address", "").lower() == mac:
+            cur.append(i)
+    if op == "attach":
+        devices.append(etree.fromstring(nic_xml.encode(), _PARSER))
+    for old in cur:
+        if op == "update":
+            old.addprevious(etree.fromstring(nic_xml.encode(), _PARSER))
+        devices.remove(old)
+    return etree.tostring(root, encoding="unicode")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from kvmnet.backend.libvirt import Connection
+from kvmnet.backend.base import Backend
 from kvmnet.errors import Problem, SpecError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
@@ -45,7 +45,7 @@ def needs_libvirt(spec: Spec) -> bool:
     return bool(spec.networks or spec.guests)
 
 
-def read_live(conn: Connection, netns: str | None = None, root: Path | None = None,
+def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
               host_if: Callable[[LiveState], bool] | None = None,
               firewall: bool = True) -> LiveState:
     """`root`: where kvmnet's host files are (port forwards' state file and hook).
@@ -86,14 +86,14 @@ def _is_local(uri: str) -> bool:
     return bool(sep) and rest[:1] == "/" and transport in ("", "unix")
 
 
-def plan_file(path: Path, conn: Connection, adopt: frozenset[str] = frozenset(),
+def plan_file(path: Path, conn: Backend, adopt: frozenset[str] = frozenset(),
               netns: str | None = None, scope: tuple[str, ...] = (),
               root: Path | None = None) -> Planned:
     spec, pos, warnings = load_spec(path)
     return plan_spec(spec, pos, str(path), conn, adopt, netns, warnings, scope, root)
 
 
-def plan_spec(spec: Spec, pos: Positions, file: str, conn: Connection,
+def plan_spec(spec: Spec, pos: Positions, file: str, conn: Backend,
               adopt: frozenset[str] = frozenset(), netns: str | None = None,
               warnings: list[Problem] | None = None, scope: tuple[str, ...] = (),
               root: Path | None = None) -> Planned:
