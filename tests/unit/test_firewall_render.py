@@ -18,29 +18,32 @@ import pytest
 
 from kvmnet.backend import hook
 from kvmnet.backend.hook import STATE_FILE
+from kvmnet.model.forward import (
+    FirewallLive,
+    Fwd,
+    RulesetFacts,
+    describe,
+    parse_state,
+    state_json,
+)
 from kvmnet.model.live import LiveState
 from kvmnet.model.spec import Spec
+from kvmnet.parse.firewall import ipt_key, parse_ruleset
 from kvmnet.plan import make_plan
-from kvmnet.plan.forward_rules import (
-    FirewallLive,
-    ipt_key,
-    parse_ruleset,
+from kvmnet.plan.forwards import (
     plan_forwards,
     rules_in_place,
     show_rows,
     status,
+    with_forwards,
 )
 from kvmnet.render import render_all
 from kvmnet.render.firewall import (
-    Fwd,
-    describe,
     iptables_restore,
     nft_accept_script,
-    parse_state,
     prerouting_rule,
     render_firewall,
     resolve,
-    state_json,
     table_script,
 )
 from kvmnet.spec.check import check, errors
@@ -229,8 +232,6 @@ def test_ipt_key() -> None:
 
 def live(name: str | None, state: tuple[Fwd, ...] | None = None, hook_: str | None = "ok",
          **kw: Any) -> FirewallLive:
-    from kvmnet.plan.forward_rules import RulesetFacts
-
     facts = parse_ruleset(live_json(name)) if name else RulesetFacts()
     return FirewallLive(facts, state_json(state) if state is not None else None, hook_, **kw)
 
@@ -317,8 +318,6 @@ def test_show_states() -> None:
 
 def test_import_gives_back_the_forwards() -> None:
     """import's spec + the state file's forwards resolve to the same forwards again."""
-    from kvmnet.plan.forward_rules import with_forwards
-
     for spec in (CAPTURE, load(DATA / "variety.in.yaml")[0]):
         bare = spec.model_copy(update={"networks": {
             n: x.model_copy(update={"forwards": []}) for n, x in spec.networks.items()}})

@@ -291,15 +291,16 @@ def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
     """The libvirt hook turns ROOT/var/lib/kvmnet/forwards.json into nft text: a value
     there that is not a name, an address or a port is refused."""
     fw = pytest.importorskip("kvmnet.render.firewall")
+    state = pytest.importorskip("kvmnet.model.forward")
     spec, _ = load_text(FWD_SPEC)
-    good = fw.state_json(fw.resolve(spec))
-    assert fw.parse_state(good) == fw.resolve(spec)
+    good = state.state_json(fw.resolve(spec))
+    assert state.parse_state(good) == fw.resolve(spec)
     import json
 
     data = json.loads(good)
     data["forwards"][0][field] = value
     with pytest.raises(ValueError):
-        fw.parse_state(json.dumps(data))
+        state.parse_state(json.dumps(data))
 
 
 def test_the_hook_script_quotes_every_path(tmp_path: Path) -> None:

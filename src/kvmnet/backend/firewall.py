@@ -2,7 +2,7 @@
 --netns). What the rules are and why they sit where they do: kvmnet.render.firewall.
 
 Only argument lists, never a shell: `nft -j list ruleset` to read (JSON, parsed by
-kvmnet.plan.forward_rules; text output is never parsed), `nft -f -` and `iptables-restore -w
+kvmnet.parse.firewall; text output is never parsed), `nft -f -` and `iptables-restore -w
 --noflush` (ip6tables-restore) with the script on stdin to write. Each of those is one
 kernel transaction; the order is accepts (iptables backend) first, then one nft
 transaction with table inet kvmnet and, on the nftables backend, the accepts in
@@ -28,21 +28,10 @@ from typing import Any
 from kvmnet.backend.hook import state_path
 from kvmnet.backend.netns import entered
 from kvmnet.errors import LiveError
-from kvmnet.plan.forward_rules import (
-    FirewallLive,
-    RulesetFacts,
-    parse_ruleset,
-    rules_in_place,
-    wanted_rule_parts,
-)
-from kvmnet.render.firewall import (
-    Fwd,
-    iptables_restore,
-    nft_accept_script,
-    parse_state,
-    state_json,
-    table_script,
-)
+from kvmnet.model.forward import FirewallLive, Fwd, RulesetFacts, parse_state, state_json
+from kvmnet.parse.firewall import parse_ruleset
+from kvmnet.plan.forwards import rules_in_place, wanted_rule_parts
+from kvmnet.render.firewall import iptables_restore, nft_accept_script, table_script
 
 TIMEOUT = 30.0
 

@@ -134,7 +134,7 @@ def remove(root: Path) -> bool:
 def run_hook(state: Path, network: str, operation: str) -> str:
     """What the hook does for one libvirt call; a line for the log."""
     from kvmnet.backend.firewall import install_rules, state_lock
-    from kvmnet.render.firewall import parse_state
+    from kvmnet.model.forward import parse_state
 
     if operation != "started":
         return f"{network} {operation}: nothing to do"

@@ -1,4 +1,4 @@
-"""`kvmnet show`'s table of port forwards (rows from kvmnet.plan.forward_rules.show_rows)."""
+"""`kvmnet show`'s table of port forwards (rows from kvmnet.plan.forwards.show_rows)."""
 
 from __future__ import annotations
 

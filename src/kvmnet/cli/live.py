@@ -313,7 +313,7 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
              "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
              "addresses": addrs.get(nic.mac, [])}
             for d in live.domains.values() for nic in d.nics]
-    from kvmnet.plan.forward_rules import show_rows
+    from kvmnet.plan.forwards import show_rows
 
     return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
             "forwards": show_rows(getattr(live, "firewall", None))}

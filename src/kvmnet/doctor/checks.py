@@ -306,7 +306,7 @@ def _kvmnet_rules(ruleset: dict[str, Any]) -> list[str]:
     (kvmnet.render.firewall): 'iptables' for chain KVMNET_FWD in table filter,
     'nftables' for chain kvmnet_forwards in libvirt's table libvirt_network; [] when
     its DNAT table inet kvmnet is missing (no forwards installed)."""
-    from kvmnet.plan.forward_rules import parse_ruleset
+    from kvmnet.parse.firewall import parse_ruleset
 
     facts = parse_ruleset(ruleset)
     if not facts.table:

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from kvmnet.model.spec import Network
 
-if TYPE_CHECKING:  # start-up: OVN's values load when a spec has overlay networks
+if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
+    from kvmnet.model.forward import FirewallLive
     from kvmnet.model.overlay import NbState
-    from kvmnet.plan.forward_rules import FirewallLive
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ How the two sides are compared (the ignore rules):
     netxml    network XML edits: ownership mark, UUID, virNetworkUpdate calls
     ovn       overlay networks (wraps kvmnet.plan.overlay_nb)
     guests    guest NICs: attach, change, detach
-    forwards  port forwards: one firewall.sync (wraps kvmnet.plan.forward_rules)
+    forwards  port forwards: one firewall.sync
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from kvmnet.model.derive import nic_macs
 from kvmnet.model.live import LiveState
 from kvmnet.model.spec import Spec
 from kvmnet.plan.core import Action, Ctx, Finding, Impact, Plan, Update, in_scope
-from kvmnet.plan.forwards import plan_firewall
 from kvmnet.plan.guests import plan_forgotten_guests, plan_guest
 from kvmnet.plan.host import (
     LIBVIRT_BRIDGED,
@@ -84,5 +83,8 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
         plan_guest(ctx, gname)
     plan_forgotten_guests(ctx)
     plan_removals(ctx)
-    plan_firewall(ctx)
+    if live.firewall is not None or spec.has_forwards():  # start-up: else not loaded
+        from kvmnet.plan.forwards import plan_firewall
+
+        plan_firewall(ctx)
     return Plan(tuple(ctx.actions), tuple(ctx.findings))

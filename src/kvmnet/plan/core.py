@@ -10,8 +10,8 @@ from kvmnet.model.live import LiveState
 from kvmnet.model.spec import Host, Spec
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
+    from kvmnet.model.forward import Fwd
     from kvmnet.model.overlay import Change
-    from kvmnet.render.firewall import Fwd
 
 Impact = Literal["live", "restart", "disruptive", "host"]
 

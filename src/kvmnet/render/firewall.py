@@ -47,84 +47,29 @@ Three things make it work, each for a reason found with real traffic:
 Every nft rule carries a comment "kvmnet:HASH NETWORK PROTO/PORT" whose hash covers
 the rule, so reading the ruleset back (`nft -j`) tells exactly which wanted rules are
 there. iptables-nft keeps `-m comment` opaque to `nft -j`, so KVMNET_FWD's rules are
-known by what they match (address, protocol, ports): see kvmnet.plan.forward_rules.
+known by what they match (address, protocol, ports): see kvmnet.parse.firewall.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from kvmnet.model.derive import ip_config_for
-from kvmnet.model.spec import Spec
-
-TABLE = "kvmnet"                    # table inet kvmnet
-TABLE_FAMILY = "inet"
-IPT_CHAIN = "KVMNET_FWD"            # iptables backend: table filter
-NFT_CHAIN = "kvmnet_forwards"       # nftables backend: in table ip|ip6 libvirt_network
-LIBVIRT_TABLE = "libvirt_network"
-# (name, type, hook, priority) of the table's base chains
-BASE_CHAINS: tuple[tuple[str, str, str, int], ...] = (
-    ("prerouting", "nat", "prerouting", -100),
-    ("output", "nat", "output", -100),
-    ("postrouting", "nat", "postrouting", 100),
+from kvmnet.model.forward import (
+    BASE_CHAINS,
+    IPT_CHAIN,
+    LIBVIRT_TABLE,
+    NFT_CHAIN,
+    TABLE,
+    TABLE_FAMILY,
+    Fwd,
+    ports,
+    state_json,
 )
-STATE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Fwd:
-    """One resolved port forward: host_ports on the host -> target:guest_ports."""
-
-    network: str
-    proto: str                         # tcp | udp
-    host_ports: tuple[int, int]
-    target: str                        # the guest's address
-    guest_ports: tuple[int, int]
-    subnet: str                        # the network's block holding target (hairpin)
-    listen: str | None = None
-    sources: tuple[str, ...] = ()
-    guest: str | None = None
-
-    @property
-    def family(self) -> int:
-        return ipaddress.ip_address(self.target).version
-
-    def as_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["host_ports"], d["guest_ports"] = list(self.host_ports), list(self.guest_ports)
-        d["sources"] = list(self.sources)
-        return d
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> Fwd:
-        hp, gp = d["host_ports"], d["guest_ports"]
-        return cls(network=str(d["network"]), proto=str(d["proto"]),
-                   host_ports=(int(hp[0]), int(hp[1])), target=str(d["target"]),
-                   guest_ports=(int(gp[0]), int(gp[1])), subnet=str(d["subnet"]),
-                   listen=d.get("listen"), sources=tuple(d.get("sources") or ()),
-                   guest=d.get("guest"))
-
-
-def ports(p: tuple[int, int], sep: str = "-") -> str:
-    return str(p[0]) if p[0] == p[1] else f"{p[0]}{sep}{p[1]}"
-
-
-def describe(f: Fwd) -> str:
-    """'default tcp 2222 -> 192.168.122.10:22 (guest web1)', as plan and show print it."""
-    where = f"[{f.target}]" if f.family == 6 else f.target
-    text = f"{f.network} {f.proto} {ports(f.host_ports)} -> {where}:{ports(f.guest_ports)}"
-    if f.guest:
-        text += f" (guest {f.guest})"
-    if f.listen:
-        text += f" on {f.listen}"
-    if f.sources:
-        text += f" from {', '.join(f.sources)}"
-    return text
+from kvmnet.model.spec import Spec
 
 
 def resolve(spec: Spec) -> tuple[Fwd, ...]:
@@ -360,47 +305,6 @@ def iptables_restore(fwds: Sequence[Fwd], family: int, chain_exists: bool, jumps
         lines.append(f"-X {IPT_CHAIN}")
     lines.append("COMMIT")
     return "\n".join(lines) + "\n"
-
-
-# -- the state file the libvirt hook reads ----------------------------------------------
-
-def state_json(fwds: Sequence[Fwd]) -> str:
-    """/var/lib/kvmnet/forwards.json: what kvmnet installed; the hook's only input."""
-    return json.dumps({"kvmnet": STATE_VERSION, "forwards": [f.as_json() for f in fwds]},
-                      indent=2) + "\n"
-
-
-def parse_state(text: str) -> tuple[Fwd, ...]:
-    """The forwards of a state file; ValueError when it is not one kvmnet wrote."""
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("kvmnet") != STATE_VERSION:
-            raise ValueError(f"not a kvmnet forwards file (version {STATE_VERSION})")
-        return tuple(_checked(Fwd.from_json(d)) for d in data["forwards"])
-    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as e:
-        raise ValueError(f"not a kvmnet forwards file: {e}") from None
-
-
-def _checked(f: Fwd) -> Fwd:
-    """The hook builds nft and iptables text from this file: every value must be what
-    the spec allows (a name, an address, a port), never text that could end a rule."""
-    from kvmnet.model.types import parse_name
-
-    parse_name(f.network)
-    if f.guest is not None:
-        parse_name(f.guest)
-    if f.proto not in ("tcp", "udp"):
-        raise ValueError(f"not a kvmnet forwards file: protocol {f.proto!r}")
-    for p in (*f.host_ports, *f.guest_ports):
-        if not 1 <= p <= 65535:
-            raise ValueError(f"not a kvmnet forwards file: port {p}")
-    for a in (f.target, *([f.listen] if f.listen else [])):
-        if str(ipaddress.ip_address(a)) != a:
-            raise ValueError(f"not a kvmnet forwards file: address {a!r}")
-    for n in (f.subnet, *f.sources):
-        if str(ipaddress.ip_network(n)) != n:
-            raise ValueError(f"not a kvmnet forwards file: subnet {n!r}")
-    return f
 
 
 # -- kvmnet render --------------------------------------------------------------------

@@ -186,10 +186,10 @@ def import_spec(live: LiveState, names: list[str] | None = None,
         if nics:
             guests[dname] = Guest(interfaces=nics)
     spec = Spec(networks=nets, guests=guests)
-    if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forward_rules)
-        from kvmnet.plan.forward_rules import with_forwards
+    if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forwards)
+        from kvmnet.plan.forwards import installed_forwards, with_forwards
 
-        spec = with_forwards(spec, live.firewall.previous())
+        spec = with_forwards(spec, installed_forwards(live.firewall))
     if ovn is not None and live.ovn is not None:  # OVN
         from kvmnet.parse.overlay import import_overlay, merge_overlay
 
