@@ -34,7 +34,7 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.backend.hook import HOOK_FILE, LOG_FILE, STATE_FILE
+from kvmnet.backend.forward_files import HOOK_FILE, LOG_FILE, STATE_FILE
 from kvmnet.backend.host import set_master
 from lab.firewall import (
     diff,

@@ -38,7 +38,7 @@ import yaml
 from pyroute2 import netns as pr_netns
 
 from kvmnet.backend.firewall import sync
-from kvmnet.backend.hook import HOOK_FILE, LOG_FILE, STATE_FILE
+from kvmnet.backend.forward_files import HOOK_FILE, LOG_FILE, STATE_FILE
 from kvmnet.backend.host import set_master
 from kvmnet.model.spec import Spec
 from kvmnet.render.firewall import resolve

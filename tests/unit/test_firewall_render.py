@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from kvmnet.backend import forward_files as files
 from kvmnet.backend import hook
-from kvmnet.backend.hook import STATE_FILE
+from kvmnet.backend.forward_files import STATE_FILE
 from kvmnet.model.forward import (
     FirewallLive,
     Fwd,
@@ -329,28 +330,28 @@ def test_import_gives_back_the_forwards() -> None:
 # -- the hook ---------------------------------------------------------------------------
 
 def test_hook_file(tmp_path: Path) -> None:
-    assert hook.hook_status(tmp_path) is None
-    assert hook.install(tmp_path) is True
-    path = tmp_path / hook.HOOK_FILE
+    assert files.hook_status(tmp_path) is None
+    assert files.install(tmp_path) is True
+    path = tmp_path / files.HOOK_FILE
     assert path.parent.name == "network.d"
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
-    assert hook.hook_status(tmp_path) == "ok" and hook.install(tmp_path) is False
+    assert files.hook_status(tmp_path) == "ok" and files.install(tmp_path) is False
     text = path.read_text()
     assert text.startswith("#!/bin/sh\n# kvmnet-hook v1")
     assert str(tmp_path.resolve() / STATE_FILE) in text and 'if [ "$2" = started ]' in text
     assert text.rstrip().endswith("exit 0")
     path.write_text("#!/bin/sh\n# someone's\n")
-    assert hook.hook_status(tmp_path) == "stale" and hook.install(tmp_path) is False
-    assert hook.hook_status(tmp_path) == "ok"
-    assert hook.remove(tmp_path) is True and hook.remove(tmp_path) is False
+    assert files.hook_status(tmp_path) == "stale" and files.install(tmp_path) is False
+    assert files.hook_status(tmp_path) == "ok"
+    assert files.remove(tmp_path) is True and files.remove(tmp_path) is False
 
 
 def test_hook_script_always_exits_0(tmp_path: Path) -> None:
     """Run the sh script as libvirt does; with no state file, a missing interpreter or
     another operation it does nothing, and never fails (libvirt would not start the
     network)."""
-    hook.install(tmp_path)
-    path = tmp_path / hook.HOOK_FILE
+    files.install(tmp_path)
+    path = tmp_path / files.HOOK_FILE
     for op in ("start", "started", "stopped", "port-created"):
         r = subprocess.run([str(path), "net", op, "begin", "-"], input="<hookData/>",
                            capture_output=True, text=True, timeout=30)
@@ -360,7 +361,7 @@ def test_hook_script_always_exits_0(tmp_path: Path) -> None:
     r = subprocess.run([str(path), "net", "started", "begin", "-"], input="<x/>",
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
-    assert "cannot read" in (tmp_path / hook.LOG_FILE).read_text()
+    assert "cannot read" in (tmp_path / files.LOG_FILE).read_text()
     path.write_text(path.read_text().replace("PY=", "PY=/nonexistent/python #"))
     r = subprocess.run([str(path), "net", "started", "begin", "-"], input="<x/>",
                        capture_output=True, text=True, timeout=30)

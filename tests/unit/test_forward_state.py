@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.backend.hook import HOOK_FILE, STATE_FILE, has_forward_state
+from kvmnet.backend.forward_files import HOOK_FILE, STATE_FILE, has_forward_state
 from kvmnet.service.ops import _forwards_needed
 from kvmnet.spec.load import load_text
 

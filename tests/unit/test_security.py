@@ -304,7 +304,7 @@ def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
 
 
 def test_the_hook_script_quotes_every_path(tmp_path: Path) -> None:
-    hook = pytest.importorskip("kvmnet.backend.hook")
+    hook = pytest.importorskip("kvmnet.backend.forward_files")
     root = tmp_path / "a b'$(touch pwned)`id`\"x"
     root.mkdir()
     text = hook.hook_text(root, python="/opt/py thon/$(x)/python3")

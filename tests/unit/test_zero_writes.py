@@ -111,8 +111,8 @@ HOST_WRITERS = (
     ("kvmnet.backend.files", "make_dirs"),
     ("kvmnet.backend.firewall", "sync"),           # port forwards: nft, iptables-restore
     ("kvmnet.backend.firewall", "install_rules"),
-    ("kvmnet.backend.hook", "install"),            # the libvirt network hook
-    ("kvmnet.backend.hook", "remove"),
+    ("kvmnet.backend.forward_files", "install"),   # the libvirt network hook
+    ("kvmnet.backend.forward_files", "remove"),
 )
 # host writers that later work may add: patched when they exist
 OPTIONAL_HOST_WRITERS: tuple[tuple[str, str], ...] = ()

@@ -11,7 +11,7 @@ be there (else LiveError).
 
 `sync` (apply's firewall.sync) also keeps the state file ROOT/var/lib/kvmnet/
 forwards.json (the forwards installed: the only input of the libvirt hook, see
-live/hook.py) and the hook itself; on failure it puts the previous state file and
+backend/hook.py) and the hook itself; on failure it puts the previous state file and
 rules back. `install_rules` is what the hook runs when a network starts.
 """
 
@@ -25,7 +25,8 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from kvmnet.backend.hook import state_path
+from kvmnet.backend import forward_files
+from kvmnet.backend.forward_files import state_path
 from kvmnet.backend.netns import entered
 from kvmnet.errors import LiveError
 from kvmnet.model.forward import FirewallLive, Fwd, RulesetFacts, parse_state, state_json
@@ -136,9 +137,7 @@ def start_read_firewall(netns: str | None = None, root: Path = Path("/")
                         ) -> Callable[[], FirewallLive]:
     """read_firewall in two halves: the files are read and nft is started now; calling
     the result waits for nft (libvirt is read meanwhile: kvmnet.service.ops.read_live)."""
-    from kvmnet.backend.hook import hook_status
-
-    state, hook = _read(state_path(root)), hook_status(root)
+    state, hook = _read(state_path(root)), forward_files.hook_status(root)
     try:
         proc: subprocess.Popen[str] | LiveError = _spawn(NFT_LIST, netns, False)
     except LiveError as e:
@@ -212,8 +211,6 @@ def sync(fwds: Sequence[Fwd], netns: str | None = None, root: Path = Path("/")) 
 
 
 def _sync(fwds: Sequence[Fwd], netns: str | None, root: Path, path: Path) -> str:
-    from kvmnet.backend import hook
-
     before = _read(path)
     try:
         previous = parse_state(before) if before else ()
@@ -232,11 +229,11 @@ def _sync(fwds: Sequence[Fwd], netns: str | None, root: Path, path: Path) -> str
         raise LiveError(f"{e}; {back}") from None
     notes = [", ".join(done) if done else "rules were in place"]
     if fwds:
-        if hook.install(root):
-            notes.append(f"hook {hook.hook_path(root)} written: libvirtd reads new hook "
+        if forward_files.install(root):
+            notes.append(f"hook {forward_files.hook_path(root)} written: libvirtd reads new hook "
                          "scripts when it starts or reloads (once: systemctl reload "
                          "libvirtd, or virtnetworkd)")
-    elif hook.remove(root):
+    elif forward_files.remove(root):
         notes.append("hook removed")
     return f"{len(fwds)} forward(s): " + "; ".join(notes)
 

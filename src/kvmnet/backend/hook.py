@@ -20,10 +20,13 @@ overwrites an admin's own hook). libvirt looks for hook scripts when the daemon 
 or reloads (SIGHUP), so a *new* hook needs one `systemctl reload libvirtd` (or
 virtnetworkd); apply says so when it writes one.
 
-The script is plain sh: it consumes the network XML libvirt writes to its stdin, acts
-on `started` only, and always exits 0, because a failing hook makes libvirt refuse to
-start the network. It runs `python -m kvmnet.backend.hook` with the interpreter kvmnet
-was installed with; the Python part logs to ROOT/var/log/kvmnet/hook.log.
+The script (kvmnet.backend.forward_files writes it) is plain sh: it consumes the network
+XML libvirt writes to its stdin, acts on `started` only, and always exits 0, because a
+failing hook makes libvirt refuse to start the network. It runs `python -m
+kvmnet.backend.hook` (this module: keep its name, installed hooks call it) with the
+interpreter kvmnet was installed with; the Python part below logs to
+ROOT/var/log/kvmnet/hook.log and installs the rules with kvmnet.backend.firewall, the
+same code apply uses.
 
 Test it the way libvirt calls it:
     ip netns exec NS ROOT/etc/libvirt/hooks/network.d/kvmnet-forwards NET started begin - \\
@@ -37,105 +40,13 @@ import sys
 import time
 from pathlib import Path
 
-from kvmnet.errors import KvmnetError, LiveError
-
-HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
-LOG_FILE = "var/log/kvmnet/hook.log"
-MARK = "# kvmnet-hook v1"
-STATE_FILE = "var/lib/kvmnet/forwards.json"  # the forwards installed (live/firewall.sync)
-
-
-def hook_path(root: Path) -> Path:
-    return Path(root) / HOOK_FILE
-
-
-def state_path(root: Path) -> Path:
-    return Path(root) / STATE_FILE
-
-
-def has_forward_state(root: Path = Path("/")) -> bool:
-    """Has kvmnet ever left port forwards here that are not cleanly gone? Its state file,
-    the lock beside it (removed only after a sync that left no forwards finished) or its
-    libvirt hook: if none exists, kvmnet's rules cannot exist, and a spec without
-    forwards needs no nft read (a no-op apply then runs no nft, nor loads the firewall
-    code: this is here, not in live/firewall)."""
-    path = state_path(root)
-    return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
-
-
-def hook_text(root: Path, python: str | None = None) -> str:
-    import shlex
-
-    root = Path(root).resolve()
-    py = shlex.quote(python or sys.executable)
-    state = shlex.quote(str(state_path(root)))
-    log = shlex.quote(str(root / LOG_FILE))
-    return f"""#!/bin/sh
-{MARK}: written by `kvmnet apply`, removed by it when no forwards are left.
-# libvirt runs it as: kvmnet-forwards NETWORK OPERATION SUBOPERATION - (network XML on
-# stdin). When a network has started, it puts kvmnet's port forward rules back, from
-# the state file kvmnet apply wrote. It always exits 0: a failing hook would stop
-# libvirt from starting the network.
-cat >/dev/null
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export PATH
-PY={py}
-STATE={state}
-LOG={log}
-if [ "$2" = started ] && [ -x "$PY" ] && [ -f "$STATE" ]; then
-    mkdir -p "$(dirname "$LOG")" 2>/dev/null
-    "$PY" -m kvmnet.backend.hook --state "$STATE" "$@" </dev/null >>"$LOG" 2>&1
-fi
-exit 0
-"""
-
-
-def hook_status(root: Path) -> str | None:
-    """'ok' (kvmnet's current hook, executable), 'stale' (anything else there), None."""
-    path = hook_path(root)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError:
-        return "stale"
-    return "ok" if text == hook_text(root) and os.access(path, os.X_OK) else "stale"
-
-
-def install(root: Path) -> bool:
-    """Write the hook (0755); True when it did not exist before (libvirtd must reload)."""
-    from kvmnet.backend.files import (
-        write_bytes_atomic,  # here: a run that only reads never needs it
-    )
-
-    path = hook_path(root)
-    existed = path.exists()
-    if hook_status(root) == "ok":
-        return False
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_atomic(path, hook_text(root).encode(), 0o755)
-    except OSError as e:
-        raise LiveError(f"cannot write the libvirt hook {path}: {e.strerror or e}") from None
-    return not existed
-
-
-def remove(root: Path) -> bool:
-    path = hook_path(root)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        raise LiveError(f"cannot remove the libvirt hook {path}: {e.strerror or e}") from None
-    return True
+from kvmnet.backend.firewall import install_rules, state_lock
+from kvmnet.errors import KvmnetError
+from kvmnet.model.forward import parse_state
 
 
 def run_hook(state: Path, network: str, operation: str) -> str:
     """What the hook does for one libvirt call; a line for the log."""
-    from kvmnet.backend.firewall import install_rules, state_lock
-    from kvmnet.model.forward import parse_state
-
     if operation != "started":
         return f"{network} {operation}: nothing to do"
     with state_lock(state):
@@ -152,7 +63,7 @@ def run_hook(state: Path, network: str, operation: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse  # here: apply imports this module to read the hook's status
+    import argparse
 
     p = argparse.ArgumentParser(prog="python -m kvmnet.backend.hook",
                                 description="kvmnet's libvirt network hook (see module doc)")

@@ -52,7 +52,7 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     `host_if`: read the host's links and routes only when it says so of what libvirt
     has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
     `firewall`: False skips the nft read (plan of a spec without forwards, where
-    kvmnet has none installed: live/hook.has_forward_state)."""
+    kvmnet has none installed: backend/forward_files.has_forward_state)."""
     from kvmnet.backend.read import read_state
 
     reading = None
@@ -74,7 +74,7 @@ def _forwards_needed(spec: Spec, root: Path | None) -> bool:
     kvmnet may have some installed (to remove them)."""
     if spec.has_forwards():
         return True
-    from kvmnet.backend.hook import has_forward_state
+    from kvmnet.backend.forward_files import has_forward_state
 
     return has_forward_state(root or Path("/"))
 

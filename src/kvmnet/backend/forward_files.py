@@ -1,0 +1,109 @@
+"""kvmnet's two files for port forwards, and nothing that writes rules: the state file
+ROOT/var/lib/kvmnet/forwards.json (the forwards installed) and the libvirt network hook
+ROOT/etc/libvirt/hooks/network.d/kvmnet-forwards (why a hook, and how libvirt runs it:
+kvmnet.backend.hook, which is what the script runs).
+
+Below both kvmnet.backend.firewall (apply's sync writes the state file and the hook)
+and kvmnet.backend.hook (the hook's Python side, which installs the rules): imports go
+one way, hook -> firewall -> forward_files. Light on purpose: a plan without forwards
+asks `has_forward_state` and loads no firewall code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from kvmnet.errors import LiveError
+
+HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
+LOG_FILE = "var/log/kvmnet/hook.log"
+MARK = "# kvmnet-hook v1"
+STATE_FILE = "var/lib/kvmnet/forwards.json"  # the forwards installed (backend/firewall.sync)
+
+
+def hook_path(root: Path) -> Path:
+    return Path(root) / HOOK_FILE
+
+
+def state_path(root: Path) -> Path:
+    return Path(root) / STATE_FILE
+
+
+def has_forward_state(root: Path = Path("/")) -> bool:
+    """Has kvmnet ever left port forwards here that are not cleanly gone? Its state file,
+    the lock beside it (removed only after a sync that left no forwards finished) or its
+    libvirt hook: if none exists, kvmnet's rules cannot exist, and a spec without
+    forwards needs no nft read (a no-op apply then runs no nft, nor loads the firewall
+    code: this is here, not in backend/firewall)."""
+    path = state_path(root)
+    return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
+
+
+def hook_text(root: Path, python: str | None = None) -> str:
+    import shlex
+
+    root = Path(root).resolve()
+    py = shlex.quote(python or sys.executable)
+    state = shlex.quote(str(state_path(root)))
+    log = shlex.quote(str(root / LOG_FILE))
+    return f"""#!/bin/sh
+{MARK}: written by `kvmnet apply`, removed by it when no forwards are left.
+# libvirt runs it as: kvmnet-forwards NETWORK OPERATION SUBOPERATION - (network XML on
+# stdin). When a network has started, it puts kvmnet's port forward rules back, from
+# the state file kvmnet apply wrote. It always exits 0: a failing hook would stop
+# libvirt from starting the network.
+cat >/dev/null
+PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+export PATH
+PY={py}
+STATE={state}
+LOG={log}
+if [ "$2" = started ] && [ -x "$PY" ] && [ -f "$STATE" ]; then
+    mkdir -p "$(dirname "$LOG")" 2>/dev/null
+    "$PY" -m kvmnet.backend.hook --state "$STATE" "$@" </dev/null >>"$LOG" 2>&1
+fi
+exit 0
+"""
+
+
+def hook_status(root: Path) -> str | None:
+    """'ok' (kvmnet's current hook, executable), 'stale' (anything else there), None."""
+    path = hook_path(root)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return "stale"
+    return "ok" if text == hook_text(root) and os.access(path, os.X_OK) else "stale"
+
+
+def install(root: Path) -> bool:
+    """Write the hook (0755); True when it did not exist before (libvirtd must reload)."""
+    from kvmnet.backend.files import (
+        write_bytes_atomic,  # here: a run that only reads never needs it
+    )
+
+    path = hook_path(root)
+    existed = path.exists()
+    if hook_status(root) == "ok":
+        return False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, hook_text(root).encode(), 0o755)
+    except OSError as e:
+        raise LiveError(f"cannot write the libvirt hook {path}: {e.strerror or e}") from None
+    return not existed
+
+
+def remove(root: Path) -> bool:
+    path = hook_path(root)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise LiveError(f"cannot remove the libvirt hook {path}: {e.strerror or e}") from None
+    return True
