@@ -17,7 +17,6 @@ rules back. `install_rules` is what the hook runs when a network starts.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 from collections.abc import Callable, Iterator, Sequence
@@ -105,18 +104,10 @@ def _legacy(netns: str | None) -> bool:
 def state_lock(state: Path) -> Iterator[None]:
     """apply's sync and the hook one at a time (flock on forwards.lock beside the state
     file), so the hook never installs a state file apply is replacing."""
-    lock = state.with_suffix(".lock")
-    try:
-        state.parent.mkdir(parents=True, exist_ok=True)
-        f = open(lock, "a")  # held until the caller's with block ends
-        fcntl.flock(f, fcntl.LOCK_EX)
-    except OSError as e:
-        raise LiveError(f"cannot lock {lock}: {e.strerror or e}") from None
-    try:
+    from kvmnet.backend.lock import locked  # here: a run that only reads never locks
+
+    with locked(state.with_suffix(".lock"), "the forwards state lock"):
         yield
-    finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
-        f.close()
 
 
 def _read(path: Path) -> str | None:

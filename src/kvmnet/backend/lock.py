@@ -1,4 +1,17 @@
-"""One apply at a time per libvirt URI: an flock on a file under /run/kvmnet."""
+"""kvmnet's file locks: one way to open a lock file safely, and the locks built on it.
+
+Three things run one at a time: applies against one libvirt URI (`apply_lock`, an
+flock on a file under /run/kvmnet), the steps of a host-bridge transaction
+(kvmnet.apply.bridge.journal.tx_lock) and apply's firewall sync against the libvirt
+hook (kvmnet.backend.firewall.state_lock). Each locks a file that root opens, and the
+apply lock also truncates and writes its own: a symlink or hard link planted in its
+place would have root create or truncate any file on the host. So `open_lock`:
+
+- opens with O_NOFOLLOW (a symlink in the lock's place: refused, nothing followed);
+- only in a folder that no user but root (or whoever runs kvmnet) can change, reached
+  through such folders only (kvmnet.backend.files.check_dir);
+- keeps the file only if it is a plain file with one link, owned by root or us.
+"""
 
 from __future__ import annotations
 
@@ -13,48 +26,70 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kvmnet.errors import LockError
+from kvmnet.backend.files import make_dirs
+from kvmnet.errors import LiveError, LockError, UnsafePathError
 
 LOCK_DIR = os.environ.get("KVMNET_LOCK_DIR", "/run/kvmnet")
 
 
-def _open_lock(uri: str) -> int:
-    """The lock file, opened without following a symlink, in a folder only root (or
-    we) can change: the file is truncated and written, so it must be ours."""
-    from kvmnet.backend.files import check_dir, make_dirs
-    from kvmnet.errors import UnsafePathError
-
-    path = os.path.join(LOCK_DIR, "apply-" + hashlib.sha256(uri.encode()).hexdigest()[:16]
-                        + ".lock")
+def open_lock(path: Path, what: str, mode: int = 0o600, hint: str = "run kvmnet as root"
+              ) -> int:
+    """The lock file at path (made if missing), open for reading and writing, after
+    the checks above. `what` names the lock in errors ("the apply lock"), `hint` says
+    what to do when it is not ours to open. LiveError (UnsafePathError when someone
+    else could have planted it) when it cannot be taken safely."""
+    path = Path(path)
     try:
-        make_dirs(Path(LOCK_DIR))
-        check_dir(Path(LOCK_DIR))
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        make_dirs(path.parent)  # (checks the folders on the way, before and after)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
+                     mode)  # (O_NONBLOCK: a fifo in its place cannot hang us)
     except PermissionError:
-        raise LockError(f"cannot take the apply lock {path}: permission denied (run kvmnet "
-                        "apply as root)") from None
+        raise LiveError(f"cannot take {what} {path}: permission denied ({hint})") from None
     except UnsafePathError as e:
-        raise LockError(f"cannot take the apply lock: {e}") from None
+        raise UnsafePathError(f"cannot take {what}: {e}") from None
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise LockError(f"cannot take the apply lock: {path} is a symlink; remove it") \
+            raise UnsafePathError(f"cannot take {what}: {path} is a symlink; remove it") \
                 from None
-        raise LockError(f"cannot take the apply lock {path}: {e.strerror or e}") from None
+        raise LiveError(f"cannot take {what} {path}: {e.strerror or e}") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid not in (0, os.geteuid()):
         os.close(fd)
-        raise LockError(f"cannot take the apply lock: {path} is not a plain file of ours "
-                        "(a hard link, or another user's file); remove it")
+        raise UnsafePathError(f"cannot take {what}: {path} is not a plain file of ours (a "
+                              "hard link, another user's file, or not a file); remove it")
     return fd
+
+
+@contextmanager
+def locked(path: Path, what: str, mode: int = 0o600, hint: str = "run kvmnet as root"
+           ) -> Iterator[int]:
+    """Hold an exclusive flock on the lock file at path (open_lock), waiting as long as
+    another holder keeps it; yields the open file."""
+    fd = open_lock(path, what, mode, hint)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # (closing the last descriptor releases the flock)
+
+
+def apply_lock_path(uri: str) -> Path:
+    return Path(LOCK_DIR) / ("apply-" + hashlib.sha256(uri.encode()).hexdigest()[:16]
+                             + ".lock")
 
 
 @contextmanager
 def apply_lock(uri: str, wait: float = 60.0,
                on_wait: Callable[[str], None] | None = None) -> Iterator[None]:
-    """Hold the apply lock for uri; wait up to `wait` seconds for another holder."""
+    """Hold the apply lock for uri; wait up to `wait` seconds for another holder, whose
+    pid the lock file holds (so that a waiting apply can say who it waits for)."""
     if math.isnan(wait):  # (a deadline of nan never comes)
         raise LockError("the lock wait must be a number of seconds, not nan")
-    fd = _open_lock(uri)
+    try:
+        fd = open_lock(apply_lock_path(uri), "the apply lock", 0o644,
+                       "run kvmnet apply as root")
+    except LiveError as e:
+        raise LockError(str(e)) from None
     try:
         deadline = time.monotonic() + wait
         told = False

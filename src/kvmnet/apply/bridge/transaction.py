@@ -35,7 +35,6 @@ anything changes, removed on confirm, commit or rollback):
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import time
@@ -45,7 +44,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.apply.bridge.options import HostOptions as HostOptions  # (also imported from here)
-from kvmnet.backend.files import make_dirs, write_bytes_atomic
+from kvmnet.backend.files import write_bytes_atomic
+from kvmnet.backend.lock import locked
 from kvmnet.errors import LiveError
 
 if TYPE_CHECKING:
@@ -88,20 +88,10 @@ def last_outcome(root: Path) -> dict[str, Any] | None:
 
 @contextmanager
 def tx_lock(root: Path) -> Iterator[None]:
-    d = run_dir(root)
-    try:
-        make_dirs(d)  # (fsutil: refuses folders another user could change)
-        fd = os.open(d / "host-tx.lock",
-                     os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    except PermissionError:
-        raise LiveError(f"cannot write {d}: permission denied (run as root)") from None
-    except OSError as e:  # O_NOFOLLOW: a symlink planted as the lock
-        raise LiveError(f"cannot open {d / 'host-tx.lock'}: {e.strerror or e}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    """One change, confirm or rollback at a time (kvmnet.backend.lock: never a planted
+    symlink or another user's file)."""
+    with locked(run_dir(root) / "host-tx.lock", "the host transaction lock"):
         yield
-    finally:
-        os.close(fd)
 
 
 @contextmanager
