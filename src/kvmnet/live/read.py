@@ -7,7 +7,7 @@ that vanish between listing and reading are skipped, not fatal.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import libvirt
 
@@ -127,7 +127,7 @@ def _unreadable(name: str, xml: str, problem: str, active: bool, bridge: str | N
     networks and is never changed. With kvmnet's mark it is an error: kvmnet wrote it,
     so someone changed it by hand, and plan must not guess."""
     from kvmnet.render.xmlutil import parse_xml
-    from kvmnet.spec.model import MODES, Network
+    from kvmnet.spec.model import MODES, Mode, Network
     from kvmnet.spec.types import parse_ifname
 
     root = parse_xml(xml)
@@ -143,7 +143,8 @@ def _unreadable(name: str, xml: str, problem: str, active: bool, bridge: str | N
         ifname = parse_ifname(defined) if defined else None
     except ValueError:
         ifname = None
-    net = Network.model_construct(mode=mode if mode in MODES else "nat", bridge=ifname)
+    net = Network.model_construct(mode=cast(Mode, mode if mode in MODES else "nat"),
+                                  bridge=ifname)
     return LiveNetwork(name=name, network=net, managed=False, active=active,
                        autostart=uuid in flags.autostart, persistent=uuid in flags.persistent,
                        uuid=uuid, bridge=bridge or defined, xml=xml, problem=problem)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+from pydantic import ValidationError
+
 from kvmnet.records import field, record
 from kvmnet.render.network_xml import (
     LIBVIRT_BRIDGED,
@@ -23,7 +25,6 @@ from kvmnet.render.xmlutil import (
     Reader,
     qname,
 )
-from kvmnet.spec.base import ValidationError
 from kvmnet.spec.model import (
     DhcpHost,
     DhcpRange,

@@ -2,7 +2,7 @@
 
 PyYAML's C loader composes a node tree whose nodes carry line and column;
 we walk it once into plain Python values while recording where each value
-came from (`Positions`), then let the models (spec.base) type it and map each of its
+came from (`Positions`), then let the models (pydantic) type it and map each of its
 errors back to a position. Duplicate keys, which YAML loaders silently
 accept, are found during the walk.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from kvmnet.errors import Problem, SpecError, close_matches
 from kvmnet.records import field, record
-from kvmnet.spec.base import Model, ValidationError
 from kvmnet.spec.model import Spec
 
 MAX_BYTES = 4 * 1024 * 1024
@@ -355,7 +355,7 @@ def format_path(path: Sequence[str | int]) -> str:
 def _clean_loc(loc: tuple[Any, ...], pos: Positions) -> tuple[Path_, bool]:
     """Drop list indexes the user did not write (a single value we wrapped into a list)
     from a loc, and say whether the error is about a mapping key ('[key]', after the
-    key in spec.base's locs) rather than its value."""
+    key in pydantic's locs) rather than its value."""
     out: list[str | int] = []
     is_key = False
     for p in loc:
@@ -453,7 +453,7 @@ def _item_type(tp: Any, container: type) -> Any:
 
 def _inner_model(tp: Any) -> Any:
     args = getattr(tp, "__args__", ())
-    if isinstance(tp, type) and issubclass(tp, Model):
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
     for a in reversed(args):
         m = _inner_model(a)
