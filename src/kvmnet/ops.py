@@ -12,8 +12,8 @@ from kvmnet.errors import Problem, SpecError
 from kvmnet.live.conn import Connection
 from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.records import record, replace
-from kvmnet.spec.check import check, errors
-from kvmnet.spec.load import Positions, load
+from kvmnet.spec.check import check_file, errors
+from kvmnet.spec.load import Positions
 from kvmnet.spec.model import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.state import HostState, LiveState
 
@@ -27,8 +27,8 @@ class Planned:
 
 
 def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
-    spec, pos = load(path)
-    problems = check(spec, pos, str(path))
+    """The checked spec and its warnings; SpecError with every type and semantic error."""
+    spec, pos, problems = check_file(path)
     if errors(problems):
         raise SpecError(problems)
     return spec, pos, problems

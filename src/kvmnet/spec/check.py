@@ -4,19 +4,27 @@ Each finding is a Problem at the position of the value it is about, with a
 message that says what to write instead. Errors stop; warnings print.
 Checks that need the live host (routes, host links, other domains) run in
 plan, not here.
+
+check_file runs them on what load could build of a file with type errors too (the
+values the errors are about left out: spec.load.Loaded), so one run reports both. A
+finding is then dropped when it may only exist because of what was left out: when it
+is at, inside or above a left-out path, or when one of the paths it `refs` (what it
+compares with or depends on: another network's subnet, the network a NIC names, the
+mode that makes a key wrong) is.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from kvmnet.errors import Problem, close_matches
 from kvmnet.records import field, record
 from kvmnet.spec.derive import ip_config_for, nic_macs
-from kvmnet.spec.hosts import check_hosts, share_host
-from kvmnet.spec.load import Path_, Positions, format_path
+from kvmnet.spec.hosts import check_hosts, share_host, share_refs
+from kvmnet.spec.load import Path_, Positions, format_path, load_partial
 from kvmnet.spec.model import IPConfig, Network, PortForward, Spec
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
@@ -28,22 +36,46 @@ class Findings:
     pos: Positions
     file: str
     items: list[Problem] = field(default_factory=list)
+    pruned: frozenset[Path_] = frozenset()   # what load left out (see the docstring)
 
-    def error(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg))
+    def error(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
+              ) -> None:
+        if not (self.pruned and self._pruned(path, refs)):
+            self.items.append(Problem(self.file, *self.pos.find(path, key),
+                                      _where(path) + msg))
 
-    def warn(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg,
-                                  "warning"))
+    def warn(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
+             ) -> None:
+        if not (self.pruned and self._pruned(path, refs)):
+            self.items.append(Problem(self.file, *self.pos.find(path, key),
+                                      _where(path) + msg, "warning"))
+
+    def _pruned(self, path: Path_, refs: Iterable[Path_]) -> bool:
+        """Is path, or a path it refers to, at, inside or above a left-out value?"""
+        return any(a[:len(b)] == b or b[:len(a)] == a
+                   for a in (path, *refs) for b in self.pruned)
 
 
 def _where(path: Path_) -> str:
     return format_path(path) + ": " if path else ""
 
 
-def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>") -> list[Problem]:
-    """All findings, errors and warnings, sorted by position."""
-    f = Findings(pos or Positions(), file)
+def check_file(path: str | os.PathLike[str]) -> tuple[Spec, Positions, list[Problem]]:
+    """load + check in one run: the file's YAML and type errors, and the findings of
+    the checks on the rest of it (sorted). Raises SpecError only when nothing of the
+    file can be modelled (YAML syntax, not a mapping, unreadable)."""
+    loaded = load_partial(path)
+    found = check(loaded.spec, loaded.pos, os.fspath(path), loaded.pruned)
+    return (loaded.spec, loaded.pos,
+            sorted(loaded.problems + found, key=Problem.sort_key) if loaded.problems
+            else found)
+
+
+def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
+          pruned: frozenset[Path_] = frozenset()) -> list[Problem]:
+    """All findings, errors and warnings, sorted by position. `pruned`: the paths load
+    left out of spec (Loaded.pruned); findings that may come from that are dropped."""
+    f = Findings(pos or Positions(), file, pruned=pruned)
     for name, net in spec.networks.items():
         _network(f, name, net)
     _subnets(f, spec)
@@ -73,37 +105,40 @@ def _ip_blocks(net: Network) -> Iterator[tuple[Path_, IPConfig]]:
 
 def _network(f: Findings, name: str, net: Network) -> None:
     base: Path_ = ("networks", name)
+    mode = (base + ("mode",),)   # (what each rule here depends on)
     if net.mode in NO_IP_MODES:
         for key in ("ipv4", "ipv6", "more_ips", "dns", "domain", "nat"):
             if getattr(net, key):
                 f.error(base + (key,), f"a {net.mode} network has no {key} of its own in "
                         "libvirt (the LAN's router and DHCP server serve it): remove it, or "
-                        "use mode: nat or route for a network libvirt addresses", key=True)
+                        "use mode: nat or route for a network libvirt addresses", key=True,
+                        refs=mode)
     if net.mode == "bridge" and not net.bridge:
         f.error(base + ("mode",), "mode: bridge needs bridge: NAME, the host bridge to "
-                "use (e.g. bridge: br0, defined under host.bridges)")
+                "use (e.g. bridge: br0, defined under host.bridges)", refs=[base + ("bridge",)])
     if net.mode == "macvtap":
         if not net.devices and not net.uplink:
             f.error(base + ("mode",), "mode: macvtap needs the host NIC(s) to share: add "
-                    "devices: [eth0]")
+                    "devices: [eth0]", refs=[base + ("devices",), base + ("uplink",)])
         if net.bridge:
             f.error(base + ("bridge",), "a macvtap network has no bridge: remove bridge, or "
-                    "use mode: bridge to attach guests to a host bridge")
+                    "use mode: bridge to attach guests to a host bridge", refs=mode)
     if net.macvtap_mode and net.mode != "macvtap":
-        f.error(base + ("macvtap_mode",), "macvtap_mode only applies to mode: macvtap")
+        f.error(base + ("macvtap_mode",), "macvtap_mode only applies to mode: macvtap",
+                refs=mode)
     if net.nat and net.mode != "nat":
         f.error(base + ("nat",), f"nat settings only apply to mode: nat, not {net.mode}",
-                key=True)
+                key=True, refs=mode)
     if net.uplink and net.mode not in ("nat", "route"):
         f.error(base + ("uplink",), "uplink (the host NIC traffic leaves by) only applies to "
-                "mode: nat or route")
+                "mode: nat or route", refs=mode)
     if net.mode in LIBVIRT_BRIDGED and net.devices:
         f.error(base + ("devices",), f"devices only apply to mode: macvtap; for {net.mode} "
-                "write uplink: NIC", key=True)
+                "write uplink: NIC", key=True, refs=mode)
     if net.forwards and net.mode != "nat":
         f.error(base + ("forwards",), f"port forwards reach guests behind NAT; {name} is "
                 f"mode: {net.mode}, whose guests are reachable directly: remove forwards",
-                key=True)
+                key=True, refs=mode)
     for path, ipc in _ip_blocks(net):
         _ip_block(f, base + path, ipc, path[0])
 
@@ -200,11 +235,12 @@ def _subnets(f: Findings, spec: Spec) -> None:
     spans = [(int(a.network_address) + (a.version << 128), int(a.broadcast_address)
               + (a.version << 128), i) for i, a in enumerate(nets)]
     for i, j in overlapping(spans):
-        (n1, p1, _), (n2, _, _) = blocks[i], blocks[j]
+        (n1, p1, _), (n2, p2, _) = blocks[i], blocks[j]
         a, b = nets[i], nets[j]
         if n1 != n2 and share_host(spec, n1, n2):
             f.error(("networks", n1) + p1 + ("address",), f"{a} overlaps {b} of network "
-                    f"{n2}: give each network its own subnet")
+                    f"{n2}: give each network its own subnet",
+                    refs=[("networks", n2) + p2 + ("address",), *share_refs(n1, n2)])
 
 
 def overlapping(spans: list[tuple[int, int, int]]) -> list[tuple[int, int]]:
@@ -228,40 +264,47 @@ def _bridges(f: Findings, spec: Spec) -> None:
     for br, names in owners.items():
         libvirt_made = [n for n in names if spec.networks[n].mode in LIBVIRT_BRIDGED]
         if len(names) > 1 and libvirt_made:
+            modes = [("networks", m, "mode") for m in names]
             for k, n in enumerate(names[1:], 1):
                 first = next((m for m in names[:k] if share_host(spec, m, n)), None)
                 if first is not None:
                     f.error(("networks", n, "bridge"), f"bridge {br} is already used by "
-                            f"network {first}: give each libvirt network its own bridge name")
+                            f"network {first}: give each libvirt network its own bridge name",
+                            refs=[("networks", first, "bridge"), *modes,
+                                  *share_refs(first, n)])
         if libvirt_made and br in spec.host.bridges:
             mode = spec.networks[libvirt_made[0]].mode
             f.error(("networks", libvirt_made[0], "bridge"), f"{br} is a host bridge (under "
                     f"host.bridges); libvirt creates the bridge of a {mode} "
                     f"network itself: use another name (e.g. {_free_virbr(spec)}), or mode: "
-                    "bridge to put guests on the host bridge")
+                    "bridge to put guests on the host bridge",
+                    refs=[("networks", libvirt_made[0], "mode"), ("host", "bridges", br)])
     for name, net in spec.networks.items():
         if net.mode == "bridge" and net.bridge and net.bridge not in spec.host.bridges:
             f.warn(("networks", name, "bridge"), f"host bridge {net.bridge} is not under "
-                   "host.bridges: it must already exist on the host (plan checks)")
+                   "host.bridges: it must already exist on the host (plan checks)",
+                   refs=[("networks", name, "mode"), ("host", "bridges")])
     port_of: dict[str, str] = {}
     for br, hb in spec.host.bridges.items():
         for i, port in enumerate(hb.ports):
             path: Path_ = ("host", "bridges", br, "ports", i)
             if port in spec.host.bridges:
                 f.error(path, f"{port} is itself a bridge: a bridge's ports are NICs, "
-                        "bonds, VLANs or veths")
+                        "bonds, VLANs or veths", refs=[("host", "bridges", port)])
             elif port in port_of:
                 f.error(path, f"{port} is already a port of {port_of[port]}: an interface "
-                        "can be in one bridge only")
+                        "can be in one bridge only",
+                        refs=[("host", "bridges", port_of[port], "ports")])
             else:
                 port_of[port] = br
         if hb.gateway and hb.address and not any(
                 hb.gateway in a.network for a in hb.address if a.version == hb.gateway.version):
             f.warn(("host", "bridges", br, "gateway"), f"gateway {hb.gateway} is not in any "
-                   f"of {br}'s subnets ({', '.join(str(a.network) for a in hb.address)})")
+                   f"of {br}'s subnets ({', '.join(str(a.network) for a in hb.address)})",
+                   refs=[("host", "bridges", br, "address")])
         if hb.dhcp and hb.address:
             f.warn(("host", "bridges", br, "dhcp"), "dhcp: true together with static "
-                   "address: the bridge gets both")
+                   "address: the bridge gets both", refs=[("host", "bridges", br, "address")])
 
 
 def _free_virbr(spec: Spec) -> str:
@@ -285,7 +328,8 @@ def _guests(f: Findings, spec: Spec) -> None:
                 hint = (f"did you mean {close[0]!r}?" if close else
                         f"define it under networks:, or use one of "
                         f"{', '.join(spec.networks) or '(none yet)'}")
-                f.error(path + ("network",), f"unknown network {nic.network!r}: {hint}")
+                f.error(path + ("network",), f"unknown network {nic.network!r}: {hint}",
+                        refs=[("networks", nic.network)])
             if nic.bridge is not None and nic.bridge in net_of_bridge:
                 owner = net_of_bridge[nic.bridge]
                 alt = ", or ".join(
@@ -294,11 +338,14 @@ def _guests(f: Findings, spec: Spec) -> None:
                 f.error(path + ("bridge",), f"{nic.bridge} is the bridge of libvirt network "
                         f"{owner} (mode {spec.networks[owner].mode}), not a host bridge: for "
                         f"the LAN write {alt or 'bridge: <your host bridge>'}; to use "
-                        f"{owner} write network: {owner}")
+                        f"{owner} write network: {owner}",
+                        refs=[("networks", owner, "bridge"), ("networks", owner, "mode")])
             elif nic.bridge is not None and nic.bridge not in host_bridges:
                 f.warn(path + ("bridge",), f"bridge {nic.bridge} is not in the spec: it must "
-                       "already exist on the host")
+                       "already exist on the host", refs=[("host", "bridges"), ("networks",)])
             net = spec.networks.get(nic.network or "")
+            on: Path_ = ("networks", nic.network or "")
+            subnets = [on + ("ipv4",), on + ("ipv6",), on + ("more_ips",)]
             for fam in ("ipv4", "ipv6"):
                 addr = getattr(nic, fam)
                 if addr is None:
@@ -307,31 +354,33 @@ def _guests(f: Findings, spec: Spec) -> None:
                     if nic.bridge is not None:
                         f.error(path + (fam,), "an address can only be reserved on a libvirt "
                                 "network with DHCP: the LAN's DHCP server assigns it on a "
-                                "bridge; remove it or attach with network:")
+                                "bridge; remove it or attach with network:",
+                                refs=[path + ("network",)])
                     continue
                 if net.mode in NO_IP_MODES:
                     f.error(path + (fam,), f"network {nic.network} is mode {net.mode}: "
                             "libvirt runs no DHCP there, so it cannot reserve an address; "
-                            "reserve it on the LAN's DHCP server and remove it here")
+                            "reserve it on the LAN's DHCP server and remove it here",
+                            refs=[on + ("mode",)])
                     continue
                 ipc = ip_config_for(net, addr)
                 if ipc is None:
-                    subnets = ", ".join(str(c.address.network) for c in net.all_ips())
+                    have = ", ".join(str(c.address.network) for c in net.all_ips())
                     f.error(path + (fam,), f"{addr} is not in network {nic.network}'s "
-                            f"subnet ({subnets or 'none'})")
+                            f"subnet ({have or 'none'})", refs=subnets)
                     continue
                 sub = ipc.address.network
                 if addr == ipc.address.ip:
                     f.error(path + (fam,), f"{addr} is the host's address on {nic.network}: "
-                            "pick another")
+                            "pick another", refs=subnets)
                 elif addr == sub.network_address or (
                         sub.version == 4 and addr == sub.broadcast_address):
                     f.error(path + (fam,), f"{addr} is the network or broadcast address of "
-                            f"{sub}: pick a host address")
+                            f"{sub}: pick a host address", refs=subnets)
                 if addr in ips:
                     og, oi = ips[addr]
                     f.error(path + (fam,), f"{addr} is also given to {og} (NIC {oi + 1}): "
-                            "each address once")
+                            "each address once", refs=[("guests", og, "interfaces")])
                 else:
                     ips[addr] = (gname, i)
 
@@ -348,7 +397,7 @@ def _macs(f: Findings, spec: Spec) -> None:
                 other = seen[nic.mac]
                 f.error(path, f"MAC {nic.mac} is also used by {other[1]} NIC "
                         f"{int(other[3]) + 1}: MACs must be unique (leave mac out to get a "
-                        "stable generated one)")
+                        "stable generated one)", refs=[other])
             else:
                 seen[nic.mac] = path
     for name, net in spec.networks.items():
@@ -370,7 +419,8 @@ def _macs(f: Findings, spec: Spec) -> None:
                     if h.mac == macs[(gname, i)] and h.ip != nic.ipv4:
                         f.error(("guests", gname, "interfaces", i, "ipv4"), f"{gname}'s NIC "
                                 f"has MAC {h.mac}, which networks.{nic.network}.{p[0]}.hosts "
-                                f"reserves {h.ip} for: keep one of the two")
+                                f"reserves {h.ip} for: keep one of the two",
+                                refs=[("networks", nic.network or "") + p + ("hosts",)])
 
 
 def _mac_value(f: Findings, path: Path_, mac: str) -> None:
@@ -396,7 +446,8 @@ def _forwards(f: Findings, spec: Spec) -> None:
             if fw.address is not None and not any(fw.address in c.address.network
                                                   for c in net.all_ips()):
                 f.error(path + ("address",), f"{fw.address} is not in network {name}'s "
-                        "subnet")
+                        "subnet", refs=[("networks", name, k)
+                                        for k in ("ipv4", "ipv6", "more_ips")])
             if fw.guest_port and fw.guest_port.size not in (1, fw.host_port.size):
                 f.error(path + ("guest_port",), f"host_port {fw.host_port} has "
                         f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
@@ -418,24 +469,28 @@ def _forwards(f: Findings, spec: Spec) -> None:
         (n1, i1, a), (n2, _i2, b) = all_fw[k], all_fw[j]
         if n1 != n2 and (a.listen is None or b.listen is None or a.listen == b.listen):
             f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
-                    f"{a.host_port} is already forwarded by network {n2}")
+                    f"{a.host_port} is already forwarded by network {n2}",
+                    refs=[("networks", n2, "forwards")])
 
 
 def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:
     """listen and sources in the guest address's family (a guest: forwards to its ipv4);
     no loopback listen: a packet from 127.0.0.1 may not leave the host."""
     version = fw.address.version if fw.address is not None else 4
+    guest = [path + ("address",), path + ("guest",)]   # (what says the family)
     if fw.listen is not None and fw.listen.is_loopback:
         f.error(path + ("listen",), f"{fw.listen} is a loopback address, which the host "
                 "cannot forward to a guest: listen on one of the host's other addresses, "
                 "or leave listen out (every address of the host)")
     elif fw.listen is not None and fw.listen.version != version:
         f.error(path + ("listen",), f"listen {fw.listen} is IPv{fw.listen.version} but the "
-                f"guest address is IPv{version}: forward within one address family")
+                f"guest address is IPv{version}: forward within one address family",
+                refs=guest)
     for k, src in enumerate(fw.sources):
         if src.version != version:
             f.error(path + ("sources", k), f"source {src} is IPv{src.version} but the guest "
-                    f"address is IPv{version}: forward within one address family")
+                    f"address is IPv{version}: forward within one address family",
+                    refs=guest)
 
 
 def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
@@ -443,12 +498,13 @@ def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: st
     if g is None:
         close = close_matches(guest, list(spec.guests), n=1)
         f.error(path + ("guest",), f"unknown guest {guest!r}" + (
-            f": did you mean {close[0]!r}?" if close else ": define it under guests:"))
+            f": did you mean {close[0]!r}?" if close else ": define it under guests:"),
+            refs=[("guests", guest)])
         return
     if not any(nic.network == netname and nic.ipv4 for nic in g.interfaces):
         f.error(path + ("guest",), f"kvmnet does not know {guest}'s address on {netname}: "
                 f"give the guest's NIC on {netname} an ipv4: (a DHCP reservation), or "
-                "forward to address: IP")
+                "forward to address: IP", refs=[("guests", guest, "interfaces")])
 
 
 # -- overlay networks (OVN; kvmnet.ovn) ---------------------------------------
@@ -465,7 +521,8 @@ def _overlay(f: Findings, spec: Spec) -> None:
         base: Path_ = ("networks", name)
         if net.router is not None and net.mode != "overlay":
             f.error(base + ("router",), "router: is an OVN logical router and applies to mode: "
-                    f"overlay only; a {net.mode} network's host routes for it", key=True)
+                    f"overlay only; a {net.mode} network's host routes for it", key=True,
+                    refs=[base + ("mode",)])
         if net.mode != "overlay":
             continue
         if net.router is not None and net.ipv4 is not None:
@@ -474,13 +531,14 @@ def _overlay(f: Findings, spec: Spec) -> None:
                     net.ipv4.address.network):
                 f.error(base + ("router", "external", "address"), f"{ext.address} must be an "
                         f"IPv4 address outside {net.ipv4.address.network} (the router's "
-                        "address on the external network)")
+                        "address on the external network)", refs=[base + ("ipv4", "address")])
             elif ext.gateway is not None and ext.gateway not in ext.address.network:
                 f.error(base + ("router", "external", "gateway"), f"gateway {ext.gateway} is "
                         f"not in {ext.address.network}, the external network")
         if spec.ovn is None:
             f.error(base + ("mode",), "an overlay network lives in OVN: add ovn: {northbound: "
-                    "unix:/run/ovn/ovnnb_db.sock} (or tcp:HOST:6641) at the top of the spec")
+                    "unix:/run/ovn/ovnnb_db.sock} (or tcp:HOST:6641) at the top of the spec",
+                    refs=[("ovn",)])
         for key in OVERLAY_UNUSED:
             if getattr(net, key):
                 f.error(base + (key,), f"{key} does not apply to an overlay network (OVN "
@@ -488,7 +546,8 @@ def _overlay(f: Findings, spec: Spec) -> None:
                         key=True)
         if net.ipv4 is None:
             f.error(base + ("mode",), "an overlay network needs ipv4: {address: "
-                    "10.240.1.1/24, dhcp: 10.240.1.100-10.240.1.199} (OVN's DHCP serves it)")
+                    "10.240.1.1/24, dhcp: 10.240.1.100-10.240.1.199} (OVN's DHCP serves it)",
+                    refs=[base + ("ipv4",)])
             continue
         if not net.ipv4.dhcp:
             f.error(base + ("ipv4",), "an overlay network needs a DHCP range: add dhcp: "
@@ -503,13 +562,15 @@ def _overlay(f: Findings, spec: Spec) -> None:
             if h.mac is None or h.mac not in on_net:
                 f.warn(base + ("ipv4", "hosts", i), "OVN reserves addresses only for guest "
                        "NICs in the spec: no NIC on this network has this MAC, so this "
-                       "reservation does nothing; give the guest's NIC ipv4: instead")
+                       "reservation does nothing; give the guest's NIC ipv4: instead",
+                       refs=[("guests",)])
     for gname, g in spec.guests.items():
         for i, nic in enumerate(g.interfaces):
             onet = spec.networks.get(nic.network or "")
             if onet is not None and onet.mode == "overlay" and nic.portgroup:
                 f.error(("guests", gname, "interfaces", i, "portgroup"), "a NIC on an overlay "
-                        "network has no portgroup (it is a port of OVN's br-int): remove it")
+                        "network has no portgroup (it is a port of OVN's br-int): remove it",
+                        refs=[("networks", nic.network or "", "mode")])
 
 
 def _renders(f: Findings, spec: Spec) -> None:
@@ -527,4 +588,4 @@ def _renders(f: Findings, spec: Spec) -> None:
         except (KvmnetError, ValueError) as e:
             key = ("xml_extra",) if net.xml_extra else ()
             f.error(("networks", name, *key), f"cannot be written as libvirt XML: {e}",
-                    key=bool(key))
+                    key=bool(key), refs=[("networks", name), ("guests",)])

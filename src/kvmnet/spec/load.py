@@ -66,6 +66,8 @@ class _Walker:
         self.file = file
         # Paths whose value could not be read: the models' errors under them are noise.
         self.bad: set[Path_] = set()
+        # Paths of mappings with a key left out (merge key, complex key, duplicate).
+        self.partial: set[Path_] = set()
         self._seen: set[int] = set()
         self._open: set[int] = set()
         self._expanded = 0
@@ -73,8 +75,7 @@ class _Walker:
     def _problem(self, node: yaml.Node, path: Path_, msg: str, bad: bool = True) -> None:
         m = node.start_mark
         self.problems.append(Problem(self.file, m.line + 1, m.column + 1, msg))
-        if bad:
-            self.bad.add(path)
+        (self.bad if bad else self.partial).add(path)
 
     def value(self, node: yaml.Node, path: Path_, depth: int = 0, aliased: bool = False) -> Any:
         mark = node.start_mark
@@ -143,6 +144,7 @@ class _Walker:
                             f"duplicate key {key!r} (first at line {first[0]}): "
                             "remove one of them or merge their contents")
                 )
+                self.partial.add(path + (key,))   # (the first one is used)
                 continue
             self.pos.keys[path + (key,)] = (km.line + 1, km.column + 1)
             out[key] = self.value(vnode, path + (key,), depth + 1, aliased)
@@ -214,13 +216,14 @@ def decode(data: bytes, file: str) -> str:
 
 
 def compose(text: str, file: str, problems: list[Problem],
-            bad: set[Path_] | None = None) -> tuple[Any, Positions]:
+            bad: set[Path_] | None = None, partial: set[Path_] | None = None
+            ) -> tuple[Any, Positions]:
     """YAML text -> (plain data, positions); raises SpecError on syntax errors.
 
     Structural problems that still leave usable data (duplicate keys: the
     first one wins; a value that cannot be read becomes null) are appended to
     `problems` so validation can go on; the paths of unreadable values are
-    added to `bad`.
+    added to `bad`, those of mappings with a key left out to `partial`.
     """
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -265,6 +268,8 @@ def compose(text: str, file: str, problems: list[Problem],
         raise SpecError(sorted(problems, key=Problem.sort_key)) from None
     if bad is not None:
         bad.update(walker.bad)
+    if partial is not None:
+        partial.update(walker.partial)
     return data, walker.pos
 
 
@@ -282,16 +287,59 @@ def _syntax_hint(what: str, at: str) -> str:
     return ""
 
 
+@record
+class Loaded:
+    """A spec file read as far as it goes. `problems`: its YAML and type errors, sorted.
+    `spec`: the model of what is left once the values those errors are about are left
+    out (a key dropped, so its default applies; a list item or a named entry dropped;
+    a mapping that cannot be built without them dropped in turn), so the semantic checks
+    can still look at the rest. `pruned`: the document paths of what was left out or
+    is not as written (a list that lost an item counts as changed as a whole: its later
+    items moved up; a mapping with a duplicate or merge key; an unreadable value)."""
+
+    spec: Spec
+    pos: Positions
+    problems: list[Problem]
+    pruned: frozenset[Path_] = frozenset()
+
+
 def load_text(text: str, file: str = "<spec>") -> tuple[Spec, Positions]:
+    """A valid spec, or SpecError with every YAML and type error of the text."""
+    loaded = _load(text, file, partial_ok=False)
+    if loaded.problems:
+        raise SpecError(loaded.problems)
+    return loaded.spec, loaded.pos
+
+
+def load_text_partial(text: str, file: str = "<spec>") -> Loaded:
+    """Like load_text, but type errors are returned with the model of the rest of the
+    file; SpecError only when no model can be built (YAML syntax, not a mapping)."""
+    return _load(text, file, partial_ok=True)
+
+
+def load(path: str | os.PathLike[str]) -> tuple[Spec, Positions]:
+    file = os.fspath(path)
+    text = read_text(file)
+    return load_text(text, file)
+
+
+def load_partial(path: str | os.PathLike[str]) -> Loaded:
+    file = os.fspath(path)
+    return load_text_partial(read_text(file), file)
+
+
+def _load(text: str, file: str, partial_ok: bool) -> Loaded:
     problems: list[Problem] = []
     bad: set[Path_] = set()
-    data, pos = compose(text, file, problems, bad)
+    partial: set[Path_] = set()
+    data, pos = compose(text, file, problems, bad, partial)
     if data is None:  # '---' alone, or 'null': as empty as an empty file
         data = {}
     if not isinstance(data, dict):
         problems.append(Problem(file, *pos.find(()),
                                 "the spec must be a mapping with keys host, networks, guests"))
         raise SpecError(sorted(problems, key=Problem.sort_key))
+    pruned = frozenset(bad | partial)   # (what YAML could not give as written)
     try:
         # strict: YAML already typed every value, so no coercion: `mtu: true` is not 1
         # and `mtu: "9000"` is not 9000 (the message says to drop the quotes).
@@ -299,13 +347,71 @@ def load_text(text: str, file: str = "<spec>") -> tuple[Spec, Positions]:
     except ValidationError as e:
         problems.extend(p for loc, p in _problems(e, pos, file)
                         if not any(loc[:len(b)] == b for b in bad))
-    if problems:
-        # set(): a value reached through several aliases is reported once.
-        raise SpecError(sorted(set(problems), key=Problem.sort_key))
-    return spec, pos
+        spec, rest = _rest(data, e) if partial_ok else (Spec(), frozenset({()}))
+        pruned |= rest
+    # set(): a value reached through several aliases is reported once.
+    return Loaded(spec, pos, sorted(set(problems), key=Problem.sort_key), pruned)
 
 
-def load(path: str | os.PathLike[str]) -> tuple[Spec, Positions]:
-    file = os.fspath(path)
-    text = read_text(file)
-    return load_text(text, file)
+# -- what is left of a spec with type errors ---------------------------------------
+
+MAX_PRUNE_ROUNDS = 16
+_GONE: Any = object()   # marks a value to leave out, until its container is swept
+
+
+def _rest(data: dict[str, Any], err: ValidationError) -> tuple[Spec, frozenset[Path_]]:
+    """The Spec of data without the values err is about, and their paths.
+
+    A round leaves out what each error points at; leaving a value out can make the
+    mapping that held it invalid in turn (a required key gone, a model rule that
+    needed it), which the next round's errors point at. Those later errors are never
+    reported: they exist only because of the pruning. (data is changed in place.)"""
+    pruned: set[Path_] = set()
+    for _ in range(MAX_PRUNE_ROUNDS):
+        swept: list[dict[Any, Any] | list[Any]] = []
+        for e in err.errors(include_url=False):
+            path = _leave_out(data, e["loc"], swept)
+            if path is None:
+                return Spec(), frozenset({()})
+            pruned.add(path)
+        for c in swept:
+            if isinstance(c, dict):
+                for k in [k for k, v in c.items() if v is _GONE]:
+                    del c[k]
+            else:
+                c[:] = [v for v in c if v is not _GONE]
+        try:
+            return Spec.model_validate(data, strict=True), frozenset(pruned)
+        except ValidationError as e:
+            err = e
+    return Spec(), frozenset({()})   # (not reached with the spec's nesting)
+
+
+def _leave_out(data: Any, loc: tuple[Any, ...], swept: list[Any]) -> Path_ | None:
+    """Mark the deepest value of data that loc reaches as gone; its path, or None if
+    that is the whole document. A loc can go further than data: into a single value
+    the model wraps into a list (dhcp: RANGE), a key that is missing (the mapping
+    lacking it goes), a mapping's key itself ('[key]': its entry goes)."""
+    parents: list[Any] = []
+    node = data
+    path: list[str | int] = []
+    for i, step in enumerate(loc):
+        if step == "[key]" and i == len(loc) - 1:
+            break   # (pydantic's marker, always last; a key the user named so is not)
+        if isinstance(node, dict) and step in node:
+            pass
+        elif isinstance(node, list) and type(step) is int and 0 <= step < len(node):
+            pass
+        else:
+            break
+        parents.append(node)
+        path.append(step)
+        node = node[step]
+    if not path:
+        return None
+    parent = parents[-1]
+    parent[path[-1]] = _GONE
+    swept.append(parent)
+    if isinstance(parent, list):
+        path.pop()   # the list as a whole changed: its later items moved up
+    return tuple(path)
