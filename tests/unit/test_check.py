@@ -14,7 +14,7 @@ import pytest
 
 from kvmnet.errors import Problem
 from kvmnet.model.spec import Guest, GuestNic, IPConfig, Network, Spec
-from kvmnet.spec.check import check, errors
+from kvmnet.spec.check import check, check_file, errors
 from kvmnet.spec.load import load, load_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -417,3 +417,97 @@ def test_check_is_pure() -> None:
     first = check(spec, pos, "f")
     assert check(spec, pos, "f") == first
     assert spec.model_dump() == before
+
+
+# ------------------------------------------------------------------ type errors + checks
+
+def file_findings(tmp_path: Path, text: str) -> list[tuple[int, int, str, str]]:
+    """check_file's findings (what validate, plan and apply report): LINE, COL,
+    severity, message."""
+    f = tmp_path / "t.yaml"
+    f.write_text(text)
+    return [(p.line, p.col, p.severity, p.message) for p in check_file(f)[2]]
+
+
+def test_type_error_does_not_hide_semantic_errors(tmp_path: Path) -> None:
+    """One type error and one overlapping subnet: both, each at its place."""
+    got = file_findings(tmp_path, """\
+networks:
+  a:
+    mtu: huge
+    ipv4: {address: 10.0.0.1/24}
+  b:
+    ipv4: {address: 10.0.0.1/16}
+""")
+    assert got == [
+        (3, 10, E, "networks.a.mtu: expected a whole number, got str 'huge'"),
+        (6, 21, E, "networks.b.ipv4.address: 10.0.0.0/16 overlaps 10.0.0.0/24 of network "
+                   "a: give each network its own subnet"),
+    ]
+
+
+def test_type_error_then_semantic_error_through_the_cli(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from kvmnet.cli.main import main
+
+    f = tmp_path / "t.yaml"
+    f.write_text("networks:\n  a: {mode: bridge, stp: maybe}\n  b: {mode: nt}\n")
+    assert main(["validate", str(f)]) == 1
+    err = capsys.readouterr().err
+    assert f"{f}:2:13: error: networks.a.mode: mode: bridge needs bridge: NAME" in err
+    assert f"{f}:2:26: error: networks.a.stp: expected true or false" in err
+    assert f"{f}:3:13: error: networks.b.mode: 'nt' is not allowed" in err
+    assert "3 error(s); nothing was changed." in err
+
+
+@pytest.mark.parametrize("text", [
+    # the network a NIC names could not be read: no "unknown network"
+    "networks: {lab: [mode, nat]}\nguests: {g: {interfaces: [{network: lab}]}}\n",
+    # the bridge could not be read: no "mode: bridge needs bridge"
+    "networks: {lan: {mode: bridge, bridge: 'br 0'}}\n",
+    # the mode could not be read (so it is nat for now): no "no ipv4 in a bridge network"
+    "networks: {lan: {mode: brige, bridge: br0, ipv4: {address: 10.0.0.1/24}}}\n"
+    "host: {bridges: {br0: {}}}\n",
+    # the MAC of a reservation could not be read: no "needs mac: or name:"
+    "networks: {a: {ipv4: {address: 10.0.0.1/24, hosts: [{ip: 10.0.0.5, mac: zz}]}}}\n",
+    # the address of a forward could not be read: no "needs exactly one of guest or address"
+    "networks: {a: {ipv4: {address: 10.0.0.1/24},\n"
+    "               forwards: [{proto: tcp, host_port: 80, address: 10.0.0.x}]}}\n",
+    # the NIC's network could not be read: no "an address can only be reserved ..."
+    "guests: {g: {interfaces: [{network: 'x y', bridge: br0, ipv4: 10.0.0.5}]}}\n"
+    "host: {bridges: {br0: {}}}\n",
+    # a forward's guest has a NIC that could not be read: no "does not know its address"
+    "networks: {a: {ipv4: {address: 10.0.0.1/24},\n"
+    "               forwards: [{proto: tcp, host_port: 80, guest: g}]}}\n"
+    "guests: {g: {interfaces: [{network: a, ipv4: 10.0.0.5, model: bogus}]}}\n",
+    # a duplicate key: the first value is used, the checks say nothing of that mapping
+    "networks: {a: {mode: bridge, mode: nat}}\n",
+])
+def test_nothing_is_reported_of_what_was_left_out(tmp_path: Path, text: str) -> None:
+    got = file_findings(tmp_path, text)
+    assert len(got) == 1, got
+    assert got[0][2] == E
+
+
+def test_later_list_items_keep_their_places(tmp_path: Path) -> None:
+    """A list item left out moves the later ones up in the model: their findings must
+    not land on the wrong lines (they are left out with the list's)."""
+    got = file_findings(tmp_path, """\
+networks:
+  a:
+    ipv4:
+      address: 10.0.0.1/24
+      dhcp:
+        - nonsense
+        - 10.0.1.2-10.0.1.9
+  b:
+    ipv4: {address: 10.0.0.1/16}
+""")
+    assert [(ln, col) for ln, col, _, _ in got] == [(6, 11), (9, 21)]
+    assert got[0][3].startswith("networks.a.ipv4.dhcp.0: expected a range written START-END")
+    assert "overlaps 10.0.0.0/24 of network a" in got[1][3]
+
+
+def test_unusable_document_still_one_error(tmp_path: Path) -> None:
+    got = file_findings(tmp_path, "networks: 5\nguests: {g: {interfaces: [{network: a}]}}\n")
+    assert got == [(1, 11, E, "networks: expected a mapping, got int 5")]

@@ -379,3 +379,14 @@ def test_a_render_error_is_raised_every_time() -> None:
     for _ in range(2):
         with pytest.raises(NetworkXMLError, match="overlay"):
             network_xml(spec, "o")
+
+
+def test_unreadable_xml_values_are_said_in_kvmnets_words() -> None:
+    """libvirt's XML is read in lax mode ("9000" is 9000); what still does not fit is
+    reported as the spec loader reports it (spec.errors), not in pydantic's words."""
+    assert parse_network("<network><name>n</name><mtu size='9000'/></network>").network.mtu == 9000
+    with pytest.raises(NetworkXMLError) as e:
+        parse_network("<network><name>n</name><mtu size='big'/>"
+                      "<bridge name='br0' delay='-1'/></network>")
+    assert str(e.value) == ("network n: delay: -1 is out of range: input should be greater "
+                            "than or equal to 0; mtu: expected a whole number, got str 'big'")

@@ -6,6 +6,8 @@ the pure parsers here and in kvmnet.parse turn the records into the model.
 
 from __future__ import annotations
 
+from typing import cast
+
 from kvmnet.backend.base import Backend, DomainRecord, NetworkRecord
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostState, LiveDomain, LiveNetwork, LiveState
@@ -46,7 +48,7 @@ def _unreadable(r: NetworkRecord, problem: str) -> LiveNetwork:
     kvmnet's: kept as its name, mode and bridge, so it never blocks a plan of other
     networks and is never changed. With kvmnet's mark it is an error: kvmnet wrote it,
     so someone changed it by hand, and plan must not guess."""
-    from kvmnet.model.spec import MODES, Network
+    from kvmnet.model.spec import MODES, Mode, Network
     from kvmnet.model.types import parse_ifname
     from kvmnet.render.xmlutil import parse_xml
 
@@ -64,7 +66,8 @@ def _unreadable(r: NetworkRecord, problem: str) -> LiveNetwork:
         ifname = parse_ifname(defined) if defined else None
     except ValueError:
         ifname = None
-    net = Network.model_construct(mode=mode if mode in MODES else "nat", bridge=ifname)
+    net = Network.model_construct(mode=cast(Mode, mode if mode in MODES else "nat"),
+                                  bridge=ifname)
     return LiveNetwork(name=name, network=net, managed=False, active=r.active,
                        autostart=r.autostart, persistent=r.persistent, uuid=r.uuid,
                        bridge=r.bridge or defined, xml=r.xml, problem=problem)

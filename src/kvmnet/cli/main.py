@@ -168,12 +168,11 @@ def _plain(m: re.Match[str]) -> str:
 
 
 def load_checked(path: Path, as_json: bool = False) -> Any:
-    """Load + check a spec; print warnings; raise SpecError on errors."""
-    from kvmnet.spec.check import check, errors
-    from kvmnet.spec.load import load
+    """Load + check a spec; print warnings; raise SpecError on errors (type errors and
+    the semantic ones of the rest of the file together: spec.check.check_file)."""
+    from kvmnet.spec.check import check_file, errors
 
-    spec, pos = load(path)
-    problems = check(spec, pos, str(path))
+    spec, _, problems = check_file(path)
     if errors(problems):
         raise SpecError(problems)
     if problems and not as_json:

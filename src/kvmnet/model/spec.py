@@ -1,8 +1,9 @@
 """The one model: what a host's networking should be, and what it is.
 
-Frozen models (kvmnet.spec.base); the same classes describe the wanted spec (loaded
-from YAML) and the live state (read from libvirt), so plan is a diff of two
-values of `Spec`. Field names are the YAML keys (DESIGN.md); never rename.
+Frozen pydantic models; the same classes describe the wanted spec (loaded from
+YAML, validated in strict mode) and the live state (read from libvirt's XML, validated
+in lax mode: "9000", "yes"), so plan is a diff of two values of `Spec`. Field names
+are the YAML keys (DESIGN.md); never rename.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kvmnet.model.types import (
     Addr,
@@ -24,8 +27,6 @@ from kvmnet.model.types import (
     Range,
     Text,
 )
-from kvmnet.spec.base import Field, field_validator, model_validator
-from kvmnet.spec.base import Model as _Base
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
 MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
@@ -40,8 +41,10 @@ NicModel = Literal[
 ]
 
 
-class Model(_Base):
-    """Every spec model: frozen, unknown keys refused (kvmnet.spec.base)."""
+class Model(BaseModel):
+    """Every spec model: frozen, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class Lease(Model):

@@ -1,7 +1,9 @@
 """Value types of the spec: addresses, ranges, MACs, names.
 
 Each parser raises ValueError with a message that says what was expected,
-so the loader can print it next to FILE:LINE:COL.
+so the loader can print it next to FILE:LINE:COL. The parsers are pydantic's plain
+validators of these types (they take any input and do the whole check, in strict and
+lax mode alike) or, for the kinds of text, after-validators of a checked str.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import unicodedata
 from functools import lru_cache
 from typing import Annotated, Any, NamedTuple
 
-from kvmnet.spec.base import AfterValidator, BeforeValidator, PlainSerializer
+from pydantic import AfterValidator, PlainSerializer, PlainValidator, SerializationInfo
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -202,6 +204,8 @@ class PortRange(NamedTuple):
 def parse_ports(value: Any) -> PortRange:
     if isinstance(value, PortRange):
         return value
+    if type(value) is tuple and len(value) == 2 and all(type(p) is int for p in value):
+        value = f"{value[0]}-{value[1]}"   # (first, last): model_dump's python mode
     if isinstance(value, bool):
         raise ValueError(f"expected a port number or range like 8000-8010, not {value!r}")
     if isinstance(value, int):
@@ -252,18 +256,23 @@ def parse_ifname(value: Any) -> str:
     return value
 
 
-def _str(v: object) -> str:
-    return str(v)
+def _text_in_json(v: Any, info: SerializationInfo) -> Any:
+    """model_dump(mode="json") writes the value as the spec does ("10.0.0.1",
+    "10.0.0.2-10.0.0.9", "8000-8010"); python mode keeps the address objects (pydantic
+    makes the named tuples IPRange and PortRange plain pairs, which their parsers read)."""
+    return str(v) if info.mode_is_json() else v
 
 
-Mac = Annotated[str, BeforeValidator(parse_mac)]
-Name = Annotated[str, BeforeValidator(parse_name)]
-IfName = Annotated[str, BeforeValidator(parse_ifname)]
-Addr = Annotated[IPAddr, BeforeValidator(parse_ip), PlainSerializer(_str)]
-Iface = Annotated[IPIface, BeforeValidator(parse_iface), PlainSerializer(_str)]
-Net = Annotated[IPNet, BeforeValidator(parse_net), PlainSerializer(_str)]
-Range = Annotated[IPRange, BeforeValidator(parse_range), PlainSerializer(_str)]
-Ports = Annotated[PortRange, BeforeValidator(parse_ports), PlainSerializer(_str)]
+_AS_TEXT = PlainSerializer(_text_in_json)
+
+Mac = Annotated[str, PlainValidator(parse_mac)]
+Name = Annotated[str, PlainValidator(parse_name)]
+IfName = Annotated[str, PlainValidator(parse_ifname)]
+Addr = Annotated[IPAddr, PlainValidator(parse_ip), _AS_TEXT]
+Iface = Annotated[IPIface, PlainValidator(parse_iface), _AS_TEXT]
+Net = Annotated[IPNet, PlainValidator(parse_net), _AS_TEXT]
+Range = Annotated[IPRange, PlainValidator(parse_range), _AS_TEXT]
+Ports = Annotated[PortRange, PlainValidator(parse_ports), _AS_TEXT]
 
 
 # Free text reaches libvirt and, through it, dnsmasq's config and hosts files, one

@@ -9,6 +9,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from kvmnet.model.spec import (
     DhcpHost,
     DhcpRange,
@@ -40,7 +42,7 @@ from kvmnet.render.xmlutil import (
     Reader,
     qname,
 )
-from kvmnet.spec.base import ValidationError
+from kvmnet.spec.errors import one_line
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,7 @@ def parse_network(xml: str | bytes | Element) -> ParsedNetwork:
     try:
         return _Parser().network(root, name)
     except ValidationError as e:
-        msgs = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
-                         + ("" if err["type"] == "value_error" else f" (got {err['input']!r})")
-                         for err in e.errors())
-        raise NetworkXMLError(f"network {name}: {msgs}") from None
+        raise NetworkXMLError(f"network {name}: {one_line(e)}") from None
     except ValueError as e:
         raise NetworkXMLError(f"network {name}: {e}") from None
 

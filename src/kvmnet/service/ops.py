@@ -14,8 +14,8 @@ from kvmnet.errors import Problem, SpecError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.plan import Plan, host_needed, make_plan
-from kvmnet.spec.check import check, errors
-from kvmnet.spec.load import Positions, load
+from kvmnet.spec.check import check_file, errors
+from kvmnet.spec.load import Positions
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,8 @@ class Planned:
 
 
 def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
-    spec, pos = load(path)
-    problems = check(spec, pos, str(path))
+    """The checked spec and its warnings; SpecError with every type and semantic error."""
+    spec, pos, problems = check_file(path)
     if errors(problems):
         raise SpecError(problems)
     return spec, pos, problems

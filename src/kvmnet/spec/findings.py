@@ -5,6 +5,7 @@ without importing another."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from kvmnet.errors import Problem
@@ -16,13 +17,24 @@ class Findings:
     pos: Positions
     file: str
     items: list[Problem] = field(default_factory=list)
+    pruned: frozenset[Path_] = frozenset()   # what load left out (see the docstring)
 
-    def error(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg))
+    def error(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
+              ) -> None:
+        if not (self.pruned and self._pruned(path, refs)):
+            self.items.append(Problem(self.file, *self.pos.find(path, key),
+                                      _where(path) + msg))
 
-    def warn(self, path: Path_, msg: str, key: bool = False) -> None:
-        self.items.append(Problem(self.file, *self.pos.find(path, key), _where(path) + msg,
-                                  "warning"))
+    def warn(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
+             ) -> None:
+        if not (self.pruned and self._pruned(path, refs)):
+            self.items.append(Problem(self.file, *self.pos.find(path, key),
+                                      _where(path) + msg, "warning"))
+
+    def _pruned(self, path: Path_, refs: Iterable[Path_]) -> bool:
+        """Is path, or a path it refers to, at, inside or above a left-out value?"""
+        return any(a[:len(b)] == b or b[:len(a)] == a
+                   for a in (path, *refs) for b in self.pruned)
 
 
 def _where(path: Path_) -> str:

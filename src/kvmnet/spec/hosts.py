@@ -107,6 +107,11 @@ def share_host(spec: Spec, a: str, b: str) -> bool:
     return bool(set(network_hosts(spec, a)) & set(network_hosts(spec, b)))
 
 
+def share_refs(a: str, b: str) -> list[Path_]:
+    """The spec paths share_host(spec, a, b) depends on (a finding's refs)."""
+    return [("hosts",), *(("networks", n, k) for n in (a, b) for k in ("hosts", "mode"))]
+
+
 # -- checks ------------------------------------------------------------------
 
 def check_hosts(f: Findings, spec: Spec) -> None:
@@ -118,7 +123,7 @@ def check_hosts(f: Findings, spec: Spec) -> None:
                     f.error((section, name, "hosts"), "hosts: names hypervisors of the "
                             "top-level hosts: section, which this spec has not: add hosts: "
                             "{NAME: {uri: qemu+ssh://root@NAME/system}}, or remove it",
-                            key=True)
+                            key=True, refs=[("hosts",)])
         return
     _entries(f, spec)
     if spec.host != Host():
@@ -131,7 +136,7 @@ def check_hosts(f: Findings, spec: Spec) -> None:
         path: Path_ = ("networks", name, "hosts")
         if net.mode == "overlay":
             f.error(path, "an overlay network lives in OVN and reaches every host through "
-                    "ovn-controller: remove hosts:", key=True)
+                    "ovn-controller: remove hosts:", key=True, refs=[("networks", name, "mode")])
         else:
             _names(f, spec, path, net.hosts)
     for gname, guest in spec.guests.items():
@@ -149,7 +154,8 @@ def _entries(f: Findings, spec: Spec) -> None:
                     f"[+TRANSPORT]://[USER@]HOST/PATH, e.g. {URI_EXAMPLES}")
         elif e.uri in seen:
             f.error(path + ("uri",), f"{e.uri} is also the URI of host {seen[e.uri]}: each "
-                    "hypervisor once (one spec entry per libvirtd)")
+                    "hypervisor once (one spec entry per libvirtd)",
+                    refs=[("hosts", seen[e.uri], "uri")])
         else:
             seen[e.uri] = name
         if e.netns is None:
@@ -174,20 +180,22 @@ def _names(f: Findings, spec: Spec, path: Path_, names: list[str]) -> None:
             close = close_matches(h, list(spec.hosts), n=1)
             hint = (f"did you mean {close[0]!r}?" if close else
                     f"the hosts are {', '.join(spec.hosts)}")
-            f.error(path + (i,), f"unknown host {h!r}: {hint}")
+            f.error(path + (i,), f"unknown host {h!r}: {hint}", refs=[("hosts", h)])
         seen.add(h)
 
 
 def _guest_homes(f: Findings, spec: Spec, gname: str) -> None:
     """Each NIC's network must live on every host the guest may run on."""
     guest = spec.guests[gname]
+    refs = [("hosts",), *(("networks", n.network, k) for n in guest.interfaces
+                          if n.network is not None for k in ("hosts", "mode"))]
     if guest.hosts is None:
         if guest.interfaces and not guest_hosts(spec, gname):
             where = "; ".join(f"{n.network}: {', '.join(network_hosts(spec, n.network))}"
                               for n in guest.interfaces if n.network in spec.networks)
             f.error(("guests", gname), f"no host has all of {gname}'s networks ({where}): "
                     "put the networks on a common host, or pin the guest with hosts: [NAME]",
-                    key=True)
+                    key=True, refs=refs)
         return
     pinned = [h for h in guest.hosts if h in spec.hosts]
     for i, nic in enumerate(guest.interfaces):
@@ -199,4 +207,4 @@ def _guest_homes(f: Findings, spec: Spec, gname: str) -> None:
             f.error(("guests", gname, "interfaces", i, "network"), f"network {nic.network} "
                     f"lives on {', '.join(homes) or 'no host'}, not on {', '.join(missing)} "
                     f"where {gname} is pinned: add {', '.join(missing)} to networks."
-                    f"{nic.network}.hosts, or pin {gname} elsewhere")
+                    f"{nic.network}.hosts, or pin {gname} elsewhere", refs=refs)

@@ -2,7 +2,7 @@
 
 PyYAML's C loader composes a node tree whose nodes carry line and column;
 we walk it once into plain Python values while recording where each value
-came from (`Positions`), then let the models (spec.base) type it and map each of its
+came from (`Positions`), then let the models (pydantic) type it and map each of its
 errors back to a position. Duplicate keys, which YAML loaders silently
 accept, are found during the walk.
 """
@@ -10,17 +10,19 @@ accept, are found during the walk.
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
-from kvmnet.errors import Problem, SpecError, close_matches
+from kvmnet.errors import Problem, SpecError
 from kvmnet.model.spec import Spec
-from kvmnet.spec.base import Model, ValidationError
+from kvmnet.spec.errors import Path_ as Path_  # (re-exported: spec.check, spec.hosts)
+from kvmnet.spec.errors import format_path as format_path
+from kvmnet.spec.errors import problems as _problems
+from kvmnet.spec.positions import Positions as Positions  # (re-exported)
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
@@ -30,26 +32,6 @@ try:
     _Loader: type[Any] = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML without libyaml
     _Loader = yaml.SafeLoader
-
-Path_ = tuple[str | int, ...]
-
-
-@dataclass
-class Positions:
-    """Where each value of the loaded document starts: path -> (line, col), 1-based."""
-
-    at: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
-
-    def find(self, path: Sequence[str | int], key: bool = False) -> tuple[int, int]:
-        """Best position for a path; falls back to the nearest known ancestor."""
-        p = tuple(path)
-        while p:
-            table = self.keys if key and p in self.keys else self.at
-            if p in table:
-                return table[p]
-            p = p[:-1]
-        return self.at.get((), (1, 1))
 
 
 class _Stop(Exception):
@@ -66,6 +48,8 @@ class _Walker:
         self.file = file
         # Paths whose value could not be read: the models' errors under them are noise.
         self.bad: set[Path_] = set()
+        # Paths of mappings with a key left out (merge key, complex key, duplicate).
+        self.partial: set[Path_] = set()
         self._seen: set[int] = set()
         self._open: set[int] = set()
         self._expanded = 0
@@ -73,8 +57,7 @@ class _Walker:
     def _problem(self, node: yaml.Node, path: Path_, msg: str, bad: bool = True) -> None:
         m = node.start_mark
         self.problems.append(Problem(self.file, m.line + 1, m.column + 1, msg))
-        if bad:
-            self.bad.add(path)
+        (self.bad if bad else self.partial).add(path)
 
     def value(self, node: yaml.Node, path: Path_, depth: int = 0, aliased: bool = False) -> Any:
         mark = node.start_mark
@@ -143,6 +126,7 @@ class _Walker:
                             f"duplicate key {key!r} (first at line {first[0]}): "
                             "remove one of them or merge their contents")
                 )
+                self.partial.add(path + (key,))   # (the first one is used)
                 continue
             self.pos.keys[path + (key,)] = (km.line + 1, km.column + 1)
             out[key] = self.value(vnode, path + (key,), depth + 1, aliased)
@@ -214,13 +198,14 @@ def decode(data: bytes, file: str) -> str:
 
 
 def compose(text: str, file: str, problems: list[Problem],
-            bad: set[Path_] | None = None) -> tuple[Any, Positions]:
+            bad: set[Path_] | None = None, partial: set[Path_] | None = None
+            ) -> tuple[Any, Positions]:
     """YAML text -> (plain data, positions); raises SpecError on syntax errors.
 
     Structural problems that still leave usable data (duplicate keys: the
     first one wins; a value that cannot be read becomes null) are appended to
     `problems` so validation can go on; the paths of unreadable values are
-    added to `bad`.
+    added to `bad`, those of mappings with a key left out to `partial`.
     """
     try:
         root = yaml.compose(text, Loader=_Loader)
@@ -265,6 +250,8 @@ def compose(text: str, file: str, problems: list[Problem],
         raise SpecError(sorted(problems, key=Problem.sort_key)) from None
     if bad is not None:
         bad.update(walker.bad)
+    if partial is not None:
+        partial.update(walker.partial)
     return data, walker.pos
 
 
@@ -282,27 +269,34 @@ def _syntax_hint(what: str, at: str) -> str:
     return ""
 
 
+@dataclass
+class Loaded:
+    """A spec file read as far as it goes. `problems`: its YAML and type errors, sorted.
+    `spec`: the model of what is left once the values those errors are about are left
+    out (a key dropped, so its default applies; a list item or a named entry dropped;
+    a mapping that cannot be built without them dropped in turn), so the semantic checks
+    can still look at the rest. `pruned`: the document paths of what was left out or
+    is not as written (a list that lost an item counts as changed as a whole: its later
+    items moved up; a mapping with a duplicate or merge key; an unreadable value)."""
+
+    spec: Spec
+    pos: Positions
+    problems: list[Problem]
+    pruned: frozenset[Path_] = frozenset()
+
+
 def load_text(text: str, file: str = "<spec>") -> tuple[Spec, Positions]:
-    problems: list[Problem] = []
-    bad: set[Path_] = set()
-    data, pos = compose(text, file, problems, bad)
-    if data is None:  # '---' alone, or 'null': as empty as an empty file
-        data = {}
-    if not isinstance(data, dict):
-        problems.append(Problem(file, *pos.find(()),
-                                "the spec must be a mapping with keys host, networks, guests"))
-        raise SpecError(sorted(problems, key=Problem.sort_key))
-    try:
-        # strict: YAML already typed every value, so no coercion: `mtu: true` is not 1
-        # and `mtu: "9000"` is not 9000 (the message says to drop the quotes).
-        spec = Spec.model_validate(data, strict=True)
-    except ValidationError as e:
-        problems.extend(p for loc, p in _problems(e, pos, file)
-                        if not any(loc[:len(b)] == b for b in bad))
-    if problems:
-        # set(): a value reached through several aliases is reported once.
-        raise SpecError(sorted(set(problems), key=Problem.sort_key))
-    return spec, pos
+    """A valid spec, or SpecError with every YAML and type error of the text."""
+    loaded = _load(text, file, partial_ok=False)
+    if loaded.problems:
+        raise SpecError(loaded.problems)
+    return loaded.spec, loaded.pos
+
+
+def load_text_partial(text: str, file: str = "<spec>") -> Loaded:
+    """Like load_text, but type errors are returned with the model of the rest of the
+    file; SpecError only when no model can be built (YAML syntax, not a mapping)."""
+    return _load(text, file, partial_ok=True)
 
 
 def load(path: str | os.PathLike[str]) -> tuple[Spec, Positions]:
@@ -311,161 +305,95 @@ def load(path: str | os.PathLike[str]) -> tuple[Spec, Positions]:
     return load_text(text, file)
 
 
-def _problems(err: ValidationError, pos: Positions, file: str
-              ) -> Iterator[tuple[Path_, Problem]]:
-    seen: set[tuple[Path_, str]] = set()
-    for e in err.errors(include_url=False):
-        loc, is_key = _clean_loc(e["loc"], pos)
-        kind = e["type"]
-        if loc[-2:] == ("lease_time", "expiry") and loc not in pos.at:
-            # 'lease_time: -5' went through Lease's {expiry: -5}: speak of what was written.
-            loc = loc[:-1]
-            e = {**e, "type": "value_error", "ctx": {"error": (
-                f"{e.get('input')!r} is not a lease time: write e.g. 1h, 30m, 600s or "
-                "infinite")}}
-            kind = "value_error"
-        if kind == "extra_forbidden":
-            key = loc[-1]
-            line, col = pos.find(loc, key=True)
-            msg = f"unknown key {key!r}" + _did_you_mean(str(key), _allowed_keys(loc[:-1]))
-        elif kind == "missing":
-            # Point at the key that holds the mapping the key is missing from.
-            line, col = pos.find(loc[:-1], key=True)
-            msg = _message(e, loc)
+def load_partial(path: str | os.PathLike[str]) -> Loaded:
+    file = os.fspath(path)
+    return load_text_partial(read_text(file), file)
+
+
+def _load(text: str, file: str, partial_ok: bool) -> Loaded:
+    problems: list[Problem] = []
+    bad: set[Path_] = set()
+    partial: set[Path_] = set()
+    data, pos = compose(text, file, problems, bad, partial)
+    if data is None:  # '---' alone, or 'null': as empty as an empty file
+        data = {}
+    if not isinstance(data, dict):
+        problems.append(Problem(file, *pos.find(()),
+                                "the spec must be a mapping with keys host, networks, guests"))
+        raise SpecError(sorted(problems, key=Problem.sort_key))
+    pruned = frozenset(bad | partial)   # (what YAML could not give as written)
+    try:
+        # strict: YAML already typed every value, so no coercion: `mtu: true` is not 1
+        # and `mtu: "9000"` is not 9000 (the message says to drop the quotes).
+        spec = Spec.model_validate(data, strict=True)
+    except ValidationError as e:
+        problems.extend(p for loc, p in _problems(e, pos, file)
+                        if not any(loc[:len(b)] == b for b in bad))
+        spec, rest = _rest(data, e) if partial_ok else (Spec(), frozenset({()}))
+        pruned |= rest
+    # set(): a value reached through several aliases is reported once.
+    return Loaded(spec, pos, sorted(set(problems), key=Problem.sort_key), pruned)
+
+
+# -- what is left of a spec with type errors ---------------------------------------
+
+MAX_PRUNE_ROUNDS = 16
+_GONE: Any = object()   # marks a value to leave out, until its container is swept
+
+
+def _rest(data: dict[str, Any], err: ValidationError) -> tuple[Spec, frozenset[Path_]]:
+    """The Spec of data without the values err is about, and their paths.
+
+    A round leaves out what each error points at; leaving a value out can make the
+    mapping that held it invalid in turn (a required key gone, a model rule that
+    needed it), which the next round's errors point at. Those later errors are never
+    reported: they exist only because of the pruning. (data is changed in place.)"""
+    pruned: set[Path_] = set()
+    for _ in range(MAX_PRUNE_ROUNDS):
+        swept: list[dict[Any, Any] | list[Any]] = []
+        for e in err.errors(include_url=False):
+            path = _leave_out(data, e["loc"], swept)
+            if path is None:
+                return Spec(), frozenset({()})
+            pruned.add(path)
+        for c in swept:
+            if isinstance(c, dict):
+                for k in [k for k, v in c.items() if v is _GONE]:
+                    del c[k]
+            else:
+                c[:] = [v for v in c if v is not _GONE]
+        try:
+            return Spec.model_validate(data, strict=True), frozenset(pruned)
+        except ValidationError as e:
+            err = e
+    return Spec(), frozenset({()})   # (not reached with the spec's nesting)
+
+
+def _leave_out(data: Any, loc: tuple[Any, ...], swept: list[Any]) -> Path_ | None:
+    """Mark the deepest value of data that loc reaches as gone; its path, or None if
+    that is the whole document. A loc can go further than data: into a single value
+    the model wraps into a list (dhcp: RANGE), a key that is missing (the mapping
+    lacking it goes), a mapping's key itself ('[key]': its entry goes)."""
+    parents: list[Any] = []
+    node = data
+    path: list[str | int] = []
+    for i, step in enumerate(loc):
+        if step == "[key]" and i == len(loc) - 1:
+            break   # (pydantic's marker, always last; a key the user named so is not)
+        if isinstance(node, dict) and step in node:
+            pass
+        elif isinstance(node, list) and type(step) is int and 0 <= step < len(node):
+            pass
         else:
-            line, col = pos.find(loc, key=is_key)
-            msg = _message(e, loc)
-        where = format_path(loc)
-        if (loc, msg) in seen:
-            continue
-        seen.add((loc, msg))
-        yield loc, Problem(file, line, col, f"{where}: {msg}" if where else msg)
-
-
-_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")
-
-
-def format_path(path: Sequence[str | int]) -> str:
-    """networks.default.ipv4; a key that is not a plain name is quoted, so a key with a
-    newline or ': ' in it cannot break (or forge) a FILE:LINE:COL line."""
-    return ".".join(str(p) if isinstance(p, int) or _PLAIN.fullmatch(p) else repr(p)
-                    for p in path)
-
-
-def _clean_loc(loc: tuple[Any, ...], pos: Positions) -> tuple[Path_, bool]:
-    """Drop list indexes the user did not write (a single value we wrapped into a list)
-    from a loc, and say whether the error is about a mapping key ('[key]', after the
-    key in spec.base's locs) rather than its value."""
-    out: list[str | int] = []
-    is_key = False
-    for p in loc:
-        here = tuple(out) + (p,)
-        if p == "[key]" and here not in pos.at and here not in pos.keys:
-            is_key = True   # (a key the user wrote, even one named '[key]', stays)
-            continue
-        if isinstance(p, int) and tuple(out) in pos.at and here not in pos.at:
-            continue
-        out.append(p)
-    return tuple(out), is_key
-
-
-_TYPE_WORDS = {
-    "string_type": "a string", "int_type": "a whole number", "int_parsing": "a whole number",
-    "bool_type": "true or false", "bool_parsing": "true or false", "dict_type": "a mapping",
-    "list_type": "a list", "model_type": "a mapping", "float_type": "a number",
-}
-
-
-def _message(e: Any, loc: Path_) -> str:
-    kind = e["type"]
-    got = e.get("input")
-    if kind == "value_error":
-        return str(e["ctx"]["error"]) if "ctx" in e else e["msg"]
-    if kind == "missing":
-        return f"required key {loc[-1]!r} is missing: add it"
-    if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", e["ctx"]["expected"])
-        close = close_matches(str(got).lower(), options, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{got!r} is not allowed{hint}: write one of {', '.join(options)}"
-    if kind in _TYPE_WORDS:
-        hint = ""
-        if got is None and kind in ("dict_type", "model_type", "list_type"):
-            empty = "[]" if kind == "list_type" else "{}"
-            hint = (f": write {empty} for an empty one, or indent what belongs under "
-                    f"{loc[-1] if loc else 'it'!s} further than it")
-        if kind == "list_type" and isinstance(got, str | int):
-            hint = f": write a list, e.g. [{got}]"
-        if kind == "model_type" and loc and loc[-1] == "lease_time":
-            return f"expected a lease time like 1h, 30m, 600s or infinite, got {_describe(got)}"
-        if isinstance(got, str) and (
-                (kind in ("int_type", "float_type") and got.strip().lstrip("-").isdecimal()
-                 and got.isascii())
-                or (kind == "bool_type" and got.strip().lower() in ("true", "false"))):
-            hint = ": write it without quotes"
-        return f"expected {_TYPE_WORDS[kind]}, got {_describe(got)}{hint}"
-    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{got!r} is out of range: {e['msg'].lower()}"
-    if kind == "too_short":
-        return f"must not be empty ({e['msg'].lower()})"
-    return f"{e['msg']} (got {_describe(got)})"
-
-
-def _describe(v: Any) -> str:
-    if v is None:
-        return "nothing (null)"
-    if isinstance(v, dict):
-        return "a mapping"
-    if isinstance(v, list):
-        return "a list"
-    if isinstance(v, bool):
-        return str(v).lower()
-    return f"{type(v).__name__} {v!r}"
-
-
-def _allowed_keys(loc: Path_) -> list[str]:
-    """Field names of the model found at loc (walked through the Spec's annotations)."""
-    tp: Any = Spec
-    for p in loc:
-        if isinstance(p, int):
-            tp = _item_type(tp, list)
-            continue
-        fields = getattr(_inner_model(tp), "model_fields", None)
-        if _item_type(tp, dict) is not None:
-            tp = _item_type(tp, dict)  # p is a user-chosen key (network, guest, bridge name)
-        elif fields and p in fields:
-            tp = fields[p].annotation
-        else:
-            return []
-    fields = getattr(_inner_model(tp), "model_fields", None)
-    return list(fields) if fields else []
-
-
-def _item_type(tp: Any, container: type) -> Any:
-    """The value type of dict[K, V] / list[V] inside tp (through Optional)."""
-    if getattr(tp, "__origin__", None) is container:
-        return tp.__args__[-1]
-    for a in getattr(tp, "__args__", ()):
-        if getattr(a, "__origin__", None) is container:
-            return a.__args__[-1]
-    return None
-
-
-def _inner_model(tp: Any) -> Any:
-    args = getattr(tp, "__args__", ())
-    if isinstance(tp, type) and issubclass(tp, Model):
-        return tp
-    for a in reversed(args):
-        m = _inner_model(a)
-        if m is not None:
-            return m
-    return None
-
-
-def _did_you_mean(word: str, options: Sequence[str]) -> str:
-    close = close_matches(word, options, n=1, cutoff=0.6)
-    if close:
-        return f": did you mean {close[0]!r}?"
-    if options:
-        return f": allowed keys here are {', '.join(options)}"
-    return ""
+            break
+        parents.append(node)
+        path.append(step)
+        node = node[step]
+    if not path:
+        return None
+    parent = parents[-1]
+    parent[path[-1]] = _GONE
+    swept.append(parent)
+    if isinstance(parent, list):
+        path.pop()   # the list as a whole changed: its later items moved up
+    return tuple(path)

@@ -1,0 +1,85 @@
+"""Checks of port forwards: host ports, protocols, families and the guest each reaches."""
+
+from __future__ import annotations
+
+from kvmnet.errors import close_matches
+from kvmnet.model.spec import PortForward, Spec
+from kvmnet.spec.checks.network import overlapping
+from kvmnet.spec.findings import Findings
+from kvmnet.spec.positions import Path_
+
+
+def forwards(f: Findings, spec: Spec) -> None:
+    for name, net in spec.networks.items():
+        used: list[tuple[str, object, object, int]] = []
+        for i, fw in enumerate(net.forwards):
+            path: Path_ = ("networks", name, "forwards", i)
+            if (fw.guest is None) == (fw.address is None):
+                f.error(path, "a forward needs exactly one of guest: NAME or address: IP")
+            if fw.guest is not None:
+                _forward_guest(f, spec, name, path, fw.guest)
+            if fw.address is not None and not any(fw.address in c.address.network
+                                                  for c in net.all_ips()):
+                f.error(path + ("address",), f"{fw.address} is not in network {name}'s "
+                        "subnet", refs=[("networks", name, k)
+                                        for k in ("ipv4", "ipv6", "more_ips")])
+            if fw.guest_port and fw.guest_port.size not in (1, fw.host_port.size):
+                f.error(path + ("guest_port",), f"host_port {fw.host_port} has "
+                        f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
+                        f"{fw.guest_port.size}: map a range to a range of the same length, "
+                        "or to one port")
+            _forward_families(f, path, fw)
+            for proto, hp, listen, j in used:
+                if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
+                        listen is None or fw.listen is None or listen == fw.listen):
+                    f.error(path + ("host_port",), f"{fw.proto} port {fw.host_port} is "
+                            f"already forwarded by entry {j + 1} ({hp}): each host port once")
+                    break
+            used.append((fw.proto, fw.host_port, fw.listen, i))
+    all_fw = [(n, i, fw) for n, net in spec.networks.items() for i, fw in enumerate(net.forwards)]
+    protos = {p: n << 17 for n, p in enumerate(sorted({fw.proto for _, _, fw in all_fw}))}
+    spans = [(protos[fw.proto] + fw.host_port.first, protos[fw.proto] + fw.host_port.last, k)
+             for k, (_, _, fw) in enumerate(all_fw)]
+    for k, j in overlapping(spans):
+        (n1, i1, a), (n2, _i2, b) = all_fw[k], all_fw[j]
+        if n1 != n2 and (a.listen is None or b.listen is None or a.listen == b.listen):
+            f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
+                    f"{a.host_port} is already forwarded by network {n2}",
+                    refs=[("networks", n2, "forwards")])
+
+
+def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:
+    """listen and sources in the guest address's family (a guest: forwards to its ipv4);
+    no loopback listen: a packet from 127.0.0.1 may not leave the host."""
+    version = fw.address.version if fw.address is not None else 4
+    guest = [path + ("address",), path + ("guest",)]   # (what says the family)
+    if fw.listen is not None and fw.listen.is_loopback:
+        f.error(path + ("listen",), f"{fw.listen} is a loopback address, which the host "
+                "cannot forward to a guest: listen on one of the host's other addresses, "
+                "or leave listen out (every address of the host)")
+    elif fw.listen is not None and fw.listen.version != version:
+        f.error(path + ("listen",), f"listen {fw.listen} is IPv{fw.listen.version} but the "
+                f"guest address is IPv{version}: forward within one address family",
+                refs=guest)
+    for k, src in enumerate(fw.sources):
+        if src.version != version:
+            f.error(path + ("sources", k), f"source {src} is IPv{src.version} but the guest "
+                    f"address is IPv{version}: forward within one address family",
+                    refs=guest)
+
+
+def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
+    g = spec.guests.get(guest)
+    if g is None:
+        close = close_matches(guest, list(spec.guests), n=1)
+        f.error(path + ("guest",), f"unknown guest {guest!r}" + (
+            f": did you mean {close[0]!r}?" if close else ": define it under guests:"),
+            refs=[("guests", guest)])
+        return
+    if not any(nic.network == netname and nic.ipv4 for nic in g.interfaces):
+        f.error(path + ("guest",), f"kvmnet does not know {guest}'s address on {netname}: "
+                f"give the guest's NIC on {netname} an ipv4: (a DHCP reservation), or "
+                "forward to address: IP", refs=[("guests", guest, "interfaces")])
+
+
+# -- overlay networks (OVN; OVN) ---------------------------------------
