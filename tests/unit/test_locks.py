@@ -16,7 +16,7 @@ import pytest
 from kvmnet.apply.bridge import transaction as hosttx
 from kvmnet.backend import firewall
 from kvmnet.backend import lock as lock_mod
-from kvmnet.backend.hook import state_path
+from kvmnet.backend.forward_files import state_path
 from kvmnet.errors import LiveError, LockError, UnsafePathError
 
 NOBODY = 65534
