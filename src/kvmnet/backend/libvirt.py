@@ -32,6 +32,7 @@ from kvmnet.backend.libvirt_errors import (
 )
 from kvmnet.backend.libvirt_fetch import fetch_domains, fetch_networks
 from kvmnet.errors import LiveError
+from kvmnet.model.uri import is_test
 from kvmnet.parse.domain import KVMNET_NS, edit_domain_nics
 
 T = TypeVar("T")
@@ -72,7 +73,7 @@ class Connection:
     @property
     def is_test(self) -> bool:
         """test:/// drivers: in-process, nothing on the real host may change."""
-        return self.uri.startswith("test:")
+        return is_test(self.uri)
 
     def close(self) -> None:
         try:
