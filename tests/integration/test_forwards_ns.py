@@ -15,7 +15,8 @@ restarted at will, and it runs the hook kvmnet writes under --root (libvirt's
 
 nftables backend (libvirt 10+; not installable here): namespaces kvt-fwPID-n* with a
 plain bridge and exactly the rules libvirt 11.3 writes for a NAT network (its own test
-data, replayed), then kvmnet's live code and hook on top.
+data from Debian trixie's libvirt source package, fetched by ./scripts/setup, replayed),
+then kvmnet's live code and hook on top.
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from kvmnet.backend.host import set_master
 from kvmnet.model.spec import Spec
 from kvmnet.render.firewall import resolve
 from lab.firewall import (
-    TESTDATA,
     diff,
     drop_kvmnet_rules,
     exact,
@@ -55,6 +55,7 @@ from lab.firewall import (
     wget,
 )
 from lab.libvirtd import LIBVIRTD, pids_in_netns, proc_alive, read_pidfile, terminate
+from lab.testdata import firewall_file
 
 pytestmark = [
     pytest.mark.libvirtd,
@@ -469,10 +470,9 @@ def nft_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Topo, Pa
         ip("-n", t.host, "addr", "add", f"{GW}/24", "dev", t.bridge)
         ip("-n", t.host, "link", "set", t.bridge, "up")
         plug(t)
-        data = TESTDATA / "libvirt-11.3" / "networkxml2firewalldata"
         subst = {"virbr0": t.bridge, "192.168.122.": "10.232.10."}
-        replay(t.host, data / "base.nftables", subst)
-        replay(t.host, data / "nat-default-linux.nftables", subst)
+        replay(t.host, firewall_file("base.nftables"), subst)
+        replay(t.host, firewall_file("nat-default-linux.nftables"), subst)
         yield t, tmp_path_factory.mktemp("nftroot")
     finally:
         for p in procs:

@@ -1,22 +1,16 @@
 """Firewall helpers for the port forward tests (integration and e2e): read a namespace's
 whole ruleset as JSON and compare two of them, take kvmnet's rules away the way a
 reboot or a firewall reload would, fetch a URL from a namespace, replay libvirt's own
-firewall commands from its test data (/work/shared/testdata, or the parent folder of
-$KVMNET_LIBVIRT_TESTDATA as in tests/unit/test_libvirt_roundtrip.py)."""
+firewall commands from its test data (networkxml2firewalldata: lab/testdata.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
-
-TESTDATA = Path(os.environ.get(
-    "KVMNET_LIBVIRT_TESTDATA",
-    Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "libvirt-9.0")).parent
 
 
 def ns_run(ns: str, args: list[str], stdin: str | None = None,

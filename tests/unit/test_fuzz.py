@@ -3,8 +3,8 @@
 - The YAML loader, on text built from YAML's own syntax, on random bytes (through
   the file reader and decoder) and on mutated example specs: a Spec, or SpecError
   whose every problem has a position; never another exception.
-- The libvirt network XML parser, on libvirt's own test networks (shared/testdata/
-  libvirt-9.0/networkxml2xmlin beside the repository, or KVMNET_LIBVIRT_TESTDATA)
+- The libvirt network XML parser, on libvirt's own test networks (networkxml2xmlin of
+  the installed libvirt's source package, fetched by ./scripts/setup: tests/lab/testdata)
   mutated at the tree level (elements dropped, doubled, renamed, attributes set to
   odd values) and at the byte level: a ParsedNetwork or NetworkXMLError, never
   another exception; what it accepts renders back (build_network) without a crash;
@@ -20,7 +20,6 @@ import os
 from functools import cache
 from pathlib import Path
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -31,11 +30,9 @@ from kvmnet.render.network import NetworkXMLError, build_network
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.check import check
 from kvmnet.spec.load import decode, load, load_text
+from lab import testdata
 
 ROOT = Path(__file__).resolve().parents[2]
-TESTDATA = Path(os.environ.get(  # (as test_libvirt_roundtrip finds it)
-    "KVMNET_LIBVIRT_TESTDATA", ROOT.parent / "shared" / "testdata" / "libvirt-9.0"))
-XML_FILES = sorted((TESTDATA / "networkxml2xmlin").glob("*.xml"))
 BUDGET = float(os.environ.get("KVMNET_FUZZ_SECONDS", "20"))
 
 
@@ -133,9 +130,9 @@ def test_fuzz_file_reader_on_odd_files(tmp_path: Path) -> None:
 
 @cache
 def xml_seeds() -> list[bytes]:
-    if not XML_FILES:
-        pytest.skip(f"libvirt test data not found in {TESTDATA}")
-    return [p.read_bytes() for p in XML_FILES]
+    files = sorted((testdata.installed().path / "networkxml2xmlin").glob("*.xml"))
+    assert files
+    return [p.read_bytes() for p in files]
 
 
 ODD_VALUES = ["", " ", "yes", "no", "on", "off", "0", "-1", "1", "24", "129", "65536",

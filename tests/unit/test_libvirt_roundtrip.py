@@ -1,17 +1,19 @@
 """libvirt's own network test data through kvmnet, judged by libvirt's test driver.
 
-For each networkxml2xmlin file libvirt 9.0 accepts:
+The data is that of the installed libvirt (fetched by ./scripts/setup from its Debian
+source package, tests/lab/testdata.py). For each networkxml2xmlin file it accepts:
   A = XMLDesc after defining the original in a fresh test:///default;
   B = XMLDesc after parse -> render (kvmnet) -> define in another fresh one.
 A == B ignoring <uuid> and kvmnet's own ownership mark; also our render of
-parse(A) equals A, and parse(B) gives the model of parse(A).
+parse(A) equals A, and parse(B) gives the model of parse(A). The inputs libvirt's own
+networkxml2xmltest.c expects to fail (DO_TEST_PARSE_ERROR) must fail here too.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+import libvirt
 import pytest
 from lxml import etree
 
@@ -19,25 +21,13 @@ from kvmnet.model.spec import Spec
 from kvmnet.parse.network import parse_network
 from kvmnet.render.network import KVMNET_NS, build_network, render_network
 from kvmnet.render.xmlutil import canonical
+from lab import testdata
 from lab.netxml import define_network, fresh_test_driver
 
-libvirt = pytest.importorskip("libvirt")
-
-# the project's shared/ folder lies beside the repository (also in CI's clean clone)
-TESTDATA = Path(os.environ.get(
-    "KVMNET_LIBVIRT_TESTDATA",
-    Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "libvirt-9.0"))
-INPUTS = TESTDATA / "networkxml2xmlin"
-FILES = sorted(INPUTS.glob("*.xml")) if INPUTS.is_dir() else []
-# The inputs libvirt's own suite expects to fail (testdata/README.md).
-REJECTED = {
-    "routed-network-no-dns-extra-elements": "DNS records in a network with DNS disabled",
-    "open-network-with-forward-dev": "forward dev in mode='open'",
-    "hostdev-duplicate": "the same PCI device listed twice",
-    "passthrough-duplicate": "the same interface listed twice",
-}
-
-pytestmark = pytest.mark.skipif(not FILES, reason=f"libvirt test data not found in {INPUTS}")
+_SOURCE = testdata.installed_or_none()
+FILES = sorted((_SOURCE.path / "networkxml2xmlin").glob("*.xml")) if _SOURCE else []
+# Without the data, one case that fails with "run ./scripts/setup" (never a skip).
+CASES = FILES or [Path("testdata-missing")]
 
 
 def _xmldesc(xml: str) -> str:
@@ -65,18 +55,25 @@ def _without_uuid_and_mark(xml: str) -> str:
 
 
 def test_testdata_is_complete() -> None:
+    """Every input is one libvirt's own test runs, and every input it expects to
+    succeed has its expected output."""
+    src = testdata.installed()
     names = {p.stem for p in FILES}
-    assert len(names) == 46
-    assert set(REJECTED) <= names
+    assert names and names <= src.tested_names()
+    assert src.tested_names() - src.expected_failures() <= names   # none lost on the way
+    outputs = {p.stem for p in (src.path / "networkxml2xmlout").glob("*.xml")}
+    assert names - src.expected_failures() <= outputs
 
 
-@pytest.mark.parametrize("path", FILES, ids=[p.stem for p in FILES])
+@pytest.mark.parametrize("path", CASES, ids=[p.stem for p in CASES])
 def test_roundtrip(path: Path) -> None:
+    src = testdata.installed()   # fails with "run ./scripts/setup" when missing or stale
     original = path.read_text()
-    if path.stem in REJECTED:
+    if path.stem in src.expected_failures():
+        # libvirt rejects it by design (a parse error in its own test): so must its driver
         with pytest.raises(libvirt.libvirtError):
             _xmldesc(original)
-        pytest.skip(f"libvirt rejects it by design: {REJECTED[path.stem]}")
+        return
     a = _xmldesc(original)
 
     parsed = parse_network(original)

@@ -13,7 +13,6 @@ from kvmnet.spec.check import check, errors
 from kvmnet.spec.hosts import (
     floating,
     guest_hosts,
-    is_local_uri,
     network_hosts,
     ovn_share,
     share_host,
@@ -133,13 +132,6 @@ def test_select_refuses_an_unknown_host() -> None:
         select(s, ["hv4"])
 
 
-@pytest.mark.parametrize(("uri", "local"), [
-    ("qemu:///system", True), ("test:///default", True), ("qemu+ssh://hv1/system", False),
-    ("qemu+unix:///system", False), ("qemu://hv1/system", False)])
-def test_is_local_uri(uri: str, local: bool) -> None:
-    assert is_local_uri(uri) is local
-
-
 # ------------------------------------------------------------------ checks
 
 HV = "hosts:\n  hv1: {uri: 'test:///default'}\n  hv2: {uri: 'qemu+ssh://hv2/system'}\n"
@@ -184,6 +176,14 @@ def test_host_checks(text: str, expected: str) -> None:
     got = errs(text)
     assert any(e.startswith(expected) for e in got), got
     assert len(got) == 1, got
+
+
+@pytest.mark.parametrize(("uri", "ok"), [
+    ("qemu:///system", True), ("qemu+unix:///system", True), ("test:///default", True),
+    ("qemu+ssh:///system", False), ("qemu+tcp://hv1/system", False)])
+def test_netns_is_for_a_local_uri(uri: str, ok: bool) -> None:
+    got = errs(f"hosts:\n  a: {{uri: '{uri}', netns: lab}}\n")
+    assert got == [] if ok else (len(got) == 1 and "reached over the network" in got[0]), got
 
 
 def test_subnets_and_bridges_may_repeat_on_disjoint_hosts() -> None:

@@ -24,7 +24,15 @@ from kvmnet.backend.base import (
     UpdateCommand,
     UpdateSection,
 )
+from kvmnet.backend.libvirt_errors import (
+    BINDING_ERRORS,
+    explain_open_error,
+    one_line,
+    unreadable,
+)
+from kvmnet.backend.libvirt_fetch import fetch_domains, fetch_networks
 from kvmnet.errors import LiveError
+from kvmnet.model.uri import is_test
 from kvmnet.parse.domain import KVMNET_NS, edit_domain_nics
 
 T = TypeVar("T")
@@ -41,43 +49,6 @@ def _silence(_ctx: object, _err: object) -> None:
 
 
 libvirt.registerErrorHandler(_silence, None)
-
-
-def explain_open_error(uri: str, e: libvirt.libvirtError) -> str:
-    code = e.get_error_code()
-    text = e.get_error_message() or str(e)
-    low = text.lower()
-    # Not root: libvirtd asks polkit over D-Bus ("Unable to get system bus connection:
-    # ... No such file or directory" when there is none); that is not a stopped daemon.
-    denied = ("permission denied", "polkit", "system bus", "authentication unavailable",
-              "authentication failed", "access denied")
-    if any(w in low for w in denied) or code in (libvirt.VIR_ERR_AUTH_FAILED,
-                                                  libvirt.VIR_ERR_AUTH_UNAVAILABLE):
-        return (f"cannot connect to {uri}: permission denied. Run as root, or as a member "
-                "of the 'libvirt' group")
-    if code == libvirt.VIR_ERR_NO_CONNECT and "no connection driver" in low:
-        return (f"cannot connect to {uri}: unknown URI (libvirt says: {text}). Use e.g. "
-                "qemu:///system, qemu+ssh://HOST/system or test:///default")
-    if "no such file" in low or "connection refused" in low or "failed to connect" in low:
-        return (f"cannot connect to {uri}: libvirtd is not running (start it: systemctl "
-                f"start libvirtd, or virtqemud/virtnetworkd) — libvirt says: {text}")
-    return f"cannot connect to {uri}: {text}"
-
-
-# libvirt cuts long error messages at a byte count, sometimes inside a UTF-8 character;
-# the binding then fails to decode its own error and raises these instead of
-# libvirtError (seen with a non-ASCII character in a network's XML).
-BINDING_ERRORS = (UnicodeDecodeError, SystemError)
-
-
-def one_line(e: libvirt.libvirtError) -> str:
-    """libvirt's message on one line (a failed dnsmasq's output has line breaks)."""
-    return " ".join((e.get_error_message() or str(e)).split())
-
-
-def unreadable(e: Exception) -> str:
-    return (f"libvirt refused the call, but its error message could not be decoded ({e}); "
-            "look for a non-ASCII character in the spec's values")
 
 
 @dataclass
@@ -102,7 +73,7 @@ class Connection:
     @property
     def is_test(self) -> bool:
         """test:/// drivers: in-process, nothing on the real host may change."""
-        return self.uri.startswith("test:")
+        return is_test(self.uri)
 
     def close(self) -> None:
         try:
@@ -135,13 +106,9 @@ class Connection:
 
     # -- the Backend reads -------------------------------------------------
     def fetch_networks(self) -> list[NetworkRecord]:
-        from kvmnet.backend.libvirt_fetch import fetch_networks
-
         return fetch_networks(self)
 
     def fetch_domains(self) -> list[DomainRecord]:
-        from kvmnet.backend.libvirt_fetch import fetch_domains
-
         return fetch_domains(self)
 
     def network_active(self, name: str) -> bool | None:

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import libvirt
 
 from kvmnet.backend.base import DomainRecord, NetworkRecord
-from kvmnet.backend.libvirt import Connection, one_line
+from kvmnet.backend.libvirt_errors import one_line
 from kvmnet.errors import LiveError
 from kvmnet.parse.domain import KVMNET_NS
 
 _GONE = (libvirt.VIR_ERR_NO_NETWORK, libvirt.VIR_ERR_NO_DOMAIN)
+T = TypeVar("T")
+
+
+class Connection(Protocol):
+    """What the reads need of kvmnet.backend.libvirt.Connection."""
+
+    raw: Any
+
+    def read(self, what: str, fn: Callable[[], T]) -> T: ...
 
 
 def fetch_networks(conn: Connection) -> list[NetworkRecord]:

@@ -21,6 +21,7 @@ from typing import Any
 from lxml import etree
 
 from kvmnet.model.live import LiveNic, LiveState
+from kvmnet.model.uri import is_local
 
 SOURCES = ("dhcp-lease", "agent", "neighbour")
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
@@ -216,9 +217,7 @@ def fetch_agent(conn: Any, live: LiveState) -> list[AgentAddr]:
 
 def host_is_local(conn: Any) -> bool:
     """The host's neighbour table says something about this connection's guests."""
-    from kvmnet.doctor.run import is_remote
-
-    return not conn.is_test and not is_remote(str(conn.uri))
+    return not conn.is_test and is_local(str(conn.uri))
 
 
 def guest_addresses(conn: Any, live: LiveState, only: Sequence[str] | None = None,

@@ -38,6 +38,7 @@ from kvmnet.doctor.links import (
 from kvmnet.errors import KvmnetError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Spec
+from kvmnet.model.uri import is_local, is_test
 
 DNSMASQ = "/usr/sbin/dnsmasq"
 
@@ -83,13 +84,6 @@ class HostReader:
             return None
 
 
-def is_remote(uri: str) -> bool:
-    """libvirt on another machine: a host part, or a transport other than unix/local."""
-    scheme, _, rest = uri.partition("://")
-    transport = scheme.partition("+")[2]
-    return transport not in ("", "unix") or not rest.startswith("/")
-
-
 def _libvirt(uri: str | None) -> tuple[str, LiveState | None, str | None, str | None]:
     """(uri, live state, version, error)."""
     from kvmnet.backend.libvirt import Connection, default_uri
@@ -131,9 +125,10 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
     u, live, version, err = _libvirt(uri)
     base = Facts(uri=u, netns=netns, libvirt_error=err, libvirt_version=version, live=live,
                  spec=spec, spec_file=spec_file)
-    if is_remote(u):
-        return replace(base, host_error=f"libvirt at {u} runs on another machine: run "
-                                        "kvmnet doctor there for its host checks")
+    if not is_local(u):
+        return replace(base, host_error=f"libvirt at {u} is reached over the network, "
+                                        "not on this machine's socket: run kvmnet doctor "
+                                        "on its host for the host checks")
     reader = HostReader(netns, sysfs_root, proc_root)
     host: HostState | None = None
     host_error = None
@@ -151,7 +146,7 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
     bridge_nf = {k: _strip(reader.read(f"/proc/sys/net/bridge/bridge-nf-call-{k}"))
                  for k in ("iptables", "ip6tables", "arptables")}
     return replace(
-        base, live_on_host=live is not None and not u.startswith("test:"), host=host,
+        base, live_on_host=live is not None and not is_test(u), host=host,
         host_error=host_error, ip_forward=_strip(fwd), bridge_nf=bridge_nf, ruleset=ruleset,
         ruleset_error=rs_error, dnsmasq=dnsmasq if os.access(dnsmasq, os.X_OK) else None,
         wireless=wireless)
@@ -163,7 +158,7 @@ def _strip(v: str | None) -> str | None:
 
 def run_checks(f: Facts) -> list[Check]:
     """Every check, in the order a person would fix things."""
-    if f.host is None and f.host_error and is_remote(f.uri):
+    if f.host is None and f.host_error and not is_local(f.uri):
         host_checks = [Check(cid, "skip", title, f.host_error) for cid, title in (
             ("ip_forward", "IPv4 forwarding"),
             ("br_netfilter", "br_netfilter (bridged traffic through the firewall)"),

@@ -13,6 +13,7 @@ from kvmnet.backend.base import Backend
 from kvmnet.errors import Problem, SpecError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
+from kvmnet.model.uri import is_local
 from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.spec.check import check_file, errors
 from kvmnet.spec.load import Positions
@@ -56,7 +57,7 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     from kvmnet.backend.read import read_state
 
     reading = None
-    local = not conn.is_test and _is_local(conn.uri)
+    local = not conn.is_test and is_local(conn.uri)
     if local and firewall:  # nft runs while libvirt is read
         from kvmnet.backend.firewall import start_read_firewall
 
@@ -77,13 +78,6 @@ def _forwards_needed(spec: Spec, root: Path | None) -> bool:
     from kvmnet.backend.forward_files import has_forward_state
 
     return has_forward_state(root or Path("/"))
-
-
-def _is_local(uri: str) -> bool:
-    """A URI of this machine's libvirtd: no host name, no transport or +unix."""
-    scheme, sep, rest = uri.partition("://")
-    transport = scheme.partition("+")[2]
-    return bool(sep) and rest[:1] == "/" and transport in ("", "unix")
 
 
 def plan_file(path: Path, conn: Backend, adopt: frozenset[str] = frozenset(),

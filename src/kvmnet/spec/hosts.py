@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from kvmnet.errors import close_matches
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Guest, Host, Network, Spec
+from kvmnet.model.uri import is_local
 
 if TYPE_CHECKING:
     from kvmnet.spec.findings import Findings
@@ -30,12 +31,6 @@ if TYPE_CHECKING:
 _URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s/?#]*(/[^\s#]*)?(\?[^\s#]*)?\Z")
 _NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
 URI_EXAMPLES = "qemu+ssh://root@hv1.example.com/system, qemu:///system or test:///default"
-
-
-def is_local_uri(uri: str) -> bool:
-    """A URI of a libvirtd on this machine, whose host links kvmnet can read (ops)."""
-    scheme, sep, rest = uri.partition("://")
-    return bool(sep) and "+" not in scheme and rest[:1] == "/"
 
 
 def network_hosts(spec: Spec, name: str) -> tuple[str, ...]:
@@ -163,9 +158,10 @@ def _entries(f: Findings, spec: Spec) -> None:
         if not _NETNS_RE.match(e.netns):
             f.error(path + ("netns",), f"{e.netns!r} is not a network namespace name (as in "
                     "ip netns list)")
-        elif _URI_RE.match(e.uri) and not is_local_uri(e.uri):
+        elif _URI_RE.match(e.uri) and not is_local(e.uri):
             f.error(path + ("netns",), f"netns: applies to a libvirtd on this machine (a "
-                    f"local URI such as qemu:///system); {e.uri} is remote: remove netns")
+                    f"local URI such as qemu:///system); {e.uri} is reached over the network: "
+                    "remove netns")
 
 
 def _names(f: Findings, spec: Spec, path: Path_, names: list[str]) -> None:

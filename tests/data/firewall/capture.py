@@ -1,9 +1,10 @@
 """Regenerate live/*.json (run as root from the repository: python
 tests/data/firewall/capture.py): in a scratch namespace kvt-fw-cap, replay the firewall
 commands libvirt 9.0 (iptables) and 11.3 (nftables) run for its test network "default"
-(their own test data), dump `nft -j list ruleset`; install capture.yaml's forwards with
-kvmnet's live code, dump again; for iptables also with libvirt's jumps moved in front
-of kvmnet's (as after a FORWARD flush and a libvirtd restart)."""
+(their own test data, fetched by ./scripts/setup: tests/lab/testdata.py), dump
+`nft -j list ruleset`; install capture.yaml's forwards with kvmnet's live code, dump
+again; for iptables also with libvirt's jumps moved in front of kvmnet's (as after a
+FORWARD flush and a libvirtd restart)."""
 
 from __future__ import annotations
 
@@ -19,14 +20,13 @@ sys.path.insert(0, str(HERE.parents[1]))   # tests/: the lab package
 from kvmnet.backend.firewall import sync  # noqa: E402
 from kvmnet.render.firewall import resolve  # noqa: E402
 from kvmnet.spec.load import load  # noqa: E402
-from lab.firewall import TESTDATA, ns_run, replay, ruleset  # noqa: E402
+from lab.firewall import ns_run, replay, ruleset  # noqa: E402
+from lab.testdata import firewall_file  # noqa: E402
 
 NS = "kvt-fw-cap"
 SOURCES = {
-    "iptables": ["libvirt-9.0/networkxml2firewalldata/base.args",
-                 "libvirt-9.0/networkxml2firewalldata/nat-default-linux.args"],
-    "nftables": ["libvirt-11.3/networkxml2firewalldata/base.nftables",
-                 "libvirt-11.3/networkxml2firewalldata/nat-default-linux.nftables"],
+    "iptables": ["base.args", "nat-default-linux.args"],   # libvirt 9.0's (the installed)
+    "nftables": ["base.nftables", "nat-default-linux.nftables"],
 }
 
 
@@ -45,7 +45,7 @@ def main() -> None:
         try:
             ns_run(NS, ["ip", "link", "add", "virbr0", "type", "bridge"])
             for f in files:
-                replay(NS, TESTDATA / f, {})
+                replay(NS, firewall_file(f), {})
             dump(f"{backend}-libvirt-only.json")
             with tempfile.TemporaryDirectory() as root:
                 sync(fwds, NS, Path(root))
