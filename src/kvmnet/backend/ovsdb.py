@@ -38,6 +38,10 @@ TABLES = ("Logical_Switch", "Logical_Switch_Port", "DHCP_Options", "Logical_Rout
           "Logical_Router_Port", "Gateway_Chassis", "Logical_Router_Static_Route", "NAT")
 SCHEMA = "OVN_Northbound"
 
+OVSDBAPP_MISSING = (
+    "overlay networks (mode: overlay, the ovn: section) need the Python package ovsdbapp, "
+    "kvmnet's optional extra: pip install 'kvmnet[ovn]' (or pipx inject kvmnet ovsdbapp)")
+
 # ovsdbapp logs every failed transaction with a traceback; we report errors ourselves.
 logging.getLogger("ovsdbapp").setLevel(logging.CRITICAL)
 
@@ -150,8 +154,11 @@ class NbClient:
     """An open ovsdbapp connection to one northbound database."""
 
     def __init__(self, settings: Ovn, timeout: float = 30.0) -> None:
-        from ovsdbapp.backend.ovs_idl import connection
-        from ovsdbapp.schema.ovn_northbound import impl_idl
+        try:  # an optional extra: only overlays need it
+            from ovsdbapp.backend.ovs_idl import connection
+            from ovsdbapp.schema.ovn_northbound import impl_idl
+        except ImportError:
+            raise LiveError(OVSDBAPP_MISSING) from None
 
         self.settings = settings
         remote = settings.northbound
