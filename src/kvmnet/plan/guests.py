@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from lxml import etree
 
+from kvmnet.model.live import LiveNic
+from kvmnet.model.spec import GuestNic
 from kvmnet.plan.core import Action, Ctx, in_scope
 from kvmnet.render.interface import OVN_BRIDGE, interface_element
 
@@ -60,15 +62,7 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
                 xml=xml, domain=gname, mac=mac, live=dom.running,
                 managed_macs=tuple(sorted(managed))))
             continue
-        changes = []
-        if cur.type != kind or cur.source != src:
-            changes.append(f"~ source: {cur.type} {cur.source} -> {kind} {src}")
-        if nic.model and cur.model != nic.model:
-            changes.append(f"~ model: {cur.model} -> {nic.model} (at the guest's next boot)")
-        if nic.portgroup and cur.portgroup != nic.portgroup:
-            changes.append(f"~ portgroup: {cur.portgroup} -> {nic.portgroup}")
-        if nic.mtu and cur.mtu != nic.mtu:
-            changes.append(f"~ mtu: {cur.mtu} -> {nic.mtu}")
+        changes = _nic_changes(cur, nic, kind, src)
         if changes:
             only_model = all(c.startswith("~ model") for c in changes)
             ctx.actions.append(Action(
@@ -89,3 +83,17 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
             ctx.warn(("guests", gname, "interfaces"), f"{gname} has NIC {n.mac} ({n.type} "
                      f"{n.source}) that is not in the spec and was not attached by kvmnet: "
                      "left alone (add it to the spec to manage it)")
+
+
+def _nic_changes(cur: LiveNic, nic: GuestNic, kind: str, src: str | None) -> list[str]:
+    """What differs between a live NIC and the wanted one, as plan detail lines."""
+    changes = []
+    if cur.type != kind or cur.source != src:
+        changes.append(f"~ source: {cur.type} {cur.source} -> {kind} {src}")
+    if nic.model and cur.model != nic.model:
+        changes.append(f"~ model: {cur.model} -> {nic.model} (at the guest's next boot)")
+    if nic.portgroup and cur.portgroup != nic.portgroup:
+        changes.append(f"~ portgroup: {cur.portgroup} -> {nic.portgroup}")
+    if nic.mtu and cur.mtu != nic.mtu:
+        changes.append(f"~ mtu: {cur.mtu} -> {nic.mtu}")
+    return changes

@@ -90,6 +90,14 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
     elif iface.version == 4 and net.num_addresses > 2 and host == net.broadcast_address:
         f.error(path + ("address",), f"{host} is the broadcast address of {net}; the host "
                 f"needs a usable address: write {_suggest_host(ipc, net)}")
+    _ranges(f, path, ipc)
+    _reservations(f, path, ipc)
+
+def _ranges(f: Findings, path: Path_, ipc: IPConfig) -> None:
+    """DHCP ranges: same family, in order, inside the subnet, clear of the host's,
+    network and broadcast addresses, and of each other."""
+    iface = ipc.address
+    net, host = iface.network, iface.ip
     for i, r in enumerate(ipc.dhcp):
         rp = path + ("dhcp", i)
         if r.start.version != iface.version:
@@ -115,6 +123,13 @@ def _ip_block(f: Findings, path: Path_, ipc: IPConfig, kind: str | int) -> None:
             if other.start.version == r.start.version and (
                     int(r.start) <= int(other.end) and int(other.start) <= int(r.end)):
                 f.error(rp, f"range {r} overlaps range {j + 1} ({other}): merge them")
+
+
+def _reservations(f: Findings, path: Path_, ipc: IPConfig) -> None:
+    """DHCP reservations: inside the subnet, not the host's address, for someone, and
+    each address, MAC and name reserved once."""
+    iface = ipc.address
+    net, host = iface.network, iface.ip
     seen_ip: dict[object, int] = {}
     seen_mac: dict[object, int] = {}
     seen_name: dict[object, int] = {}
