@@ -1,0 +1,42 @@
+"""apply for guest NICs: attach, change, detach, and kvmnet's record of the NICs it
+attached (the domain's metadata)."""
+
+from __future__ import annotations
+
+from kvmnet.apply.step import Step
+from kvmnet.backend.base import NicOp
+from kvmnet.errors import LiveError
+from kvmnet.parse.domain import managed_macs_xml
+from kvmnet.plan import Action
+
+
+def _record(a: Action, step: Step, domain: str) -> None:
+    """Write the MACs of the NICs kvmnet attached into the domain's metadata."""
+    if a.managed_macs is not None:
+        step.backend.set_managed_macs(domain, managed_macs_xml(set(a.managed_macs)))
+
+
+def _nic(a: Action, step: Step, op: NicOp) -> str:
+    if a.domain is None or a.mac is None:
+        raise LiveError(f"{a.kind} {a.target}: the action names no domain or MAC")
+    if op == "attach":
+        # Record the NIC as kvmnet's before it exists: a crash in between leaves a record
+        # of a NIC that is not there (the next apply attaches it), never a NIC kvmnet
+        # does not know it attached (it could not detach it ever again).
+        _record(a, step, a.domain)
+    note = step.backend.change_nic(a.domain, op, a.mac, a.xml, a.live)
+    if op != "attach":  # (a detach is recorded once the NIC is gone)
+        _record(a, step, a.domain)
+    return note
+
+
+def attach(a: Action, step: Step) -> str:
+    return _nic(a, step, "attach")
+
+
+def update(a: Action, step: Step) -> str:
+    return _nic(a, step, "update")
+
+
+def detach(a: Action, step: Step) -> str:
+    return _nic(a, step, "detach")
