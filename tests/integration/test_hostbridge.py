@@ -447,7 +447,7 @@ def test_migrate_and_restore_are_exact_with_policy_routes(bare: None) -> None:
     hb = HostBridge(ports=[NIC], stp=True, forward_delay=4, address=[f"{HOST_IP}/24"])
     with IPRoute(netns=HOST_NS, flags=0) as ipr:
         snap = hostbridge.snapshot(ipr, [BRIDGE, NIC])
-        assert hostbridge.refusals(BRIDGE, hb, snap, in_netns=True) == []
+        assert hostbridge.refusals(BRIDGE, hb, snap) == []
         hostbridge.migrate(ipr, BRIDGE, hb, snap)
     now = netstate(HOST_NS)
     assert now["links"][NIC]["master"] == BRIDGE
@@ -467,7 +467,7 @@ def test_a_port_of_another_bridge_is_refused(bare: None) -> None:
         ipr.link("set", index=ipr.link_lookup(ifname=NIC)[0],
                  master=ipr.link_lookup(ifname=OTHER_BR)[0])
         snap = hostbridge.snapshot(ipr, [BRIDGE, NIC])
-    reasons = hostbridge.refusals(BRIDGE, HostBridge(ports=[NIC]), snap, in_netns=True)
+    reasons = hostbridge.refusals(BRIDGE, HostBridge(ports=[NIC]), snap)
     assert len(reasons) == 1 and f"already a port of {OTHER_BR}" in reasons[0]
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from kvmnet.backend.host import read_host, set_master
+from kvmnet.backend.host import read_host, set_master, wireless_links
 from kvmnet.backend.netns import entered, netns_path
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostLink, HostRoute, HostState
@@ -117,8 +117,21 @@ def test_same_as_iproute2_here() -> None:
     got = read_host()
     assert comparable(got) == comparable(iproute2_host(None))
     assert {n for n, x in got.links.items() if x.wireless} == {
-        n for n in got.links if any(os.path.isdir(f"/sys/class/net/{n}/{mark}")
+        n for n in got.links if any(os.path.lexists(f"/sys/class/net/{n}/{mark}")
                                     for mark in ("wireless", "phy80211"))}
+
+
+def test_wifi_check_reads_the_namespaces_own_sysfs(ns: str, monkeypatch: Any) -> None:
+    """No Wi-Fi here to test with: a bridge's sysfs folder has `bridge` in it, which
+    stands in for `phy80211`. The namespace's bridge is found, and ours has none such."""
+    from kvmnet.parse import sysfs
+
+    assert wireless_links(["kvtnlbr0", "kvtnlv0", "lo"], ns) == frozenset()
+    monkeypatch.setattr(sysfs, "WIFI_ENTRIES", ("bridge",))
+    assert wireless_links(["kvtnlbr0", "kvtnlv0", "lo"], ns) == {"kvtnlbr0"}
+    assert not os.path.exists("/sys/class/net/kvtnlbr0")  # /sys here is our namespace's
+    assert wireless_links(["kvtnlbr0"]) == frozenset()
+    assert read_host(ns).links["kvtnlbr0"].wireless
 
 
 def test_a_missing_namespace_is_an_error_and_is_not_created() -> None:

@@ -304,10 +304,7 @@ def test_run_checks_order_and_remote() -> None:
 def test_reader_fake_roots(tmp_path) -> None:
     (tmp_path / "proc/sys/net/ipv4").mkdir(parents=True)
     (tmp_path / "proc/sys/net/ipv4/ip_forward").write_text("1\n")
-    (tmp_path / "sys/class/net/wlan0/phy80211").mkdir(parents=True)
     r = HostReader(netns="kvt-doc-none", sysfs_root=tmp_path / "sys",
                    proc_root=tmp_path / "proc")
     assert r.read("/proc/sys/net/ipv4/ip_forward") == "1\n"
     assert r.read("/proc/sys/net/bridge/bridge-nf-call-iptables") is None
-    assert r.exists("/sys/class/net/wlan0/phy80211")
-    assert not r.exists("/sys/class/net/eth0/wireless")

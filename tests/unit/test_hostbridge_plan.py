@@ -1,6 +1,6 @@
-"""Host bridges without a kernel: the plan's host-side diff and refusals, the live
-refusals on a faked sysfs (Wi-Fi), the journal records, the watchdog's rules and
-confirm/rollback with nothing pending."""
+"""Host bridges without a kernel: the plan's host-side diff and refusals, the journal
+records, the watchdog's rules and confirm/rollback with nothing pending. The live
+refusal of a Wi-Fi port on a faked sysfs: test_wifi.py."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import pytest
 
 from kvmnet.apply.bridge import transaction as hosttx
 from kvmnet.apply.bridge import watchdog
-from kvmnet.apply.bridge.migrate import Addr, Link, Route, refusals
+from kvmnet.apply.bridge.migrate import Addr, Link, Route
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostLink, HostRoute, HostState, LiveState
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import Spec
 from kvmnet.plan import make_plan
 from kvmnet.spec.load import load_text
 
@@ -85,17 +85,6 @@ def test_an_address_only_on_the_nic_is_moved_with_a_warning() -> None:
     plan = make_plan(spec(), live([nic]))
     [w] = plan.findings
     assert w.severity == "warning" and "10.9.9.9/8" in w.message and "reboot" in w.message
-
-
-def test_wireless_port_is_refused_live_by_sysfs(tmp_path: Path) -> None:
-    (tmp_path / "class/net/wlp3s0/phy80211").mkdir(parents=True)
-    (tmp_path / "class/net/enp2s0").mkdir(parents=True)
-    links = [Link("br0", False), Link("wlp3s0", True), Link("enp2s0", True)]
-    hb = HostBridge(ports=["wlp3s0", "enp2s0"])
-    [reason] = refusals("br0", hb, links, in_netns=False, sysfs=str(tmp_path))
-    assert reason.startswith("wlp3s0 is a wireless interface") and "NAT" in reason
-    # inside a network namespace sysfs shows the host's links, not these: no verdict
-    assert refusals("br0", hb, links, in_netns=True, sysfs=str(tmp_path)) == []
 
 
 def test_link_records_survive_json() -> None:

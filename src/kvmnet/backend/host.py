@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.errors import LiveError
@@ -83,20 +85,37 @@ def fetch_host(netns: str | None = None) -> tuple[tuple[Any, ...], ...]:
 
 
 def read_host(netns: str | None = None) -> HostState:
-    """Links, addresses and main-table routes (kvmnet.parse.netlink.parse_host)."""
+    """Links, addresses and main-table routes (kvmnet.parse.netlink.parse_host), each
+    link marked Wi-Fi or not (wireless_links)."""
     from kvmnet.parse.netlink import parse_host
 
     links, addrs, routes = fetch_host(netns)
-    names = [str(m.get("ifname")) for m in links]
-    return parse_host(links, addrs, routes,
-                      wireless={n for n in names if _is_wireless(n, netns)})
+    names = [str(m.get("ifname")) for m in links if m.get("ifname") is not None]
+    return parse_host(links, addrs, routes, wireless=wireless_links(names, netns))
 
 
-def _is_wireless(name: str, netns: str | None) -> bool:
-    if netns:
-        return False  # sysfs shows our own namespace only
-    return os.path.isdir(f"/sys/class/net/{name}/wireless") or os.path.isdir(
-        f"/sys/class/net/{name}/phy80211")
+def wireless_links(names: Iterable[str], netns: str | None = None,
+                   sysfs: Path | None = None) -> frozenset[str]:
+    """Which of `names` are Wi-Fi links (kvmnet.parse.sysfs), per sysfs: /sys, or `sysfs`
+    when given (tests, doctor --sysfs-root). /sys shows the links of the namespace that
+    mounted it, so for `netns` the paths are looked at by `ip netns exec`, which mounts
+    the namespace's own: one `ls -d` of them all, which prints those that exist. A name
+    not found is not Wi-Fi."""
+    from kvmnet.parse.sysfs import wifi_paths, wireless_names
+
+    names = list(names)
+    if not names:
+        return frozenset()
+    if sysfs is not None or netns is None:
+        paths = wifi_paths(str((sysfs or Path("/sys")) / "class" / "net"), names)
+        return wireless_names(p for p in paths if os.path.lexists(p))
+    paths = wifi_paths("/sys/class/net", names)
+    try:
+        r = subprocess.run(["ip", "netns", "exec", netns, "ls", "-d", "--", *paths],
+                           capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise LiveError(f"cannot look for Wi-Fi links in {_where(netns)}: {e}") from None
+    return wireless_names(r.stdout.splitlines())  # ls exits 2: most paths do not exist
 
 
 def set_master(ifname: str, bridge: str, netns: str | None = None,

@@ -68,13 +68,6 @@ class HostReader:
         r = self.run(["cat", path])
         return r.stdout if r is not None and r.returncode == 0 else None
 
-    def exists(self, path: str) -> bool:
-        local = self._local(path)
-        if local is not None:
-            return local.exists()
-        r = self.run(["test", "-e", path])
-        return r is not None and r.returncode == 0
-
     def run(self, args: Sequence[str]) -> subprocess.CompletedProcess[str] | None:
         full = ["ip", "netns", "exec", self.netns, *args] if self.netns else list(args)
         try:
@@ -120,7 +113,7 @@ def _ruleset(reader: HostReader) -> tuple[dict[str, Any] | None, str | None]:
 def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "FILE",
            netns: str | None = None, sysfs_root: Path | None = None,
            proc_root: Path | None = None, dnsmasq: str = DNSMASQ) -> Facts:
-    from kvmnet.backend.host import read_host
+    from kvmnet.backend.host import read_host, wireless_links
 
     u, live, version, err = _libvirt(uri)
     base = Facts(uri=u, netns=netns, libvirt_error=err, libvirt_version=version, live=live,
@@ -140,8 +133,10 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
     names = set(host.links) if host else set()
     if spec is not None:
         names |= {p for hb in spec.host.bridges.values() for p in hb.ports}
-    wireless = frozenset(n for n in names if reader.exists(f"/sys/class/net/{n}/wireless")
-                         or reader.exists(f"/sys/class/net/{n}/phy80211"))
+    try:
+        wireless = wireless_links(sorted(names), netns, sysfs_root)
+    except KvmnetError:
+        wireless = frozenset()  # no `ip` for the namespace's /sys: nothing to go on
     fwd = reader.read("/proc/sys/net/ipv4/ip_forward")
     bridge_nf = {k: _strip(reader.read(f"/proc/sys/net/bridge/bridge-nf-call-{k}"))
                  for k in ("iptables", "ip6tables", "arptables")}

@@ -98,13 +98,18 @@ def _v6_link_local(cidr: str) -> bool:
     return a.version == 6 and a.is_link_local
 
 
+def wireless_port(port: str) -> str:
+    """Why a Wi-Fi port is refused: plan says it, and apply's host-bridge step again."""
+    return (f"{port} is a wireless interface: bridging Wi-Fi does not work (the access "
+            "point drops frames with the guests' MACs); use a routed (mode: route) or NAT "
+            "network instead")
+
+
 def _port_problem(port: str, link: HostLink | None, bridge: str) -> str | None:
     if link is None:
         return f"{port} does not exist on the host: name an existing NIC"
     if link.wireless:
-        return (f"{port} is a wireless interface: bridging Wi-Fi does not work (the access "
-                "point drops frames with the guests' MACs); use a routed (mode: route) or "
-                "NAT network instead")
+        return wireless_port(port)
     if link.master not in (None, bridge):
         return (f"{port} is already a port of {link.master}: take it out first, or use "
                 f"{link.master} as the bridge")

@@ -24,12 +24,13 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
 from kvmnet.errors import LiveError
 from kvmnet.model.spec import HostBridge
+from kvmnet.plan.host import wireless_port
 
 T = TypeVar("T")
 
@@ -200,16 +201,10 @@ def _route(r: Any) -> Route:
         metrics=dict(metrics["attrs"]) if metrics is not None else {})
 
 
-def wireless(name: str, sysfs: str = "/sys") -> bool:
-    """Is a link of our own network namespace a Wi-Fi interface (per sysfs)?"""
-    base = os.path.join(sysfs, "class/net", name)
-    return os.path.isdir(os.path.join(base, "wireless")) or os.path.isdir(
-        os.path.join(base, "phy80211"))
-
-
-def refusals(bridge: str, hb: HostBridge, links: Sequence[Link], in_netns: bool,
-             sysfs: str = "/sys") -> list[str]:
-    """Why this migration must not run (empty: it may); each reason says the fix."""
+def refusals(bridge: str, hb: HostBridge, links: Sequence[Link],
+             wireless: Collection[str] = frozenset()) -> list[str]:
+    """Why this migration must not run (empty: it may); each reason says the fix.
+    `wireless`: the Wi-Fi links among the ports (kvmnet.backend.host.wireless_links)."""
     snap = {x.name: x for x in links}
     out = []
     br = snap[bridge]
@@ -221,10 +216,8 @@ def refusals(bridge: str, hb: HostBridge, links: Sequence[Link], in_netns: bool,
         if not link.exists:
             out.append(f"port {p} of {bridge} does not exist: fix ports: in the spec")
             continue
-        if not in_netns and wireless(p, sysfs):
-            out.append(f"{p} is a wireless interface: bridging Wi-Fi does not work (the access "
-                       "point drops frames with the guests' MACs); use a routed (mode: route) "
-                       "or NAT network instead")
+        if p in wireless:
+            out.append(wireless_port(p))
         if link.master not in (None, bridge):
             out.append(f"{p} is already a port of {link.master}: take it out of "
                        f"{link.master} first, or use {link.master} as the bridge")

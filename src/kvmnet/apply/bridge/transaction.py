@@ -184,6 +184,7 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
     from kvmnet.apply.bridge import boot as hostboot
     from kvmnet.apply.bridge import migrate as hostbridge
     from kvmnet.apply.bridge import persist, watchdog
+    from kvmnet.backend.host import wireless_links
 
     j = read_journal(opts.root)
     if j is not None and j.get("txid") != opts.txid:
@@ -193,7 +194,7 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
         raise pending_error(opts.root, hostboot.persisted_path(opts.root))
     with netlink(netns) as ipr:
         before = hostbridge.snapshot(ipr, [br, *hb.ports])
-    reasons = hostbridge.refusals(br, hb, before, in_netns=netns is not None)
+    reasons = hostbridge.refusals(br, hb, before, wireless_links(hb.ports, netns))
     if reasons:
         raise LiveError(f"not changing {br}: " + "; ".join(reasons))
     changes = persist.prepare(opts.root, files, time.strftime("%Y%m%dT%H%M%S-")
