@@ -21,7 +21,6 @@ FUNCTION_LINES = 60
 LARGE_MODULES: dict[str, int] = {
     "apply/bridge/migrate.py": 416,
     "apply/bridge/transaction.py": 411,
-    "cli/live.py": 423,
 }
 LONG_FUNCTIONS: dict[str, int] = {
     "service/ops.py:import_spec": 70,

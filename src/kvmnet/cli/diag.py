@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -10,12 +9,12 @@ from typing import Annotated, Any
 
 import typer
 
-from kvmnet.cli.main import JsonOpt, app, err, load_checked, out
+from kvmnet.cli.common import ConnectOpt, JsonOpt, commands, load_checked
+from kvmnet.cli.output import err, out, styled
 from kvmnet.errors import KvmnetError
 
-ConnectOpt = Annotated[str | None, typer.Option(
-    "-c", "--connect", metavar="URI",
-    help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+app = commands()
+
 NetnsOpt = Annotated[str | None, typer.Option(
     "--netns", metavar="NAME", help="Look at the host links inside this network namespace "
                                     "(labs, tests).")]
@@ -114,11 +113,11 @@ def graph(
         write_atomic(output, text)
     else:
         run_dot(text, kind, output)
-    out.print(f"wrote {output}", markup=False)
+    out.print(f"wrote {output}")
 
 
-_MARK = {"ok": "[green] ok [/green]", "warn": "[yellow]warn[/yellow]",
-         "fail": "[bold red]FAIL[/bold red]", "skip": "[dim]skip[/dim]"}
+_MARK = {"ok": (" ok ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red"),
+         "skip": ("skip", "dim")}
 
 
 @app.command()
@@ -144,17 +143,16 @@ def doctor(
                         proc_root)
     failed = any(c.status == "fail" for c in checks)
     if as_json:
-        out.print_json(json.dumps({"kvmnet": 1, "uri": facts.uri, "netns": netns,
-                                   "ok": not failed, "checks": [c.as_dict() for c in checks]}))
+        out.json({"kvmnet": 1, "uri": facts.uri, "netns": netns, "ok": not failed,
+                  "checks": [c.as_dict() for c in checks]})
     else:
         for c in checks:
-            out.print(f"{_MARK[c.status]} {c.title}: ", markup=True, end="")
-            out.print(c.message, markup=False)
+            out.print(styled(_MARK[c.status], f" {c.title}: {c.message}"))
             for line in c.fix.splitlines() if c.status in ("warn", "fail") else ():
-                out.print(f"       fix: {line}", markup=False)
+                out.print(f"       fix: {line}")
         counts = {s: sum(1 for c in checks if c.status == s) for s in _MARK}
         (err if failed else out).print(
             f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['ok']} ok, "
-            f"{counts['skip']} skipped.", markup=False)
+            f"{counts['skip']} skipped.")
     if failed:
         raise typer.Exit(1)

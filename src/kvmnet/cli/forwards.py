@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.table import Table
 
-def forwards_table(rows: list[dict[str, Any]]) -> Any:
-    from rich.table import Table
+from kvmnet.cli.output import table
 
-    t = Table(title="port forwards (kvmnet's state file and the live firewall)")
-    for col in ("network", "proto", "host port", "to", "guest", "listen", "sources", "state"):
-        t.add_column(col)
-    for r in rows:
+
+def forwards_table(rows: list[dict[str, Any]]) -> Table:
+    def to(r: dict[str, Any]) -> str:
         addr = f"[{r['address']}]" if ":" in r["address"] else r["address"]
-        t.add_row(r["network"], r["proto"], r["host_port"], f"{addr}:{r['guest_port']}",
-                  r["guest"] or "-", r["listen"] or "any", ", ".join(r["sources"]) or "any",
-                  r["state"])
-    return t
+        return f"{addr}:{r['guest_port']}"
+
+    return table("port forwards (kvmnet's state file and the live firewall)",
+                 ("network", "proto", "host port", "to", "guest", "listen", "sources", "state"),
+                 ([r["network"], r["proto"], str(r["host_port"]), to(r), r["guest"] or "-",
+                   r["listen"] or "any", ", ".join(r["sources"]) or "any", r["state"]]
+                  for r in rows))

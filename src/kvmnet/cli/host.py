@@ -9,13 +9,15 @@ libvirt.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from kvmnet.cli.main import JsonOpt, app, out
+from kvmnet.cli.common import JsonOpt, commands
+from kvmnet.cli.output import out
+
+app = commands()
 
 RootOpt = Annotated[Path, typer.Option(
     "--root", metavar="DIR", help="The --root the apply was given (default /).")]
@@ -23,9 +25,9 @@ RootOpt = Annotated[Path, typer.Option(
 
 def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
     if as_json:
-        out.print_json(json.dumps({"kvmnet": 1, **data}))
+        out.json({"kvmnet": 1, **data})
     else:
-        out.print(text, markup=False)
+        out.print(text)
 
 
 @app.command()

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kvmnet.cli.main import JsonOpt, SpecFile, app, err, escape, out, print_markup, print_problems
+from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands
+from kvmnet.cli.output import MARK, err, out, plan_json, print_problems, show_plan, styled, table
 from kvmnet.errors import KvmnetError, LiveError
 
 if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
@@ -18,12 +18,11 @@ if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a com
     from kvmnet.backend.libvirt import Connection
     from kvmnet.errors import Problem
     from kvmnet.model.spec import Spec
-    from kvmnet.plan import Action, Plan
+    from kvmnet.plan import Action
     from kvmnet.spec.load import Positions
 
-ConnectOpt = Annotated[str | None, typer.Option(
-    "-c", "--connect", metavar="URI",
-    help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+app = commands()
+
 AdoptOpt = Annotated[list[str] | None, typer.Option(
     "--adopt", metavar="NAME", help="Take over this existing unmanaged network "
                                     "(same as adopt: true in the spec). Repeatable.")]
@@ -43,60 +42,11 @@ HostOpt = Annotated[list[str] | None, typer.Option(
     "--host", metavar="NAME", help="A spec with hosts: only this host of it (default: "
                                    "every host). Repeatable.")]
 
+
 def connect(uri: str | None, needed: bool = True) -> AbstractContextManager[Connection]:
     from kvmnet.backend.libvirt import connect as _connect
 
     return _connect(uri, needed)
-
-
-def Table(*args: Any, **kwargs: Any) -> Any:  # noqa: N802 - rich.table.Table, imported late
-    from rich.table import Table as _Table
-
-    return _Table(*args, **kwargs)
-
-
-_STYLE = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
-_SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
-
-
-def _sign(a: Action) -> str:
-    return _SIGN.get(a.kind.split(".")[1], "~")
-
-
-def show_plan(plan: Plan, uri: str) -> None:
-    if not plan.changes:
-        skipped = len(plan.actions)
-        out.print(f"No changes: {uri} matches the spec"
-                  + (f" ({skipped} host action(s) skipped: {plan.actions[0].skipped})."
-                     if skipped else "."))
-        return
-    out.print(f"Plan for {uri}:", style="bold")
-    lines = []  # one print: rich's cost is mostly per call (a 1000-network plan)
-    for a in plan.actions:
-        tag = f"skipped: {a.skipped}" if a.skipped else a.impact
-        style = "dim" if a.skipped else _STYLE[a.impact]
-        lines.append(f"  {_sign(a)} [{style}]\\[{_esc(tag)}][/{style}] {a.kind} "
-                     f"{_esc(a.target)}: {_esc(a.summary)}")
-        for d in a.details:
-            color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
-            lines.append(f"        [{color}]{_esc(d)}[/{color}]")
-    print_markup(out, "\n".join(lines))
-    n = [a for a in plan.actions if not a.skipped]
-    counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
-    skipped = len(plan.actions) - len(n)
-    out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
-              f"restart, {counts['disruptive']} disruptive to running guests"
-              + (f"; {skipped} skipped" if skipped else "") + ".")
-
-
-def _esc(s: str) -> str:
-    return escape(s)
-
-
-def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
-    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
-            "actions": [a.as_dict() for a in plan.actions],
-            "warnings": [w.as_dict() for w in warnings]}
 
 
 @app.command()
@@ -131,7 +81,7 @@ def plan(
         p = plan_spec(spec, pos, str(file), conn, frozenset(adopt or ()), netns, warnings,
                       tuple(scope or ()), root)
     if as_json:
-        out.print_json(json.dumps(plan_json(p.plan, conn.uri, str(file), p.warnings)))
+        out.json(plan_json(p.plan, conn.uri, str(file), p.warnings))
     else:
         print_problems(p.warnings)
         show_plan(p.plan, conn.uri)
@@ -142,11 +92,9 @@ def plan(
 def _progress(i: int, total: int, a: Action, res: Any) -> None:
     if res is None:
         return
-    mark = {"done": "[green]done[/green]", "skipped": "[dim]skipped[/dim]",
-            "failed": "[bold red]FAILED[/bold red]"}[res.status]
     extra = f" ({res.message})" if res.message else ""
-    err.print(f"[{i}/{total}] {a.kind} {a.target} ... {mark} {res.seconds:.2f}s{_esc(extra)}",
-              markup=True, highlight=False)
+    err.print(styled(f"[{i}/{total}] {a.kind} {a.target} ... ", MARK[res.status],
+                     f" {res.seconds:.2f}s{extra}"))
 
 
 def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
@@ -166,8 +114,8 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
             show_plan(p.plan, conn.uri)
         if not p.plan.changes:
             if as_json:
-                out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": True,
-                                           "writes": 0, "results": []}))
+                out.json({"kvmnet": 1, "uri": conn.uri, "ok": True, "writes": 0,
+                          "results": []})
             return True
         from kvmnet.apply.runner import check_allowed, run  # (not loaded by a no-op)
 
@@ -181,9 +129,8 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
         report = run(p.plan, conn, p.live, allow_destroy,
                      None if as_json else _progress, netns, host)
         if as_json:
-            out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "ok": report.ok,
-                                       "writes": report.writes,
-                                       "results": [r.as_dict() for r in report.results]}))
+            out.json({"kvmnet": 1, "uri": conn.uri, "ok": report.ok, "writes": report.writes,
+                      "results": [r.as_dict() for r in report.results]})
         elif report.ok:
             done = sum(1 for r in report.results if r.status == "done")
             out.print(f"Applied {done} change(s) with {report.writes} libvirt write call(s).")
@@ -191,14 +138,14 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
             failed = next(r for r in report.results if r.status == "failed")
             err.print(f"kvmnet: error: {failed.action.kind} {failed.action.target} failed: "
                       f"{failed.message}\nWhat ran before stays done; fix the cause and run "
-                      "apply again to finish.", markup=False)
+                      "apply again to finish.")
         return report.ok
 
     if conn.is_test:
         return body()
     from kvmnet.backend.lock import apply_lock
 
-    with apply_lock(conn.uri, lock_wait, lambda m: err.print(m, markup=False)):
+    with apply_lock(conn.uri, lock_wait, err.print):
         return body()
 
 
@@ -275,12 +222,8 @@ def import_(
         live = with_nb(live, ovn)
     spec, notes = import_spec(live, networks or None, ovn)
     for n in notes:
-        err.print(f"note: {n}", markup=False)
-    out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), markup=False, end="")
-
-
-def _subnets(net: Any) -> str:
-    return ", ".join(str(c.address) for c in net.all_ips()) or "-"
+        err.print(f"note: {n}")
+    out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), end="")
 
 
 @app.command()
@@ -294,7 +237,7 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
         live = read_live(conn, netns, root)
         data = show_data(live, _all_leases(conn, live, netns=netns))
     if as_json:
-        out.print_json(json.dumps(data))
+        out.json(data)
     else:
         show_tables(data)
 
@@ -320,23 +263,17 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def show_tables(data: dict[str, Any]) -> None:
-    t = Table(title=f"networks on {data['uri']}")
-    for col in ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"):
-        t.add_column(col)
-    for n in data["networks"]:
-        t.add_row(n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
-                  _yn(n["active"]), _yn(n["autostart"]),
-                  n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else ""))
-    out.print(t)
-    g = Table(title="guests' NICs")
-    for col in ("guest", "state", "mac", "attached to", "model", "ip"):
-        g.add_column(col)
-    for x in data["interfaces"]:
-        g.add_row(x["guest"], "running" if x["running"] else "shut off", x["mac"],
-                  f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
-                  ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
-                  or x["ip"] or "-")
-    out.print(g)
+    out.print(table(f"networks on {data['uri']}",
+                    ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"),
+                    ([n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
+                      _yn(n["active"]), _yn(n["autostart"]),
+                      n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else "")]
+                     for n in data["networks"])))
+    out.print(table("guests' NICs", ("guest", "state", "mac", "attached to", "model", "ip"),
+                    ([x["guest"], "running" if x["running"] else "shut off", x["mac"],
+                      f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
+                      ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
+                      or x["ip"] or "-"] for x in data["interfaces"])))
     if data.get("forwards"):
         from kvmnet.cli.forwards import forwards_table
 
@@ -375,17 +312,14 @@ def leases(
         live = LiveState(conn.uri, nets, read_domains(conn))
         rows = _all_leases(conn, live, [network] if network else None, netns)
     if as_json:
-        out.print_json(json.dumps({"kvmnet": 1, "uri": conn.uri, "leases": rows}))
+        out.json({"kvmnet": 1, "uri": conn.uri, "leases": rows})
         return
-    t = Table(title=f"guest addresses on {conn.uri}")
-    for col in ("network", "mac", "ip", "hostname", "expires (epoch)", "source"):
-        t.add_column(col)
-    for r in rows:
-        prefix = f"/{r['prefix']}" if r["prefix"] is not None else ""
-        t.add_row(r["network"] or "-", r["mac"], f"{r['ip']}{prefix}",
-                  r["hostname"] or r.get("guest") or "-", str(r["expiry"] or "-"),
-                  ", ".join(r.get("sources") or [r["source"]]))
-    out.print(t)
+    out.print(table(f"guest addresses on {conn.uri}",
+                    ("network", "mac", "ip", "hostname", "expires (epoch)", "source"),
+                    ([r["network"] or "-", r["mac"],
+                      f"{r['ip']}" + (f"/{r['prefix']}" if r["prefix"] is not None else ""),
+                      r["hostname"] or r.get("guest") or "-", str(r["expiry"] or "-"),
+                      ", ".join(r.get("sources") or [r["source"]])] for r in rows)))
 
 
 @app.command()
@@ -402,7 +336,7 @@ def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
             raise KvmnetError("demo runs only against a test:/// URI; use plan/apply for "
                               "real hosts")
         out.print(f"\n$ kvmnet validate {file}", style="bold")
-        from kvmnet.cli.main import validate
+        from kvmnet.cli.local import validate
 
         validate(file)
         out.print(f"\n$ kvmnet plan {file} -c {conn.uri}", style="bold")

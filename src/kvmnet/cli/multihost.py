@@ -7,7 +7,6 @@ planned or applied; with --detailed-exitcode 2 when any has changes and none fai
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -16,8 +15,7 @@ from typing import Any
 import typer
 
 from kvmnet.apply.bridge.transaction import HostOptions
-from kvmnet.cli.live import plan_json, show_plan
-from kvmnet.cli.main import err, escape, out, print_problems
+from kvmnet.cli.output import MARK, err, out, plan_json, print_problems, show_plan, styled
 from kvmnet.errors import KvmnetError, Problem
 from kvmnet.model.spec import Spec
 from kvmnet.plan import Action
@@ -44,7 +42,7 @@ def _session(spec: Spec, pos: Positions, file: Path, only: list[str] | None,
     return Session(spec, pos, str(file), only=tuple(only or ()),
                    adopt=frozenset(adopt or ()), scope=tuple(scope or ()),
                    lock_wait=lock_wait, workers=WORKERS,
-                   on_wait=lambda m: err.print(m, markup=False))
+                   on_wait=err.print)
 
 
 def plan_hosts(file: Path, spec: Spec, pos: Positions, warnings: list[Problem], *,
@@ -58,7 +56,7 @@ def plan_hosts(file: Path, spec: Spec, pos: Positions, warnings: list[Problem], 
         s.plan()
         summary = s.summary(time.monotonic() - t0)
     if as_json:
-        out.print_json(json.dumps(_json(s, summary, str(file), warnings)))
+        out.json(_json(s, summary, str(file), warnings))
     else:
         print_problems(warnings)
         for o in s.outcomes:
@@ -95,7 +93,7 @@ def apply_hosts(file: Path, spec: Spec, pos: Positions, warnings: list[Problem],
             s.apply(allow_destroy, None if as_json else _progress, host)
         summary = s.summary(time.monotonic() - t0)
     if as_json:
-        out.print_json(json.dumps(_json(s, summary, str(file), warnings, applied=True)))
+        out.json(_json(s, summary, str(file), warnings, applied=True))
     else:
         if pending:
             out.print("")
@@ -113,36 +111,31 @@ def _title(o: Outcome) -> str:
 
 
 def _section(o: Outcome) -> None:
-    out.print(f"\n== {escape(_title(o))} ==", style="bold", highlight=False)
+    out.print(f"\n== {_title(o)} ==", style="bold")
     if o.planned is not None:
         print_problems(o.planned.warnings)
     print_problems(o.problems)
     if o.planned is not None:
         show_plan(o.planned.plan, o.planned.live.uri)
     if o.error is not None and o.report is None:
-        out.print(f"[bold red]FAILED[/bold red]: {escape(o.error)}", markup=True,
-                  highlight=False)
+        out.print(styled(MARK["failed"], f": {o.error}"))
 
 
 def _progress(name: str, i: int, total: int, a: Action, res: Any) -> None:
     if res is None:
         return
-    mark = {"done": "[green]done[/green]", "skipped": "[dim]skipped[/dim]",
-            "failed": "[bold red]FAILED[/bold red]"}[res.status]
     extra = f" ({res.message})" if res.message else ""
-    err.print(f"{escape(name)}: [{i}/{total}] {escape(a.kind)} {escape(a.target)} ... {mark} "
-              f"{res.seconds:.2f}s{escape(extra)}", markup=True, highlight=False)
+    err.print(styled(f"{name}: [{i}/{total}] {a.kind} {a.target} ... ", MARK[res.status],
+                     f" {res.seconds:.2f}s{extra}"))
 
 
 def _applied(o: Outcome) -> None:
-    name = escape(o.target.name)
     if o.report is not None and o.report.ok:
         done = sum(1 for r in o.report.results if r.status == "done")
-        out.print(f"{name}: applied {done} change(s) with {o.report.writes} write call(s) "
-                  f"in {o.apply_s:.2f}s.", markup=True)
+        out.print(f"{o.target.name}: applied {done} change(s) with {o.report.writes} write "
+                  f"call(s) in {o.apply_s:.2f}s.")
     else:
-        out.print(f"{name}: [bold red]FAILED[/bold red]: {escape(o.error or '?')}",
-                  markup=True, highlight=False)
+        out.print(styled(f"{o.target.name}: ", MARK["failed"], f": {o.error or '?'}"))
 
 
 def _summary(s: Summary, verb: str) -> None:
@@ -156,14 +149,14 @@ def _summary(s: Summary, verb: str) -> None:
     text = f"\n{s.hosts} host(s): {', '.join(parts)}"
     if s.ovn is not None:
         text += f"; OVN northbound: {s.ovn}"
-    out.print(escape(text + f". {s.seconds:.2f}s."), highlight=False)
+    out.print(text + f". {s.seconds:.2f}s.")
     for g in s.unplaced:
         err.print(f"warning: guest {g} is defined on none of its hosts: its NICs are not "
-                  "attached anywhere (its DHCP reservations are still made)", markup=False)
+                  "attached anywhere (its DHCP reservations are still made)")
     if s.failures:
         failed = list(s.failed) + (["OVN northbound"] if s.ovn == "failed" else [])
         err.print(f"kvmnet: error: {verb} failed on {', '.join(failed)}; the other hosts "
-                  "were not held up by it (see each section above)", markup=False)
+                  "were not held up by it (see each section above)")
 
 
 # -- JSON --------------------------------------------------------------------------

@@ -1,0 +1,103 @@
+"""CLI commands that need only the spec file, not libvirt: validate, render, mac."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from kvmnet.cli.common import JsonOpt, SpecFile, commands, load_checked
+from kvmnet.cli.output import out
+from kvmnet.errors import SpecError
+
+app = commands()
+
+
+@app.command()
+def validate(file: SpecFile, as_json: JsonOpt = False) -> None:
+    """Check a spec: syntax, types, and every semantic rule, all problems at once.
+
+    Errors are printed as FILE:LINE:COL: error: what is wrong and what to write
+    instead; exit 1 when there is any error. Warnings don't fail.
+    """
+    try:
+        spec, problems = load_checked(file, as_json)
+    except SpecError as e:
+        if as_json:
+            out.json({"ok": False, "problems": [p.as_dict() for p in e.problems]})
+            raise typer.Exit(1) from None
+        raise
+    if as_json:
+        out.json({"ok": True, "problems": [p.as_dict() for p in problems]})
+        return
+    counts = (f"{len(spec.networks)} network(s), {len(spec.guests)} guest(s), "
+              f"{len(spec.host.bridges)} host bridge(s)")
+    out.print(f"{file}: valid ({counts})")
+
+
+@app.command()
+def render(
+    file: SpecFile,
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="DIR",
+                                                help="Write the files under DIR "
+                                                     "(layout: see README).")] = None,
+) -> None:
+    """Render every artefact: libvirt network XML, guest <interface> XML, host bridge
+    configs (ifupdown, netplan, NetworkManager, systemd-networkd), upstream routes.
+
+    Without -o the files are printed, each under a '==> PATH <==' header.
+    """
+    from kvmnet.render import render_all
+
+    spec, _ = load_checked(file)
+    files = render_all(spec)
+    if output is None:
+        text = "".join(f"==> {path} <==\n{files[path]}"
+                       + ("" if files[path].endswith("\n") else "\n") for path in sorted(files))
+        out.print(text, end="")
+        return
+    from kvmnet.backend.files import write_tree
+
+    write_tree(output, files)
+    out.print(f"wrote {len(files)} files under {output}/")
+
+
+@app.command()
+def mac(
+    count: Annotated[int, typer.Option("--count", "-n", min=1, max=65536,
+                                       help="How many random MACs.")] = 1,
+    for_: Annotated[str | None, typer.Option("--for", metavar="GUEST/INDEX",
+                                             help="The stable MAC kvmnet gives NIC INDEX "
+                                                  "(0-based) of GUEST.")] = None,
+    spec_file: Annotated[Path | None, typer.Option("--spec", metavar="FILE",
+                                                   help="Avoid the MACs this spec uses, and "
+                                                        "resolve --for as apply would.")] = None,
+) -> None:
+    """Print MAC addresses for guests: random ones (52:54:00:xx:xx:xx, unicast, unique,
+    never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX."""
+    from secrets import token_bytes
+
+    from kvmnet.model.derive import nic_macs, spec_macs, stable_mac
+
+    spec = None
+    if spec_file is not None:
+        spec, _ = load_checked(spec_file)
+    if for_ is not None:
+        guest, sep, idx = for_.rpartition("/")
+        if not sep or not guest or not idx.isdigit():
+            raise typer.BadParameter("write GUEST/INDEX, e.g. web1/0", param_hint="--for")
+        if spec is not None and (guest, int(idx)) in nic_macs(spec):
+            out.print(nic_macs(spec)[(guest, int(idx))])
+        else:
+            out.print(stable_mac(guest, int(idx)))
+        return
+    used = spec_macs(spec) | set(nic_macs(spec).values()) if spec else set()
+    made: list[str] = []
+    while len(made) < count:
+        b = token_bytes(3)
+        m = f"52:54:00:{b[0]:02x}:{b[1]:02x}:{b[2]:02x}"
+        if m not in used:
+            used.add(m)
+            made.append(m)
+    out.print("\n".join(made))

@@ -1,0 +1,148 @@
+"""What the commands print, through rich: the two streams, problems, plans, tables, JSON.
+
+rich decides colour: a terminal gets styles, a pipe or a file the same characters plain.
+One thing rich leaves alone is escape sequences inside the text: it drops five control
+characters (BEL, BS, VT, FF, CR) and passes ESC, CSI and the rest to the terminal. A
+network name read from libvirt or a guest's hostname from a DHCP lease could then move
+the cursor, retitle the window or hide a line. So every string printed here first has
+its control and bidi-override characters turned into visible escapes (`\\x1b`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+from rich.highlighter import JSONHighlighter
+from rich.table import Table
+from rich.text import Text
+
+if TYPE_CHECKING:
+    from kvmnet.errors import Problem
+    from kvmnet.plan import Action, Plan
+
+# C0 controls but TAB and LF, DEL, C1 controls (CSI is \x9b), and the characters that
+# reorder or break a line on screen (bidi embeddings, overrides, isolates; LS and PS).
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029"
+                     "\u202a-\u202e\u2066-\u2069]")
+
+
+def _visible(m: re.Match[str]) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def safe(text: str) -> str:
+    """text with every character a terminal would act on shown as an escape."""
+    return _UNSAFE.sub(_visible, text)
+
+
+def _json_safe(m: re.Match[str]) -> str:
+    return f"\\u{ord(m.group()):04x}"   # the same character, spelled as JSON allows
+
+
+class Out:
+    """stdout or stderr: a rich Console that escapes what it prints (see the module).
+
+    soft_wrap: lines are never broken at the console's width (a pipe's is 80), so what
+    scripts read is what was printed. `options` go to the Console (tests:
+    force_terminal=True, file=...)."""
+
+    def __init__(self, stderr: bool = False, **options: Any) -> None:
+        self.console = Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False,
+                               **options)
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Console.print, strings made safe and never read as markup (a path or a
+        message holding "[bold]" prints as written); styles come with styled()."""
+        self.console.print(*(safe(o) if isinstance(o, str) else o for o in objects),
+                           markup=False, **kwargs)
+
+    def json(self, data: Any) -> None:
+        """data as JSON, indented by 2, non-ASCII as is; highlighted on a terminal."""
+        text = _UNSAFE.sub(_json_safe, json.dumps(data, indent=2, ensure_ascii=False))
+        self.console.print(JSONHighlighter()(text) if self.console.is_terminal else Text(text))
+
+
+out = Out()
+err = Out(stderr=True)
+
+
+def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
+    """A rich Table of plain cells: text from the host is never read as markup."""
+    t = Table(title=Text(safe(title)))
+    for col in columns:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*(Text(safe(cell)) for cell in row))
+    return t
+
+
+Part = str | tuple[str, str]
+
+
+def styled(*parts: Part) -> Text:
+    """Text from plain strings and (string, style) pairs: no markup to escape, nothing
+    in it read as a tag; each string made safe."""
+    return Text.assemble(*(safe(p) if isinstance(p, str) else (safe(p[0]), p[1])
+                           for p in parts))
+
+
+def lines(texts: Iterable[Text]) -> Text:
+    """Many lines as one Text: one print (rich's cost is mostly per call: a spec can
+    have thousands of warnings, a plan thousands of actions)."""
+    return Text("\n").join(texts)
+
+
+def print_problems(problems: list[Problem]) -> None:
+    """FILE:LINE:COL: severity: message, on stderr."""
+    if problems:
+        err.print(lines(styled((f"{p.file}:{p.line}:{p.col}" if p.line else p.file, "bold"),
+                               ": ", (p.severity, "red" if p.severity == "error" else "yellow"),
+                               f": {p.message}") for p in problems))
+
+
+# -- plans (one host: cli.live; each host of many: cli.multihost) ----------------------
+
+_IMPACT = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
+_SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
+MARK = {"done": ("done", "green"), "skipped": ("skipped", "dim"),
+        "failed": ("FAILED", "bold red")}
+
+
+def _action_lines(a: Action) -> Iterator[Text]:
+    tag = f"skipped: {a.skipped}" if a.skipped else a.impact
+    style = "dim" if a.skipped else _IMPACT[a.impact]
+    sign = _SIGN.get(a.kind.split(".")[1], "~")
+    yield styled(f"  {sign} ", (f"[{tag}]", style), f" {a.kind} {a.target}: {a.summary}")
+    for d in a.details:
+        color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
+        yield styled("        ", (d, color))
+
+
+def show_plan(plan: Plan, uri: str) -> None:
+    """The plan's actions, each marked live / restart / disruptive, and a count."""
+    if not plan.changes:
+        skipped = len(plan.actions)
+        out.print(f"No changes: {uri} matches the spec"
+                  + (f" ({skipped} host action(s) skipped: {plan.actions[0].skipped})."
+                     if skipped else "."))
+        return
+    out.print(f"Plan for {uri}:", style="bold")
+    out.print(lines(line for a in plan.actions for line in _action_lines(a)))
+    n = [a for a in plan.actions if not a.skipped]
+    counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
+    skipped = len(plan.actions) - len(n)
+    out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
+              f"restart, {counts['disruptive']} disruptive to running guests"
+              + (f"; {skipped} skipped" if skipped else "") + ".")
+
+
+def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
+    """`plan --json` of one host (and each host's part of a spec with hosts:)."""
+    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
+            "actions": [a.as_dict() for a in plan.actions],
+            "warnings": [w.as_dict() for w in warnings]}

@@ -1,0 +1,100 @@
+"""cli.output: rich prints; a pipe gets plain text, a terminal colours; text from specs
+and from the host can neither forge markup nor reach the terminal as escape sequences."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pytest
+
+from kvmnet.cli.live import show_tables
+from kvmnet.cli.output import Out, print_problems, safe, styled
+from kvmnet.errors import Problem
+
+HOSTILE = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "net\x9b31mred", "a\rb", "x\x00y",
+           "\u202egnp.exe", "a\u2028b", "\x7f"]
+RAW = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def pipe() -> tuple[Out, io.StringIO]:
+    buf = io.StringIO()
+    return Out(file=buf), buf
+
+
+def terminal() -> tuple[Out, io.StringIO]:
+    buf = io.StringIO()
+    return Out(file=buf, force_terminal=True, color_system="standard", width=200), buf
+
+
+def test_a_pipe_gets_plain_text() -> None:
+    o, buf = pipe()
+    o.print(styled(("FAILED", "bold red"), ": x"))
+    assert buf.getvalue() == "FAILED: x\n"
+
+
+def test_a_terminal_gets_colour() -> None:
+    o, buf = terminal()
+    o.print(styled(("x", "red")))
+    assert "\x1b[31m" in buf.getvalue()
+
+
+def test_long_lines_are_not_wrapped_in_a_pipe() -> None:
+    o, buf = pipe()
+    o.print("word " * 100)
+    assert buf.getvalue() == "word " * 100 + "\n"
+
+
+def test_text_is_never_markup() -> None:
+    o, buf = pipe()
+    o.print("/tmp/[bold]x[/bold].yaml: valid")
+    assert buf.getvalue() == "/tmp/[bold]x[/bold].yaml: valid\n"
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+@pytest.mark.parametrize("make", [pipe, terminal], ids=["pipe", "terminal"])
+def test_control_characters_are_shown_not_sent(make: object, value: str) -> None:
+    o, buf = make()  # type: ignore[operator]
+    o.print(f"network {value} gone")
+    o.print(styled((value, "bold"), " ", value))
+    text = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())  # the terminal's own colours
+    assert not RAW.search(text), repr(text)
+    assert text.splitlines()[0] == f"network {safe(value)} gone"
+    assert text.splitlines()[-1] == f"{safe(value)} {safe(value)}"
+    assert "\\x" in text or "\\u" in text
+
+
+def test_safe_leaves_ordinary_text_alone() -> None:
+    for s in ["plain", "tab\there", "two\nlines", "é ü ✓ 网络", "[bold]x[/bold]", "a\\b"]:
+        assert safe(s) == s
+
+
+@pytest.mark.parametrize("make", [pipe, terminal], ids=["pipe", "terminal"])
+def test_json_is_json_and_safe(make: object) -> None:
+    """The same values (non-ASCII as is), 2-space indent; a C1 control such as CSI is
+    written as \\u009b, which JSON reads back as the same character."""
+    o, buf = make()  # type: ignore[operator]
+    data = {"ok": True, "name": "é\x9b2J\x1b", "nested": {"list": [1, "[bold]x"]}, "n": {}}
+    o.json(data)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", buf.getvalue())
+    assert json.loads(text) == data
+    assert not RAW.search(text)
+    if make is pipe:
+        want = json.dumps(data, indent=2, ensure_ascii=False).replace("\x9b", "\\u009b")
+        assert text == want + "\n"
+
+
+def test_problems_keep_their_brackets(capsys: pytest.CaptureFixture[str]) -> None:
+    print_problems([Problem("f[red].yaml", 3, 4, "write [bold]x[/bold] \\[y]\\", "error")])
+    assert capsys.readouterr().err == "f[red].yaml:3:4: error: write [bold]x[/bold] \\[y]\\\n"
+
+
+def test_a_hostile_live_network_name_in_show(capsys: pytest.CaptureFixture[str]) -> None:
+    """show's tables hold names from libvirt: a name is a cell, never markup or escapes."""
+    name = "[bold]n\x1b[2J"
+    show_tables({"uri": "test:///x", "forwards": [], "interfaces": [],
+                 "networks": [{"name": name, "mode": "nat", "bridge": None, "subnets": [],
+                               "active": True, "autostart": False, "owner": "unmanaged"}]})
+    out = capsys.readouterr().out
+    assert "[bold]n\\x1b[2J" in out and not RAW.search(out)
