@@ -4,6 +4,8 @@ docs/graph-seed.png, docs/graph-50.png, rewritten with KVMNET_REGEN_GOLDEN=1).""
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import re
 import shutil
@@ -17,7 +19,10 @@ from kvmnet.cli.main import main
 from kvmnet.model.live import HostLink, HostRoute, HostState
 from kvmnet.model.spec import Spec
 from kvmnet.render.graph import (
+    Edge,
     Facts,
+    Graph,
+    Node,
     build_graph,
     default_route,
     live_host_bridges,
@@ -75,7 +80,7 @@ def test_seed_shows_everything_the_issue_asks_for() -> None:
     ):
         assert text in dot, text
     # the forward reaches the guest's NIC on the NAT network
-    assert '"fwd:default:0" -> "guest:web1":"n0":w' in dot
+    assert '"fwd/default/0" -> "guest/web1":n0:w' in dot
 
 
 def test_dot_text_is_escaped() -> None:
@@ -85,10 +90,57 @@ def test_dot_text_is_escaped() -> None:
     g = build_graph(spec, title='say "hi" <b>')
     dot, mmd = to_dot(g), to_mermaid(g)
     assert 'label="say \\"hi\\" <b>"' in dot
-    assert "&lt;" not in dot.split("\n")[1] or True
     ids = re.findall(r"^\s+(\S+?)[\[>(]", mmd, re.M)
     assert ids and all(re.fullmatch(r"[A-Za-z0-9_]+", i) for i in ids), ids
     assert "title: say #quot;hi#quot; #lt;b#gt;" in mmd
+
+
+# Names as the live host may have them (graph -c URI reads names kvmnet never checked):
+# DOT's quotes, backslashes, HTML, statements, keywords, ports.
+HOSTILE_NAMES = ['a"b', "back\\", "<b>bold</b>", 'x]; "pwned" -> "evil"; y[', "c{d}e",
+                 "\\N \\G", "fe80::1", "node", "edge", "q\\\"r"]
+
+
+def hostile_graph() -> Graph:
+    nodes: list[Node] = []
+    edges: list[Edge] = []
+    for i, name in enumerate(HOSTILE_NAMES):
+        nodes += [Node(f"nic:{name}", "nic", name, (name,)),
+                  Node(f"net:{name}", "network", name, (name,), cluster="net-nat", sub="nat"),
+                  Node(f"guest:{name}", "guest", name, cluster="guests", rows=(("n0", name),))]
+        edges += [Edge(f"nic:{name}", f"net:{name}", label=name),
+                  Edge(f"net:{name}", f"guest:{name}", dst_port="n0", style="dashed")]
+        if i:
+            edges.append(Edge(f"nic:{HOSTILE_NAMES[i - 1]}", f"nic:{name}"))
+    return Graph(title=HOSTILE_NAMES[1] + HOSTILE_NAMES[3], nodes=tuple(nodes),
+                 edges=tuple(edges))
+
+
+@needs_dot
+def test_hostile_names_stay_names_in_dot() -> None:
+    """graphviz quotes them: dot reads exactly our nodes and edges (none injected, none
+    split at ':'), and draws every name as text."""
+    g = hostile_graph()
+    dot = to_dot(g)
+    r = subprocess.run(["dot", "-Tjson"], input=dot.encode(), capture_output=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0 and not r.stderr, r.stderr
+    drawn = json.loads(r.stdout)
+    names = [o["name"] for o in drawn["objects"] if "nodes" not in o and "subgraphs" not in o]
+    # our ids, ':' written '/', backslashes doubled by graphviz.escape (DOT keeps them)
+    want = [n.id.replace(":", "/").replace("\\", "\\\\") for n in g.nodes]
+    assert sorted(names) == sorted(want)
+    assert len(drawn["edges"]) == len(g.edges)
+    svg = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True,
+                         timeout=60, check=True).stdout.decode()
+    texts = {html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)}
+    for name in HOSTILE_NAMES:
+        assert name in texts, (name, sorted(texts))
+
+
+def test_hostile_names_in_mermaid_are_plain_ids() -> None:
+    ids = re.findall(r"^\s+(\S+?)[\[>(]", to_mermaid(hostile_graph()), re.M)
+    assert ids and all(re.fullmatch(r"[A-Za-z0-9_]+", i) for i in ids), ids
 
 
 def test_live_host_as_facts() -> None:
@@ -120,8 +172,8 @@ def test_live_host_as_facts() -> None:
     dot = to_dot(build_graph(spec, facts))
     assert "192.168.122.50 (dhcp-lease)" in dot
     assert "192.168.7.40 (neighbour) · 192.168.7.40 (agent)" in dot
-    assert '"router:192.168.7.1" -> "nic:eth0"' in dot
-    assert '"br:br0" -> "net:default" [label="NAT"]' in dot
+    assert '"router/192.168.7.1" -> "nic/eth0"' in dot
+    assert '"br/br0" -> "net/default" [label=NAT]' in dot
 
 
 def test_live_route_via_the_uplink_nic() -> None:
@@ -135,8 +187,8 @@ def test_live_route_via_the_uplink_nic() -> None:
                   default_addresses=("fe80::1/64", "198.51.100.2/24"))
     dot = to_dot(build_graph(spec, facts))
     assert "203.0.113.88/29 via 198.51.100.2 (rt)" in dot
-    assert '"note:routes:0" -> "router:198.51.100.254"' in dot
-    assert '"nic:up0" -> "net:rt" [label="routed"]' in dot
+    assert '"note/routes/0" -> "router/198.51.100.254"' in dot
+    assert '"nic/up0" -> "net/rt" [label=routed]' in dot
 
 
 def spec50(n: int = 50) -> Spec:
@@ -242,7 +294,7 @@ def test_cli_graphviz_formats(tmp_path: Path, ext: str) -> None:
 
 
 def test_cli_without_graphviz(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(shutil, "which", lambda _name: None)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `dot` to be found
     assert main(["graph", str(DATA / "seed.in.yaml"), "-o", str(tmp_path / "t.png")]) == 1
     msg = capsys.readouterr().err
     assert "graphviz is not installed" in msg and "apt-get install graphviz" in msg
@@ -266,4 +318,4 @@ def test_cli_from_live_test_driver(tmp_path: Path) -> None:
     out = tmp_path / "live.dot"
     assert main(["graph", "-c", "test:///default", "-o", str(out)]) == 0
     dot = out.read_text()
-    assert '"net:default"' in dot and "test:///default" in dot
+    assert '"net/default"' in dot and "test:///default" in dot

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -229,6 +230,30 @@ def test_render_escapes_even_unvalidated_values(value: str) -> None:
                                               "forward", "domain"]
     nic = interface_element(spec, "g", 0)
     assert etree.fromstring(etree.tostring(nic)).find("source").get("network") == value
+
+
+# ------------------------------------------------------------------ the terminal
+
+# What libvirt lets another admin name a network: XML allows C1 controls (CSI is
+# U+009B) and bidi overrides, and kvmnet prints live names it never checked.
+LIVE_HOSTILE = "e\u009b2J[bold]\u202ex"
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["tables", "json"])
+def test_live_names_cannot_drive_the_terminal(tmp_path: Path, as_json: bool) -> None:
+    node = tmp_path / "node.xml"
+    node.write_text("<node><network><name>e&#x9b;2J[bold]&#x202e;x</name>"
+                    "<bridge name='virbr9'/><forward mode='nat'/>"
+                    "<ip address='192.168.99.1' netmask='255.255.255.0'/></network></node>")
+    r = subprocess.run([str(KVMNET), "show", "-c", f"test://{node}",
+                        *(["--json"] if as_json else [])], capture_output=True, text=True,
+                       timeout=60, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert r.returncode == 0, r.stderr
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e]", r.stdout + r.stderr)
+    if as_json:  # the same name, spelled with JSON escapes
+        assert json.loads(r.stdout)["networks"][0]["name"] == LIVE_HOSTILE
+    else:        # shown as escapes, brackets as written
+        assert "e\\x9b2J[bold]\\u202ex" in r.stdout
 
 
 def test_dnsmasq_option_injection_is_refused() -> None:

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from kvmnet.cli.common import ConnectOpt, JsonOpt, commands, load_checked
 from kvmnet.cli.output import err, out, styled
 from kvmnet.errors import KvmnetError
+
+if TYPE_CHECKING:
+    from kvmnet.render.graph import Graph
 
 app = commands()
 
@@ -25,18 +26,15 @@ GRAPH_FORMATS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".svg": "svg", 
                  ".pdf": "pdf"}
 
 
-def graph_text(file: Path | None, uri: str | None, netns: str | None, kind: str) -> str:
-    """DOT or Mermaid text of a spec file, or of what is live at URI."""
+def topology(file: Path | None, uri: str | None, netns: str | None) -> Graph:
+    """The picture of a spec file, or of what is live at URI."""
     from kvmnet.render.graph import build_graph
-    from kvmnet.render.graph_text import to_dot, to_mermaid
 
     if file is not None:
         spec, _ = load_checked(file)
-        g = build_graph(spec, title=str(file))
-    else:
-        spec, facts, title = _live_spec(uri, netns)
-        g = build_graph(spec, facts, title)
-    return to_mermaid(g) if kind == "mermaid" else to_dot(g)
+        return build_graph(spec, title=str(file))
+    spec, facts, title = _live_spec(uri, netns)
+    return build_graph(spec, facts, title)
 
 
 def _live_spec(uri: str | None, netns: str | None) -> tuple[Any, Any, str]:
@@ -68,22 +66,23 @@ def _live_spec(uri: str | None, netns: str | None) -> tuple[Any, Any, str]:
                        default_addresses=addrs_on_dev), live.uri
 
 
-def run_dot(text: str, fmt: str, output: Path) -> None:
-    """Graphviz's dot, argument list only, DOT on stdin."""
-    dot = shutil.which("dot")
-    if dot is None:
+def draw(g: Graph, fmt: str) -> bytes:
+    """The picture drawn by Graphviz's dot (the graphviz package runs it: an argument
+    list, the DOT on stdin)."""
+    import graphviz
+
+    from kvmnet.render.graph_text import dot_graph
+
+    try:
+        data: bytes = dot_graph(g).pipe(format=fmt, quiet=True)
+    except graphviz.ExecutableNotFound:
         raise KvmnetError("graphviz is not installed (no 'dot' command): apt-get install "
                           "graphviz (Debian/Ubuntu) or dnf install graphviz (Fedora); or "
-                          "write .dot or .mmd instead")
-    tmp = output.with_name(f".{output.name}.tmp")
-    try:
-        r = subprocess.run([dot, f"-T{fmt}", "-o", str(tmp)], input=text.encode(),
-                           capture_output=True, timeout=300, check=False)
-        if r.returncode != 0:
-            raise KvmnetError(f"dot -T{fmt} failed: {r.stderr.decode(errors='replace').strip()}")
-        tmp.replace(output)
-    finally:
-        tmp.unlink(missing_ok=True)
+                          "write .dot or .mmd instead") from None
+    except graphviz.CalledProcessError as e:
+        stderr = e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else ""
+        raise KvmnetError(f"dot -T{fmt} failed: {stderr.strip()}") from None
+    return data
 
 
 @app.command()
@@ -105,14 +104,14 @@ def graph(
     if kind is None:
         raise typer.BadParameter(f"unknown extension {output.suffix or '(none)'}: use "
                                  f"{', '.join(GRAPH_FORMATS)}", param_hint="-o")
-    text = graph_text(file, connect_, netns, "mermaid" if kind == "mermaid" else "dot")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if kind in ("dot", "mermaid"):
-        from kvmnet.backend.files import write_atomic
+    from kvmnet.backend.files import make_dirs, write_bytes_atomic
+    from kvmnet.render.graph_text import to_dot, to_mermaid
 
-        write_atomic(output, text)
-    else:
-        run_dot(text, kind, output)
+    g = topology(file, connect_, netns)
+    data = (to_mermaid(g).encode() if kind == "mermaid" else to_dot(g).encode()
+            if kind == "dot" else draw(g, kind))
+    make_dirs(output.parent)
+    write_bytes_atomic(output, data, 0o644)
     out.print(f"wrote {output}")
 
 

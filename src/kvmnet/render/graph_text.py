@@ -1,14 +1,19 @@
 """The topology picture as text: a Graph (render.graph) -> Graphviz DOT or Mermaid.
 
-DOT: rankdir LR, one cluster per stage and per network mode, one column per stage
-(NICs | bridges | networks | guests, pinned with rank=same so 50 networks stay in
-columns), HTML labels with guests' NICs as table rows (ports). Mermaid: the same
+DOT through the graphviz package (it quotes every name and attribute): rankdir LR,
+one cluster per stage and per network mode, one column per stage (NICs | bridges |
+networks | guests, pinned with rank=same so 50 networks stay in columns), HTML labels
+with guests' NICs as table rows (ports). Mermaid: the same
 clusters as subgraphs, guests as subgraphs of their NICs (Mermaid has no ports).
 """
 
 from __future__ import annotations
 
 import re
+from html import escape
+from typing import cast
+
+import graphviz
 
 from kvmnet.render.graph import Graph, Node
 
@@ -32,27 +37,27 @@ def _color(n: Node) -> tuple[str, str]:
     return COLORS[n.kind]
 
 
-def _h(text: str) -> str:
-    return (text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;"))
+def _id(node_id: str) -> str:
+    """A node's DOT name. The graphviz package reads ':' in an edge's end as node:port,
+    so the graph's "kind:name" ids are written "kind/name" (no name holds a '/'; an
+    IPv6 router's "router/fe80//1" stays one name); graphviz.escape keeps backslashes
+    and "<...>" literal."""
+    return cast(str, graphviz.escape(node_id.replace(":", "/")))
 
 
-def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _dot_label(n: Node) -> str:
+def _label(n: Node) -> str:
+    """An HTML-like label (graphviz passes "<...>" through): text escaped by html.escape."""
     if n.kind == "guest":  # NIC rows on the left (edges come in from the west), name right
         fill, border = _color(n)
         name = (f'<td rowspan="{max(len(n.rows), 1)}" bgcolor="{border}"><font color="white">'
-                f"<b>{_h(n.title)}</b></font></td>")
-        cells = [f'<tr><td port="{p}" align="left">{_h(t)}</td>{name if i == 0 else ""}</tr>'
-                 for i, (p, t) in enumerate(n.rows)] or [f"<tr>{name}</tr>"]
+                f"<b>{escape(n.title)}</b></font></td>")
+        cells = [f'<tr><td port="{p}" align="left">{escape(t)}</td>{name if i == 0 else ""}'
+                 "</tr>" for i, (p, t) in enumerate(n.rows)] or [f"<tr>{name}</tr>"]
         return ('<<table border="0" cellborder="1" cellspacing="0" cellpadding="3" '
                 f'bgcolor="{fill}" color="{border}">{"".join(cells)}</table>>')
-    body = f"<b>{_h(n.title)}</b>" if n.kind != "forward" else _h(n.title)
+    body = f"<b>{escape(n.title)}</b>" if n.kind != "forward" else escape(n.title)
     for line in n.lines:
-        body += f'<br/><font point-size="9">{_h(line)}</font>'
+        body += f'<br/><font point-size="9">{escape(line)}</font>'
     return f"<{body}>"
 
 
@@ -60,39 +65,49 @@ _SHAPES = {"router": "box3d", "nic": "box", "bridge": "box", "network": "box",
            "forward": "cds", "note": "note"}
 
 
-def to_dot(g: Graph) -> str:
-    out = ["digraph kvmnet {",
-           '  graph [rankdir=LR, newrank=true, nodesep=0.12, ranksep="0.5", '
-           'fontname="Helvetica", fontsize=11, labeljust=l, style="rounded", '
-           f'color="#bbbbbb"{", label=" + _q(g.title) + ", labelloc=t" if g.title else ""}];',
-           '  node [fontname="Helvetica", fontsize=10, margin="0.08,0.03", height=0.3];',
-           '  edge [fontname="Helvetica", fontsize=8, arrowsize=0.6, color="#555555"];']
+def _node_attrs(n: Node) -> dict[str, str]:
+    if n.kind == "guest":
+        return {"shape": "plain"}
+    fill, border = _color(n)
+    return {"shape": _SHAPES[n.kind], "fillcolor": fill, "color": border,
+            "style": "rounded,filled" if n.kind in ("bridge", "network") else "filled"}
+
+
+def dot_graph(g: Graph) -> graphviz.Digraph:
+    """The picture as a graphviz.Digraph: rankdir LR, a cluster per stage and per
+    network mode, one column per stage (rank=same) whatever the clusters do."""
+    d = graphviz.Digraph(
+        "kvmnet",
+        graph_attr={"rankdir": "LR", "newrank": "true", "nodesep": "0.12", "ranksep": "0.5",
+                    "fontname": "Helvetica", "fontsize": "11", "labeljust": "l",
+                    "style": "rounded", "color": "#bbbbbb",
+                    **({"label": graphviz.escape(g.title), "labelloc": "t"} if g.title else {})},
+        node_attr={"fontname": "Helvetica", "fontsize": "10", "margin": "0.08,0.03",
+                   "height": "0.3"},
+        edge_attr={"fontname": "Helvetica", "fontsize": "8", "arrowsize": "0.6",
+                   "color": "#555555"})
     for cid, title, nodes in g.clusters():
-        out.append(f"  subgraph {_q('cluster_' + cid)} {{")
-        out.append(f"    label={_q(title)};")
-        for n in nodes:
-            fill, border = _color(n)
-            if n.kind == "guest":
-                attrs = "shape=plain"
-            else:
-                style = "rounded,filled" if n.kind in ("bridge", "network") else "filled"
-                attrs = (f'shape={_SHAPES[n.kind]}, style="{style}", fillcolor="{fill}", '
-                         f'color="{border}"')
-            out.append(f"    {_q(n.id)} [{attrs}, label={_dot_label(n)}];")
-        out.append("  }")
-    # one column per stage, whatever the clusters do: NICs | bridges | networks | guests
+        with d.subgraph(name=f"cluster_{cid}") as c:
+            c.attr(label=graphviz.escape(title))
+            for n in nodes:
+                c.node(_id(n.id), _label(n), **_node_attrs(n))
     for kinds in (("nic",), ("bridge",), ("network", "forward"), ("guest",)):
-        same = [_q(n.id) for n in g.nodes if n.kind in kinds]
+        same = [_id(n.id) for n in g.nodes if n.kind in kinds]
         if len(same) > 1:
-            out.append(f"  {{rank=same; {'; '.join(same)};}}")
+            with d.subgraph() as column:
+                column.attr(rank="same")
+                for name in same:
+                    column.node(name)
     for e in g.edges:
-        dst = _q(e.dst) + (f":{_q(e.dst_port)}:w" if e.dst_port else "")
-        eattrs = ([f"label={_q(e.label)}"] if e.label else []) + (
-            [f"style={e.style}"] if e.style != "solid" else [])
-        out.append(f"  {_q(e.src)} -> {dst}" + (f" [{', '.join(eattrs)}]" if eattrs else "")
-                   + ";")
-    out.append("}")
-    return "\n".join(out) + "\n"
+        d.edge(_id(e.src), _id(e.dst) + (f":{e.dst_port}:w" if e.dst_port else ""),
+               graphviz.escape(e.label) if e.label else None,
+               style=None if e.style == "solid" else e.style)
+    return d
+
+
+def to_dot(g: Graph) -> str:
+    """DOT text of the picture (graph -o FILE.dot; .svg/.png: dot_graph(g).pipe)."""
+    return cast(str, dot_graph(g).source)
 
 
 # -- Mermaid ------------------------------------------------------------------------
