@@ -46,6 +46,15 @@ def test_long_lines_are_not_wrapped_in_a_pipe() -> None:
     assert buf.getvalue() == "word " * 100 + "\n"
 
 
+def test_lines_and_tabs_arrive_as_written() -> None:
+    """render prints files: tabs stay tabs (rich's Text would expand them), and many
+    lines in one call come out in order, each ended once."""
+    o, buf = pipe()
+    o.print("a\tb", styled(("c", "red"), "\td"), "", end="")
+    o.print("last")
+    assert buf.getvalue() == "a\tb\nc\td\nlast\n"   # ("" then end="": nothing)
+
+
 def test_text_is_never_markup() -> None:
     o, buf = pipe()
     o.print("/tmp/[bold]x[/bold].yaml: valid")

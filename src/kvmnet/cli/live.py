@@ -263,13 +263,13 @@ def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def show_tables(data: dict[str, Any]) -> None:
-    out.print(table(f"networks on {data['uri']}",
+    out.show(table(f"networks on {data['uri']}",
                     ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"),
                     ([n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
                       _yn(n["active"]), _yn(n["autostart"]),
                       n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else "")]
                      for n in data["networks"])))
-    out.print(table("guests' NICs", ("guest", "state", "mac", "attached to", "model", "ip"),
+    out.show(table("guests' NICs", ("guest", "state", "mac", "attached to", "model", "ip"),
                     ([x["guest"], "running" if x["running"] else "shut off", x["mac"],
                       f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
                       ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
@@ -277,7 +277,7 @@ def show_tables(data: dict[str, Any]) -> None:
     if data.get("forwards"):
         from kvmnet.cli.forwards import forwards_table
 
-        out.print(forwards_table(data["forwards"]))
+        out.show(forwards_table(data["forwards"]))
 
 
 def _yn(v: bool) -> str:
@@ -314,7 +314,7 @@ def leases(
     if as_json:
         out.json({"kvmnet": 1, "uri": conn.uri, "leases": rows})
         return
-    out.print(table(f"guest addresses on {conn.uri}",
+    out.show(table(f"guest addresses on {conn.uri}",
                     ("network", "mac", "ip", "hostname", "expires (epoch)", "source"),
                     ([r["network"] or "-", r["mac"],
                       f"{r['ip']}" + (f"/{r['prefix']}" if r["prefix"] is not None else ""),
@@ -335,23 +335,23 @@ def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
         if not conn.is_test:
             raise KvmnetError("demo runs only against a test:/// URI; use plan/apply for "
                               "real hosts")
-        out.print(f"\n$ kvmnet validate {file}", style="bold")
+        out.print(styled((f"\n$ kvmnet validate {file}", "bold")))
         from kvmnet.cli.local import validate
 
         validate(file)
-        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}", style="bold")
+        out.print(styled((f"\n$ kvmnet plan {file} -c {conn.uri}", "bold")))
         p = plan_file(file, conn, frozenset())
         print_problems(p.warnings)
         show_plan(p.plan, conn.uri)
-        out.print(f"\n$ kvmnet apply {file} -c {conn.uri} --yes", style="bold")
+        out.print(styled((f"\n$ kvmnet apply {file} -c {conn.uri} --yes", "bold")))
         do_apply(file, conn, True, False, False, frozenset(), None, 0)
-        out.print(f"\n$ kvmnet show -c {conn.uri}", style="bold")
+        out.print(styled((f"\n$ kvmnet show -c {conn.uri}", "bold")))
         from kvmnet.service.ops import read_live
 
         live = read_live(conn)
         show_tables(show_data(live, _all_leases(conn, live)))
-        out.print(f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
-                  style="bold")
+        out.print(styled((f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
+                          "bold")))
         p = plan_file(file, conn, frozenset())
         show_plan(p.plan, conn.uri)
 

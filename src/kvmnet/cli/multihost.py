@@ -111,7 +111,7 @@ def _title(o: Outcome) -> str:
 
 
 def _section(o: Outcome) -> None:
-    out.print(f"\n== {_title(o)} ==", style="bold")
+    out.print("", styled((f"== {_title(o)} ==", "bold")))
     if o.planned is not None:
         print_problems(o.planned.warnings)
     print_problems(o.problems)
