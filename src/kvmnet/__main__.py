@@ -1,5 +1,5 @@
 """`python -m kvmnet`: the CLI (the boot rollback unit runs it this way)."""
 
-from kvmnet.cli.main import main
+from kvmnet.cli.main import run
 
-raise SystemExit(main())
+run()

@@ -1,6 +1,6 @@
-"""The `kvmnet` console command (kvmnet.cli.entry.run) ends with os._exit after main():
-what it prints and the exit code must be those of cli.main, and whatever needs the
-interpreter's normal exit (an atexit handler, another thread) must still get it."""
+"""The ways the CLI is started: the installed `kvmnet` console script and `python -m
+kvmnet` (the boot rollback unit's), both cli.main.run, must print and exit exactly as
+cli.main.main does."""
 
 from __future__ import annotations
 
@@ -8,25 +8,26 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = ROOT / "examples" / "seed.yaml"
-VIA_RUN = "from kvmnet.cli.entry import run; run()"
+KVMNET = Path(sys.executable).parent / "kvmnet"
 VIA_MAIN = "import sys; from kvmnet.cli.main import main; sys.exit(main())"
-
-
-def kvmnet(code: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
-                          timeout=60, cwd=ROOT, env=buffered_env())
 
 
 def buffered_env() -> dict[str, str]:
     """Buffered output, as a user's shell has it (PYTHONUNBUFFERED would hide a lost
     flush)."""
     return {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=ROOT,
+                          env=buffered_env(), check=False)
 
 
 @pytest.mark.parametrize("args", [
@@ -39,57 +40,48 @@ def buffered_env() -> dict[str, str]:
     ("validate", "/nonexistent/spec.yaml"),       # an error: exit 1, message on stderr
     ("no-such-command",),                         # a usage error
 ])
-def test_same_output_and_code_as_main(args: tuple[str, ...]) -> None:
-    fast, plain = kvmnet(VIA_RUN, *args), kvmnet(VIA_MAIN, *args)
-    assert (fast.returncode, fast.stdout, fast.stderr) == \
-        (plain.returncode, plain.stdout, plain.stderr)
-    assert fast.stdout or fast.stderr
+@pytest.mark.parametrize("how", ["console script", "python -m kvmnet"])
+def test_same_output_and_code_as_main(how: str, args: tuple[str, ...]) -> None:
+    start = [str(KVMNET)] if how == "console script" else [sys.executable, "-m", "kvmnet"]
+    got, want = run([*start, *args]), run([sys.executable, "-c", VIA_MAIN, *args])
+    assert (got.returncode, got.stdout, got.stderr) == \
+        (want.returncode, want.stdout, want.stderr)
+    assert got.stdout or got.stderr
+    assert "Traceback" not in got.stderr
 
 
-def test_output_larger_than_a_pipe_arrives_whole(tmp_path: Path) -> None:
-    """More than the pipe's 64 KiB buffer: the parent reads while kvmnet writes, and
-    nothing is lost at os._exit."""
+def test_console_script_is_run() -> None:
+    """pyproject's `kvmnet` is cli.main.run: main(), then the usual exit."""
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        assert tomllib.load(f)["project"]["scripts"] == {"kvmnet": "kvmnet.cli.main:run"}
+
+
+@pytest.fixture
+def big_spec(tmp_path: Path) -> Path:
+    """300 networks: a plan or render of it is more than a pipe's 64 KiB buffer."""
     nets = "".join(f"  n{i}: {{bridge: vb{i}, ipv4: {{address: 10.{i // 250}.{i % 250}.1/24, "
                    f"dhcp: [10.{i // 250}.{i % 250}.10-10.{i // 250}.{i % 250}.99]}}}}\n"
                    for i in range(300))
     spec = tmp_path / "big.yaml"
     spec.write_text("networks:\n" + nets)
-    args = ("plan", str(spec), "-c", "test:///default", "--json")
-    fast, plain = kvmnet(VIA_RUN, *args), kvmnet(VIA_MAIN, *args)
-    assert fast.returncode == 0 and len(fast.stdout) > 65536
-    assert fast.stdout == plain.stdout
-    assert len(json.loads(fast.stdout)["actions"]) == 300
+    return spec
 
 
-def test_atexit_handlers_still_run() -> None:
-    code = ("import atexit; atexit.register(lambda: print('atexit ran', flush=True)); "
-            + VIA_RUN)
-    r = kvmnet(code, "--version")
-    assert r.returncode == 0
-    assert r.stdout.splitlines()[-1] == "atexit ran"
+def test_output_larger_than_a_pipe_arrives_whole(big_spec: Path) -> None:
+    """The parent reads while kvmnet writes: nothing lost at exit."""
+    r = run([str(KVMNET), "plan", str(big_spec), "-c", "test:///default", "--json"])
+    assert r.returncode == 0 and len(r.stdout) > 65536
+    assert len(json.loads(r.stdout)["actions"]) == 300
 
 
-def test_another_thread_is_waited_for() -> None:
-    code = ("import threading, time\n"
-            "def late():\n"
-            "    time.sleep(0.3); print('thread done', flush=True)\n"
-            "threading.Thread(target=late).start()\n" + VIA_RUN)
-    r = kvmnet(code, "--version")
-    assert r.returncode == 0 and "thread done" in r.stdout
-
-
-def test_console_script_is_run() -> None:
-    """The installed `kvmnet` command goes through entry.run (pyproject's scripts)."""
-    text = (ROOT / "pyproject.toml").read_text()
-    assert 'kvmnet = "kvmnet.cli.entry:run"' in text
-
-
-def test_a_profiler_gets_its_results(tmp_path: Path) -> None:
-    """`python -m cProfile -o OUT kvmnet ...` writes OUT after the script returns."""
-    script, out = tmp_path / "kvmnet_cmd.py", tmp_path / "out.prof"
-    script.write_text(VIA_RUN + "\n")
-    r = subprocess.run([sys.executable, "-m", "cProfile", "-o", str(out), str(script),
-                        "--version"], capture_output=True, text=True, timeout=60,
-                       env=buffered_env())
-    assert r.returncode == 0 and r.stdout.startswith("kvmnet ")
-    assert out.stat().st_size > 0
+def test_a_reader_that_leaves_early_gets_no_traceback(big_spec: Path) -> None:
+    """`kvmnet render BIG | head -1`: the pipe closes under kvmnet: exit 1, and nothing
+    on stderr (no traceback, no "Exception ignored")."""
+    p = subprocess.Popen([str(KVMNET), "render", str(big_spec)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=ROOT, env=buffered_env())
+    assert p.stdout is not None and p.stderr is not None
+    assert p.stdout.readline().startswith(b"==> ")
+    p.stdout.close()
+    assert p.wait(timeout=60) == 1
+    assert p.stderr.read() == b""
+    p.stderr.close()

@@ -21,7 +21,7 @@ import os
 import sys
 from difflib import get_close_matches
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -109,11 +109,24 @@ def _root(
     pass
 
 
+def run() -> NoReturn:
+    """The `kvmnet` command (console script, `python -m kvmnet`): main() in a process of
+    its own, which then exits the usual way (atexit handlers, threads, flushes). Before
+    it does, gc.freeze(): the exit's collection would walk every object the command
+    made, none of them garbage worth finding; measured (CPU, 31 interleaved runs):
+    `validate` of a small file 0.30 -> 0.25 s, `plan` 0.37 -> 0.30 s, `--help`
+    0.17 -> 0.14 s."""
+    rc = main()
+    gc.freeze()
+    sys.exit(rc)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the app and map every foreseen error to a message + exit code."""
-    # One command per process, whose objects (YAML nodes, models, XML) hold no cycles:
-    # the cyclic collector only walked the growing heap again and again (plan of 5000
-    # networks: 16 s with it, 10 s without). Restored for callers in a longer process.
+    """Run one command; every foreseen error becomes a message and an exit code."""
+    # The command's objects (YAML nodes, models, XML) hold no cycles, and the cyclic
+    # collector walked the growing heap again and again: validate of 1000 networks +
+    # 10000 NICs 2.05 -> 1.27 s of CPU without it, plan 3.87 -> 2.35 s (7 interleaved
+    # runs). Restored for callers in a longer process (tests).
     gc_was_on = gc.isenabled()
     gc.disable()
     try:
@@ -124,8 +137,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(argv: list[str] | None) -> int:
-    """Run one command and map every foreseen error to a message and an exit code.
-    Bare `kvmnet` prints the help (exit 0)."""
+    """Bare `kvmnet` prints the help (exit 0)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         rv = app(args=args or ["--help"], prog_name="kvmnet", standalone_mode=False)
