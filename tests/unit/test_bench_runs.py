@@ -84,3 +84,15 @@ def test_quick_apply_on_the_lab(libvirtd: object, tmp_path: Path) -> None:
     text, data = _bench(tmp_path, "--only", "apply", "--peers", "virsh")
     assert "| **kvmnet apply** |" in text and "| virsh loop |" in text
     assert data["apply"]["sizes"]["2"]["writes"] == [{"create": 6, "noop": 0, "change": 1}]
+
+
+def test_startup_targets_are_issue_16s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kvmnet --help` <= 0.3 s, `kvmnet validate` of a small file <= 0.5 s (medians)."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.report import _startup
+
+    targets: list[tuple[str, str, bool | None]] = []
+    _startup({"kvmnet --help": {"s": [0.29, 0.31, 0.28]},
+              "kvmnet validate small.yaml": {"s": [0.52, 0.49, 0.51]}}, targets)
+    assert [(t, ok) for t, _, ok in targets] == [("`kvmnet --help` ≤ 0.3 s", True),
+                                                 ("`kvmnet validate small.yaml` ≤ 0.5 s", False)]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from kvmnet.cli.output import table
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def forwards_table(rows: list[dict[str, Any]]) -> Table:

@@ -23,10 +23,11 @@ from rich.console import Console, RenderableType
 from rich.highlighter import JSONHighlighter
 from rich.segment import Segment, Segments
 from rich.style import Style
-from rich.table import Table
 from rich.text import Text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (rich.table: ~10 ms of every start; only show and leases need it)
+    from rich.table import Table
+
     from kvmnet.errors import Problem
     from kvmnet.plan import Action, Plan
 
@@ -97,6 +98,8 @@ err = Out(stderr=True)
 
 def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
     """A rich Table of plain cells: text from the host is never read as markup."""
+    from rich.table import Table
+
     t = Table(title=Text(safe(title)))
     for col in columns:
         t.add_column(col)
