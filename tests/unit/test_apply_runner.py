@@ -3,9 +3,6 @@ write, the first failure stops the run, skipped actions are reported and not run
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
 
 from kvmnet.apply.runner import HANDLERS, run
@@ -14,21 +11,11 @@ from kvmnet.backend.read import read_state
 from kvmnet.errors import PlanError
 from kvmnet.model.spec import Spec
 from kvmnet.plan import Action, Plan, make_plan
+from lab.plancases import planner_kinds
 
-SRC = Path(__file__).resolve().parents[2] / "src" / "kvmnet"
 SPEC = Spec.model_validate({"networks": {
     "n1": {"mode": "nat", "ipv4": {"address": "10.9.0.1/24"}},
     "n2": {"mode": "isolated", "autostart": False, "ipv4": {"address": "10.9.1.1/24"}}}})
-
-
-def planner_kinds() -> set[str]:
-    """Every action kind kvmnet.plan can emit, read from its source."""
-    text = "\n".join(p.read_text() for p in (SRC / "plan").glob("*.py"))
-    kinds = set(re.findall(r'"((?:network|nic|host|firewall)\.[a-z]+)"', text))
-    ops = re.search(r"Op = Literal\[([^]]+)\]", (SRC / "model" / "overlay.py").read_text())
-    assert ops is not None
-    kinds |= {f"ovn.{o.strip().strip(chr(34))}" for o in ops[1].split(",")}
-    return kinds
 
 
 def test_every_kind_the_planner_emits_has_a_handler() -> None:
