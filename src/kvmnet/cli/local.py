@@ -1,4 +1,4 @@
-"""CLI commands that need only the spec file, not libvirt: validate, render, mac."""
+"""CLI commands that need only the spec file, not libvirt: validate, render, mac, schema."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import typer
 
 from kvmnet.cli.common import JsonOpt, SpecFile, commands, load_checked
 from kvmnet.cli.output import out
-from kvmnet.errors import SpecError
+from kvmnet.errors import KvmnetError, SpecError
 
 app = commands()
 
@@ -101,3 +101,27 @@ def mac(
             used.add(m)
             made.append(m)
     out.print("\n".join(made))
+
+
+@app.command()
+def schema(
+    output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
+                                                help="Write it to FILE.")] = None,
+) -> None:
+    """Print the spec's JSON Schema (draft-07), for editors: with yaml-language-server
+    (VS Code's YAML extension and others) a spec starting with the line
+    '# yaml-language-server: $schema=PATH/kvmnet.schema.json' gets completion, help on
+    hover and checks as it is typed."""
+    from kvmnet.spec.schema import schema_text
+
+    text = schema_text()
+    if output is None:
+        out.print(text, end="")
+        return
+    from kvmnet.backend.files import write_atomic
+
+    try:
+        write_atomic(output, text)
+    except OSError as e:
+        raise KvmnetError(f"cannot write {output}: {e.strerror or e}") from None
+    out.print(f"wrote {output}")

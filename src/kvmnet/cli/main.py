@@ -33,6 +33,7 @@ from kvmnet.errors import KvmnetError, SpecError
 # Each command's module, in the order --help lists them.
 COMMANDS = {
     "validate": "kvmnet.cli.local", "render": "kvmnet.cli.local", "mac": "kvmnet.cli.local",
+    "schema": "kvmnet.cli.local",
     "plan": "kvmnet.cli.live", "apply": "kvmnet.cli.live", "import": "kvmnet.cli.live",
     "show": "kvmnet.cli.live", "leases": "kvmnet.cli.live", "demo": "kvmnet.cli.live",
     "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag",

@@ -3,270 +3,185 @@
 Frozen pydantic models; the same classes describe the wanted spec (loaded from
 YAML, validated in strict mode) and the live state (read from libvirt's XML, validated
 in lax mode: "9000", "yes"), so plan is a diff of two values of `Spec`. Field names
-are the YAML keys (DESIGN.md); never rename.
+are the YAML keys; never rename. A network's address blocks, DHCP and DNS are in
+model.ipconfig (re-exported here).
+
+Each field's description is what an editor shows for the key (the JSON Schema,
+`kvmnet schema`) and what docs/SPEC.md lists: write it for the person writing the YAML.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
-from kvmnet.model.types import (
-    Addr,
-    DnsName,
-    Duid,
-    Iface,
-    IfName,
-    Mac,
-    Name,
-    Net,
-    Ports,
-    Range,
-    Text,
-)
+from kvmnet.model.base import Model as Model
+from kvmnet.model.base import exactly_one, one_or_list
+from kvmnet.model.ipconfig import DhcpHost as DhcpHost
+from kvmnet.model.ipconfig import DhcpRange as DhcpRange
+from kvmnet.model.ipconfig import Dns as Dns
+from kvmnet.model.ipconfig import DnsForwarder as DnsForwarder
+from kvmnet.model.ipconfig import DnsHost as DnsHost
+from kvmnet.model.ipconfig import DnsSrv as DnsSrv
+from kvmnet.model.ipconfig import DnsTxt as DnsTxt
+from kvmnet.model.ipconfig import IPConfig as IPConfig
+from kvmnet.model.ipconfig import Lease as Lease
+from kvmnet.model.ipconfig import PrefixForm as PrefixForm
+from kvmnet.model.ipconfig import StaticRoute as StaticRoute
+from kvmnet.model.types import Addr, DnsName, Iface, IfName, Mac, Name, Net, Ports, Range, Text
+from kvmnet.model.value_schema import OVSDB_REMOTE, OVSDB_REMOTE_SCHEMA
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
 MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
 # hostdev: an SR-IOV VF pool (PCI passthrough, not macvtap); modelled so import round-trips
 MacvtapMode = Literal["bridge", "vepa", "private", "passthrough", "hostdev"]
-# How libvirt XML writes a prefix: prefix='24', netmask='255.255.255.0', or nothing
-# (libvirt then assumes the classful prefix, /64 for IPv6); libvirt keeps the form given.
-PrefixForm = Literal["prefix", "netmask", "none"]
 Renderer = Literal["auto", "ifupdown", "netplan", "networkmanager", "networkd"]
 NicModel = Literal[
     "virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "igb", "usb-net"
 ]
 
 
-class Model(BaseModel):
-    """Every spec model: frozen, unknown keys refused."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Lease(Model):
-    """DHCP lease time: '1h', '30m', '3600' (seconds) or 'infinite'."""
-
-    expiry: int = Field(ge=0, description="0 = infinite")
-    unit: Literal["seconds", "minutes", "hours"] = "minutes"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        if isinstance(v, bool):
-            raise ValueError("a lease time is like 1h, 30m, 600s or infinite")
-        if isinstance(v, int):
-            return {"expiry": v, "unit": "seconds"}
-        if isinstance(v, str):
-            t = v.strip().lower()
-            if t in ("infinite", "0"):
-                return {"expiry": 0}
-            units = {"s": "seconds", "m": "minutes", "h": "hours"}
-            if t[-1:] in units and t[:-1].isascii() and t[:-1].isdigit():
-                return {"expiry": int(t[:-1]), "unit": units[t[-1]]}
-            if t.isascii() and t.isdigit():
-                return {"expiry": int(t), "unit": "seconds"}
-            raise ValueError(f"{v!r} is not a lease time: write e.g. 1h, 30m, 600s or infinite")
-        return v
-
-    def __str__(self) -> str:
-        if self.expiry == 0:
-            return "infinite"
-        return f"{self.expiry}{self.unit[0]}"
-
-
-class DhcpRange(Model):
-    start: Addr
-    end: Addr
-    lease_time: Lease | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        if isinstance(v, str):
-            from kvmnet.model.types import parse_range
-
-            r = parse_range(v)
-            return {"start": r.start, "end": r.end}
-        return v
-
-    def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
-
-    def __contains__(self, addr: object) -> bool:
-        if not isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            return False
-        if addr.version != self.start.version:
-            return False
-        return int(self.start) <= int(addr) <= int(self.end)
-
-
-class DhcpHost(Model):
-    """A static DHCP reservation: MAC (IPv4) or id/name (IPv6) -> address."""
-
-    ip: Addr
-    mac: Mac | None = None
-    name: DnsName | None = None
-    id: Duid | None = None
-    lease_time: Lease | None = None
-
-
-class StaticRoute(Model):
-    """A route libvirt adds on the host: `to` via `via` (a guest acting as router)."""
-
-    to: Net
-    via: Addr
-    metric: int | None = Field(default=None, ge=1)
-    xml_prefix: PrefixForm = "prefix"  # how <route> writes the prefix (import keeps it)
-
-
-class IPConfig(Model):
-    address: Iface
-    dhcp: list[DhcpRange] = Field(default_factory=list)
-    hosts: list[DhcpHost] = Field(default_factory=list)
-    lease_time: Lease | None = None
-    routes: list[StaticRoute] = Field(default_factory=list)
-    tftp: Text | None = None
-    bootp: dict[Text, Text] | None = None
-    xml_prefix: PrefixForm = "prefix"  # how <ip> writes the prefix (import keeps it)
-
-    @field_validator("dhcp", mode="before")
-    @classmethod
-    def _one_range(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str | dict) else v
-
-
-class DnsHost(Model):
-    ip: Addr
-    names: list[DnsName] = Field(min_length=1)
-
-
-class DnsSrv(Model):
-    service: DnsName
-    protocol: Literal["tcp", "udp"]
-    domain: DnsName | None = None
-    target: DnsName | None = None
-    port: int | None = Field(default=None, ge=0, le=65535)
-    priority: int | None = Field(default=None, ge=0, le=65535)
-    weight: int | None = Field(default=None, ge=0, le=65535)
-
-
-class DnsTxt(Model):
-    name: DnsName
-    value: Text
-
-
-class DnsForwarder(Model):
-    """Upstream DNS server: addr for every name, or only for `domain`; a domain
-    without addr is answered locally only. A plain string is an addr."""
-
-    addr: Addr | None = None
-    domain: DnsName | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _text(cls, v: Any) -> Any:
-        return {"addr": v} if isinstance(v, str) else v
-
-    @model_validator(mode="after")
-    def _something(self) -> DnsForwarder:
-        if self.addr is None and self.domain is None:
-            raise ValueError("a forwarder needs addr: IP, domain: NAME, or both")
-        return self
-
-
-class Dns(Model):
-    enable: bool = True
-    forward_plain_names: bool | None = None
-    hosts: list[DnsHost] = Field(default_factory=list)
-    forwarders: list[DnsForwarder] = Field(default_factory=list)
-    srv: list[DnsSrv] = Field(default_factory=list)
-    txt: list[DnsTxt] = Field(default_factory=list)
-
-
 class Nat(Model):
-    """Outbound NAT tuning: source address pool and port range."""
+    """Outbound NAT tuning: the addresses and ports masquerading uses."""
 
-    addresses: Range | None = None
-    ports: Ports | None = None
-    ipv6: bool = False
+    addresses: Range | None = Field(None, description="Source addresses to masquerade to "
+                                    "(host addresses): START-END.",
+                                    examples=["203.0.113.10-203.0.113.12"])
+    ports: Ports | None = Field(None, description="Source ports masquerading uses.",
+                                examples=["1024-65535"])
+    ipv6: bool = Field(False, description="Masquerade IPv6 too.")
 
 
 class PortForward(Model):
-    """Reach a guest behind NAT: host_port on the host -> guest:guest_port."""
+    """Reach a guest behind NAT: `host_port` on the host's addresses -> the guest."""
 
-    proto: Literal["tcp", "udp"]
-    host_port: Ports
-    guest: Name | None = None
-    address: Addr | None = None
-    guest_port: Ports | None = None
-    listen: Addr | None = None
-    sources: list[Net] = Field(default_factory=list)
+    proto: Literal["tcp", "udp"] = Field(description="The protocol.")
+    host_port: Ports = Field(description="The host's port, or a range.", examples=[2222])
+    guest: Name | None = Field(None, description="The guest to reach: its NIC on this "
+                               "network with an `ipv4:` (or set `address:` instead).",
+                               examples=["web1"])
+    address: Addr | None = Field(None, description="The address to reach, instead of "
+                                 "`guest:`.", examples=["192.168.122.10"])
+    guest_port: Ports | None = Field(None, description="The port on the guest: one, or a "
+                                     "range as long as `host_port`'s; default: host_port.",
+                                     examples=[22])
+    listen: Addr | None = Field(None, description="Only connections to this host address; "
+                                "default: all of the host's addresses.",
+                                examples=["192.168.1.1"])
+    sources: list[Net] = Field(default_factory=list, description="Only connections from "
+                               "these subnets; default: from anywhere.",
+                               examples=[["192.168.1.0/24"]])
 
 
 class OverlayExternal(Model):
-    """Where an overlay network's router meets the outside: a provider network
-    (`physnet`, named in ovn-bridge-mappings on the gateway chassis)."""
+    """Where an overlay network's router meets the outside: a provider network."""
 
-    physnet: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    address: Iface                   # the router's address there, e.g. 203.0.113.10/24
-    gateway: Addr | None = None      # next hop of the router's default route
-    chassis: list[Text] = Field(min_length=1)   # gateway chassis names, first preferred
+    physnet: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", examples=["physnet1"],
+                         description="The provider network's name, as the gateway "
+                                     "chassis' ovn-bridge-mappings name it.")
+    address: Iface = Field(description="The router's address there, with the prefix.",
+                           examples=["203.0.113.10/24"])
+    gateway: Addr | None = Field(None, description="The next hop of the router's default "
+                                 "route.", examples=["203.0.113.1"])
+    chassis: list[Text] = Field(min_length=1, description="Gateway chassis names, the "
+                                "first preferred.", examples=[["hv1", "hv2"]])
 
 
 class OverlayRouter(Model):
-    """An OVN logical router for an overlay network (OVN)."""
+    """An OVN logical router for an overlay network."""
 
-    external: OverlayExternal
-    snat: bool = True                # guests reach out as external.address
+    external: OverlayExternal = Field(description="Its port to the outside.")
+    snat: bool = Field(True, description="Guests reach out as `external.address` (SNAT).")
 
 
 class Network(Model):
-    mode: Mode = "nat"
-    adopt: bool = False
-    autostart: bool = True
-    bridge: IfName | None = None
-    mac: Mac | None = None
-    stp: bool | None = None
-    delay: int | None = Field(default=None, ge=0)
-    mtu: int | None = Field(default=None, ge=68, le=65535)
-    domain: DnsName | None = None
-    domain_local: bool | None = None
-    uplink: IfName | None = None
-    devices: list[IfName] = Field(default_factory=list)
-    macvtap_mode: MacvtapMode | None = None
-    nat: Nat | None = None
-    allow_guest_ipv6: bool | None = None
-    ipv4: IPConfig | None = None
-    ipv6: IPConfig | None = None
-    more_ips: list[IPConfig] = Field(default_factory=list)
-    dns: Dns | None = None
-    forwards: list[PortForward] = Field(default_factory=list)
-    router: OverlayRouter | None = None   # overlay only: OVN logical router (OVN)
-    hosts: list[Name] | None = None       # the hypervisors it lives on; None: all (multihost)
+    """A libvirt network (or an OVN overlay network) and the guests' view of it."""
+
+    mode: Mode = Field("nat", description="nat: masquerade to the outside (libvirt's "
+                       "default); route: a subnet of its own that the LAN router routes to "
+                       "the host; open: route without firewall rules; isolated: guests and "
+                       "host only; bridge: an existing host bridge; macvtap: guests directly "
+                       "on host NICs; overlay: across hypervisors, through OVN.")
+    adopt: bool = Field(False, description="Take over an existing network of this name "
+                        "that kvmnet did not make (e.g. libvirt's default).")
+    autostart: bool = Field(True, description="Start the network when libvirt starts.")
+    bridge: IfName | None = Field(None, description="The bridge: the one libvirt makes "
+                                  "(nat, route, open, isolated) or the host bridge to use "
+                                  "(mode bridge).", examples=["virbr1"])
+    mac: Mac | None = Field(None, description="The MAC of the bridge libvirt makes.")
+    stp: bool | None = Field(None, description="Spanning tree on the bridge libvirt makes "
+                             "(libvirt's default: on).")
+    delay: int | None = Field(None, ge=0, description="Forward delay of that bridge, in "
+                              "seconds.", examples=[0])
+    mtu: int | None = Field(None, ge=68, le=65535, description="MTU of the network's "
+                            "bridge and guests' NICs.", examples=[9000])
+    domain: DnsName | None = Field(None, description="The DNS domain of the network; "
+                                   "guests' names resolve in it.", examples=["lab.example"])
+    domain_local: bool | None = Field(None, description="Answer names in `domain` only "
+                                      "from this network's own DNS, never upstream.")
+    uplink: IfName | None = Field(None, description="The host interface traffic leaves by "
+                                  "(nat, route, open); default: any, by the host's routes.",
+                                  examples=["enp2s0"])
+    devices: list[IfName] = Field(default_factory=list, description="Host NICs a macvtap "
+                                  "network puts guests on.", examples=[["enp3s0"]])
+    macvtap_mode: MacvtapMode | None = Field(
+        None, description="macvtap: bridge (the default; guests reach each other), vepa, "
+                          "private, passthrough (one guest per NIC); hostdev: an SR-IOV pool.")
+    nat: Nat | None = Field(None, description="Outbound NAT tuning (mode nat).")
+    allow_guest_ipv6: bool | None = Field(None, description="Let guests talk IPv6 among "
+                                          "themselves on a network without an IPv6 address.")
+    ipv4: IPConfig | None = Field(None, description="The IPv4 block: the host's address, "
+                                  "DHCP, reservations, routes.")
+    ipv6: IPConfig | None = Field(None, description="The IPv6 block, the same.")
+    more_ips: list[IPConfig] = Field(default_factory=list, description="Further address "
+                                     "blocks (libvirt allows several of each family).")
+    dns: Dns | None = Field(None, description="DNS the network serves its guests.")
+    forwards: list[PortForward] = Field(default_factory=list, description="Port forwards "
+                                        "to guests (mode nat).")
+    router: OverlayRouter | None = Field(None, description="Overlay only: an OVN router "
+                                         "to the outside.")
+    hosts: list[Name] | None = Field(None, description="Several hypervisors: those it is "
+                                     "defined on; default: all of them.", examples=[["hv1"]])
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
     # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings;
     # a key ending in '@' holds attributes instead ('bridge@': ['zone="x"']).
-    xml_extra: dict[str, list[str]] = Field(default_factory=dict)
+    xml_extra: dict[str, list[str]] = Field(
+        default_factory=dict, description="libvirt XML kvmnet does not model, kept as is "
+        "(`kvmnet import` writes it): parent path ('' for <network>, 'forward', 'ip[0]') "
+        "-> XML elements; a key ending in '@' holds attributes.",
+        examples=[{"bridge@": ['zone="trusted"']}])
 
     def all_ips(self) -> list[IPConfig]:
         return [c for c in (self.ipv4, self.ipv6) if c is not None] + list(self.more_ips)
 
 
 class HostBridge(Model):
-    ports: list[IfName] = Field(default_factory=list)
-    stp: bool = False
-    forward_delay: int | None = Field(default=None, ge=0, le=30)
-    address: list[Iface] = Field(default_factory=list)
-    gateway: Addr | None = None
-    metric: int | None = Field(default=None, ge=0)
-    dhcp: bool = False
-    mtu: int | None = Field(default=None, ge=68, le=65535)
-    dns: list[Addr] = Field(default_factory=list)
-    check: Addr | None = None
+    """A bridge on the host itself (e.g. for mode bridge networks), with the host's own
+    address moved onto it; apply keeps SSH alive and rolls back what breaks it."""
+
+    ports: list[IfName] = Field(default_factory=list, description="NICs enslaved to it; "
+                                "their addresses and routes move to the bridge.",
+                                examples=[["enp2s0"]])
+    stp: bool = Field(False, description="Spanning tree protocol.")
+    forward_delay: int | None = Field(None, ge=0, le=30, description="STP forward delay in "
+                                      "seconds.", examples=[2])
+    address: list[Iface] = Field(default_factory=list, json_schema_extra=one_or_list,
+                                 description="The host's address(es) on it, with prefix: "
+                                 "one, or a list.", examples=["192.168.1.1/24"])
+    gateway: Addr | None = Field(None, description="The default gateway through it.",
+                                 examples=["192.168.1.254"])
+    metric: int | None = Field(None, ge=0, description="Metric of that default route.",
+                               examples=[100])
+    dhcp: bool = Field(False, description="Get the address by DHCP.")
+    mtu: int | None = Field(None, ge=68, le=65535, description="The bridge's MTU.",
+                            examples=[9000])
+    dns: list[Addr] = Field(default_factory=list, description="DNS servers for the host.",
+                            examples=[["192.168.1.254"]])
+    check: Addr | None = Field(None, description="The address apply pings after the "
+                               "change to keep it; default: the gateway.",
+                               examples=["192.168.1.10"])
 
     @field_validator("address", mode="before")
     @classmethod
@@ -275,19 +190,35 @@ class HostBridge(Model):
 
 
 class Host(Model):
-    renderer: Renderer = "auto"
-    bridges: dict[IfName, HostBridge] = Field(default_factory=dict)
+    """The host's own networking."""
+
+    renderer: Renderer = Field("auto", description="Which config the host bridges are "
+                               "written for; auto: what the host uses (netplan, "
+                               "NetworkManager, systemd-networkd or ifupdown).")
+    bridges: dict[IfName, HostBridge] = Field(default_factory=dict, description="Host "
+                                              "bridges by name.")
 
 
 class GuestNic(Model):
-    network: Name | None = None
-    bridge: IfName | None = None
-    mac: Mac | None = None
-    model: NicModel | None = None
-    ipv4: Addr | None = None
-    ipv6: Addr | None = None
-    portgroup: Text | None = None
-    mtu: int | None = Field(default=None, ge=68, le=65535)
+    """A guest's NIC: on a libvirt network, or on a host bridge."""
+
+    model_config = ConfigDict(json_schema_extra=exactly_one("network", "bridge"))
+
+    network: Name | None = Field(None, description="The libvirt network it is on (or "
+                                 "`bridge:`).", examples=["default"])
+    bridge: IfName | None = Field(None, description="The host bridge it is on (or "
+                                  "`network:`).", examples=["br0"])
+    mac: Mac | None = Field(None, description="Its MAC; default: 52:54:00 and a hash of "
+                            "guest and NIC index, the same on every run.")
+    model: NicModel | None = Field(None, description="The NIC model; for NICs kvmnet "
+                                   "attaches: virtio.")
+    ipv4: Addr | None = Field(None, description="Its IPv4 address: a DHCP reservation on "
+                              "the network.", examples=["192.168.122.10"])
+    ipv6: Addr | None = Field(None, description="Its IPv6 address on the network.",
+                              examples=["fd00::10"])
+    portgroup: Text | None = Field(None, description="The network's portgroup it uses.")
+    mtu: int | None = Field(None, ge=68, le=65535, description="The NIC's MTU.",
+                            examples=[9000])
 
     @model_validator(mode="after")
     def _one_target(self) -> GuestNic:
@@ -300,22 +231,30 @@ class GuestNic(Model):
 
 
 class Guest(Model):
-    interfaces: list[GuestNic] = Field(default_factory=list)
-    hosts: list[Name] | None = None   # pinned to these hypervisors; None: where it is defined
+    """A guest (libvirt domain) whose NICs kvmnet manages; kvmnet never creates, starts or
+    deletes guests."""
+
+    interfaces: list[GuestNic] = Field(default_factory=list, description="Its NICs, in "
+                                       "order (a NIC's index is its place here).")
+    hosts: list[Name] | None = Field(None, description="Several hypervisors: those it runs "
+                                     "on; default: where it is defined.", examples=[["hv2"]])
 
 
-# -- OVN (overlay networks; OVN) ---------------------------------------
-_NB_RE = re.compile(r"^(unix:/\S+|(tcp|ssl):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):[0-9]{1,5})\Z")
+_NB_RE = re.compile(OVSDB_REMOTE)
 
 
 class Ovn(Model):
     """Where OVN's northbound database is; overlay networks are written there.
     ssl: remotes also need the three files (ovn-nbctl's --private-key and friends)."""
 
-    northbound: str
-    private_key: Text | None = None
-    certificate: Text | None = None
-    ca_cert: Text | None = None
+    northbound: Annotated[str, WithJsonSchema(OVSDB_REMOTE_SCHEMA)] = Field(
+        description="The northbound database.", examples=["tcp:10.0.0.5:6641"])
+    private_key: Text | None = Field(None, description="ssl: this client's private key.",
+                                     examples=["/etc/ovn/key.pem"])
+    certificate: Text | None = Field(None, description="ssl: this client's certificate.",
+                                     examples=["/etc/ovn/cert.pem"])
+    ca_cert: Text | None = Field(None, description="ssl: the CA certificate that signed "
+                                 "the database's.", examples=["/etc/ovn/cacert.pem"])
 
     @field_validator("northbound")
     @classmethod
@@ -327,19 +266,29 @@ class Ovn(Model):
 
 
 class HostEntry(Model):
-    """One hypervisor of a many-host spec (kvmnet.service.multihost): its libvirt URI, and the
-    network namespace its host links live in (labs; local URIs only)."""
+    """One hypervisor of a spec for several: its libvirt URI, and the network namespace
+    its host links live in (labs; local URIs only)."""
 
-    uri: Text
-    netns: Text | None = None
+    uri: Text = Field(description="Its libvirt URI.",
+                      examples=["qemu+ssh://root@hv1/system"])
+    netns: Text | None = Field(None, description="The network namespace of its host links "
+                               "(labs; local URIs only).", examples=["hv1"])
 
 
 class Spec(Model):
-    host: Host = Field(default_factory=Host)
-    networks: dict[Name, Network] = Field(default_factory=dict)
-    guests: dict[Name, Guest] = Field(default_factory=dict)
-    ovn: Ovn | None = None  # OVN: the northbound database of overlay networks
-    hosts: dict[Name, HostEntry] = Field(default_factory=dict)  # kvmnet.service.multihost
+    """A kvmnet spec: host bridges, libvirt networks and guests' NICs, for one host or
+    several."""
+
+    host: Host = Field(default_factory=Host, description="The host's own networking: "
+                       "host bridges.")
+    networks: dict[Name, Network] = Field(default_factory=dict, description="libvirt "
+                                          "networks by name.")
+    guests: dict[Name, Guest] = Field(default_factory=dict, description="Guests by name, "
+                                      "whose NICs kvmnet manages.")
+    ovn: Ovn | None = Field(None, description="OVN's northbound database, for overlay "
+                            "networks.")
+    hosts: dict[Name, HostEntry] = Field(default_factory=dict, description="Several "
+                                         "hypervisors by name: plan and apply run on each.")
 
     def has_forwards(self) -> bool:
         """Does any network ask for port forwards?"""

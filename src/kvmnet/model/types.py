@@ -14,7 +14,15 @@ import unicodedata
 from functools import lru_cache
 from typing import Annotated, Any, NamedTuple
 
-from pydantic import AfterValidator, PlainSerializer, PlainValidator, SerializationInfo
+from pydantic import (
+    AfterValidator,
+    PlainSerializer,
+    PlainValidator,
+    SerializationInfo,
+    WithJsonSchema,
+)
+
+from kvmnet.model import value_schema as js
 
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPIface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -265,14 +273,18 @@ def _text_in_json(v: Any, info: SerializationInfo) -> Any:
 
 _AS_TEXT = PlainSerializer(_text_in_json)
 
-Mac = Annotated[str, PlainValidator(parse_mac)]
-Name = Annotated[str, PlainValidator(parse_name)]
-IfName = Annotated[str, PlainValidator(parse_ifname)]
-Addr = Annotated[IPAddr, PlainValidator(parse_ip), _AS_TEXT]
-Iface = Annotated[IPIface, PlainValidator(parse_iface), _AS_TEXT]
-Net = Annotated[IPNet, PlainValidator(parse_net), _AS_TEXT]
-Range = Annotated[IPRange, PlainValidator(parse_range), _AS_TEXT]
-Ports = Annotated[PortRange, PlainValidator(parse_ports), _AS_TEXT]
+# Each with the JSON Schema of what its parser takes (an editor's check while typing).
+Mac = Annotated[str, PlainValidator(parse_mac), WithJsonSchema(js.MAC_SCHEMA)]
+Name = Annotated[str, PlainValidator(parse_name), WithJsonSchema(js.NAME_SCHEMA)]
+IfName = Annotated[str, PlainValidator(parse_ifname), WithJsonSchema(js.IFNAME_SCHEMA)]
+Addr = Annotated[IPAddr, PlainValidator(parse_ip), _AS_TEXT, WithJsonSchema(js.ADDR_SCHEMA)]
+Iface = Annotated[IPIface, PlainValidator(parse_iface), _AS_TEXT,
+                  WithJsonSchema(js.IFACE_SCHEMA)]
+Net = Annotated[IPNet, PlainValidator(parse_net), _AS_TEXT, WithJsonSchema(js.NET_SCHEMA)]
+Range = Annotated[IPRange, PlainValidator(parse_range), _AS_TEXT,
+                  WithJsonSchema(js.RANGE_SCHEMA)]
+Ports = Annotated[PortRange, PlainValidator(parse_ports), _AS_TEXT,
+                  WithJsonSchema(js.PORTS_SCHEMA)]
 
 
 # Free text reaches libvirt and, through it, dnsmasq's config and hosts files, one
@@ -311,8 +323,8 @@ def parse_dns_name(value: str) -> str:
                      "'_' and '.', start with a letter, digit or '_', at most 253 characters")
 
 
-Text = Annotated[str, AfterValidator(parse_text)]
-DnsName = Annotated[str, AfterValidator(parse_dns_name)]
+Text = Annotated[str, AfterValidator(parse_text), WithJsonSchema(js.TEXT_SCHEMA)]
+DnsName = Annotated[str, AfterValidator(parse_dns_name), WithJsonSchema(js.DNS_NAME_SCHEMA)]
 
 
 _DUID_CHAR = re.compile(r"[0-9A-Fa-f:]")
@@ -329,4 +341,4 @@ def parse_duid(value: str) -> str:
     return value
 
 
-Duid = Annotated[str, AfterValidator(parse_duid)]
+Duid = Annotated[str, AfterValidator(parse_duid), WithJsonSchema(js.DUID_SCHEMA)]

@@ -1,0 +1,133 @@
+"""The spec's JSON Schema (spec/schema.py, `kvmnet schema`): the checked-in copy is the
+generated one, it is draft-07 through and through (what yaml-language-server reads), and
+every key has the help an editor shows."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from kvmnet.cli.main import main
+from kvmnet.model import spec as model
+from kvmnet.spec.schema import DRAFT_07, json_schema, schema_text
+
+try:
+    import jsonschema
+except ImportError:  # pragma: no cover - an install from before the test extra had it
+    pytest.fail("jsonschema is missing: run ./scripts/setup", pytrace=False)
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKED_IN = ROOT / "schema" / "kvmnet.schema.json"
+REGENERATE = "regenerate it: .venv/bin/kvmnet schema > schema/kvmnet.schema.json"
+
+
+def test_checked_in_schema_is_the_generated_one() -> None:
+    assert CHECKED_IN.exists(), f"{CHECKED_IN} is missing: {REGENERATE}"
+    assert CHECKED_IN.read_text() == schema_text(), (
+        f"{CHECKED_IN.relative_to(ROOT)} differs from the models' schema: {REGENERATE}")
+
+
+def test_it_is_a_draft_07_schema() -> None:
+    schema = json_schema()
+    assert schema["$schema"] == DRAFT_07
+    assert schema["title"] and schema["description"]
+    jsonschema.Draft7Validator.check_schema(schema)
+
+
+# Every keyword draft-07 defines, and the one editors' extension kvmnet uses.
+DRAFT_07_KEYWORDS = {
+    "$schema", "$id", "$ref", "$comment", "title", "description", "default", "examples",
+    "readOnly", "writeOnly", "type", "enum", "const", "multipleOf", "maximum",
+    "exclusiveMaximum", "minimum", "exclusiveMinimum", "maxLength", "minLength", "pattern",
+    "items", "additionalItems", "maxItems", "minItems", "uniqueItems", "contains",
+    "maxProperties", "minProperties", "required", "properties", "patternProperties",
+    "additionalProperties", "dependencies", "propertyNames", "if", "then", "else", "allOf",
+    "anyOf", "oneOf", "not", "format", "contentMediaType", "contentEncoding", "definitions",
+    "patternErrorMessage"}
+_SCHEMA_MAPS = ("properties", "patternProperties", "definitions", "dependencies")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "items")
+_SCHEMAS = ("additionalProperties", "additionalItems", "items", "not", "if", "then", "else",
+            "contains", "propertyNames")
+
+
+def keywords(schema: Any, where: str = "#") -> list[tuple[str, str]]:
+    """(JSON pointer, keyword) of every keyword in `schema` and its subschemas."""
+    if not isinstance(schema, dict):
+        return []
+    out = [(where, k) for k in schema]
+    for k, v in schema.items():
+        if k in _SCHEMA_MAPS:
+            for name, sub in v.items():
+                out += keywords(sub, f"{where}/{k}/{name}")
+        elif k in _SCHEMA_LISTS and isinstance(v, list):
+            for i, sub in enumerate(v):
+                out += keywords(sub, f"{where}/{k}/{i}")
+        elif k in _SCHEMAS:
+            out += keywords(v, f"{where}/{k}")
+    return out
+
+
+def test_only_draft_07_keywords() -> None:
+    found = keywords(json_schema())
+    assert {k for _, k in found} >= {"definitions", "allOf", "propertyNames", "items"}
+    foreign = sorted({(w, k) for w, k in found if k not in DRAFT_07_KEYWORDS})
+    assert not foreign, f"not draft-07 (pydantic's 2020-12 left over?): {foreign[:10]}"
+    refs = [v for _, v in _refs(json_schema())]
+    assert refs and all(r.startswith("#/definitions/") for r in refs)
+
+
+def _refs(node: Any) -> list[tuple[str, str]]:
+    if isinstance(node, dict):
+        own = [("$ref", node["$ref"])] if "$ref" in node else []
+        assert not (own and len(node) > 1), f"a $ref with siblings (ignored in draft-07): {node}"
+        return own + [r for v in node.values() for r in _refs(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _refs(v)]
+    return []
+
+
+def spec_models() -> list[type[BaseModel]]:
+    return [c for _, c in inspect.getmembers(model, inspect.isclass)
+            if issubclass(c, model.Model) and c is not model.Model]
+
+
+def test_every_key_has_help() -> None:
+    """What an editor shows on hover and docs/SPEC.md lists: a description per model and
+    per key."""
+    assert len(spec_models()) >= 20
+    missing = [f"{c.__name__}.{name}" for c in spec_models()
+               for name, field in c.model_fields.items() if not field.description]
+    missing += [c.__name__ for c in spec_models() if not (c.__doc__ or "").strip()]
+    assert not missing, f"describe these (Field(description=...), a docstring): {missing}"
+    props = json_schema()["definitions"]["Network"]["properties"]
+    assert props["mode"]["description"].startswith("nat: ")
+    assert "title" not in props["mode"]    # (pydantic's "Mode" only repeats the key)
+
+
+def test_unknown_keys_are_refused_everywhere() -> None:
+    defs = json_schema()["definitions"]
+    objects = {name: d for name, d in defs.items()
+               if "properties" in d or any("properties" in f for f in d.get("anyOf", []))}
+    assert set(objects) == {c.__name__ for c in spec_models()} - {"Spec"}   # (the root)
+    for name, d in objects.items():
+        mapping = d if "properties" in d else next(f for f in d["anyOf"] if "properties" in f)
+        assert mapping["additionalProperties"] is False, name
+    assert json_schema()["additionalProperties"] is False
+
+
+def test_cli_prints_it_and_writes_it(capsys: pytest.CaptureFixture[str],
+                                     tmp_path: Path) -> None:
+    assert main(["schema"]) == 0
+    assert capsys.readouterr().out == schema_text()
+    target = tmp_path / "kvmnet.schema.json"
+    assert main(["schema", "--output", str(target)]) == 0
+    assert target.read_text() == schema_text()
+    assert main(["schema", "-o", str(tmp_path / "nowhere" / "x" / "s.json")]) == 0
+    (tmp_path / "file").write_text("")
+    assert main(["schema", "-o", str(tmp_path / "file" / "s.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kvmnet: error: cannot write ") and "Traceback" not in err
