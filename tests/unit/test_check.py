@@ -51,7 +51,7 @@ def test_seed_is_clean() -> None:
 def test_seed_as_written_has_exactly_its_two_errors() -> None:
     spec, pos = load(SEED_AS_WRITTEN)
     problems = check(spec, pos, "seed-as-written.yaml")
-    assert [(p.line, p.col, p.severity) for p in problems] == [(24, 21, E), (32, 18, E)]
+    assert [(p.line, p.col, p.severity) for p in problems] == [(25, 21, E), (33, 18, E)]
     host, nic = problems
     assert host.message == (
         "networks.mynet1.ipv4.address: 203.0.113.88 is the network address of "
@@ -59,7 +59,7 @@ def test_seed_as_written_has_exactly_its_two_errors() -> None:
     assert nic.message.startswith(
         "guests.web1.interfaces.1.bridge: virbr0 is the bridge of libvirt network default "
         "(mode nat), not a host bridge: for the LAN write network: lan, or bridge: br0")
-    assert str(host).startswith("seed-as-written.yaml:24:21: error: ")
+    assert str(host).startswith("seed-as-written.yaml:25:21: error: ")
 
 
 def test_the_suggested_fixes_make_seed_as_written_valid() -> None:

@@ -49,9 +49,9 @@ def test_validate_seed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "validate", str(SEED_AS_WRITTEN))
     assert (rc, out) == (1, "")
     lines = err.splitlines()
-    assert lines[0].startswith(f"{SEED_AS_WRITTEN}:24:21: error: networks.mynet1.ipv4.address: ")
+    assert lines[0].startswith(f"{SEED_AS_WRITTEN}:25:21: error: networks.mynet1.ipv4.address: ")
     assert lines[0].endswith("write 203.0.113.89/29")
-    assert lines[1].startswith(f"{SEED_AS_WRITTEN}:32:18: error: guests.web1.interfaces.1.bridge:")
+    assert lines[1].startswith(f"{SEED_AS_WRITTEN}:33:18: error: guests.web1.interfaces.1.bridge:")
     assert "network: lan, or bridge: br0" in lines[1]
     assert lines[2:] == ["2 error(s); nothing was changed."]
 
@@ -68,7 +68,7 @@ def test_validate_json_errors(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(out)
     assert doc["ok"] is False
     assert [(p["line"], p["col"], p["severity"]) for p in doc["problems"]] == [
-        (24, 21, "error"), (32, 18, "error")]
+        (25, 21, "error"), (33, 18, "error")]
     assert all(p["file"] == str(SEED_AS_WRITTEN) for p in doc["problems"])
     assert set(doc["problems"][0]) == {"file", "line", "col", "severity", "message"}
 
@@ -190,7 +190,7 @@ def test_mac_random_avoids_the_spec(capsys: pytest.CaptureFixture[str]) -> None:
 def test_mac_with_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "mac", "--spec", str(SEED_AS_WRITTEN), "--for", "web1/1")
     assert (rc, out) == (1, "")
-    assert f"{SEED_AS_WRITTEN}:24:21: error:" in err
+    assert f"{SEED_AS_WRITTEN}:25:21: error:" in err
 
 
 # ------------------------------------------------------------------ the rest

@@ -274,7 +274,7 @@ def test_syntax_error_is_one_problem_with_a_hint() -> None:
 def test_load_seed() -> None:
     spec, pos = load(SEED)
     assert set(spec.networks) == {"default", "mynet1", "lan"}
-    assert pos.at[("networks", "mynet1", "ipv4", "address")] == (22, 21)
+    assert pos.at[("networks", "mynet1", "ipv4", "address")] == (23, 21)
 
 
 def test_load_reports_the_path_it_was_given(tmp_path: Path) -> None:
