@@ -211,3 +211,29 @@ def test_no_arguments(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys)
     assert rc == 0 and err == ""
     assert "Usage: kvmnet" in out and "validate" in out and "kvmnet: error" not in out
+
+
+def test_every_command_is_in_the_lazy_map() -> None:
+    """cli.main.COMMANDS names each command's module: a command a module adds without
+    an entry there would never be found (and one listed but gone would fail --help)."""
+    import importlib
+
+    import typer
+
+    from kvmnet.cli.main import COMMANDS
+
+    for module in set(COMMANDS.values()):
+        group = typer.main.get_group(importlib.import_module(module).app)
+        assert set(group.commands) == {c for c, m in COMMANDS.items() if m == module}, module
+
+
+def test_a_spec_command_loads_no_libvirt() -> None:
+    """The lazy group imports only the running command's module: validate needs
+    neither libvirt nor the commands that talk to it."""
+    code = ("import sys; from kvmnet.cli.main import main; rc = main(sys.argv[1:]); "
+            "print(sorted(m for m in ('libvirt', 'kvmnet.cli.live', 'kvmnet.cli.diag', "
+            "'kvmnet.cli.local') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code, "validate", str(SEED)], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "['kvmnet.cli.local']"
