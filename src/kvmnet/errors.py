@@ -7,6 +7,9 @@ into messages and exit codes (it never calls sys.exit elsewhere).
     │   ├── OwnershipError      an object exists that kvmnet does not own
     │   └── UnsafePathError     a file would be written through a symlink or a folder
     │                           another user can change (kvmnet.backend.files)
+    ├── RenderError             an artefact would carry what its format must not (a line
+    │                           break, an address's scope id, two files of one name):
+    │                           nothing is written (kvmnet.render.guard)
     ├── PlanError               the plan cannot be made or would be unsafe
     └── LockError               another apply holds the lock
 """
@@ -59,6 +62,10 @@ class OwnershipError(LiveError):
 
 
 class UnsafePathError(LiveError):
+    pass
+
+
+class RenderError(KvmnetError):
     pass
 
 

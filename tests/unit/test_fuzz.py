@@ -20,17 +20,20 @@ import os
 from functools import cache
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
 from kvmnet.errors import SpecError
+from kvmnet.model.spec import Lease
+from kvmnet.model.types import PortRange
 from kvmnet.parse.network import parse_network
 from kvmnet.render.network import NetworkXMLError, build_network
 from kvmnet.render.xmlutil import canonical
 from kvmnet.spec.check import check
 from kvmnet.spec.load import decode, load, load_text
-from lab import testdata
+from lab import hostile, testdata
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = float(os.environ.get("KVMNET_FUZZ_SECONDS", "20"))
@@ -286,3 +289,91 @@ def libvirt_xmldesc(raw: bytes) -> str | None:
         return str(net.XMLDesc(0))
     finally:
         net.undefine()
+
+
+# ------------------------------------------------------------------ hostile values (issue 17)
+# Generated at every place of the spec that takes such a value (lab.hostile walks the
+# models, so a field added later is tried too); each must be refused where it is written.
+
+LEAVES = hostile.leaves()
+NUMBER_LEAVES = [lf for lf in LEAVES if hostile.takes(lf, int, PortRange, Lease)
+                 and not hostile.takes(lf, bool) and not lf.is_key]
+IFNAME_LEAVES = [lf for lf in LEAVES if "parse_ifname" in lf.validators]
+
+
+def refused_at(text: str, line: int, col: int) -> list[str]:
+    """The messages load gives at LINE:COL of text (it must refuse the text)."""
+    try:
+        load_text(text, "hostile.yaml")
+    except SpecError as e:
+        return [p.message for p in e.problems if (p.line, p.col) == (line, col)]
+    raise AssertionError(f"accepted:\n{text}")
+
+
+def test_the_walk_finds_every_kind_of_field() -> None:
+    names = {lf.path[-1] for lf in NUMBER_LEAVES}
+    assert {"mtu", "delay", "metric", "forward_delay", "port", "priority", "weight",
+            "host_port", "guest_port", "ports", "lease_time"} <= names, names
+    assert {lf.name for lf in IFNAME_LEAVES} >= {
+        "host.bridges.k(key)", "host.bridges.k.ports.0", "networks.k.bridge",
+        "networks.k.uplink", "networks.k.devices.0", "guests.k.interfaces.0.bridge"}
+
+
+@fuzz_settings(600)
+@given(leaf=st.sampled_from([lf for lf in LEAVES if not lf.is_key]),
+       number=hostile.MISREAD_NUMBERS)
+def test_numbers_yaml_misreads_are_refused_where_written(leaf: hostile.Leaf,
+                                                        number: str) -> None:
+    """22:22 (base 60), 011000 (octal), 0x.., 0b.., 1_000 anywhere: located, and the
+    message says what YAML read."""
+    text, line, col = hostile.yaml_at(leaf, number)
+    msgs = refused_at(text, line, col)
+    expected = ("a MAC address must be quoted" if leaf.path[-1] == "mac" and ":" in number
+                else f"YAML 1.1 reads {number} as ")
+    assert any(expected in m for m in msgs), (leaf.name, number, msgs)
+
+
+@fuzz_settings(200)
+@given(leaf=st.sampled_from(NUMBER_LEAVES), n=st.integers(0, 10**6))
+def test_plain_decimal_numbers_are_read_as_written(leaf: hostile.Leaf, n: int) -> None:
+    text, line, col = hostile.yaml_at(leaf, str(n))
+    try:
+        load_text(text, "decimal.yaml")
+    except SpecError as e:
+        assert not any("YAML 1.1 reads" in p.message for p in e.problems), e.problems
+
+
+@fuzz_settings(300)
+@given(leaf=st.sampled_from(IFNAME_LEAVES), name=hostile.WILDCARD_IFNAMES)
+def test_interface_names_ending_in_a_wildcard_are_refused(leaf: hostile.Leaf,
+                                                         name: str) -> None:
+    text, line, col = hostile.yaml_at(leaf, name)
+    msgs = refused_at(text, line, col)
+    assert any(f"interface name {name!r} ends in '+'" in m for m in msgs), (leaf.name, msgs)
+
+
+NAMEPART = st.from_regex(r"[a-z][a-z0-9]{0,3}", fullmatch=True)
+
+
+@fuzz_settings(200)
+@given(bridge=NAMEPART, port=NAMEPART, collider_first=st.booleans())
+def test_network_manager_profiles_never_share_a_name(bridge: str, port: str,
+                                                     collider_first: bool) -> None:
+    """Bridge B with port P and a bridge named B-port-P: refused by validate, and the
+    renderer (given a spec that skipped validation) writes neither."""
+    from kvmnet.errors import RenderError
+    from kvmnet.model.spec import HostBridge, Spec
+    from kvmnet.render.host_nm import render_networkmanager
+
+    other = f"{bridge}-port-{port}"
+    pair = [(bridge, f"{{ports: [{port}]}}"), (other, "{}")]
+    if collider_first:
+        pair.reverse()
+    text = "host:\n  bridges:\n" + "".join(f"    {b}: {v}\n" for b, v in pair)
+    spec, pos = load_text(text, "nm.yaml")
+    found = [p.message for p in check(spec, pos, "nm.yaml")]
+    assert sum("NetworkManager would name the profile" in m for m in found) == 1, found
+    raw = Spec.model_construct(host=spec.host.model_copy(update={"bridges": {
+        b: HostBridge(ports=[port] if b == bridge else []) for b, _ in pair}}))
+    with pytest.raises(RenderError, match=f"profiles would be named kvmnet-{other}"):
+        render_networkmanager(raw)

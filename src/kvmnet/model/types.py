@@ -261,6 +261,11 @@ def parse_ifname(value: Any) -> str:
                          f"and {bad}: {rule}")
     if bad or not IFNAME_RE.match(value) or value in (".", ".."):
         raise ValueError(f"{value!r} is not a valid interface name{_paren(bad)}: {rule}")
+    if value.endswith("+"):
+        # libvirt's iptables rules name bridges and uplinks: '-i virbr+' is every virbr*.
+        raise ValueError(f"interface name {value!r} ends in '+', which iptables reads as a "
+                         f"wildcard (every interface whose name starts with "
+                         f"{value[:-1]!r}): remove the '+'")
     return value
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 
+from kvmnet.errors import RenderError
 from kvmnet.model.spec import HostBridge, Spec
 from kvmnet.render.host_common import Section, by_family, ini
 
@@ -25,20 +26,35 @@ def profile_uuid(bridge: str, port: str | None = None) -> str:
     return str(uuid.uuid5(UUID_NAMESPACE, key))
 
 
+def profile_id(bridge: str, port: str | None = None) -> str:
+    """The profile's name (its id= and file name): kvmnet-BR, kvmnet-BR-port-PORT.
+    Bridge br-port-eth1 and port eth1 of bridge br would share one: spec.checks
+    refuses that, and render_networkmanager never writes one file for both."""
+    return f"kvmnet-{bridge}" if port is None else f"kvmnet-{bridge}-port-{port}"
+
+
 def render_networkmanager(spec: Spec) -> dict[str, str]:
     """kvmnet-BR.nmconnection and kvmnet-BR-port-PORT.nmconnection for every bridge."""
     out: dict[str, str] = {}
+
+    def put(pid: str, text: str) -> None:
+        path = f"{DIR}/{pid}.nmconnection"
+        if path in out:
+            raise RenderError(f"two NetworkManager profiles would be named {pid}: rename "
+                              "a host bridge")
+        out[path] = text
+
     for name, hb in spec.host.bridges.items():
-        out[f"{DIR}/kvmnet-{name}.nmconnection"] = _bridge(name, hb)
+        put(profile_id(name), _bridge(name, hb))
         for port in hb.ports:
-            out[f"{DIR}/kvmnet-{name}-port-{port}.nmconnection"] = _port(name, port, hb)
+            put(profile_id(name, port), _port(name, port, hb))
     return out
 
 
 def _bridge(name: str, hb: HostBridge) -> str:
     comments: list[str] = []
     sections: list[Section] = [("connection", [
-        ("id", f"kvmnet-{name}"),
+        ("id", profile_id(name)),
         ("uuid", profile_uuid(name)),
         ("type", "bridge"),
         ("interface-name", name),
@@ -93,7 +109,7 @@ def _method(hb: HostBridge, version: int, static: bool, needs_ip: bool) -> str:
 
 def _port(bridge: str, port: str, hb: HostBridge) -> str:
     sections: list[Section] = [("connection", [
-        ("id", f"kvmnet-{bridge}-port-{port}"),
+        ("id", profile_id(bridge, port)),
         ("uuid", profile_uuid(bridge, port)),
         ("type", "ethernet"),
         ("interface-name", port),

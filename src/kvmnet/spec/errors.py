@@ -154,6 +154,13 @@ def _describe(v: Any) -> str:
 
 def _allowed_keys(loc: Path_) -> list[str]:
     """Field names of the model found at loc (walked through the Spec's annotations)."""
+    fields = getattr(_inner_model(annotation_at(loc)), "model_fields", None)
+    return list(fields) if fields else []
+
+
+def annotation_at(loc: Path_) -> Any:
+    """The type the models give the value at loc (walked through the Spec's
+    annotations); None when loc is no field."""
     tp: Any = Spec
     for p in loc:
         if isinstance(p, int):
@@ -165,9 +172,8 @@ def _allowed_keys(loc: Path_) -> list[str]:
         elif fields and p in fields:
             tp = fields[p].annotation
         else:
-            return []
-    fields = getattr(_inner_model(tp), "model_fields", None)
-    return list(fields) if fields else []
+            return None
+    return tp
 
 
 def _item_type(tp: Any, container: type) -> Any:

@@ -1,10 +1,10 @@
 """load: text -> Spec, or every problem at once with FILE:LINE:COL.
 
-PyYAML's C loader composes a node tree whose nodes carry line and column;
-we walk it once into plain Python values while recording where each value
-came from (`Positions`), then let the models (pydantic) type it and map each of its
-errors back to a position. Duplicate keys, which YAML loaders silently
-accept, are found during the walk.
+PyYAML's C loader composes a node tree whose nodes carry line and column; we walk it
+once into plain Python values while recording where each value came from (`Positions`),
+then let the models (pydantic) type it and map each of its errors back to a position.
+Duplicate keys, which YAML loaders silently accept, and numbers YAML 1.1 reads otherwise
+than they look (kvmnet.spec.scalars) are found during the walk.
 """
 
 from __future__ import annotations
@@ -23,16 +23,12 @@ from kvmnet.spec.errors import Path_ as Path_  # (re-exported: spec.check, spec.
 from kvmnet.spec.errors import format_path as format_path
 from kvmnet.spec.errors import problems as _problems
 from kvmnet.spec.positions import Positions as Positions  # (re-exported)
+from kvmnet.spec.scalars import LOADER as _Loader
+from kvmnet.spec.scalars import construct, misread
 
 MAX_BYTES = 4 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASED = 100_000  # values that YAML aliases may expand to
-
-try:
-    _Loader: type[Any] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML without libyaml
-    _Loader = yaml.SafeLoader
-
 
 class _Stop(Exception):
     """The walk cannot go on (alias bomb); the problems so far say why."""
@@ -95,7 +91,7 @@ class _Walker:
             finally:
                 self._open.discard(id(node))
         try:
-            return _Scalar.construct(node)
+            scalar = construct(node)
         except yaml.constructor.ConstructorError as e:
             self._problem(node, path, f"YAML: {e.problem}: kvmnet specs use no tags; "
                           "remove it")
@@ -103,6 +99,11 @@ class _Walker:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
             self._problem(node, path, f"YAML: {node.value!r} is not a valid {tag} value: "
                           f"fix it or remove the {tag} tag")
+        else:
+            why = misread(node.value, scalar, path)   # 22:22 as 1342, 011000 as 4608
+            if why is None:
+                return scalar
+            self._problem(node, path, why)
         return None
 
     def _mapping(self, node: yaml.MappingNode, path: Path_, depth: int, aliased: bool
@@ -121,28 +122,15 @@ class _Walker:
             km = knode.start_mark
             if key in out:
                 first = self.pos.keys[path + (key,)]
-                self.problems.append(
-                    Problem(self.file, km.line + 1, km.column + 1,
-                            f"duplicate key {key!r} (first at line {first[0]}): "
-                            "remove one of them or merge their contents")
-                )
+                self.problems.append(Problem(self.file, km.line + 1, km.column + 1,
+                                             f"duplicate key {key!r} (first at line "
+                                             f"{first[0]}): remove one of them or merge their "
+                                             "contents"))
                 self.partial.add(path + (key,))   # (the first one is used)
                 continue
             self.pos.keys[path + (key,)] = (km.line + 1, km.column + 1)
             out[key] = self.value(vnode, path + (key,), depth + 1, aliased)
         return out
-
-
-class _Scalar(_Loader):  # type: ignore[misc]
-    """Constructs one scalar with YAML 1.1 safe rules (ints, bools, null, str)."""
-
-    _inst: Any = None
-
-    @classmethod
-    def construct(cls, node: yaml.Node) -> Any:
-        if cls._inst is None:
-            cls._inst = cls("")
-        return cls._inst.construct_object(node, deep=True)
 
 
 def read_text(path: str) -> str:

@@ -241,6 +241,28 @@ def bridges(f: Findings, spec: Spec) -> None:
         if hb.dhcp and hb.address:
             f.warn(("host", "bridges", br, "dhcp"), "dhcp: true together with static "
                    "address: the bridge gets both", refs=[("host", "bridges", br, "address")])
+    _profile_names(f, spec)
+
+
+def _profile_names(f: Findings, spec: Spec) -> None:
+    """NetworkManager names a profile after its bridge, and a port's after bridge and
+    port: bridge br-port-eth1 and port eth1 of bridge br would overwrite each other."""
+    from kvmnet.render.host_nm import profile_id
+
+    seen: dict[str, tuple[Path_, str]] = {}
+    for br, hb in spec.host.bridges.items():
+        named: list[tuple[Path_, str, str]] = [
+            (("host", "bridges", br), profile_id(br), f"bridge {br}")]
+        named += [(("host", "bridges", br, "ports", i), profile_id(br, p),
+                   f"port {p} of bridge {br}") for i, p in enumerate(hb.ports)]
+        for path, pid, what in named:
+            if pid not in seen:
+                seen[pid] = (path, what)
+                continue
+            f.error(path, f"NetworkManager would name the profile of {what} {pid}, "
+                    f"which is already the profile of {seen[pid][1]}: rename one of the "
+                    "two bridges",
+                    key=len(path) == 3, refs=[seen[pid][0]])
 
 
 def _free_virbr(spec: Spec) -> str:
