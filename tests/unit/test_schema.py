@@ -180,13 +180,15 @@ def test_examples_follow_the_schema(path: Path) -> None:
 
 
 # Type errors of the bad-input catalogue: a wrong type, an unknown key, a value in the
-# wrong form. bad_subnet_host_bits is the one a schema cannot see (host bits); the
-# other files are YAML-level (syntax, duplicate keys, tags) or semantic (check_*).
+# wrong form. bad_subnet_host_bits is the one a schema cannot see (host bits);
+# type_unquoted_mac the loader refuses as YAML text, before any typing (a number YAML
+# 1.1 misreads: kvmnet.spec.scalars); the other files are YAML-level (syntax,
+# duplicate keys, tags) or semantic (check_*).
 TYPE_ERRORS = sorted(p for pattern in ("type_*", "unknown_key_*", "bad_*", "name_*",
                                        "bridge_name_*", "text_*", "root_is_*",
                                        "dns_names_bad*", "nonascii_digits*")
                      for p in BAD.glob(f"{pattern}.yaml")
-                     if p.stem != "bad_subnet_host_bits")
+                     if p.stem not in ("bad_subnet_host_bits", "type_unquoted_mac"))
 
 
 def _path_in(data: Any, loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -83,7 +83,9 @@ _PORT = "0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{
 PORTS = _whole(f"{_PORT}(?:-{_PORT})?", strip=True)
 LEASE = _whole("[Ii][Nn][Ff][Ii][Nn][Ii][Tt][Ee]|[0-9]+[SsMmHh]?", strip=True)
 NAME = _whole("[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", strip=False)
-IFNAME = f"^(?!\\.\\.?{END})(?:[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]{{0,14}}){END}"   # not . or ..
+# not . or .., not ending in '+' (an iptables wildcard)
+IFNAME = (f"^(?!\\.\\.?{END})(?!.*\\+{END})"
+          f"(?:[A-Za-z0-9_.@+][A-Za-z0-9_.@+-]{{0,14}}){END}")
 DNS_NAME = _whole(r"\.|[A-Za-z0-9_][A-Za-z0-9_.-]{0,252}", strip=False)
 DUID = _whole(":*[0-9A-Fa-f][0-9A-Fa-f:]*", strip=False)
 OVSDB_REMOTE = _whole(f"unix:/{NOT_WS}+"
@@ -120,8 +122,9 @@ NAME_SCHEMA = _string(
     "'.', starting with a letter or digit, at most 64 characters")
 IFNAME_SCHEMA = _string(
     "interface name", IFNAME, "A Linux interface name: at most 15 ASCII letters, digits "
-    "and '-', '_', '.', '@', '+', not starting with '-'.", "br0",
-    "an interface name: at most 15 letters, digits, '-', '_', '.', '@', '+'")
+    "and '-', '_', '.', '@', '+', not starting with '-', not ending in '+' (an iptables "
+    "wildcard).", "br0",
+    "an interface name: at most 15 letters, digits, '-', '_', '.', '@', '+' (not last)")
 MAC_SCHEMA = _string(
     "MAC address", MAC, "Six hex pairs separated by ':' (or '-'). Quote it: YAML 1.1 reads "
     "an unquoted all-digit MAC as a number.", "52:54:00:12:34:56",
