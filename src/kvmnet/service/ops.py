@@ -13,6 +13,7 @@ from kvmnet.backend.base import Backend
 from kvmnet.errors import Problem, SpecError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
+from kvmnet.model.types import Addr
 from kvmnet.model.uri import is_local
 from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.spec.check import check_file, errors
@@ -124,61 +125,9 @@ def import_spec(live: LiveState, names: list[str] | None = None,
                 ovn: Ovn | None = None) -> tuple[Spec, list[str]]:
     """A spec of what is live; plan of it against the same host is empty. With `ovn`
     (and live.ovn read), kvmnet's overlay networks and their guest NICs too."""
-    from kvmnet.model.derive import ip_config_for
-
     notes: list[str] = []
-    wanted = names or sorted(live.networks)
-    missing = [n for n in wanted if n not in live.networks]
-    if missing:
-        from kvmnet.errors import LiveError
-
-        raise LiveError(f"no such network on {live.uri}: {', '.join(missing)} (live networks: "
-                        f"{', '.join(sorted(live.networks)) or 'none'})")
-    unreadable = [n for n in wanted if live.networks[n].problem]
-    if unreadable and names:
-        from kvmnet.errors import LiveError
-
-        raise LiveError("; ".join(f"network {n} cannot be imported: {live.networks[n].problem}"
-                                  for n in unreadable))
-    for n in unreadable:
-        notes.append(f"network {n} left out: kvmnet cannot read it ({live.networks[n].problem})")
-    wanted = [n for n in wanted if n not in unreadable]
-    nets: dict[str, Network] = {}
-    for n in wanted:
-        ln = live.networks[n]
-        upd: dict[str, Any] = {"autostart": ln.autostart}
-        if not ln.managed:
-            upd["adopt"] = True
-            notes.append(f"network {n} is not managed by kvmnet yet: imported with adopt: true")
-        if ln.unmodelled:
-            notes.append(f"network {n}: kept verbatim (xml_extra): {', '.join(ln.unmodelled)}")
-        nets[n] = ln.network.model_copy(update=upd)
-    guests: dict[str, Guest] = {}
-    for dname, d in sorted(live.domains.items()):
-        nics: list[GuestNic] = []
-        for nic in d.nics:
-            if nic.type == "network" and nic.source in nets:
-                net = nets[nic.source]
-                ipv4 = None
-                for ipc in net.all_ips():
-                    for h in ipc.hosts:
-                        if h.mac == nic.mac and h.name == dname:
-                            ipv4 = h.ip
-                if ipv4 is not None:
-                    ipc2 = ip_config_for(net, ipv4)
-                    assert ipc2 is not None
-                    net = _drop_host(net, nic.mac)
-                    nets[nic.source] = net
-                nics.append(GuestNic(network=nic.source, mac=nic.mac, model=nic.model,
-                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu))
-            elif nic.type == "bridge" and nic.source and not names:
-                nics.append(GuestNic(bridge=nic.source, mac=nic.mac, model=nic.model,
-                                     mtu=nic.mtu))
-            elif not names:
-                notes.append(f"guest {dname}: NIC {nic.mac} of type {nic.type} is not "
-                             "modelled by kvmnet: left out")
-        if nics:
-            guests[dname] = Guest(interfaces=nics)
+    nets = _import_networks(live, names, notes)
+    guests = _import_guests(live, nets, names, notes)
     spec = Spec(networks=nets, guests=guests)
     if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forwards)
         from kvmnet.plan.forwards import installed_forwards, with_forwards
@@ -190,6 +139,72 @@ def import_spec(live: LiveState, names: list[str] | None = None,
         overlay, more = import_overlay(live.ovn, ovn)
         spec, notes = merge_overlay(spec, overlay), notes + more
     return spec, notes
+
+
+def _import_networks(live: LiveState, names: list[str] | None,
+                     notes: list[str]) -> dict[str, Network]:
+    """The live networks asked for (all by default); unreadable ones are an error when
+    named, else left out with a note."""
+    from kvmnet.errors import LiveError
+
+    wanted = names or sorted(live.networks)
+    missing = [n for n in wanted if n not in live.networks]
+    if missing:
+        raise LiveError(f"no such network on {live.uri}: {', '.join(missing)} (live networks: "
+                        f"{', '.join(sorted(live.networks)) or 'none'})")
+    unreadable = [n for n in wanted if live.networks[n].problem]
+    if unreadable and names:
+        raise LiveError("; ".join(f"network {n} cannot be imported: {live.networks[n].problem}"
+                                  for n in unreadable))
+    for n in unreadable:
+        notes.append(f"network {n} left out: kvmnet cannot read it ({live.networks[n].problem})")
+    nets: dict[str, Network] = {}
+    for n in (n for n in wanted if n not in unreadable):
+        ln = live.networks[n]
+        upd: dict[str, Any] = {"autostart": ln.autostart}
+        if not ln.managed:
+            upd["adopt"] = True
+            notes.append(f"network {n} is not managed by kvmnet yet: imported with adopt: true")
+        if ln.unmodelled:
+            notes.append(f"network {n}: kept verbatim (xml_extra): {', '.join(ln.unmodelled)}")
+        nets[n] = ln.network.model_copy(update=upd)
+    return nets
+
+
+def _import_guests(live: LiveState, nets: dict[str, Network], names: list[str] | None,
+                   notes: list[str]) -> dict[str, Guest]:
+    """Guests' NICs on the imported networks (and, importing everything, on bridges); a
+    reservation that names the guest becomes the NIC's ipv4 (and leaves the network's
+    hosts, so nets is updated in place)."""
+    guests: dict[str, Guest] = {}
+    for dname, d in sorted(live.domains.items()):
+        nics: list[GuestNic] = []
+        for nic in d.nics:
+            if nic.type == "network" and nic.source in nets:
+                ipv4 = _reserved_for(nets[nic.source], nic.mac, dname)
+                if ipv4 is not None:
+                    nets[nic.source] = _drop_host(nets[nic.source], nic.mac)
+                nics.append(GuestNic(network=nic.source, mac=nic.mac, model=nic.model,
+                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu))
+            elif nic.type == "bridge" and nic.source and not names:
+                nics.append(GuestNic(bridge=nic.source, mac=nic.mac, model=nic.model,
+                                     mtu=nic.mtu))
+            elif not names:
+                notes.append(f"guest {dname}: NIC {nic.mac} of type {nic.type} is not "
+                             "modelled by kvmnet: left out")
+        if nics:
+            guests[dname] = Guest(interfaces=nics)
+    return guests
+
+
+def _reserved_for(net: Network, mac: str, guest: str) -> Addr | None:
+    """The address the network reserves for this guest's NIC (MAC and name), or None."""
+    ip: Addr | None = None
+    for ipc in net.all_ips():
+        for h in ipc.hosts:
+            if h.mac == mac and h.name == guest:
+                ip = h.ip
+    return ip
 
 
 def _drop_host(net: Network, mac: str) -> Network:

@@ -112,7 +112,10 @@ def macs(f: Findings, spec: Spec) -> None:
             for i, h in enumerate(ipc.hosts):
                 if h.mac:
                     _mac_value(f, ("networks", name) + p + ("hosts", i, "mac"), h.mac)
-    # A reservation and a guest NIC with the same MAC must agree on the address.
+    _reservations_agree(f, spec)
+
+def _reservations_agree(f: Findings, spec: Spec) -> None:
+    """A reservation and a guest NIC with the same MAC must agree on the address."""
     macs = nic_macs(spec)
     for gname, g in spec.guests.items():
         for i, nic in enumerate(g.interfaces):

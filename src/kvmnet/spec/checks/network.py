@@ -220,6 +220,11 @@ def bridges(f: Findings, spec: Spec) -> None:
             f.warn(("networks", name, "bridge"), f"host bridge {net.bridge} is not under "
                    "host.bridges: it must already exist on the host (plan checks)",
                    refs=[("networks", name, "mode"), ("host", "bridges")])
+    _host_bridges(f, spec)
+
+def _host_bridges(f: Findings, spec: Spec) -> None:
+    """host.bridges: ports are NICs in one bridge only; the gateway in a subnet of the
+    bridge; not dhcp: and a static address together."""
     port_of: dict[str, str] = {}
     for br, hb in spec.host.bridges.items():
         for i, port in enumerate(hb.ports):
