@@ -16,6 +16,7 @@ from kvmnet.cli.main import main
 from kvmnet.model import spec as model
 from kvmnet.model.spec import Spec
 from kvmnet.spec.load import compose
+from kvmnet.spec.reference import markdown
 from kvmnet.spec.schema import DRAFT_07, json_schema, schema_text
 from lab.catalogue import BAD
 
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - an install from before the test extra 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED_IN = ROOT / "schema" / "kvmnet.schema.json"
 REGENERATE = "regenerate it: .venv/bin/kvmnet schema > schema/kvmnet.schema.json"
+SPEC_MD = ROOT / "docs" / "SPEC.md"
 
 
 def test_checked_in_schema_is_the_generated_one() -> None:
@@ -35,10 +37,51 @@ def test_checked_in_schema_is_the_generated_one() -> None:
         f"{CHECKED_IN.relative_to(ROOT)} differs from the models' schema: {REGENERATE}")
 
 
+def test_checked_in_reference_is_the_generated_one() -> None:
+    hint = "regenerate it: .venv/bin/kvmnet schema --markdown > docs/SPEC.md"
+    assert SPEC_MD.exists(), f"{SPEC_MD} is missing: {hint}"
+    assert SPEC_MD.read_text() == markdown(), f"docs/SPEC.md differs from the models: {hint}"
+
+
+def test_the_reference_lists_every_key() -> None:
+    text = markdown()
+    for c in spec_models():
+        section = text.split(f"\n## {c.__name__ if c is not Spec else 'The file'}\n", 1)
+        assert len(section) == 2, f"no section for {c.__name__}"
+        body = section[1].split("\n## ", 1)[0]
+        for name, field in c.model_fields.items():
+            row = next((ln for ln in body.splitlines() if ln.startswith(f"| `{name}` |")), "")
+            assert row, f"{c.__name__}.{name} is not in its section"
+            assert (field.description or "").split(":")[0][:20] in row.replace("&lt;", "<")
+
+
+def test_every_example_follows_the_schema() -> None:
+    """The examples editors offer and docs/SPEC.md shows are valid where they stand."""
+    schema = json_schema()
+    checked = 0
+    for sub in _subschemas(schema):
+        for value in sub.get("examples", []):
+            here = {**sub, "definitions": schema["definitions"]}
+            errors = [e.message for e in jsonschema.Draft7Validator(here).iter_errors(value)]
+            assert not errors, f"example {value!r} of {sub.get('description')!r}: {errors}"
+            checked += 1
+    assert checked >= 60
+
+
+def _subschemas(node: Any) -> list[dict[str, Any]]:
+    if isinstance(node, list):
+        return [s for n in node for s in _subschemas(n)]
+    if not isinstance(node, dict):
+        return []
+    return [node] + [s for k, v in node.items() if k not in ("examples", "default", "enum")
+                     for s in _subschemas(v)]
+
+
 def test_it_is_a_draft_07_schema() -> None:
     schema = json_schema()
     assert schema["$schema"] == DRAFT_07
-    assert schema["title"] and schema["description"]
+    assert schema["title"] == "kvmnet spec"
+    assert "kvmnet validate" in schema["description"]   # (what the schema leaves to it)
     jsonschema.Draft7Validator.check_schema(schema)
 
 
@@ -127,6 +170,8 @@ def test_cli_prints_it_and_writes_it(capsys: pytest.CaptureFixture[str],
                                      tmp_path: Path) -> None:
     assert main(["schema"]) == 0
     assert capsys.readouterr().out == schema_text()
+    assert main(["schema", "--markdown"]) == 0
+    assert capsys.readouterr().out == markdown()
     target = tmp_path / "kvmnet.schema.json"
     assert main(["schema", "--output", str(target)]) == 0
     assert target.read_text() == schema_text()

@@ -107,14 +107,22 @@ def mac(
 def schema(
     output: Annotated[Path | None, typer.Option("-o", "--output", metavar="FILE",
                                                 help="Write it to FILE.")] = None,
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="The spec's reference instead (docs/SPEC.md): every key with "
+                           "its type, default, meaning and an example.")] = False,
 ) -> None:
     """Print the spec's JSON Schema (draft-07), for editors: with yaml-language-server
     (VS Code's YAML extension and others) a spec starting with the line
     '# yaml-language-server: $schema=PATH/kvmnet.schema.json' gets completion, help on
     hover and checks as it is typed."""
-    from kvmnet.spec.schema import schema_text
+    if markdown:
+        from kvmnet.spec.reference import markdown as reference
 
-    text = schema_text()
+        text = reference()
+    else:
+        from kvmnet.spec.schema import schema_text
+
+        text = schema_text()
     if output is None:
         out.print(text, end="")
         return

@@ -31,7 +31,7 @@ from kvmnet.model.ipconfig import Lease as Lease
 from kvmnet.model.ipconfig import PrefixForm as PrefixForm
 from kvmnet.model.ipconfig import StaticRoute as StaticRoute
 from kvmnet.model.types import Addr, DnsName, Iface, IfName, Mac, Name, Net, Ports, Range, Text
-from kvmnet.model.value_schema import OVSDB_REMOTE, OVSDB_REMOTE_SCHEMA
+from kvmnet.model.value_schema import END, OVSDB_REMOTE, OVSDB_REMOTE_SCHEMA
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
 MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
@@ -79,6 +79,8 @@ class OverlayExternal(Model):
     """Where an overlay network's router meets the outside: a provider network."""
 
     physnet: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", examples=["physnet1"],
+                         # (the same for Python's re, which jsonschema uses: see END)
+                         json_schema_extra={"pattern": r"^[A-Za-z0-9_.-]+" + END},
                          description="The provider network's name, as the gateway "
                                      "chassis' ovn-bridge-mappings name it.")
     address: Iface = Field(description="The router's address there, with the prefix.",
@@ -216,7 +218,8 @@ class GuestNic(Model):
                               "the network.", examples=["192.168.122.10"])
     ipv6: Addr | None = Field(None, description="Its IPv6 address on the network.",
                               examples=["fd00::10"])
-    portgroup: Text | None = Field(None, description="The network's portgroup it uses.")
+    portgroup: Text | None = Field(None, description="The network's portgroup it uses.",
+                                   examples=["web"])
     mtu: int | None = Field(None, ge=68, le=65535, description="The NIC's MTU.",
                             examples=[9000])
 

@@ -145,6 +145,7 @@ IPRANGE_SCHEMA = _string(
     "192.168.122.2-192.168.122.254", "a range START-END like 192.168.122.2-192.168.122.254")
 RANGE_SCHEMA: dict[str, Any] = {
     "title": "address range", "description": "START-END, or a list [START, END].",
+    "examples": ["203.0.113.10-203.0.113.12"],
     "anyOf": [IPRANGE_SCHEMA] + [
         {"type": "array", "prefixItems": [{"type": "string", "pattern": p}] * 2,
          "items": False, "minItems": 2, "maxItems": 2} for p in (_ADDR4, _ADDR6)]}
@@ -170,8 +171,8 @@ OVSDB_REMOTE_SCHEMA = _string(
     "ovn-nbctl --db takes it.", "tcp:10.0.0.5:6641",
     "unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT")
 LEASE_FORMS: list[dict[str, Any]] = [
-    {"type": "integer", "minimum": 0},
-    {"type": "string", "pattern": LEASE,
+    {"type": "integer", "minimum": 0, "title": "a number of seconds"},
+    {"type": "string", "pattern": LEASE, "title": "a duration (1h, 30m, 600s, infinite)",
      "patternErrorMessage": "a lease time like 1h, 30m, 600s, 3600 or infinite"}]
 
 # The schemas the spec's JSON Schema names once under "definitions" and refers to.

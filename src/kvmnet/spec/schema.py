@@ -29,9 +29,9 @@ _ANNOTATIONS = ("description", "examples", "default")
 TITLE = "kvmnet spec"
 DESCRIPTION = (
     "A kvmnet spec: host bridges, libvirt networks and guests' NICs, for one host or "
-    "several. This schema checks the keys and the form of every value; `kvmnet validate "
-    "FILE` also checks what a schema cannot "
-    "(overlapping subnets, a DHCP range outside its subnet, unknown network names, ...).")
+    "several (every key: docs/SPEC.md in kvmnet). This schema checks the keys and the form "
+    "of every value; `kvmnet validate FILE` also checks what a schema cannot (overlapping "
+    "subnets, a DHCP range outside its subnet, unknown network names, ...).")
 
 
 class _Generator(GenerateJsonSchema):
@@ -71,7 +71,7 @@ def json_schema() -> dict[str, Any]:
     defs.update({name: _hoist(d, top=name) for name, d in DEFINITIONS.items()})
     root = _hoist(raw)
     root.pop("title", None)
-    out = {"$schema": DRAFT_07, "title": TITLE, "description": DESCRIPTION, **root,
+    out = {**root, "$schema": DRAFT_07, "title": TITLE, "description": DESCRIPTION,
            "definitions": defs}
     return _draft07(out)  # type: ignore[no-any-return]
 
