@@ -66,6 +66,7 @@ def fw(world: World) -> Iterator[dict[str, Any]]:
     spec["networks"][NAT]["forwards"] = [
         {"proto": "tcp", "host_port": PORT, "guest": WEB, "guest_port": 80}]
     root = world.workdir / "fwroot"
+    (root / "etc/libvirt").mkdir(parents=True, exist_ok=True)   # libvirt's config folder
     ctx = {"path": world.write_spec("forwards.yaml", spec), "root": root,
            "args": ("--root", str(root)), "before": ruleset(world.lab),
            "others": other_networks(world),

@@ -473,7 +473,9 @@ def nft_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Topo, Pa
         subst = {"virbr0": t.bridge, "192.168.122.": "10.232.10."}
         replay(t.host, firewall_file("base.nftables"), subst)
         replay(t.host, firewall_file("nat-default-linux.nftables"), subst)
-        yield t, tmp_path_factory.mktemp("nftroot")
+        root = tmp_path_factory.mktemp("nftroot")
+        (root / "etc/libvirt").mkdir(parents=True)   # libvirt's config folder: the hook's
+        yield t, root
     finally:
         for p in procs:
             p.terminate()

@@ -194,6 +194,8 @@ def install_rules(fwds: Sequence[Fwd], netns: str | None = None) -> list[str]:
 def sync(fwds: Sequence[Fwd], netns: str | None = None, root: Path = Path("/")) -> str:
     """apply's firewall.sync: state file, rules, hook; all back as they were on failure."""
     path = state_path(root)
+    if fwds:
+        forward_files.check_hook_folder(root)
     with state_lock(path):
         msg = _sync(fwds, netns, root, path)
     if not fwds:

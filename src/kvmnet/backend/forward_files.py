@@ -80,6 +80,20 @@ def hook_status(root: Path) -> str | None:
     return "ok" if text == hook_text(root) and os.access(path, os.X_OK) else "stale"
 
 
+def check_hook_folder(root: Path) -> None:
+    """Before apply changes anything for forwards: the hook goes into libvirt's own
+    configuration folder ROOT/etc/libvirt (hooks/network.d/ below it is made when
+    missing), which the libvirt daemon that runs the networks reads: libvirtd, or
+    virtnetworkd with modular daemons. Checked, not assumed: a host where it is missing
+    runs no local libvirt daemon to call the hook."""
+    conf = Path(root) / "etc/libvirt"
+    if not conf.is_dir():
+        raise LiveError(f"{conf} does not exist: port forwards need a libvirt daemon on this "
+                        "machine (libvirtd, or virtnetworkd with modular daemons), whose "
+                        f"network hook in {hook_path(root).parent} puts them back after a "
+                        "reboot; nothing was changed")
+
+
 def install(root: Path) -> bool:
     """Write the hook (0755); True when it did not exist before (libvirtd must reload)."""
     from kvmnet.backend.files import (

@@ -48,6 +48,7 @@ def main() -> None:
                 replay(NS, firewall_file(f), {})
             dump(f"{backend}-libvirt-only.json")
             with tempfile.TemporaryDirectory() as root:
+                (Path(root) / "etc/libvirt").mkdir(parents=True)   # where the hook goes
                 sync(fwds, NS, Path(root))
             dump(f"{backend}-installed.json")
             if backend == "iptables":
