@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -65,9 +66,12 @@ def test_sdist_and_wheel_hold_the_package(dist: Path) -> None:
         files = set(whl.namelist())
         meta = whl.read(f"kvmnet-{__version__}.dist-info/METADATA").decode()
         entry = whl.read(f"kvmnet-{__version__}.dist-info/entry_points.txt").decode()
-    assert {"kvmnet/py.typed", "kvmnet/cli/entry.py", "kvmnet/backend/ovsdb.py"} <= files
+    # every module of the package, its typing marker, the console script as declared
+    modules = {str(p.relative_to(ROOT / "src")) for p in (ROOT / "src/kvmnet").rglob("*.py")}
+    assert modules and modules | {"kvmnet/py.typed"} <= files
     assert not any(f.startswith(("tests/", "bench/")) for f in files)
-    assert "kvmnet = kvmnet.cli.entry:run" in entry
+    script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert f"kvmnet = {script['kvmnet']}" in entry
     assert "Requires-Dist: ovsdbapp>=2.4; extra == \"ovn\"" in meta
     assert not any(line.startswith("Requires-Dist: ovsdbapp") and "extra" not in line
                    for line in meta.splitlines())
