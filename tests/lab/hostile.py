@@ -139,3 +139,109 @@ MISREAD_NUMBERS: st.SearchStrategy[str] = st.one_of(
 WILDCARD_IFNAMES: st.SearchStrategy[str] = st.one_of(
     st.just("+"), st.from_regex(r"[a-z][a-z0-9_.-]{0,12}\+", fullmatch=True))
 
+
+
+# -- addresses with an IPv6 scope id, and values that break a line ---------------------
+
+ADDRESS_PARSERS = ("parse_ip", "parse_iface", "parse_net", "parse_range")
+MARK = "INJ"   # in every payload: an artefact that holds it took a hostile value
+# What a scope id (or a bypassed value) carries: shell, keyfile and nft syntax, and the
+# characters that end a line in one reader or another.
+PAYLOADS = ["$(touch INJ)", "`INJ`", ";INJ", "{INJ}", "\nINJ=1", "\r\n[Network]\nINJ=1",
+            "\x85INJ", "\u2028INJ", "\x00INJ", "\tINJ", "\x1b[2JINJ", "\u202eINJ", "a b INJ"]
+SCOPES: st.SearchStrategy[str] = st.one_of(
+    st.sampled_from(PAYLOADS),
+    st.tuples(st.sampled_from(PAYLOADS),
+              st.text(st.characters(blacklist_categories=("Cs",),
+                                    blacklist_characters="%/-"), max_size=6)).map("".join),
+).filter(lambda s: s.strip() != "")
+
+
+def scoped_text(leaf: Leaf, scope: str) -> str:
+    """An address of the leaf's kind with `scope` after '%'."""
+    kind = next(p for p in ADDRESS_PARSERS if p in leaf.validators)
+    return {"parse_ip": f"fe80::1%{scope}", "parse_iface": f"fe80::1%{scope}/64",
+            "parse_net": f"fe80::%{scope}/64",
+            "parse_range": f"fe80::10%{scope}-fe80::20"}[kind]
+
+
+def yaml_string(text: str) -> str:
+    """text as a YAML double-quoted scalar, every character but printable ASCII escaped
+    (\\U for those beyond the BMP: YAML reads JSON's surrogate pairs as two halves)."""
+    def esc(ch: str) -> str:
+        if " " <= ch <= "~" and ch not in '"\\':
+            return ch
+        return f"\\u{ord(ch):04x}" if ord(ch) < 0x10000 else f"\\U{ord(ch):08x}"
+    return '"' + "".join(map(esc, text)) + '"'
+
+
+# -- a valid spec with every line-oriented artefact, and values put in past validation --
+
+BASELINE = """\
+host:
+  bridges:
+    br0:
+      ports: [eth0, eth1]
+      address: [192.168.1.2/24, 'fd00:1::2/64']
+      gateway: 192.168.1.1
+      metric: 100
+      mtu: 9000
+      dns: [192.168.1.1, 'fd00:1::1']
+      check: 192.168.1.1
+    br1:
+      address: ['fd00:2::2/64']
+      gateway: 'fe80::1'
+      metric: 50
+      forward_delay: 4
+networks:
+  routed:
+    mode: route
+    bridge: virbr5
+    ipv4: {address: 10.5.0.1/24, dhcp: 10.5.0.10-10.5.0.99}
+    ipv6: {address: 'fd00:5::1/64'}
+  web:
+    mode: nat
+    bridge: virbr6
+    ipv4: {address: 10.6.0.1/24}
+    forwards:
+      - {proto: tcp, host_port: 2222, guest: web1, guest_port: 22, listen: 192.168.1.2}
+      - {proto: udp, host_port: 5000-5001, address: 10.6.0.7, sources: [192.0.2.0/24]}
+guests:
+  web1:
+    interfaces: [{network: web, ipv4: 10.6.0.5}]
+"""
+
+
+def instance_leaves(value: Any, path: Path = ()) -> list[tuple[Path, Any]]:
+    """(path, value) of every leaf of a model instance; a mapping's key is a leaf too
+    (its path ends in ('[key]', KEY))."""
+    if isinstance(value, BaseModel):
+        return [x for name in type(value).model_fields
+                for x in instance_leaves(getattr(value, name), path + (name,))]
+    if isinstance(value, dict):
+        out: list[tuple[Path, Any]] = []
+        for k, v in value.items():
+            out.append((path + ("[key]", k), k))
+            out += instance_leaves(v, path + (k,))
+        return out
+    if isinstance(value, list):
+        return [x for i, v in enumerate(value) for x in instance_leaves(v, path + (i,))]
+    return [(path, value)]
+
+
+def with_value(model: Any, path: Path, new: Any) -> Any:
+    """model with the value at path replaced, past validation (model_copy), as a bug or
+    a lax reading could hand it to a renderer."""
+    head, rest = path[0], path[1:]
+    if head == "[key]":
+        return {(new if k == rest[0] else k): v for k, v in model.items()}
+    if isinstance(model, BaseModel):
+        inner = getattr(model, str(head))
+        return model.model_copy(update={str(head): with_value(inner, rest, new)
+                                        if rest else new})
+    if isinstance(model, dict):
+        return {k: (with_value(v, rest, new) if rest else new) if k == head else v
+                for k, v in model.items()}
+    assert isinstance(model, list) and isinstance(head, int)
+    return [(with_value(v, rest, new) if rest else new) if i == head else v
+            for i, v in enumerate(model)]

@@ -377,3 +377,33 @@ def test_network_manager_profiles_never_share_a_name(bridge: str, port: str,
         b: HostBridge(ports=[port] if b == bridge else []) for b, _ in pair}}))
     with pytest.raises(RenderError, match=f"profiles would be named kvmnet-{other}"):
         render_networkmanager(raw)
+
+
+ADDRESS_LEAVES = [lf for lf in LEAVES if lf.validators & set(hostile.ADDRESS_PARSERS)]
+
+
+def test_the_walk_finds_every_address_field() -> None:
+    names = {".".join(map(str, lf.path)) for lf in ADDRESS_LEAVES}
+    assert len(ADDRESS_LEAVES) >= 32, names
+    for must in ("host.bridges.k.address.0", "host.bridges.k.gateway", "host.bridges.k.dns.0",
+                 "host.bridges.k.check", "networks.k.forwards.0.address",
+                 "networks.k.forwards.0.listen", "networks.k.forwards.0.sources.0",
+                 "networks.k.dns.hosts.0.ip", "networks.k.dns.forwarders.0.addr",
+                 "networks.k.ipv6.routes.0.via", "networks.k.ipv6.hosts.0.ip",
+                 "networks.k.nat.addresses", "guests.k.interfaces.0.ipv6"):
+        assert must in names, must
+
+
+@fuzz_settings(800)
+@given(leaf=st.sampled_from(ADDRESS_LEAVES), scope=hostile.SCOPES)
+def test_addresses_with_a_scope_id_are_refused_where_written(leaf: hostile.Leaf,
+                                                            scope: str) -> None:
+    """fe80::1%<anything>: ipaddress keeps the text after '%' (line breaks, $(...), ';'),
+    so every address field refuses a scope id, at its LINE:COL, saying what to write."""
+    value = hostile.scoped_text(leaf, scope)
+    text, line, col = hostile.yaml_at(leaf, hostile.yaml_string(value))
+    msgs = refused_at(text, line, col)
+    assert msgs, (leaf.name, value)
+    if scope == scope.strip():
+        assert any("has a scope id" in m and "write 'fe80::" in m for m in msgs), msgs
+    assert all("\n" not in m and "\r" not in m for m in msgs)

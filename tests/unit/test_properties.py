@@ -43,6 +43,7 @@ from kvmnet.service.ops import plan_spec
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.dump import dump
 from kvmnet.spec.load import Positions, load_text
+from lab import hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = Path("/usr/share/libvirt/schemas/network.rng")
@@ -466,3 +467,77 @@ def test_an_undecodable_libvirt_error_is_a_clean_error() -> None:
     with fresh_test_driver() as conn:
         with pytest.raises(LiveError, match="define network x"):
             conn.write("define network x", lambda: conn.raw.networkDefineXML(xml))
+
+
+# ------------------------------------------------------------------ 4. no injected lines
+
+@cache
+def baseline() -> Spec:
+    """A valid spec that every line-oriented renderer has something to write for."""
+    return load_text(hostile.BASELINE, "baseline.yaml")[0]
+
+
+def _line_renderers() -> list[tuple[str, Any]]:
+    from kvmnet.render.firewall import render_firewall
+    from kvmnet.render.hostconf import RENDERERS
+    from kvmnet.render.routes import render_routes
+
+    return [*RENDERERS.items(), ("routes", render_routes), ("firewall", render_firewall)]
+
+
+def _hostile_like(old: Any, payload: str, scope: str) -> Any:
+    """A value of old's kind carrying the payload: text gets it appended, an address
+    gets it as an IPv6 scope id (ipaddress keeps any text there)."""
+    if isinstance(old, str):
+        return old + payload
+    if isinstance(old, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return ipaddress.ip_interface(f"fe80::1%{scope}/64")
+    if isinstance(old, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return ipaddress.ip_network(f"fe80::%{scope}/64")
+    return ipaddress.ip_address(f"fe80::1%{scope}")
+
+
+WALL_LEAVES = [(p, v) for p, v in hostile.instance_leaves(load_text(hostile.BASELINE)[0])
+               if isinstance(v, str | ipaddress.IPv4Address | ipaddress.IPv6Address
+                             | ipaddress.IPv4Network | ipaddress.IPv6Network)
+               and not isinstance(v, bool)]
+
+
+@settings(max_examples=examples(600), **COMMON)
+@given(leaf=st.sampled_from(WALL_LEAVES), payload=st.sampled_from(hostile.PAYLOADS),
+       scope=hostile.SCOPES)
+def test_no_rendered_artefact_holds_an_injected_line(leaf: tuple[Any, Any], payload: str,
+                                                     scope: str) -> None:
+    """The second wall. A hostile value put into a valid spec past validation (as a bug,
+    or a lax reading, would) at any place: every line-oriented renderer (ifupdown,
+    netplan, NetworkManager, networkd, the router's routes, nft/iptables-restore) either
+    raises RenderError, or writes a file in which the value sits whole on one line; a
+    value that could end a line, or an address with a scope id, is never written."""
+    from kvmnet.errors import RenderError
+    from kvmnet.model.types import not_one_line, scope_of
+
+    path, old = leaf
+    new = _hostile_like(old, payload, scope)
+    spec = hostile.with_value(baseline(), path, new)
+    breaks = scope_of(new) is not None or not_one_line(str(new)) is not None
+    for kind, render in _line_renderers():
+        try:
+            files = render(spec)
+        except RenderError as e:
+            assert "\n" not in str(e), str(e)
+            continue
+        for name, text in files.items():
+            where = f"{kind}: {name} ({path} = {new!r})"
+            if breaks:
+                assert hostile.MARK not in name + text, where
+            else:
+                assert all(str(new) in ln for ln in text.splitlines() if hostile.MARK in ln), \
+                    where
+
+
+def test_the_baseline_renders_every_line_oriented_artefact() -> None:
+    """(So the property above has something to break.)"""
+    for kind, render in _line_renderers():
+        assert render(baseline()), kind
+    assert len(WALL_LEAVES) >= 36
+

@@ -309,7 +309,8 @@ def test_nft_and_iptables_text_holds_only_names_addresses_and_numbers() -> None:
     ("network", 'nat1" ; flush ruleset ; "'), ("network", "a\nb"), ("guest", "x;y"),
     ("proto", "tcp dport 1 accept"), ("target", "10.1.0.5 accept"), ("target", "10.1.0.5\n"),
     ("subnet", "10.1.0.0/24 }"), ("listen", "1.2.3.4; flush"), ("sources", ["0.0.0.0/0 }"]),
-    ("host_ports", [0, 70000]),
+    ("host_ports", [0, 70000]), ("target", "fe80::1%x;flush ruleset"),
+    ("listen", "fe80::1%a\nflush ruleset"), ("sources", ["fe80::%x}/64"]),
 ])
 def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
                                                                     value: object) -> None:

@@ -126,7 +126,7 @@ def parse_state(text: str) -> tuple[Fwd, ...]:
 def _checked(f: Fwd) -> Fwd:
     """The hook builds nft and iptables text from this file: every value must be what
     the spec allows (a name, an address, a port), never text that could end a rule."""
-    from kvmnet.model.types import parse_name
+    from kvmnet.model.types import parse_ip, parse_name, parse_net
 
     parse_name(f.network)
     if f.guest is not None:
@@ -137,10 +137,10 @@ def _checked(f: Fwd) -> Fwd:
         if not 1 <= p <= 65535:
             raise ValueError(f"not a kvmnet forwards file: port {p}")
     for a in (f.target, *([f.listen] if f.listen else [])):
-        if str(ipaddress.ip_address(a)) != a:
+        if str(parse_ip(a)) != a:   # (parse_ip refuses a scope id: fe80::1%...)
             raise ValueError(f"not a kvmnet forwards file: address {a!r}")
     for n in (f.subnet, *f.sources):
-        if str(ipaddress.ip_network(n)) != n:
+        if str(parse_net(n)) != n:
             raise ValueError(f"not a kvmnet forwards file: subnet {n!r}")
     return f
 

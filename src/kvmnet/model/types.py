@@ -12,7 +12,7 @@ import ipaddress
 import re
 import unicodedata
 from functools import lru_cache
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -86,15 +86,44 @@ def ip_address(text: str) -> IPAddr:
     return ipaddress.ip_address(text)
 
 
+def scope_of(value: object) -> str | None:
+    """The IPv6 scope id (the text after '%') an address, interface or network carries."""
+    if isinstance(value, ipaddress.IPv6Network):
+        return value.network_address.scope_id
+    if isinstance(value, ipaddress.IPv6Address):   # (IPv6Interface is one too)
+        return value.scope_id
+    return None
+
+
+_Scoped = TypeVar("_Scoped", IPAddr, IPIface, IPNet)
+
+
+def _unscoped(found: _Scoped, value: Any, bare: str | None = None) -> _Scoped:
+    """Refuse a scope id: ipaddress keeps any text after '%' (line breaks, `$(...)`,
+    braces), and it would reach ifupdown's shell lines, keyfiles, nft rules and the
+    plan. No spec field needs one: an address is used on the bridge or network it is
+    written under, which is its scope (a link-local gateway of br0 is reached on br0)."""
+    scope = scope_of(found)
+    if scope is None:
+        return found
+    bare = bare or str(found).replace(f"%{scope}", "", 1)
+    shown = value if isinstance(value, str) else str(found)
+    raise ValueError(f"{shown!r} has a scope id ({'%' + scope!r}): an address here is used "
+                     f"on the bridge or network it is written under, which is its scope: "
+                     f"write {bare!r}")
+
+
 def parse_ip(value: Any) -> IPAddr:
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
-        return value
+        return _unscoped(value, value)
     if not isinstance(value, str):
         raise ValueError(f"expected an IP address like 192.168.122.10, not {value!r}")
     try:
-        return ip_address(value.strip())
+        found = ip_address(value.strip())
     except ValueError:
         pass
+    else:
+        return _unscoped(found, value)
     if "/" in value:
         raise ValueError(
             f"{value!r} has a prefix length; write the bare address {value.split('/')[0]!r}"
@@ -105,7 +134,7 @@ def parse_ip(value: Any) -> IPAddr:
 def parse_iface(value: Any) -> IPIface:
     """A host address with its prefix: 192.168.122.1/24."""
     if isinstance(value, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
-        return value
+        return _unscoped(value, value)
     if not isinstance(value, str):
         raise ValueError(f"expected an address with prefix like 192.168.122.1/24, not {value!r}")
     text = value.strip()
@@ -130,25 +159,29 @@ def parse_iface(value: Any) -> IPIface:
         else:
             raise ValueError(f"{value!r} uses a netmask: write {addr}/{prefix}")
     try:
-        return ipaddress.ip_interface(text)
+        found = ipaddress.ip_interface(text)
     except ValueError:
         raise ValueError(
             f"{value!r} is not an address with prefix: write e.g. 192.168.122.1/24"
         ) from None
+    return _unscoped(found, value)
 
 
 def parse_net(value: Any) -> IPNet:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value
+        return _unscoped(value, value)
     if not isinstance(value, str):
         raise ValueError(f"expected a subnet like 10.0.0.0/8, not {value!r}")
     try:
+        net = ipaddress.ip_network(value.strip(), strict=False)
+        _unscoped(ipaddress.ip_interface(value.strip()), value)   # (strict=False drops it)
+    except ValueError as e:
+        if "scope id" in str(e):
+            raise
+        raise ValueError(f"{value!r} is not a subnet: write e.g. 10.0.0.0/8") from None
+    try:
         return ipaddress.ip_network(value.strip(), strict=True)
     except ValueError:
-        try:
-            net = ipaddress.ip_network(value.strip(), strict=False)
-        except ValueError:
-            raise ValueError(f"{value!r} is not a subnet: write e.g. 10.0.0.0/8") from None
         raise ValueError(f"{value!r} has host bits set: write {net}") from None
 
 
@@ -173,7 +206,7 @@ class IPRange(NamedTuple):
 
 def parse_range(value: Any) -> IPRange:
     if isinstance(value, IPRange):
-        return value
+        return _unscoped_range(value.start, value.end, value)
     if isinstance(value, tuple | list) and len(value) == 2:
         value = f"{value[0]}-{value[1]}"
     if not isinstance(value, str) or value.count("-") != 1:
@@ -191,7 +224,12 @@ def parse_range(value: Any) -> IPRange:
         ) from None
     if start.version != end.version:
         raise ValueError(f"{value!r} mixes IPv4 and IPv6")
-    return IPRange(start, end)
+    return _unscoped_range(start, end, value)
+
+
+def _unscoped_range(start: IPAddr, end: IPAddr, value: Any) -> IPRange:
+    bare = "-".join(str(a).split("%", 1)[0] for a in (start, end))
+    return IPRange(_unscoped(start, value, bare), _unscoped(end, value, bare))
 
 
 class PortRange(NamedTuple):
@@ -308,12 +346,20 @@ def _char(ch: str) -> str:
     return f"the character {ch!r}, U+{ord(ch):04X} {what}"
 
 
-def parse_text(value: str) -> str:
-    """One line of visible text (runs after the string type check)."""
+def not_one_line(value: str) -> str | None:
+    """The first character of value that is not one line of visible text, described;
+    None when there is none (render.guard asks the same of what it writes)."""
     for ch in value:
         if unicodedata.category(ch) in _NOT_TEXT:
-            raise ValueError(f"{value!r} contains {_char(ch)}: write one line of visible "
-                             "characters")
+            return _char(ch)
+    return None
+
+
+def parse_text(value: str) -> str:
+    """One line of visible text (runs after the string type check)."""
+    bad = not_one_line(value)
+    if bad:
+        raise ValueError(f"{value!r} contains {bad}: write one line of visible characters")
     return value
 
 

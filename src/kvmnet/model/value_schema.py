@@ -47,11 +47,7 @@ def _ipv6() -> str:
 
 
 IPV6 = _ipv6()
-# A scope (fe80::1%eth0): ipaddress takes any text without '%' (and '/', which it reads
-# as a prefix) and, where the value ends, the parser strips white space after it.
-_SCOPE_END = f"(?:%[^%/]*[^%/{_SPACE}])?"
-_SCOPE_MID = "(?:%[^%/]+)?"
-_SCOPE_RANGE = f"(?:%[^%/-]*[^%/{_SPACE}-])?"
+# No scope (fe80::1%eth0): the parsers refuse one (model.types._unscoped).
 _PREFIX4 = "0*(?:3[0-2]|[12]?[0-9])"
 _PREFIX6 = "0*(?:12[0-8]|1[01][0-9]|[1-9]?[0-9])"
 
@@ -70,12 +66,12 @@ def _whole(body: str, strip: bool) -> str:
     return f"^{WS}(?:{body}){WS}$" if strip else f"^(?:{body}){END}"
 
 
-ADDR = _whole(f"{IPV4}|{IPV6}{_SCOPE_END}", strip=True)
-IFACE = _whole(f"{IPV4}/{_PREFIX4}|{IPV6}{_SCOPE_MID}/{_PREFIX6}", strip=True)
+ADDR = _whole(f"{IPV4}|{IPV6}", strip=True)
+IFACE = _whole(f"{IPV4}/{_PREFIX4}|{IPV6}/{_PREFIX6}", strip=True)
 NET = _whole(f"{IPV4}(?:/(?:{_PREFIX4}|{_v4_masks()}))?"
-             f"|{IPV6}(?:{_SCOPE_MID}/{_PREFIX6}|{_SCOPE_END})", strip=True)
+             f"|{IPV6}(?:/{_PREFIX6})?", strip=True)
 RANGE = _whole(f"{IPV4}{WS}-{WS}{IPV4}"
-               f"|{IPV6}{_SCOPE_RANGE}{WS}-{WS}{IPV6}{_SCOPE_RANGE}", strip=True)
+               f"|{IPV6}{WS}-{WS}{IPV6}", strip=True)
 MAC = _whole("[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}|[0-9A-Fa-f]{2}(?:-[0-9A-Fa-f]{2}){5}",
              strip=True)
 _PORT = "0*(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}" \
@@ -105,7 +101,7 @@ TEXT = _whole("[^" + "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}"
                              for a, b in _NOT_TEXT) + "]*", strip=False)
 
 _ADDR4 = _whole(IPV4, strip=True)
-_ADDR6 = _whole(f"{IPV6}{_SCOPE_RANGE}", strip=True)   # a list item of a range: no '-'
+_ADDR6 = _whole(IPV6, strip=True)
 
 
 def _string(title: str, pattern: str, description: str, example: str, hint: str

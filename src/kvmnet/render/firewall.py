@@ -70,6 +70,7 @@ from kvmnet.model.forward import (
     state_json,
 )
 from kvmnet.model.spec import Spec
+from kvmnet.render.guard import require_one_line
 
 
 def resolve(spec: Spec) -> tuple[Fwd, ...]:
@@ -86,6 +87,8 @@ def resolve(spec: Spec) -> tuple[Fwd, ...]:
             if target is None or ipc is None:
                 continue
             gp = fw.guest_port or fw.host_port
+            require_one_line("port forwards (nft, iptables-restore, the hook's state)",
+                             name, fw, target, ipc.address)
             out.append(Fwd(
                 network=name, proto=fw.proto, host_ports=(fw.host_port.first, fw.host_port.last),
                 target=str(target), guest_ports=(gp.first, gp.last),

@@ -9,13 +9,16 @@ only, as the bridge-utils hook runs once per stanza that carries them.
 from __future__ import annotations
 
 from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.render.guard import require_one_line
 from kvmnet.render.host_common import HEADER, by_family
 
 DIR = "etc/network/interfaces.d"
 
 
 def render_ifupdown(spec: Spec) -> dict[str, str]:
-    """{'etc/network/interfaces.d/kvmnet-BR': text} for every host bridge."""
+    """{'etc/network/interfaces.d/kvmnet-BR': text} for every host bridge. /bin/sh runs
+    its post-up lines at boot: nothing that could end a line reaches them."""
+    require_one_line("ifupdown stanzas of host.bridges", spec.host.bridges)
     return {f"{DIR}/kvmnet-{name}": _file(name, hb)
             for name, hb in spec.host.bridges.items()}
 

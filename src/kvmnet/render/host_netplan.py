@@ -13,13 +13,16 @@ from typing import Any
 import yaml
 
 from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.render.guard import require_one_line
 from kvmnet.render.host_common import HEADER
 
 PATH = "etc/netplan/90-kvmnet.yaml"
 
 
 def render_netplan(spec: Spec) -> dict[str, str]:
-    """{'etc/netplan/90-kvmnet.yaml': text}, or {} when the spec has no host bridge."""
+    """{'etc/netplan/90-kvmnet.yaml': text}, or {} when the spec has no host bridge.
+    (YAML quotes a line break, but netplan hands the values to networkd and NM.)"""
+    require_one_line("netplan file of host.bridges", spec.host.bridges)
     bridges = spec.host.bridges
     if not bridges:
         return {}

@@ -8,6 +8,7 @@ so the 50- prefix puts kvmnet's files ahead of a distro's catch-all 80-/99-.
 from __future__ import annotations
 
 from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.render.guard import require_one_line
 from kvmnet.render.host_common import Section, ini
 
 DIR = "etc/systemd/network"
@@ -15,6 +16,7 @@ DIR = "etc/systemd/network"
 
 def render_networkd(spec: Spec) -> dict[str, str]:
     """50-kvmnet-BR.netdev, 50-kvmnet-BR.network and 50-kvmnet-PORT.network files."""
+    require_one_line("systemd-networkd units of host.bridges", spec.host.bridges)
     out: dict[str, str] = {}
     for name, hb in spec.host.bridges.items():
         out[f"{DIR}/50-kvmnet-{name}.netdev"] = _netdev(name, hb)

@@ -13,6 +13,7 @@ import uuid
 
 from kvmnet.errors import RenderError
 from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.render.guard import require_one_line
 from kvmnet.render.host_common import Section, by_family, ini
 
 DIR = "etc/NetworkManager/system-connections"
@@ -35,6 +36,7 @@ def profile_id(bridge: str, port: str | None = None) -> str:
 
 def render_networkmanager(spec: Spec) -> dict[str, str]:
     """kvmnet-BR.nmconnection and kvmnet-BR-port-PORT.nmconnection for every bridge."""
+    require_one_line("NetworkManager keyfiles of host.bridges", spec.host.bridges)
     out: dict[str, str] = {}
 
     def put(pid: str, text: str) -> None:

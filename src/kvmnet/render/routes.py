@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from kvmnet.model.spec import Network, Spec
 from kvmnet.model.types import IPAddr, IPIface, IPNet
+from kvmnet.render.guard import require_one_line
 
 PLACEHOLDER = "<HOST-LAN-ADDRESS>"
 
@@ -67,10 +68,12 @@ def _global(a: IPIface) -> bool:
 
 
 def render_routes(spec: Spec) -> dict[str, str]:
-    """{'routes/NETWORK.txt': text} for every routed network with an address."""
+    """{'routes/NETWORK.txt': text} for every routed network with an address: command
+    lines a user pastes into a router's shell."""
     by_net: dict[str, list[UpstreamRoute]] = {}
     for r in upstream_routes(spec):
         by_net.setdefault(r.network, []).append(r)
+    require_one_line("routes for the LAN router", by_net, spec.host.bridges)
     return {f"routes/{name}.txt": _text(name, spec, rs) for name, rs in by_net.items()}
 
 

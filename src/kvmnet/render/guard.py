@@ -1,0 +1,69 @@
+"""The second wall: a renderer of a line-oriented format writes no value that could
+start a line, key, section or command of its own.
+
+The spec's value types are the first wall (a control character or an IPv6 scope id is
+refused where it is written). But a renderer also gets models that skipped validation
+(`model_construct`, a live state read in lax mode, a field typed too loosely one day),
+and what it writes is run or read line by line: ifupdown's `post-up` lines by /bin/sh
+at boot, NetworkManager keyfiles and networkd units (a line break starts a key or a
+section), nft and iptables-restore scripts, the static routes a user pastes into a
+router. So each such renderer passes what it is about to write through require_one_line
+first, and raises RenderError (writing nothing) on:
+
+- a character that is not one line of visible text (model.types: control characters,
+  line and paragraph separators, format characters);
+- an IPv6 address, interface or network with a scope id (`fe80::1%...`): ipaddress keeps
+  any text there, and `$(...)` or `;` in it is no control character.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from collections.abc import Iterator, Mapping
+
+from pydantic import BaseModel
+
+from kvmnet.errors import RenderError
+from kvmnet.model.types import not_one_line, scope_of
+
+_ADDRESS = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
+            ipaddress.IPv6Network)
+
+
+def require_one_line(what: str, *values: object) -> None:
+    """Raise RenderError if any value, or anything inside it (models, dataclasses,
+    mappings' keys and values, sequences), could break a line-oriented file. `what`
+    names the artefact for the message."""
+    for v in _scalars(values):
+        if isinstance(v, _ADDRESS) and scope_of(v) is not None:
+            raise RenderError(f"{what}: not writing the address {str(v)!r}: it has a scope "
+                              "id (text after '%'), which nothing kvmnet writes may carry")
+        text = v if isinstance(v, str) else str(v)
+        why = not_one_line(text)
+        if why:
+            raise RenderError(f"{what}: not writing {text!r}: it contains {why}, which "
+                              "would start a line of its own")
+
+
+def _scalars(v: object) -> Iterator[object]:
+    """Every leaf value inside v."""
+    if v is None or isinstance(v, bool | int | float):
+        return
+    if isinstance(v, (str, *_ADDRESS)):   # (an interface is an address too)
+        yield v
+    elif isinstance(v, BaseModel):
+        for name in type(v).model_fields:
+            yield from _scalars(getattr(v, name, None))
+    elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+        for f in dataclasses.fields(v):
+            yield from _scalars(getattr(v, f.name))
+    elif isinstance(v, Mapping):
+        for k, x in v.items():
+            yield from _scalars(k)
+            yield from _scalars(x)
+    elif isinstance(v, list | tuple | set | frozenset):
+        for x in v:
+            yield from _scalars(x)
+    else:
+        yield v
