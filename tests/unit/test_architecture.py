@@ -20,7 +20,6 @@ FUNCTION_LINES = 60
 # Over the limit today (lines); being split (issue 16).
 LARGE_MODULES: dict[str, int] = {
     "apply/bridge/migrate.py": 416,
-    "apply/bridge/transaction.py": 411,
 }
 LONG_FUNCTIONS: dict[str, int] = {
 }

@@ -54,7 +54,7 @@ def iproute(netns: str | None = None) -> Iterator[IPRoute]:
     try:
         ipr = (IPRoute(fileno=_route_socket(netns).detach(), groups=0) if netns
                else IPRoute(groups=0))
-    except (OSError, NetlinkError) as e:
+    except (OSError, ValueError, NetlinkError) as e:  # ValueError: a NUL in the name
         raise LiveError(f"cannot read links of {_where(netns)}: "
                         f"{getattr(e, 'strerror', None) or e}") from None
     try:

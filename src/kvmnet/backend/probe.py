@@ -1,8 +1,8 @@
 """The self-check after a host network change: does an address answer a ping?
 
-ICMP echo over a raw socket made inside the right network namespace (pyroute2
-makes the socket there; no `ping` binary, no shell). Needs root, as every host
-change does.
+ICMP echo over a raw socket made inside the right network namespace (this thread
+enters it for the socket() call: kvmnet.backend.netns; no `ping` binary, no shell).
+Needs root, as every host change does.
 """
 
 from __future__ import annotations
@@ -47,10 +47,10 @@ def ping(address: str, netns: str | None = None, within: float = 5.0,
 def _socket(family: int, proto: int, netns: str | None) -> socket.socket:
     if netns is None:
         return socket.socket(family, socket.SOCK_RAW, proto)
-    from pyroute2.netns import create_socket
+    from kvmnet.backend.netns import entered
 
-    sock: socket.socket = create_socket(netns, family, socket.SOCK_RAW, proto, flags=0)
-    return sock
+    with entered(netns):
+        return socket.socket(family, socket.SOCK_RAW, proto)
 
 
 def _checksum(data: bytes) -> int:

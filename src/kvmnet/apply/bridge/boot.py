@@ -288,12 +288,12 @@ def _links(records: list[dict[str, Any]], netns: str | None) -> list[str]:
     from kvmnet.apply.bridge import migrate as hostbridge
     from kvmnet.apply.bridge import undo as hostundo
     from kvmnet.apply.bridge.migrate import Link
-    from kvmnet.apply.bridge.transaction import netlink
+    from kvmnet.backend.host import iproute
 
     if netns and not _netns_exists(netns):
         return [f"network namespace {netns} is gone (a reboot): no links to put back"]
     links = [Link.from_json(x) for x in records]
-    with netlink(netns) as ipr:
+    with iproute(netns) as ipr:
         now = {x.name: x for x in hostbridge.snapshot(ipr, [x.name for x in links])}
         gone = [x.name for x in links if x.exists and not now[x.name].exists]
         links = [x for x in links if x.name not in gone]

@@ -94,22 +94,6 @@ def tx_lock(root: Path) -> Iterator[None]:
         yield
 
 
-@contextmanager
-def netlink(netns: str | None) -> Iterator[Any]:
-    """An IPRoute in our namespace or in `netns` (never creating it)."""
-    from pyroute2 import IPRoute
-
-    try:
-        ipr = IPRoute(netns=netns, flags=0) if netns else IPRoute()
-    except (OSError, ValueError) as e:
-        where = f"network namespace {netns}" if netns else "the host"
-        raise LiveError(f"cannot reach the links of {where}: {e}") from None
-    try:
-        yield ipr
-    finally:
-        ipr.close()
-
-
 def describe(outcome: dict[str, Any] | None) -> str:
     if not outcome:
         return "no host change is waiting for confirm"
@@ -184,7 +168,7 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
     from kvmnet.apply.bridge import boot as hostboot
     from kvmnet.apply.bridge import migrate as hostbridge
     from kvmnet.apply.bridge import persist, watchdog
-    from kvmnet.backend.host import wireless_links
+    from kvmnet.backend.host import iproute, wireless_links
 
     j = read_journal(opts.root)
     if j is not None and j.get("txid") != opts.txid:
@@ -192,7 +176,7 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
     kept = hostboot.load(opts.root)
     if kept is not None and kept.get("txid") != opts.txid:
         raise pending_error(opts.root, hostboot.persisted_path(opts.root))
-    with netlink(netns) as ipr:
+    with iproute(netns) as ipr:
         before = hostbridge.snapshot(ipr, [br, *hb.ports])
     reasons = hostbridge.refusals(br, hb, before, wireless_links(hb.ports, netns))
     if reasons:
@@ -229,9 +213,10 @@ def _change(br: str, hb: HostBridge, before: list[Any], changes: list[Any],
     """The change itself: files, then links. (notes, seconds the netlink part took)"""
     from kvmnet.apply.bridge import migrate as hostbridge
     from kvmnet.apply.bridge import persist
+    from kvmnet.backend.host import iproute
 
     persist.write(opts.root, changes)
-    with netlink(netns) as ipr:
+    with iproute(netns) as ipr:
         t0 = time.monotonic()
         notes = hostbridge.migrate(ipr, br, hb, before)
         return notes, time.monotonic() - t0
@@ -345,6 +330,7 @@ def rollback(root: Path, reason: str = "kvmnet rollback", txid: str | None = Non
     from kvmnet.apply.bridge import undo as hostundo
     from kvmnet.apply.bridge.migrate import Link
     from kvmnet.apply.bridge.persist import FileChange
+    from kvmnet.backend.host import iproute
 
     with tx_lock(root):
         j = hostboot.pending(root) if txid is None else read_journal(root)
@@ -356,7 +342,7 @@ def rollback(root: Path, reason: str = "kvmnet rollback", txid: str | None = Non
         for step in reversed(j.get("steps", [])):
             links = [Link.from_json(x) for x in step["links"]]
             try:
-                with netlink(j.get("netns")) as ipr:
+                with iproute(j.get("netns")) as ipr:
                     done += hostundo.restore(ipr, links)
                     now = hostbridge.snapshot(ipr, [x.name for x in links])
                 errors += hostundo.differences(links, now)
