@@ -366,10 +366,10 @@ def test_network_manager_profiles_never_share_a_name(bridge: str, port: str,
     from kvmnet.render.host_nm import render_networkmanager
 
     other = f"{bridge}-port-{port}"
-    pair = [(bridge, f"{{ports: [{port}]}}"), (other, "{}")]
+    pair = [(bridge, f'{{ports: ["{port}"]}}'), (other, "{}")]
     if collider_first:
         pair.reverse()
-    text = "host:\n  bridges:\n" + "".join(f"    {b}: {v}\n" for b, v in pair)
+    text = "host:\n  bridges:\n" + "".join(f'    "{b}": {v}\n' for b, v in pair)
     spec, pos = load_text(text, "nm.yaml")
     found = [p.message for p in check(spec, pos, "nm.yaml")]
     assert sum("NetworkManager would name the profile" in m for m in found) == 1, found
