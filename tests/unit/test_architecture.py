@@ -19,7 +19,6 @@ FUNCTION_LINES = 60
 
 # Over the limit today (lines); being split (issue 16).
 LARGE_MODULES: dict[str, int] = {
-    "apply/bridge/migrate.py": 416,
 }
 LONG_FUNCTIONS: dict[str, int] = {
 }

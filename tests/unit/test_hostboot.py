@@ -9,13 +9,14 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from kvmnet.apply.bridge import boot as hostboot
-from kvmnet.apply.bridge import persist
+from kvmnet.apply.bridge import persist, store
 from kvmnet.apply.bridge import transaction as hosttx
+from kvmnet.apply.bridge.journal import Journal, Step
+from kvmnet.apply.bridge.links import Link
 from kvmnet.apply.bridge.options import HostOptions
 from kvmnet.cli.main import main
 from kvmnet.errors import LiveError, UnsafePathError
@@ -58,25 +59,25 @@ def root(tmp_path: Path) -> Path:
     return r
 
 
-def begin(root: Path, txid: str = "tx1") -> dict[str, Any]:
+def begin(root: Path, txid: str = "tx1") -> Journal:
     """What hosttx._begin and _change do to the files: the journal (on disk first), then
     the new config."""
     files = {NETPLAN: "network:\n  version: 2\n  bridges: {kvrbr0: {}}\n",
              IFUPDOWN: "auto kvrbr0\n"}
     changes = persist.prepare(root, files, "20260101T000000")
-    link = {"name": "kvrbr0", "exists": False}
-    j = {"kvmnet": 1, "txid": txid, "netns": GONE_NS, "steps": [
-        {"bridge": "kvrbr0", "links": [link], "files": [c.as_json() for c in changes]}],
-        "state": "changing", "deadline": 0}
-    hostboot.save(root, j)
-    hosttx._write(hosttx.journal_path(root), j)
+    step = Step(bridge="kvrbr0", links=(Link("kvrbr0", False),), files=tuple(changes))
+    j = Journal(txid=txid, state="changing", steps=(step,), netns=GONE_NS, apply_pid=None,
+                apply_start=None, root=str(root), created=0.0, timeout=0.0, deadline=0.0,
+                persisted=None, rollback_now=None, errors=())
+    j = hostboot.save(root, j)
+    store.write_journal(root, j)
     persist.write(root, changes)
     return j
 
 
 def reboot(root: Path) -> None:
     """What a reboot does to kvmnet's state: run/ is empty, the boot id new."""
-    for p in sorted(hosttx.run_dir(root).rglob("*"), reverse=True):
+    for p in sorted(store.run_dir(root).rglob("*"), reverse=True):
         p.unlink()
     set_boot_id(root, "boot-2")
 
@@ -105,17 +106,22 @@ def test_the_unit_runs_the_boot_rollback_before_networking(tmp_path: Path) -> No
 def test_save_keeps_the_journal_on_disk_and_installs_the_unit(root: Path) -> None:
     before = tree(root)
     j = begin(root)
-    kept = json.loads((root / "var/lib/kvmnet/host-tx.json").read_text())
-    assert kept["steps"] == j["steps"] and kept["txid"] == "tx1"
-    assert kept["persisted"]["boot_id"] == "boot-1"
-    assert kept["persisted"]["unit"] == LINK  # no systemd here: the link written by hand
+    raw = json.loads((root / "var/lib/kvmnet/host-tx.json").read_text())
+    assert raw["kvmnet"] == 2 and raw["txid"] == "tx1"
+    assert raw["persisted"] == {"boot_id": "boot-1", "new_dirs": ["var", "var/lib",
+                                "var/lib/kvmnet", "etc/systemd", "etc/systemd/system",
+                                "etc/systemd/system/sysinit.target.wants"], "unit": LINK}
+    kept = store.read_copy(root)
+    assert kept == j == store.read_journal(root)
+    assert kept is not None and kept.persisted is not None
+    assert kept.persisted.unit == LINK  # no systemd here: the link written by hand
     assert stat.S_IMODE((root / "var/lib/kvmnet/host-tx.json").stat().st_mode) == 0o600
     assert stat.S_IMODE((root / UNIT).stat().st_mode) == 0o644
     assert "rollback --boot" in (root / UNIT).read_text().replace('" "', " ")
     assert os.readlink(root / LINK) == f"../{hostboot.UNIT}"
     assert (root / LINK).resolve() == (root / UNIT).resolve()
-    hostboot.clear(root, kept)
-    persist.restore(root, [persist.FileChange.from_json(f) for f in kept["steps"][0]["files"]])
+    store.clear(root, kept)
+    persist.restore(root, kept.steps[0].files)
     assert tree(root) == before  # the folders it made are gone again
 
 
@@ -125,25 +131,25 @@ def test_rollback_boot_after_a_reboot_restores_the_files(root: Path) -> None:
     assert tree(root) != before
     reboot(root)
     last = hostboot.boot_rollback(root)
-    assert last["outcome"] == "rolled back" and last["boot"] is True
-    assert "boot-1 -> boot-2" in last["reason"]
-    assert f"restored {NETPLAN}" in last["done"] and f"removed {IFUPDOWN}" in last["done"]
-    assert any(GONE_NS in x for x in last["done"])  # no namespace after a reboot: fine
+    assert last.outcome == "rolled back" and last.boot is True and last.done is not None
+    assert "boot-1 -> boot-2" in last.reason
+    assert f"restored {NETPLAN}" in last.done and f"removed {IFUPDOWN}" in last.done
+    assert any(GONE_NS in x for x in last.done)  # no namespace after a reboot: fine
     assert tree(root) == before  # files byte for byte, no unit, no journal, no folders
-    assert hosttx.last_outcome(root) == last
+    assert store.last_outcome(root) == last
     again = hostboot.boot_rollback(root)
-    assert again["outcome"] == "nothing to do"
+    assert again.outcome == "nothing to do"
 
 
 def test_rollback_boot_without_a_reboot_does_nothing(root: Path) -> None:
     begin(root)
     changed = tree(root)
     res = hostboot.boot_rollback(root)
-    assert res["outcome"] == "nothing to do" and "watchdog still guards it" in res["reason"]
+    assert res.outcome == "nothing to do" and "watchdog still guards it" in res.reason
     assert tree(root) == changed
-    hosttx.journal_path(root).unlink()
+    store.journal_path(root).unlink()
     res = hostboot.boot_rollback(root)
-    assert "journal under run/kvmnet is gone" in res["reason"]
+    assert "journal under run/kvmnet is gone" in res.reason
     assert tree(root) == changed
 
 
@@ -171,11 +177,11 @@ def test_confirm_after_a_reboot_keeps_the_change_and_drops_the_unit(root: Path) 
     begin(root)
     reboot(root)  # and the unit did not run (no systemd)
     last = hosttx.confirm(root)
-    assert last["outcome"] == "confirmed"
+    assert last.outcome == "confirmed"
     assert not (root / UNIT).exists() and not os.path.lexists(root / LINK)
-    assert not hostboot.persisted_path(root).exists()
+    assert not store.persisted_path(root).exists()
     assert "bridges: {kvrbr0: {}}" in (root / NETPLAN).read_text()  # kept
-    assert hostboot.boot_rollback(root)["outcome"] == "nothing to do"
+    assert hostboot.boot_rollback(root).outcome == "nothing to do"
 
 
 def test_a_change_kept_on_disk_blocks_the_next_apply(root: Path) -> None:
@@ -193,7 +199,7 @@ def test_a_failed_file_restore_keeps_the_journal(root: Path) -> None:
     (root / NETPLAN).mkdir()  # something in the way
     with pytest.raises(LiveError, match="boot rollback incomplete"):
         hostboot.boot_rollback(root)
-    assert hostboot.persisted_path(root).exists() and (root / UNIT).exists()
+    assert store.persisted_path(root).exists() and (root / UNIT).exists()
 
 
 def test_symlinks_are_never_written_through(root: Path, tmp_path: Path) -> None:
@@ -209,7 +215,7 @@ def test_symlinks_are_never_written_through(root: Path, tmp_path: Path) -> None:
     (root / LINK).write_text("not ours\n")
     with pytest.raises(UnsafePathError, match="not a symlink"):
         hostboot.install_unit(root)
-    hostboot.clear(root, None)  # not ours: left alone
+    store.clear(root, None)  # not ours: left alone
     assert (root / LINK).read_text() == "not ours\n"
 
 

@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from kvmnet.apply.bridge import journal, store, watchdog
 from kvmnet.apply.bridge import transaction as hosttx
-from kvmnet.apply.bridge import watchdog
+from kvmnet.apply.bridge.journal import Journal, Step
 from kvmnet.apply.bridge.migrate import Addr, Link, Route
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostLink, HostRoute, HostState, LiveState
@@ -87,25 +89,32 @@ def test_an_address_only_on_the_nic_is_moved_with_a_warning() -> None:
     assert w.severity == "warning" and "10.9.9.9/8" in w.message and "reboot" in w.message
 
 
+JOURNAL = Journal(txid="t", state="waiting", steps=(), netns=None, apply_pid=None,
+                  apply_start=None, root="/", created=0.0, timeout=3.0, deadline=0.0,
+                  persisted=None, rollback_now=None, errors=())
+
+
 def test_link_records_survive_json() -> None:
     link = Link("enp2s0", True, "", "52:54:00:aa:bb:cc", 1500, True, None,
                 (Addr(2, "192.168.1.1", 24, "192.168.1.1", "192.168.1.255", "enp2s0"),),
                 (Route(2, None, 0, gateway="192.168.1.254", priority=100,
                        metrics={"RTAX_MTU": 1400}),))
-    assert Link.from_json(json.loads(json.dumps(link.as_json()))) == link
+    j = replace(JOURNAL, steps=(Step(bridge="br0", links=(link,), files=()),))
+    assert journal.JOURNAL.loads(journal.JOURNAL.dumps(j), "test").steps[0].links == (link,)
 
 
 def test_watchdog_reasons() -> None:
     now = time.monotonic()
-    assert watchdog._reason({"deadline": now + 60, "state": "waiting"}) is None
-    assert "confirm" in (watchdog._reason({"deadline": now - 1, "timeout": 3}) or "")
-    assert watchdog._reason({"deadline": now + 60, "rollback_now": "self-check failed"}) \
-        == "self-check failed"
-    me = {"deadline": now + 60, "state": "checking", "apply_pid": os.getpid(),
-          "apply_start": watchdog.start_time(os.getpid())}
+    assert watchdog._reason(replace(JOURNAL, deadline=now + 60)) is None
+    assert "within 3 s" in (watchdog._reason(replace(JOURNAL, deadline=now - 1)) or "")
+    assert watchdog._reason(replace(JOURNAL, deadline=now + 60,
+                                    rollback_now="self-check failed")) == "self-check failed"
+    me = replace(JOURNAL, deadline=now + 60, state="checking", apply_pid=os.getpid(),
+                 apply_start=watchdog.start_time(os.getpid()))
     assert watchdog._reason(me) is None
-    gone = {**me, "apply_start": "0"}
+    gone = replace(me, apply_start="0")
     assert "ended before its self-check" in (watchdog._reason(gone) or "")
+    assert watchdog._reason(replace(gone, state="waiting")) is None  # self-check passed
 
 
 def test_confirm_and_rollback_with_nothing_pending(tmp_path: Path) -> None:
@@ -115,7 +124,7 @@ def test_confirm_and_rollback_with_nothing_pending(tmp_path: Path) -> None:
 
 
 def test_a_pending_journal_of_another_apply_blocks(tmp_path: Path) -> None:
-    path = hosttx.journal_path(tmp_path)
+    path = store.journal_path(tmp_path)
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps({"txid": "other", "state": "waiting", "steps": []}))
     msg = str(hosttx.pending_error(tmp_path))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kvmnet.apply.bridge import transaction as hosttx
+from kvmnet.apply.bridge import store
 from kvmnet.backend import firewall
 from kvmnet.backend import lock as lock_mod
 from kvmnet.backend.forward_files import state_path
@@ -32,8 +32,8 @@ def locks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Lock]:
     return {
         "apply": (lock_mod.apply_lock_path(URI), lambda: lock_mod.apply_lock(URI, 0),
                   LockError),
-        "host transaction": (hosttx.run_dir(root) / "host-tx.lock",
-                             lambda: hosttx.tx_lock(root), LiveError),
+        "host transaction": (store.run_dir(root) / "host-tx.lock",
+                             lambda: store.tx_lock(root), LiveError),
         "forwards state": (state_path(root).with_suffix(".lock"),
                            lambda: firewall.state_lock(state_path(root)), LiveError),
     }

@@ -4,14 +4,14 @@ exist are removed again."""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
 from kvmnet.apply.bridge import persist
-from kvmnet.apply.bridge.persist import BACKUP_DIR, FileChange
+from kvmnet.apply.bridge.journal import JOURNAL, Journal, Step
+from kvmnet.apply.bridge.persist import BACKUP_DIR
 from kvmnet.errors import LiveError
 
 NETPLAN = "etc/netplan/90-kvmnet.yaml"
@@ -84,9 +84,16 @@ def test_unchanged_files_are_left_out(root: Path) -> None:
 
 
 def test_json_round_trip_keeps_every_byte(root: Path) -> None:
+    """Through the journal's codec, as the watchdog and the boot unit read them."""
+    (root / NETPLAN).write_bytes(bytes(range(256)))  # not text, not UTF-8
     changes = persist.prepare(root, FILES)
-    back = [FileChange.from_json(json.loads(json.dumps(c.as_json()))) for c in changes]
-    assert back == changes
+    assert any(c.before == bytes(range(256)) for c in changes)
+    j = Journal(txid="t", state="waiting", steps=(Step(bridge="br0", links=(),
+                                                       files=tuple(changes)),),
+                netns=None, apply_pid=1, apply_start=None, root=str(root), created=0.0,
+                timeout=1.0, deadline=0.0, persisted=None, rollback_now=None, errors=())
+    back = JOURNAL.loads(JOURNAL.dumps(j), "test")
+    assert list(back.steps[0].files) == changes
 
 
 def test_a_folder_someone_else_filled_is_kept(root: Path) -> None:

@@ -538,13 +538,13 @@ def test_a_lock_dir_others_can_write_is_refused(lock_dir: Path) -> None:
 
 
 def test_the_host_transaction_lock_is_not_a_symlink(tmp_path: Path, victim: Path) -> None:
-    from kvmnet.apply.bridge import transaction as hosttx
+    from kvmnet.apply.bridge import store
 
-    d = hosttx.run_dir(tmp_path)
+    d = store.run_dir(tmp_path)
     d.mkdir(parents=True)
     (d / "host-tx.lock").symlink_to(victim)
     with pytest.raises(LiveError):
-        with hosttx.tx_lock(tmp_path):
+        with store.tx_lock(tmp_path):
             pass
     assert victim.read_text() == "secret\n"
 

@@ -10,12 +10,15 @@ libvirt.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from kvmnet.cli.common import JsonOpt, commands
 from kvmnet.cli.output import out
+
+if TYPE_CHECKING:
+    from kvmnet.apply.bridge.journal import Outcome
 
 app = commands()
 
@@ -23,9 +26,11 @@ RootOpt = Annotated[Path, typer.Option(
     "--root", metavar="DIR", help="The --root the apply was given (default /).")]
 
 
-def _print(data: dict[str, Any], as_json: bool, text: str) -> None:
+def _print(outcome: Outcome, as_json: bool, text: str) -> None:
+    from kvmnet.apply.bridge.journal import report
+
     if as_json:
-        out.json({"kvmnet": 1, **data})
+        out.json({"kvmnet": 1, **report(outcome)})
     else:
         out.print(text)
 
@@ -39,7 +44,7 @@ def confirm(root: RootOpt = Path("/"), as_json: JsonOpt = False) -> None:
     from kvmnet.apply.bridge.transaction import confirm as do_confirm
 
     last = do_confirm(root)
-    bridges = ", ".join(last.get("bridges", [])) or "-"
+    bridges = ", ".join(last.bridges or ()) or "-"
     _print(last, as_json, f"Confirmed: host bridge change ({bridges}) kept; the watchdog "
                           "is stopped.")
 
@@ -53,7 +58,8 @@ def rollback(root: RootOpt = Path("/"), as_json: JsonOpt = False,
              ) -> None:
     """Undo the host network change waiting for confirm, now: links, addresses, routes
     and config files go back to what they were before the apply."""
-    from kvmnet.apply.bridge.transaction import describe, last_outcome
+    from kvmnet.apply.bridge.journal import describe
+    from kvmnet.apply.bridge.store import last_outcome
     from kvmnet.apply.bridge.transaction import rollback as do_rollback
     from kvmnet.errors import LiveError
 
@@ -61,16 +67,16 @@ def rollback(root: RootOpt = Path("/"), as_json: JsonOpt = False,
         from kvmnet.apply.bridge.boot import boot_rollback
 
         res = boot_rollback(root)
-        if res["outcome"] == "nothing to do":
-            _print(res, as_json, f"Nothing to roll back at boot: {res['reason']}.")
+        if res.outcome == "nothing to do":
+            _print(res, as_json, f"Nothing to roll back at boot: {res.reason}.")
             return
-        bridges = ", ".join(res.get("bridges", [])) or "-"
-        _print(res, as_json, f"Rolled back ({bridges}) at boot, {res['reason']}, in "
-                             f"{res.get('seconds', 0):.2f} s: " + "; ".join(res.get("done", [])))
+        bridges = ", ".join(res.bridges or ()) or "-"
+        _print(res, as_json, f"Rolled back ({bridges}) at boot, {res.reason}, in "
+                             f"{res.seconds or 0:.2f} s: " + "; ".join(res.done or ()))
         return
     last = do_rollback(root, "kvmnet rollback")
     if last is None:
         raise LiveError(f"nothing to roll back: {describe(last_outcome(root))}")
-    bridges = ", ".join(last.get("bridges", [])) or "-"
-    _print(last, as_json, f"Rolled back ({bridges}) in {last.get('seconds', 0):.2f} s: "
-                          + "; ".join(last.get("done", [])))
+    bridges = ", ".join(last.bridges or ()) or "-"
+    _print(last, as_json, f"Rolled back ({bridges}) in {last.seconds or 0:.2f} s: "
+                          + "; ".join(last.done or ()))

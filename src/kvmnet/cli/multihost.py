@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from kvmnet.apply.bridge.transaction import HostOptions
+from kvmnet.apply.bridge.options import HostOptions
 from kvmnet.cli.output import MARK, err, out, plan_json, print_problems, show_plan, styled
 from kvmnet.errors import KvmnetError, Problem
 from kvmnet.model.spec import Spec

@@ -23,7 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from kvmnet.apply.bridge.transaction import HostOptions
+from kvmnet.apply.bridge.options import HostOptions
 from kvmnet.apply.runner import Report, Result, check_allowed, run
 from kvmnet.backend.libvirt import Connection
 from kvmnet.errors import KvmnetError, Problem, SpecError

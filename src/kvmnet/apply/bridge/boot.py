@@ -1,6 +1,6 @@
 """A host change that a reboot interrupted: rolled back at boot, before networking.
 
-The journal in ROOT/run/kvmnet (hosttx.py) lives on tmpfs and the watchdog in
+The journal in ROOT/run/kvmnet (store.py) lives on tmpfs and the watchdog in
 memory, so a reboot before `kvmnet confirm` (what an admin does after losing
 SSH to a change that broke the network) used to keep the new persistent
 config with nothing left to roll it back. So apply also keeps a copy of the
@@ -9,7 +9,8 @@ changes, gone when the transaction ends), with the boot id of the kernel it
 ran under, and installs kvmnet-boot-rollback.service. At boot that unit runs
 `kvmnet rollback --boot`, which rolls back when the recorded boot id is not
 the current one: files first (the essential part: the network comes up from
-them), then the links, only if the change is still visible there.
+them), then the links, only if the change is still visible there. (The copy is
+the journal itself, with `persisted`: one record, one codec, kvmnet.apply.bridge.journal.)
 
 Why sysinit.target.wants/ and not network-pre.target.wants/: network-pre.target
 is a passive target, in the boot only when some unit pulls it in (a
@@ -25,29 +26,42 @@ boot rollback runs `netplan generate` so that this boot already uses them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from kvmnet.apply.bridge import migrate as hostbridge
+from kvmnet.apply.bridge import persist
+from kvmnet.apply.bridge import undo as hostundo
+from kvmnet.apply.bridge.journal import Journal, Outcome, Persisted
+from kvmnet.apply.bridge.links import Link
+from kvmnet.apply.bridge.store import (
+    STATE_DIR,
+    UNIT,
+    UNIT_DIR,
+    WANTS_DIR,
+    clear,
+    end,
+    persisted_path,
+    read_copy,
+    read_journal,
+    tx_lock,
+    write_copy,
+)
 from kvmnet.backend.files import make_dirs, write_bytes_atomic
+from kvmnet.backend.host import iproute
+from kvmnet.backend.netns import netns_path
 from kvmnet.errors import LiveError, UnsafePathError
 
-STATE_DIR = "var/lib/kvmnet"
-UNIT = "kvmnet-boot-rollback.service"
-UNIT_DIR = "etc/systemd/system"
-WANTS_DIR = f"{UNIT_DIR}/sysinit.target.wants"
 BOOT_ID = "proc/sys/kernel/random/boot_id"
 NETWORK_DAEMONS = ("systemd-networkd.service", "NetworkManager.service",
                    "networking.service", "ifupdown-pre.service", "netplan-ovs-cleanup.service")
-
-
-def persisted_path(root: Path) -> Path:
-    return Path(root) / STATE_DIR / "host-tx.json"
 
 
 def boot_id(root: Path) -> str:
@@ -61,59 +75,27 @@ def boot_id(root: Path) -> str:
         raise LiveError(f"cannot read the boot id ({path}): {e.strerror or e}") from None
 
 
-def load(root: Path) -> dict[str, Any] | None:
-    from kvmnet.apply.bridge.transaction import _read
-
-    return _read(persisted_path(root))
-
-
-def pending(root: Path) -> dict[str, Any] | None:
-    """The run journal, else its copy on disk (a reboot emptied run/ and the boot unit
-    did not run, or the run journal was lost), marked from_disk."""
-    from kvmnet.apply.bridge.transaction import read_journal
-
-    j = read_journal(root)
-    if j is None and (j := load(root)) is not None:
-        j["from_disk"] = True
-    return j
-
-
 # -- while the transaction runs ----------------------------------------------------
 
-def save(root: Path, j: dict[str, Any]) -> None:
+def save(root: Path, j: Journal) -> Journal:
     """Keep the journal on disk too; the first time, record this boot and install the
-    unit. Called before anything on the host changes."""
-    from kvmnet.apply.bridge.transaction import _write
-
-    if "persisted" not in j:
-        dirs = _missing(root, STATE_DIR)
-        dirs += [d for d in _missing(root, WANTS_DIR) if d not in dirs]
-        j["persisted"] = {"boot_id": boot_id(root), "new_dirs": dirs}
-        # the unit first: without the journal its ConditionPathExists keeps it idle
-        j["persisted"]["unit"] = install_unit(root)
-    make_dirs(persisted_path(root).parent)
-    _write(persisted_path(root), j)
-
-
-def clear(root: Path, j: dict[str, Any] | None) -> None:
-    """The transaction ended: drop the copy, then the unit (idle without it) and its
-    link, and the folders save() made. unlink never follows a symlink; in the link's
-    place only a symlink is removed (anything else there is not kvmnet's)."""
-    root = Path(root)
-    for rel in (f"{STATE_DIR}/host-tx.json", f"{UNIT_DIR}/{UNIT}", f"{WANTS_DIR}/{UNIT}"):
-        path = root / rel
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode)
-                                        and not rel.startswith(WANTS_DIR)):
-            path.unlink()
-    for d in reversed((j or {}).get("persisted", {}).get("new_dirs", [])):
-        try:
-            (root / d).rmdir()
-        except OSError:
-            pass  # not empty (forwards.json, other units): keep it
+    unit. Called before anything on the host changes. Returns the journal as kept (with
+    `persisted`): the caller writes that one to run/ as well."""
+    if j.persisted is not None:
+        write_copy(root, j)
+        return j
+    dirs = _missing(root, STATE_DIR)
+    dirs += [d for d in _missing(root, WANTS_DIR) if d not in dirs]
+    made = Persisted(boot_id=boot_id(root), new_dirs=tuple(dirs), unit="")
+    j = dataclasses.replace(j, persisted=made)
+    try:  # the unit first: without the journal its ConditionPathExists keeps it idle
+        j = dataclasses.replace(j, persisted=dataclasses.replace(made,
+                                                                 unit=install_unit(root)))
+        write_copy(root, j)
+    except BaseException:
+        clear(root, j)  # (and the folders it made)
+        raise
+    return j
 
 
 def _missing(root: Path, rel: str) -> list[str]:
@@ -215,84 +197,72 @@ def _symlink(target: str, link: Path) -> None:
 
 # -- at boot ------------------------------------------------------------------------
 
-def boot_rollback(root: Path) -> dict[str, Any]:
-    """Roll back a change a reboot interrupted. {"outcome": "nothing to do", "reason"}
-    when there is none (or no reboot happened since); LiveError, the copy kept for
-    another try, when something could not be put back."""
-    from kvmnet.apply.bridge import watchdog
-    from kvmnet.apply.bridge.transaction import _finish, read_journal, tx_lock
+def boot_rollback(root: Path) -> Outcome:
+    """Roll back a change a reboot interrupted. Outcome "nothing to do" when there is
+    none (or no reboot happened since); LiveError, the copy kept for another try, when
+    something could not be put back.
 
-    nothing = {"outcome": "nothing to do", "reason": "no host change was waiting for "
-               f"confirm ({persisted_path(root)} does not exist)"}
+    A watchdog cannot be running after a real reboot; after a simulated one it leaves
+    by itself once end() has removed the run journal."""
+    nothing = Outcome(outcome="nothing to do", reason="no host change was waiting for "
+                      f"confirm ({persisted_path(root)} does not exist)")
     if not any(os.path.lexists(Path(root) / p) for p in (
             f"{STATE_DIR}/host-tx.json", f"{UNIT_DIR}/{UNIT}", f"{WANTS_DIR}/{UNIT}")):
         return nothing  # (without taking the lock: it writes)
     with tx_lock(root):
-        j = load(root)
+        j = read_copy(root)
         if j is None:
             clear(root, None)  # a unit left behind: nothing for it to do any more
             return nothing
-        was, now = j.get("persisted", {}).get("boot_id"), boot_id(root)
+        was, now = (j.persisted.boot_id if j.persisted else None), boot_id(root)
         if was == now:
             live = read_journal(root) is not None
-            return {"outcome": "nothing to do", "txid": j.get("txid"), "reason": (
+            return Outcome(outcome="nothing to do", txid=j.txid, reason=(
                 "no reboot since the apply: " + ("its watchdog still guards it (`kvmnet "
                 "confirm` or `kvmnet rollback`)" if live else "its journal under run/kvmnet "
-                "is gone: `kvmnet confirm` keeps it, `kvmnet rollback` undoes it"))}
+                "is gone: `kvmnet confirm` keeps it, `kvmnet rollback` undoes it")))
         t0 = time.monotonic()
         done, errors = _undo(root, j)
         if errors:
             raise LiveError("boot rollback incomplete: " + "; ".join(errors)
                             + f" (journal kept: {persisted_path(root)}; fix and run "
                             "`kvmnet rollback --boot` again)")
-        last = _finish(root, j, "rolled back", f"rebooted before `kvmnet confirm` (boot "
-                       f"{was} -> {now})", {"seconds": round(time.monotonic() - t0, 3),
-                                            "done": done, "boot": True})
-    watchdog.stop(root, str(j.get("txid")))  # (a simulated reboot: it may still run)
-    return last
+        return end(root, j, "rolled back", f"rebooted before `kvmnet confirm` (boot "
+                   f"{was} -> {now})", seconds=round(time.monotonic() - t0, 3), done=done,
+                   boot=True)
 
 
-def _undo(root: Path, j: dict[str, Any]) -> tuple[list[str], list[str]]:
+def _undo(root: Path, j: Journal) -> tuple[list[str], list[str]]:
     """Every step, newest first: files, then links. (done, errors)"""
-    from kvmnet.apply.bridge import persist
-    from kvmnet.apply.bridge.persist import FileChange
-
     done: list[str] = []
     errors: list[str] = []
     netplan = False
-    for step in reversed(j.get("steps", [])):
-        changes = [FileChange.from_json(f) for f in step["files"]]
+    for step in reversed(j.steps):
         try:
-            done += persist.restore(root, changes)
+            done += persist.restore(root, step.files)
         except (OSError, LiveError) as e:
             errors.append(f"files: {e}")
-        netplan |= any(c.path.startswith("etc/netplan/") for c in changes)
+        netplan |= any(c.path.startswith("etc/netplan/") for c in step.files)
     if netplan and not errors:
         try:
             done += _netplan_generate(root)
         except LiveError as e:
             errors.append(str(e))
-    for step in reversed(j.get("steps", [])):
+    for step in reversed(j.steps):
         try:
-            done += _links(step["links"], j.get("netns"))
+            done += _links(step.links, j.netns)
         except LiveError as e:
             errors.append(str(e))
     return done, errors
 
 
-def _links(records: list[dict[str, Any]], netns: str | None) -> list[str]:
+def _links(links: Sequence[Link], netns: str | None) -> list[str]:
     """Put the links back as rollback does, if the change still shows (a bridge that
     was not there is, or a port's master differs). After a real reboot it does not:
     the links are fresh, and the restored config sets them up when networking starts
     (adding its addresses first would make ifupdown's ifup fail on them)."""
-    from kvmnet.apply.bridge import migrate as hostbridge
-    from kvmnet.apply.bridge import undo as hostundo
-    from kvmnet.apply.bridge.migrate import Link
-    from kvmnet.backend.host import iproute
-
-    if netns and not _netns_exists(netns):
+    if netns and not os.path.exists(netns_path(netns)):
         return [f"network namespace {netns} is gone (a reboot): no links to put back"]
-    links = [Link.from_json(x) for x in records]
     with iproute(netns) as ipr:
         now = {x.name: x for x in hostbridge.snapshot(ipr, [x.name for x in links])}
         gone = [x.name for x in links if x.exists and not now[x.name].exists]
@@ -306,12 +276,6 @@ def _links(records: list[dict[str, Any]], netns: str | None) -> list[str]:
     if problems:
         raise LiveError("; ".join(problems))
     return done + [f"{name} does not exist (yet): nothing to put back" for name in gone]
-
-
-def _netns_exists(name: str) -> bool:
-    from kvmnet.backend.netns import netns_path
-
-    return os.path.exists(netns_path(name))
 
 
 def _netplan_generate(root: Path) -> list[str]:

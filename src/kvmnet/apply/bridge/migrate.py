@@ -4,8 +4,8 @@
 bridge if it exists, every port): MAC, MTU, up, master, STP and forward delay,
 the addresses kvmnet moves (all but IPv6 link-local ones, which the kernel
 makes per link) and the routes through the link that someone configured (not
-the kernel's own: proto kernel or ra, table local). The records are plain data
-(`as_json`/`from_json`) so the rollback journal can carry them to the watchdog.
+the kernel's own: proto kernel or ra, table local), as kvmnet.apply.bridge.links
+records.
 
 `migrate` keeps established sessions alive: the bridge gets the port's MAC (the
 LAN's ARP caches and a DHCP lease stay valid), the port is enslaved first
@@ -25,12 +25,15 @@ import errno
 import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, TypeVar
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from kvmnet.apply.bridge.links import FOREVER, Addr, Link, Route
 from kvmnet.errors import LiveError
-from kvmnet.model.spec import HostBridge
 from kvmnet.plan.host import wireless_port
+
+if TYPE_CHECKING:
+    from kvmnet.model.spec import HostBridge
 
 T = TypeVar("T")
 
@@ -41,87 +44,8 @@ IFA_F_NODAD = 0x02
 # address flags a user sets (nodad, homeaddress, mngtmpaddr, noprefixroute, autojoin);
 # the others (tentative, dadfailed, deprecated, permanent, ...) are the kernel's
 SETTABLE_FLAGS = 0x02 | 0x10 | 0x100 | 0x200 | 0x400
-FOREVER = 0xFFFFFFFF
 NUD_STALE = 0x04
 NUD_USABLE = 0x02 | 0x04 | 0x08 | 0x10  # reachable, stale, delay, probe
-
-
-@dataclass(frozen=True)
-class Addr:
-    family: int
-    address: str
-    prefixlen: int
-    local: str | None = None
-    broadcast: str | None = None
-    label: str | None = None
-    scope: int = 0
-    flags: int = 0
-    valid: int = FOREVER
-    preferred: int = FOREVER
-
-    @property
-    def key(self) -> tuple[int, str, int]:
-        return (self.family, self.local or self.address, self.prefixlen)
-
-    def __str__(self) -> str:
-        return f"{self.local or self.address}/{self.prefixlen}"
-
-
-@dataclass(frozen=True)
-class Route:
-    family: int
-    dst: str | None
-    dst_len: int
-    table: int = 254
-    gateway: str | None = None
-    priority: int | None = None
-    proto: int = 3
-    scope: int = 0
-    type: int = 1
-    tos: int = 0
-    flags: int = 0
-    prefsrc: str | None = None
-    pref: int | None = None
-    metrics: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[object, ...]:
-        return (self.family, self.dst, self.dst_len, self.tos, self.table, self.priority,
-                self.gateway)
-
-    def __str__(self) -> str:
-        dst = f"{self.dst}/{self.dst_len}" if self.dst else "default"
-        via = f" via {self.gateway}" if self.gateway else ""
-        metric = f" metric {self.priority}" if self.priority is not None else ""
-        table = f" table {self.table}" if self.table != 254 else ""
-        return f"{dst}{via}{metric}{table}"
-
-
-@dataclass(frozen=True)
-class Link:
-    """One link as it was: what restore() puts back."""
-
-    name: str
-    exists: bool
-    kind: str = ""
-    mac: str | None = None
-    mtu: int | None = None
-    up: bool = False
-    master: str | None = None
-    addresses: tuple[Addr, ...] = ()
-    routes: tuple[Route, ...] = ()
-    stp: int | None = None              # bridges only
-    forward_delay: int | None = None    # bridges only, centiseconds as netlink has it
-    multipath: tuple[str, ...] = ()     # multipath routes through it (refused, not moved)
-
-    def as_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> Link:
-        return cls(**{**d, "addresses": tuple(Addr(**a) for a in d.get("addresses", ())),
-                      "routes": tuple(Route(**r) for r in d.get("routes", ())),
-                      "multipath": tuple(d.get("multipath", ()))})
 
 
 # -- reading ------------------------------------------------------------------

@@ -5,8 +5,8 @@ be put back exactly.
 missing) and keeps it in a `FileChange`; `write` writes the new text atomically
 and a backup copy of each file it replaces; `restore` puts every path back as it
 was, byte for byte (a file that did not exist is removed again, and so are the
-backups and folders `write` made). A FileChange turns into JSON and back, so the
-rollback journal can carry it to another process (the watchdog).
+backups and folders `write` made). The rollback journal carries FileChanges to
+another process (the watchdog) and across a reboot (kvmnet.apply.bridge.journal).
 
 Backups go to ROOT/var/backups/kvmnet/<path>.<stamp>, not beside the file:
 ifupdown sources every file in interfaces.d/ and NetworkManager loads every
@@ -17,19 +17,55 @@ configuration too.
 from __future__ import annotations
 
 import base64
+import binascii
 import os
 import stat
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from kvmnet.backend.files import check_target, write_bytes_atomic
 from kvmnet.errors import LiveError
-from kvmnet.render.hostconf import file_mode
 
 BACKUP_DIR = "var/backups/kvmnet"
+
+
+def _from_base64(value: object) -> bytes:
+    """Old file content as the journal's JSON carries it: standard base64, checked (a
+    character outside the alphabet is an error, not skipped)."""
+    if isinstance(value, bytes):  # (validating a FileChange made in Python)
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as e:
+        raise ValueError(f"not base64: {e}") from None
+
+
+def _to_base64(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+class _AsBase64:
+    """pydantic's hook (its public __get_pydantic_core_schema__) for bytes that JSON
+    carries as standard base64 text, as the journal always has (pydantic's own base64
+    is URL-safe: a kvmnet before the typed journal would misread it). pydantic is
+    imported only when the journal's codec is first built: `kvmnet confirm` with
+    nothing pending never loads it."""
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, _source: Any, _handler: Any) -> Any:
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_plain_validator_function(
+            _from_base64, serialization=core_schema.plain_serializer_function_ser_schema(
+                _to_base64, when_used="json"))
+
+
+Base64 = Annotated[bytes, _AsBase64]
 
 
 @dataclass(frozen=True)
@@ -38,28 +74,13 @@ class FileChange:
 
     path: str                      # relative to root, e.g. etc/netplan/90-kvmnet.yaml
     text: str                      # the new content
-    before: bytes | None           # the old content; None = the file did not exist
+    before: Base64 | None          # the old content; None = the file did not exist
     mode: int = 0o644              # old mode (when it existed)
     uid: int = 0
     gid: int = 0
     backup: str | None = None      # relative path of the backup copy write() makes
     new_dirs: tuple[str, ...] = () # folders write() creates, outermost first
 
-    def as_json(self) -> dict[str, Any]:
-        return {"path": self.path, "text": self.text,
-                "before": None if self.before is None
-                else base64.b64encode(self.before).decode(),
-                "mode": self.mode, "uid": self.uid, "gid": self.gid, "backup": self.backup,
-                "new_dirs": list(self.new_dirs)}
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any]) -> FileChange:
-        before = d.get("before")
-        return cls(path=d["path"], text=d["text"],
-                   before=None if before is None else base64.b64decode(before),
-                   mode=int(d.get("mode", 0o644)), uid=int(d.get("uid", 0)),
-                   gid=int(d.get("gid", 0)), backup=d.get("backup"),
-                   new_dirs=tuple(d.get("new_dirs", ())))
 
 
 def under(root: Path, rel: str) -> Path:
@@ -81,6 +102,8 @@ def under(root: Path, rel: str) -> Path:
 def prepare(root: Path, files: Mapping[str, str], stamp: str | None = None
             ) -> list[FileChange]:
     """The changes that make root hold `files`; a file that already has the text is left out."""
+    from kvmnet.render.hostconf import file_mode  # (here: see write)
+
     stamp = stamp or time.strftime("%Y%m%dT%H%M%S")
     out: list[FileChange] = []
     planned_dirs: set[str] = set()
@@ -129,6 +152,10 @@ def _missing_dirs(root: Path, rel: str, planned: set[str]) -> list[str]:
 
 def write(root: Path, changes: Iterable[FileChange]) -> None:
     """Write each change atomically; the old file is copied to its backup first."""
+    # (here: the host renderers load YAML, and confirm and rollback, which read this
+    # module's records, never need them)
+    from kvmnet.render.hostconf import file_mode
+
     for c in changes:
         path = under(root, c.path)
         path.parent.mkdir(parents=True, exist_ok=True)

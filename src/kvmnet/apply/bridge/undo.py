@@ -1,4 +1,4 @@
-"""Undo a host bridge migration: make every recorded link (hostbridge.Link) look as
+"""Undo a host bridge migration: make every recorded link (links.Link) look as
 it did before, exactly.
 
 Each part compares the live link with the record first, so running restore
@@ -13,9 +13,8 @@ from collections.abc import Callable, Sequence
 from socket import AF_BRIDGE
 from typing import Any
 
+from kvmnet.apply.bridge.links import Addr, Link
 from kvmnet.apply.bridge.migrate import (
-    Addr,
-    Link,
     add_addr,
     addr_key,
     copy_neighbours,

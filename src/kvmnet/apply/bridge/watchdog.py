@@ -6,7 +6,9 @@ runs as a transient unit (`systemd-run`), outside the session's cgroup. Without
 systemd, by a double fork: apply starts `python -m kvmnet.apply.bridge.watchdog` in a
 new session (setsid); that child forks the watchdog and exits, so the watchdog
 is re-parented to init, has no controlling terminal, and ignores SIGHUP and
-SIGINT. Everything it needs is in the journal (hosttx.py).
+SIGINT. Everything it needs is in the journal (kvmnet.apply.bridge.journal); it
+rolls back with kvmnet.apply.bridge.revert, below it (the transaction, above, starts
+and stops it).
 
 Every 0.1 s it reads the journal: gone, or another transaction -> exit (it was
 confirmed or rolled back by someone else). It rolls back when `rollback_now`
@@ -17,7 +19,6 @@ SIGTERM.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -25,8 +26,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from kvmnet.apply.bridge.journal import Journal, Registration
+from kvmnet.apply.bridge.revert import revert
+from kvmnet.apply.bridge.store import read_journal, register, registered, registration_path
 from kvmnet.errors import LiveError
 
 POLL = 0.1
@@ -42,32 +45,29 @@ def start_time(pid: int) -> str | None:
     return None if fields[0] in ("Z", "X") else fields[19]
 
 
-def _pidfile(root: Path) -> Path:
-    from kvmnet.apply.bridge.transaction import run_dir
-
-    return run_dir(root) / "watchdog.json"
-
-
-def registered(root: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(_pidfile(root).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def alive(root: Path, txid: str) -> bool:
-    w = registered(root)
-    return bool(w and w.get("txid") == txid and start_time(int(w["pid"])) == w.get("start"))
+    """Does the watchdog of txid run (its registration, checked by pid and start time)?
+    A registration that cannot be read counts as none: the caller then does the
+    watchdog's work itself (rollback_now rolls back in place)."""
+    try:
+        w = registered(root)
+    except LiveError:
+        return False
+    return bool(w and w.txid == txid and start_time(w.pid) == w.start)
 
 
 def stop(root: Path, txid: str) -> None:
-    """SIGTERM the watchdog of txid, if it still runs (checked by pid and start time)."""
-    w = registered(root)
-    if not (w and w.get("txid") == txid and alive(root, txid)) or w["pid"] == os.getpid():
+    """SIGTERM the watchdog of txid, if it still runs (checked by pid and start time).
+    A registration that cannot be read is left alone: the watchdog leaves by itself
+    when the journal is gone, which is when this is called."""
+    try:
+        w = registered(root)
+    except LiveError:
+        return
+    if not (w and alive(root, txid)) or w.pid == os.getpid():
         return
     try:
-        os.kill(int(w["pid"]), signal.SIGTERM)
+        os.kill(w.pid, signal.SIGTERM)
     except ProcessLookupError:
         pass
 
@@ -93,11 +93,11 @@ def spawn(root: Path, txid: str, wait: float = 10.0) -> int:
         raise LiveError(f"cannot start the rollback watchdog: {e}") from None
     end = time.monotonic() + wait
     while time.monotonic() < end:
-        if alive(root, txid):
-            return int((registered(root) or {})["pid"])
+        if alive(root, txid) and (w := registered(root)) is not None:
+            return w.pid
         time.sleep(0.02)
-    raise LiveError(f"the rollback watchdog did not start (see {_pidfile(root).parent}/"
-                    "watchdog.log); nothing was changed")
+    raise LiveError(f"the rollback watchdog did not start (see {registration_path(root).parent}"
+                    "/watchdog.log); nothing was changed")
 
 
 def _log(msg: str) -> None:
@@ -112,10 +112,9 @@ def _detach(root: Path) -> None:
         pass  # already a session leader (start_new_session)
     if os.fork() > 0:
         os._exit(0)
-    from kvmnet.apply.bridge.transaction import run_dir
-
-    run_dir(root).mkdir(parents=True, exist_ok=True)
-    log = os.open(run_dir(root) / "watchdog.log",
+    folder = registration_path(root).parent
+    folder.mkdir(parents=True, exist_ok=True)
+    log = os.open(folder / "watchdog.log",
                   os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -130,41 +129,34 @@ def _stopped(_sig: int, _frame: object) -> None:
     raise SystemExit(0)
 
 
-def _register(root: Path, txid: str) -> None:
-    from kvmnet.backend.files import write_bytes_atomic
-
-    me = {"pid": os.getpid(), "start": start_time(os.getpid()), "txid": txid}
-    _pidfile(root).parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(_pidfile(root), json.dumps(me).encode(), 0o600)
-
-
-def _reason(j: dict[str, Any]) -> str | None:
-    if j.get("rollback_now"):
-        return str(j["rollback_now"])
-    if time.monotonic() >= float(j.get("deadline", 0)):
-        return f"no `kvmnet confirm` within {float(j.get('timeout', 0)):.0f} s"
-    pid = j.get("apply_pid")
-    if j.get("state") in ("changing", "checking") and pid and start_time(int(pid)) != j.get(
-            "apply_start"):
-        return f"the apply process (pid {pid}) ended before its self-check finished"
+def _reason(j: Journal) -> str | None:
+    """Why to roll back now, None to keep waiting."""
+    if j.rollback_now:
+        return j.rollback_now
+    if time.monotonic() >= j.deadline:
+        return f"no `kvmnet confirm` within {j.timeout:.0f} s"
+    if j.state in ("changing", "checking") and j.apply_pid and start_time(
+            j.apply_pid) != j.apply_start:
+        return f"the apply process (pid {j.apply_pid}) ended before its self-check finished"
     return None
 
 
 def watch(root: Path, txid: str) -> int:
     """The loop; 0 when the transaction ended (confirmed or rolled back), 1 when the
     rollback failed three times (the journal stays for `kvmnet rollback`)."""
-    from kvmnet.apply.bridge.transaction import read_journal, rollback
-
     _log(f"watching transaction {txid} (journal under {root})")
     failures = 0
+    unreadable = ""
     while True:
         try:
             j = read_journal(root)
         except LiveError as e:
-            _log(f"{e}; trying again")
+            if str(e) != unreadable:  # (once per problem, not every POLL)
+                _log(f"{e}; trying again")
+                unreadable = str(e)
             time.sleep(POLL)
             continue
-        if j is None or j.get("txid") != txid:
+        if j is None or j.txid != txid:
             _log("transaction ended (confirmed, or rolled back elsewhere): exiting")
             return 0
         reason = _reason(j)
@@ -174,7 +166,7 @@ def watch(root: Path, txid: str) -> int:
         _log(f"rolling back: {reason}")
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # never stop half way
         try:
-            last = rollback(root, reason, txid)
+            last = revert(root, reason, txid)
         except LiveError as e:
             failures += 1
             _log(f"rollback failed ({failures}/3): {e}")
@@ -185,8 +177,7 @@ def watch(root: Path, txid: str) -> int:
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         if last:
-            _log(f"rolled back in {last.get('seconds', 0):.3f} s: "
-                 + "; ".join(last.get("done", [])))
+            _log(f"rolled back in {last.seconds or 0:.3f} s: " + "; ".join(last.done or ()))
         return 0
 
 
@@ -202,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGHUP, signal.SIGINT, signal.SIGPIPE):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _stopped)
-    _register(root, txid)
+    register(root, Registration(pid=os.getpid(), start=start_time(os.getpid()), txid=txid))
     try:
         return watch(root, txid)
     except SystemExit:
