@@ -1,6 +1,7 @@
 """Port forwards with real guests (issue 6): tcp 8080 on the host -> kvt-e2e-nat1:80 (the
 guest is named; its address comes from its DHCP reservation), on the NAT network
-kvt-e2e-nat of the shared lab libvirtd (libvirt 9.0, iptables-nft backend).
+kvt-e2e-nat of the shared lab libvirtd (libvirt 9.0, iptables-nft backend; in the Debian 13
+lab, tests/lab/trixie.py, libvirt 11.3 with its iptables and its nftables backend).
 
 Reached through the host's uplink address 198.51.100.1:8080 by (a) the "internet"
 namespace, (b) the host itself (kvmnet-lab), (c) the other guest on the same network
@@ -45,7 +46,7 @@ from lab.firewall import (
     ns_run,
     ruleset,
 )
-from lab.libvirtd import LIBVIRTD, Libvirtd, proc_alive, proc_exe, read_pidfile, terminate
+from lab.libvirtd import LIBVIRTD, Libvirtd, proc_alive, proc_runs, read_pidfile, terminate
 
 from .e2elab import INET_ADDR, NS_INET, PREFIX, UPLINK_HOST, World, http_get, kvmnet, peer_addr
 
@@ -196,7 +197,7 @@ def restart_lab_libvirtd(lv: Libvirtd) -> str | None:
         if others:
             return f"other test sessions (pids {others}) use the lab libvirtd"
         pid = read_pidfile(lv.pidfile)
-        if pid is None or not proc_alive(pid) or proc_exe(pid) != LIBVIRTD:
+        if pid is None or not proc_alive(pid) or not proc_runs(pid, LIBVIRTD):
             return "the lab libvirtd was not started by the lab (no pid file of its own)"
         terminate(pid, timeout=30)
         lv._spawn_libvirtd()

@@ -160,6 +160,20 @@ def proc_exe(pid: int) -> str | None:
         return None
 
 
+def proc_runs(pid: int, exe: str) -> bool:
+    """Does PID run the file EXE? By the path /proc shows (also for a binary replaced by
+    an upgrade since it started) or by identity (device, inode): a daemon in another
+    mount namespace under a chroot (the Debian 13 lab, tests/lab/trixie.py) shows its
+    path from outside the chroot."""
+    if proc_exe(pid) == exe:
+        return True
+    try:
+        a, b = os.stat(f"/proc/{pid}/exe"), os.stat(exe)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
 def proc_cmdline(pid: int) -> list[str]:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -504,7 +518,7 @@ class Libvirtd:
     def _lab_pid(self, pidfile: Path, exe: str) -> int | None:
         """Pid from our pid file if that process is alive and runs EXE."""
         pid = read_pidfile(pidfile)
-        if pid is not None and proc_alive(pid) and proc_exe(pid) == exe:
+        if pid is not None and proc_alive(pid) and proc_runs(pid, exe):
             return pid
         return None
 
@@ -616,7 +630,7 @@ class Libvirtd:
     def _remove_leftovers(self) -> None:
         """No libvirtd answers: clear our stale pid file and old namespace by name."""
         self.pidfile.unlink(missing_ok=True)
-        stuck = [p for p in pids_in_netns(self.netns) if proc_exe(p) == LIBVIRTD]
+        stuck = [p for p in pids_in_netns(self.netns) if proc_runs(p, LIBVIRTD)]
         if stuck:
             raise LabError(
                 f"a libvirtd (pid {stuck[0]}) runs in namespace {self.netns} but does "
@@ -633,7 +647,7 @@ class Libvirtd:
         if self.netns != NETNS or NETNS not in pr_netns.listnetns():
             return
         pids = pids_in_netns(NETNS)
-        if any(proc_exe(pid) == LIBVIRTD for pid in pids):
+        if any(proc_runs(pid, LIBVIRTD) for pid in pids):
             return
         for pid in pids:
             if _libvirt_child(pid):
