@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from kvmnet.model.forward import (
     FirewallLive,
     Fwd,
     RulesetFacts,
+    StateError,
     describe,
     parse_state,
     state_json,
@@ -142,10 +144,66 @@ def test_state_file_round_trip() -> None:
     spec, _ = load(DATA / "variety.in.yaml")
     fw = resolve(spec)
     assert parse_state(state_json(fw)) == fw
-    for bad in ("", "[]", '{"kvmnet": 2, "forwards": []}', '{"kvmnet": 1}',
-                '{"kvmnet": 1, "forwards": [{"network": "x"}]}'):
-        with pytest.raises(ValueError):
-            parse_state(bad)
+    assert parse_state(state_json(())) == ()
+
+
+def test_state_files_of_earlier_kvmnet_stay_readable() -> None:
+    """state-v1.json is the file kvmnet wrote before the state file became a typed
+    record (variety.in.yaml's forwards): it reads, and writing it again gives the same
+    bytes (so plan sees no change to make after an upgrade)."""
+    old = (DATA / "state-v1.json").read_text()
+    fw = parse_state(old)
+    assert fw == resolve(load(DATA / "variety.in.yaml")[0])
+    assert state_json(fw) == old
+    # format 1 let listen, sources and guest out
+    short = {"network": "n", "proto": "tcp", "host_ports": [80, 80], "target": "10.0.0.5",
+             "guest_ports": [8080, 8080], "subnet": "10.0.0.0/24"}
+    assert parse_state(json.dumps({"kvmnet": 1, "forwards": [short]})) == (
+        Fwd("n", "tcp", (80, 80), "10.0.0.5", (8080, 8080), "10.0.0.0/24"),)
+
+
+GOOD = {"network": "n", "proto": "tcp", "host_ports": [80, 80], "target": "10.0.0.5",
+        "guest_ports": [80, 80], "subnet": "10.0.0.0/24", "listen": None, "sources": [],
+        "guest": None}
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ("", "not a kvmnet forwards file: no JSON"),
+    ("[]", 'no {"kvmnet": FORMAT, ...} object'),
+    ('{"forwards": []}', 'no {"kvmnet": FORMAT, ...} object'),
+    ('{"kvmnet": 2, "forwards": []}', "format 2 is newer than this kvmnet (upgrade kvmnet); "
+                                      "this kvmnet reads format 1"),
+    ('{"kvmnet": "1", "forwards": []}', "format '1' is unknown"),
+    ('{"kvmnet": true, "forwards": []}', "format True is unknown"),
+    ('{"kvmnet": 0, "forwards": []}', "format 0 is unknown"),
+    ('{"kvmnet": 1}', "found keys ['kvmnet']"),
+    ('{"kvmnet": 1, "forwards": {}}', 'want exactly {"kvmnet": 1, "forwards": [...]}'),
+    ('{"kvmnet": 1, "forwards": [], "x": 1}', "found keys ['forwards', 'kvmnet', 'x']"),
+    ('{"kvmnet": 1, "forwards": [7]}', "forward 1: 7 is not an object"),
+    ('{"kvmnet": 1, "forwards": [{"network": "x"}]}',
+     "forward 1: missing field(s) proto, host_ports, target, guest_ports, subnet"),
+    (json.dumps({"kvmnet": 1, "forwards": [GOOD, {**GOOD, "color": "red"}]}),
+     "forward 2: unknown field(s) color"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "host_ports": ["80", "80"]}]}),
+     "forward 1 (n): ports ('80', '80') are not (first, last)"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "host_ports": [80]}]}),
+     "forward 1: host_ports: [80] is not [first, last]"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "host_ports": [True, 80]}]}),
+     "are not (first, last)"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "target": 5}]}),
+     "forward 1: target: 5 is not a string"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "target": "10.1.0.5"}]}),
+     "address 10.1.0.5 is outside subnet 10.0.0.0/24"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "sources": "10.0.0.0/8"}]}),
+     "forward 1: sources: '10.0.0.0/8' is not a list"),
+    (json.dumps({"kvmnet": 1, "forwards": [{**GOOD, "guest_ports": [80, 81],
+                                            "host_ports": [80, 82]}]}),
+     "guest ports 80-81 are neither one port nor as many as host ports 80-82"),
+])
+def test_state_file_refused_with_the_reason(data: str, message: str) -> None:
+    with pytest.raises(StateError) as e:
+        parse_state(data)
+    assert message in str(e.value)
 
 
 def test_iptables_restore_scripts() -> None:
@@ -234,7 +292,8 @@ def test_ipt_key() -> None:
 def live(name: str | None, state: tuple[Fwd, ...] | None = None, hook_: str | None = "ok",
          **kw: Any) -> FirewallLive:
     facts = parse_ruleset(live_json(name)) if name else RulesetFacts()
-    return FirewallLive(facts, state_json(state) if state is not None else None, hook_, **kw)
+    return FirewallLive(facts, state_json(state) if state is not None else None, hook=hook_,
+                        **kw)
 
 
 def keep_none(_: str) -> bool:
@@ -293,6 +352,20 @@ def test_plan_without_a_readable_firewall() -> None:
                                            "installed"),)
     p = plan_forwards(CAPTURE, live(None, None, None, legacy=True), keep_none)
     assert p is not None and "iptables-legacy" in p.errors[0][1]
+
+
+def test_plan_stops_on_a_state_file_it_cannot_read() -> None:
+    """It cannot tell which forwards it installed (nor keep other specs' ones)."""
+    for spec in (CAPTURE, Spec()):
+        bad = replace(live("iptables-installed.json"), state_text='{"kvmnet": 9}',
+                      state_path="/r/var/lib/kvmnet/forwards.json")
+        p = plan_forwards(spec, bad, keep_none)
+        assert p is not None and not p.forwards and len(p.errors) == 1
+        assert p.errors[0][1].startswith(
+            "cannot read /r/var/lib/kvmnet/forwards.json: kvmnet forwards file format 9 is "
+            "newer than this kvmnet"), p.errors
+        assert "move it away to start afresh" in p.errors[0][1]
+    assert show_rows(bad) == []
 
 
 def test_make_plan_has_one_firewall_action() -> None:

@@ -329,6 +329,23 @@ def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
         state.parse_state(json.dumps(data))
 
 
+@pytest.mark.parametrize("field, value", [
+    ("network", 'nat1" ; flush ruleset ; "'), ("guest", "x;y"), ("proto", "tcp dport 1 accept"),
+    ("target", "10.1.0.5 accept"), ("target", "010.1.0.5"), ("subnet", "10.1.0.0/24 }"),
+    ("subnet", "10.1.0.1/24"), ("listen", "1.2.3.4; flush"), ("sources", ("0.0.0.0/0 }",)),
+    ("sources", ["10.0.0.0/8"]), ("host_ports", (0, 70000)), ("guest_ports", (22, "22")),
+    ("target", "fd00:1::8%\n$(id)"), ("subnet", "fd00:1::%x/64"),
+])
+def test_a_forward_with_a_hostile_value_cannot_be_made(field: str, value: object) -> None:
+    """Every nft JSON object and iptables-restore line is built from a Fwd's fields:
+    a Fwd holding anything but a name, an address, a block or a port cannot exist."""
+    fw = pytest.importorskip("kvmnet.model.forward")
+    good = fw.Fwd("nat1", "tcp", (2222, 2222), "10.1.0.5", (22, 22), "10.1.0.0/24",
+                  "203.0.113.5", ("192.0.2.0/24",), "web1")
+    with pytest.raises(ValueError):
+        fw.Fwd(**{**good.__dict__, field: value})
+
+
 def test_the_hook_script_quotes_every_path(tmp_path: Path) -> None:
     hook = pytest.importorskip("kvmnet.backend.forward_files")
     root = tmp_path / "a b'$(touch pwned)`id`\"x"

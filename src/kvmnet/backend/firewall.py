@@ -128,7 +128,8 @@ def start_read_firewall(netns: str | None = None, root: Path = Path("/")
                         ) -> Callable[[], FirewallLive]:
     """read_firewall in two halves: the files are read and nft is started now; calling
     the result waits for nft (libvirt is read meanwhile: kvmnet.service.ops.read_live)."""
-    state, hook = _read(state_path(root)), forward_files.hook_status(root)
+    path = state_path(root)
+    state, hook = _read(path), forward_files.hook_status(root)
     try:
         proc: subprocess.Popen[str] | LiveError = _spawn(NFT_LIST, netns, False)
     except LiveError as e:
@@ -140,9 +141,10 @@ def start_read_firewall(netns: str | None = None, root: Path = Path("/")
                 raise proc
             facts = parse_ruleset(_ruleset(_finish(proc, NFT_LIST)))
         except LiveError as e:
-            return FirewallLive(state_text=state, hook=hook, error=str(e))
+            return FirewallLive(state_text=state, state_path=str(path), hook=hook,
+                                error=str(e))
         legacy = not facts.backends and _legacy(netns)
-        return FirewallLive(facts, state, hook, None, legacy)
+        return FirewallLive(facts, state, hook, None, legacy, str(path))
 
     return finish
 

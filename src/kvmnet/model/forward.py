@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from kvmnet.model.types import parse_ip, parse_name, parse_net
 
 TABLE = "kvmnet"                    # table inet kvmnet
 TABLE_FAMILY = "inet"
@@ -26,14 +28,23 @@ BASE_CHAINS: tuple[tuple[str, str, str, int], ...] = (
     ("output", "nat", "output", -100),
     ("postrouting", "nat", "postrouting", 100),
 )
+IPValue = (ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network
+           | ipaddress.IPv6Network)
 # family -> (nft's name of its tables, parts prefix of the iptables / nftables accept)
 FAMILIES = {4: ("ip", "ipt4", "nft4"), 6: ("ip6", "ipt6", "nft6")}
-STATE_VERSION = 1
+STATE_VERSION = 1                   # the state file's format kvmnet writes
+READABLE_VERSIONS = (1,)            # and those it reads
 
 
 @dataclass(frozen=True)
 class Fwd:
-    """One resolved port forward: host_ports on the host -> target:guest_ports."""
+    """One resolved port forward: host_ports on the host -> target:guest_ports.
+
+    Checked when made (ValueError): every rule kvmnet writes, nft JSON and
+    iptables-restore text alike, is built from these fields, and the libvirt hook makes
+    them from a file on disk. So a name is a name, an address or a block is in its
+    canonical form and of the target's family, a port is a port, and the guest's ports
+    are one port or as many as the host's (the DNAT map pairs them)."""
 
     network: str
     proto: str                         # tcp | udp
@@ -45,9 +56,64 @@ class Fwd:
     sources: tuple[str, ...] = ()
     guest: str | None = None
 
+    def __post_init__(self) -> None:
+        parse_name(self.network)
+        if self.guest is not None:
+            parse_name(self.guest)
+        if self.proto not in ("tcp", "udp"):
+            raise ValueError(f"protocol {self.proto!r} is not tcp or udp")
+        host, guest = _port_range(self.host_ports), _port_range(self.guest_ports)
+        if guest > 1 and guest != host:
+            raise ValueError(f"guest ports {ports(self.guest_ports)} are neither one port nor "
+                             f"as many as host ports {ports(self.host_ports)}")
+        family = _address(self.target).version
+        for a in (self.listen,) if self.listen is not None else ():
+            _same_family(_address(a), family, self.target)
+        net = _block(self.subnet)
+        _same_family(net, family, self.target)
+        if ipaddress.ip_address(self.target) not in net:
+            raise ValueError(f"address {self.target} is outside subnet {self.subnet}")
+        if not isinstance(self.sources, tuple):
+            raise ValueError(f"sources {self.sources!r} are not a tuple")
+        for s in self.sources:
+            _same_family(_block(s), family, self.target)
+
     @property
     def family(self) -> int:
         return ipaddress.ip_address(self.target).version
+
+
+def _port_range(p: object) -> int:
+    """How many ports `p` (first, last) spans; ValueError unless 1 <= first <= last <= 65535."""
+    if (not isinstance(p, tuple) or len(p) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in p)
+            or not 1 <= p[0] <= p[1] <= 65535):
+        raise ValueError(f"ports {p!r} are not (first, last) with 1 <= first <= last <= 65535")
+    return int(p[1]) - int(p[0]) + 1
+
+
+def _address(a: object) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if not isinstance(a, str):
+        raise ValueError(f"address {a!r} is not a string")
+    ip = parse_ip(a)   # (refuses a scope id: fe80::1%...)
+    if str(ip) != a:
+        raise ValueError(f"address {a!r} is not written as {str(ip)!r}")
+    return ip
+
+
+def _block(n: object) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not isinstance(n, str):
+        raise ValueError(f"address block {n!r} is not a string")
+    net = parse_net(n)   # (refuses a scope id and host bits)
+    if str(net) != n:
+        raise ValueError(f"address block {n!r} is not written as {str(net)!r}")
+    return net
+
+
+def _same_family(x: IPValue, family: int, target: str) -> None:
+    if x.version != family:
+        raise ValueError(f"{x} is IPv{x.version} but the guest address {target} is "
+                         f"IPv{family}")
 
 
 def ports(p: tuple[int, int], sep: str = "-") -> str:
@@ -102,60 +168,125 @@ class FirewallLive:
     hook: str | None = None            # "ok", "stale" (not kvmnet's current hook), None
     error: str | None = None           # the firewall could not be read: why
     legacy: bool = False               # iptables is iptables-legacy (unsupported)
+    state_path: str | None = None      # where the state file is (for messages)
 
 
 # -- the state file the libvirt hook reads ----------------------------------------------
 
+class StateError(ValueError):
+    """The state file is not one this kvmnet can read: says why."""
+
+
+@dataclass(frozen=True)
+class ForwardsState:
+    """ROOT/var/lib/kvmnet/forwards.json: the forwards kvmnet installed, the libvirt
+    hook's only input and, with --scope, what plan keeps of other specs' forwards.
+
+    Its one codec is `dumps` / `loads`. The file says its format, {"kvmnet": N, ...};
+    this kvmnet writes STATE_VERSION and reads READABLE_VERSIONS. Format 1 (every
+    kvmnet so far):
+
+        {"kvmnet": 1, "forwards": [{"network": NAME, "proto": "tcp"|"udp",
+          "host_ports": [FIRST, LAST], "target": IP, "guest_ports": [FIRST, LAST],
+          "subnet": BLOCK, "listen": IP|null, "sources": [BLOCK...], "guest": NAME|null}]}
+
+    listen, sources and guest may be left out. Anything else (another format, an
+    unknown field, a value of the wrong type or one Fwd refuses) is a StateError:
+    the hook logs it and installs nothing, plan stops and says why.
+    """
+
+    forwards: tuple[Fwd, ...] = ()
+
+    def dumps(self) -> str:
+        data = {"kvmnet": STATE_VERSION, "forwards": [_fwd_json(f) for f in self.forwards]}
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def loads(cls, text: str) -> ForwardsState:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise StateError(f"not a kvmnet forwards file: no JSON ({e})") from None
+        if not isinstance(data, dict) or "kvmnet" not in data:
+            raise StateError("not a kvmnet forwards file: no {\"kvmnet\": FORMAT, ...} object")
+        version = data["kvmnet"]
+        if type(version) is not int or version not in READABLE_VERSIONS:
+            newer = (isinstance(version, int) and not isinstance(version, bool)
+                     and version > STATE_VERSION)
+            raise StateError(
+                f"kvmnet forwards file format {version!r} "
+                + ("is newer than this kvmnet (upgrade kvmnet)" if newer else "is unknown")
+                + f"; this kvmnet reads format {', '.join(map(str, READABLE_VERSIONS))}")
+        if set(data) != {"kvmnet", "forwards"} or not isinstance(data["forwards"], list):
+            raise StateError('not a kvmnet forwards file: want exactly {"kvmnet": '
+                             f'{version}, "forwards": [...]}}, found keys {sorted(data)}')
+        return cls(tuple(_fwd_from_json(d, i) for i, d in enumerate(data["forwards"], 1)))
+
+
 def state_json(fwds: Sequence[Fwd]) -> str:
-    """/var/lib/kvmnet/forwards.json: what kvmnet installed; the hook's only input."""
-    return json.dumps({"kvmnet": STATE_VERSION, "forwards": [_fwd_json(f) for f in fwds]},
-                      indent=2) + "\n"
+    """The state file's text for `fwds` (ForwardsState.dumps)."""
+    return ForwardsState(tuple(fwds)).dumps()
 
 
 def parse_state(text: str) -> tuple[Fwd, ...]:
-    """The forwards of a state file; ValueError when it is not one kvmnet wrote."""
-    try:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.get("kvmnet") != STATE_VERSION:
-            raise ValueError(f"not a kvmnet forwards file (version {STATE_VERSION})")
-        return tuple(_checked(_fwd_from_json(d)) for d in data["forwards"])
-    except (KeyError, TypeError, IndexError, json.JSONDecodeError) as e:
-        raise ValueError(f"not a kvmnet forwards file: {e}") from None
-
-
-def _checked(f: Fwd) -> Fwd:
-    """The hook builds nft and iptables text from this file: every value must be what
-    the spec allows (a name, an address, a port), never text that could end a rule."""
-    from kvmnet.model.types import parse_ip, parse_name, parse_net
-
-    parse_name(f.network)
-    if f.guest is not None:
-        parse_name(f.guest)
-    if f.proto not in ("tcp", "udp"):
-        raise ValueError(f"not a kvmnet forwards file: protocol {f.proto!r}")
-    for p in (*f.host_ports, *f.guest_ports):
-        if not 1 <= p <= 65535:
-            raise ValueError(f"not a kvmnet forwards file: port {p}")
-    for a in (f.target, *([f.listen] if f.listen else [])):
-        if str(parse_ip(a)) != a:   # (parse_ip refuses a scope id: fe80::1%...)
-            raise ValueError(f"not a kvmnet forwards file: address {a!r}")
-    for n in (f.subnet, *f.sources):
-        if str(parse_net(n)) != n:
-            raise ValueError(f"not a kvmnet forwards file: subnet {n!r}")
-    return f
+    """The forwards of a state file's text (ForwardsState.loads); StateError says why not."""
+    return ForwardsState.loads(text).forwards
 
 
 def _fwd_json(f: Fwd) -> dict[str, Any]:
-    d = asdict(f)
-    d["host_ports"], d["guest_ports"] = list(f.host_ports), list(f.guest_ports)
-    d["sources"] = list(f.sources)
-    return d
+    return {"network": f.network, "proto": f.proto, "host_ports": list(f.host_ports),
+            "target": f.target, "guest_ports": list(f.guest_ports), "subnet": f.subnet,
+            "listen": f.listen, "sources": list(f.sources), "guest": f.guest}
 
 
-def _fwd_from_json(d: dict[str, Any]) -> Fwd:
-    hp, gp = d["host_ports"], d["guest_ports"]
-    return Fwd(network=str(d["network"]), proto=str(d["proto"]),
-               host_ports=(int(hp[0]), int(hp[1])), target=str(d["target"]),
-               guest_ports=(int(gp[0]), int(gp[1])), subnet=str(d["subnet"]),
-               listen=d.get("listen"), sources=tuple(d.get("sources") or ()),
-               guest=d.get("guest"))
+def _text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise ValueError(f"{v!r} is not a string")
+    return v
+
+
+def _text_or_none(v: Any) -> str | None:
+    return None if v is None else _text(v)
+
+
+def _pair(v: Any) -> tuple[int, int]:
+    if not isinstance(v, list) or len(v) != 2:
+        raise ValueError(f"{v!r} is not [first, last]")
+    return v[0], v[1]   # Fwd checks they are port numbers
+
+
+def _texts(v: Any) -> tuple[str, ...]:
+    if not isinstance(v, list):
+        raise ValueError(f"{v!r} is not a list")
+    return tuple(_text(x) for x in v)
+
+
+# format 1's fields: JSON -> Fwd's type (Fwd checks the values), required or not
+_FIELDS: dict[str, tuple[Callable[[Any], Any], bool]] = {
+    "network": (_text, True), "proto": (_text, True), "host_ports": (_pair, True),
+    "target": (_text, True), "guest_ports": (_pair, True), "subnet": (_text, True),
+    "listen": (_text_or_none, False), "sources": (_texts, False),
+    "guest": (_text_or_none, False),
+}
+
+
+def _fwd_from_json(d: Any, i: int) -> Fwd:
+    where = f"not a kvmnet forwards file: forward {i}"
+    if not isinstance(d, dict):
+        raise StateError(f"{where}: {d!r} is not an object")
+    unknown = sorted(set(d) - set(_FIELDS))
+    missing = [k for k, (_, required) in _FIELDS.items() if required and k not in d]
+    if unknown or missing:
+        raise StateError(f"{where}: " + "; ".join(
+            ([f"unknown field(s) {', '.join(unknown)}"] if unknown else [])
+            + ([f"missing field(s) {', '.join(missing)}"] if missing else [])))
+    kwargs: dict[str, Any] = {}
+    for key, value in d.items():
+        try:
+            kwargs[key] = _FIELDS[key][0](value)
+        except ValueError as e:
+            raise StateError(f"{where}: {key}: {e}") from None
+    try:
+        return Fwd(**kwargs)
+    except ValueError as e:
+        raise StateError(f"{where} ({kwargs.get('network')}): {e}") from None

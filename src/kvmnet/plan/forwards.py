@@ -26,6 +26,7 @@ from kvmnet.model.forward import (
     FirewallLive,
     Fwd,
     RulesetFacts,
+    StateError,
     describe,
     parse_state,
     ports,
@@ -50,13 +51,28 @@ def plan_firewall(ctx: Ctx) -> None:
 
 
 def installed_forwards(live: FirewallLive) -> tuple[Fwd, ...]:
-    """The forwards kvmnet installed last (its state file); () if none or unreadable."""
-    if not live.state_text:
-        return ()
+    """The forwards kvmnet installed last (its state file); () if none or unreadable
+    (plan_forwards then stops: state_problem)."""
     try:
-        return parse_state(live.state_text)
-    except ValueError:
+        return parse_state(live.state_text) if live.state_text is not None else ()
+    except StateError:
         return ()
+
+
+def state_problem(live: FirewallLive) -> str | None:
+    """Why the state file cannot be read, as plan reports it; None when it can (or there
+    is none). Without it kvmnet cannot tell which forwards it installed, nor keep those
+    of other specs (--scope), so plan stops rather than guess."""
+    if live.state_text is None:
+        return None
+    try:
+        parse_state(live.state_text)
+    except StateError as e:
+        where = live.state_path or "kvmnet's state file"
+        return (f"cannot read {where}: {e}. It lists the forwards kvmnet installed; move "
+                "it away to start afresh (apply then installs exactly the spec's forwards, "
+                "forgetting any other spec's)")
+    return None
 
 
 def live_parts(live: FirewallLive) -> frozenset[str]:
@@ -176,10 +192,13 @@ def _own_missing(f: Fwd, live: FirewallLive) -> bool:
 
 def _errors(spec: Spec, live: FirewallLive, wanted: Sequence[Fwd]
             ) -> tuple[tuple[tuple[str | int, ...], str], ...]:
-    if not wanted:
-        return ()
     nets = [n for n, x in spec.networks.items() if x.forwards]
     path: tuple[str | int, ...] = ("networks", nets[0], "forwards") if nets else ("networks",)
+    problem = state_problem(live)
+    if problem:
+        return ((path, problem),)
+    if not wanted:
+        return ()
     if live.error:
         return ((path, f"cannot install port forwards: {live.error}"),)
     if live.legacy:

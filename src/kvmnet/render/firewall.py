@@ -57,6 +57,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from kvmnet.errors import RenderError
 from kvmnet.model.derive import ip_config_for
 from kvmnet.model.forward import (
     BASE_CHAINS,
@@ -69,7 +70,7 @@ from kvmnet.model.forward import (
     ports,
     state_json,
 )
-from kvmnet.model.spec import Spec
+from kvmnet.model.spec import PortForward, Spec
 from kvmnet.render.guard import require_one_line
 
 
@@ -86,15 +87,24 @@ def resolve(spec: Spec) -> tuple[Fwd, ...]:
             ipc = ip_config_for(net, target) if target is not None else None
             if target is None or ipc is None:
                 continue
-            gp = fw.guest_port or fw.host_port
             require_one_line("port forwards (nft, iptables-restore, the hook's state)",
                              name, fw, target, ipc.address)
-            out.append(Fwd(
-                network=name, proto=fw.proto, host_ports=(fw.host_port.first, fw.host_port.last),
-                target=str(target), guest_ports=(gp.first, gp.last),
-                subnet=str(ipc.address.network), listen=str(fw.listen) if fw.listen else None,
-                sources=tuple(str(s) for s in fw.sources), guest=fw.guest))
+            out.append(_fwd(name, fw, str(target), str(ipc.address.network)))
     return tuple(out)
+
+
+def _fwd(network: str, fw: PortForward, target: str, subnet: str) -> Fwd:
+    """The Fwd of a checked spec's forward; RenderError if a value got past the checks
+    that Fwd refuses (its rules would be built from it)."""
+    gp = fw.guest_port or fw.host_port
+    try:
+        return Fwd(network=network, proto=fw.proto,
+                   host_ports=(fw.host_port.first, fw.host_port.last), target=target,
+                   guest_ports=(gp.first, gp.last), subnet=subnet,
+                   listen=str(fw.listen) if fw.listen else None,
+                   sources=tuple(str(s) for s in fw.sources), guest=fw.guest)
+    except ValueError as e:
+        raise RenderError(f"port forward of network {network!r}: {e}") from None
 
 
 def _guest_address(spec: Spec, network: str, guest: str | None) -> Any:
