@@ -170,7 +170,8 @@ def test_entering_leaves_this_thread_where_it_was(ns: str) -> None:
 
 @pytest.mark.skipif(not shutil.which("nft"), reason="needs nft")
 def test_firewall_read_runs_nft_in_the_namespace(ns: str, tmp_path: Any) -> None:
-    from kvmnet.backend.firewall import _run, read_firewall
+    from kvmnet.backend.firewall import read_firewall
+    from kvmnet.backend.nft import run as _run
 
     run("ip", "netns", "exec", ns, "nft", "add", "table", "inet", "kvtnlmark")
     assert "kvtnlmark" in _run(["nft", "list", "tables"], ns).stdout

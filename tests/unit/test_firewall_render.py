@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from kvmnet.backend import forward_files as files
 from kvmnet.backend import hook
 from kvmnet.backend.forward_files import STATE_FILE
 from kvmnet.model.forward import (
+    Anchor,
     FirewallLive,
     Fwd,
     RulesetFacts,
@@ -42,13 +44,17 @@ from kvmnet.plan.forwards import (
 )
 from kvmnet.render import render_all
 from kvmnet.render.firewall import (
-    iptables_restore,
-    nft_accept_script,
+    accept_commands,
+    batch_text,
+    hairpin_rule,
+    nft_batch,
+    output_rule,
     prerouting_rule,
     render_firewall,
     resolve,
-    table_script,
+    table_commands,
 )
+from kvmnet.render.iptables import iptables_inputs, iptables_restore
 from kvmnet.spec.check import check, errors
 from kvmnet.spec.load import load, load_text
 from lab.golden import assert_golden
@@ -88,8 +94,8 @@ def test_golden(case: str) -> None:
 def test_render_all_has_the_firewall_files_only_with_forwards() -> None:
     spec, _ = load(DATA / "seed.in.yaml")
     fw = {p for p in render_all(spec) if p.startswith("firewall/")}
-    assert fw == {"firewall/forwards.nft", "firewall/accept-iptables.rules",
-                  "firewall/accept-nftables.nft", "firewall/forwards.json"}
+    assert fw == {"firewall/forwards.nft.json", "firewall/accept-iptables.rules",
+                  "firewall/accept-nftables.json", "firewall/forwards.json"}
     no = spec.model_copy(update={"networks": {
         n: x.model_copy(update={"forwards": []}) for n, x in spec.networks.items()}})
     assert not any(p.startswith("firewall/") for p in render_all(no))
@@ -122,15 +128,42 @@ def test_describe() -> None:
     assert describe(v6) == "n tcp 80-81 -> [fd00::5]:80-81 on 2001:db8::1 from 2001:db8::/32"
 
 
+DPORT = {"payload": {"protocol": "tcp", "field": "dport"}}
+
+
 @pytest.mark.parametrize(("hp", "gp", "dnat"), [
-    ((80, 80), (8080, 8080), "dnat ip to 10.0.0.5:8080"),
-    ((80, 90), (22, 22), "dnat ip to 10.0.0.5:22"),                 # a range onto one port
-    ((80, 81), (80, 81), "dnat ip to 10.0.0.5"),                    # the same ports
-    ((80, 81), (90, 91), "dnat ip to 10.0.0.5 : tcp dport map { 80 : 90, 81 : 91 }"),
+    ((80, 80), (8080, 8080), {"family": "ip", "addr": "10.0.0.5", "port": 8080}),
+    ((80, 90), (22, 22), {"family": "ip", "addr": "10.0.0.5", "port": 22}),  # range onto one
+    ((80, 81), (80, 81), {"family": "ip", "addr": "10.0.0.5"}),              # the same ports
+    ((80, 81), (90, 91), {"family": "ip", "addr": "10.0.0.5", "port": {"map": {
+        "key": DPORT, "data": {"set": [[80, 90], [81, 91]]}}}}),
 ])
-def test_dnat_forms(hp: tuple[int, int], gp: tuple[int, int], dnat: str) -> None:
+def test_dnat_forms(hp: tuple[int, int], gp: tuple[int, int], dnat: dict[str, Any]) -> None:
     f = Fwd("n", "tcp", hp, "10.0.0.5", gp, "10.0.0.0/24")
-    assert prerouting_rule(f).body.endswith(dnat)
+    assert prerouting_rule(f).expr[-1] == {"dnat": dnat}
+
+
+def test_rules_are_nft_json() -> None:
+    """Each rule as `nft -j` lists it (the kernel's listing is compared in the tests
+    below); sources are a set of prefixes, listen replaces the local-address test."""
+    f = Fwd("n", "udp", (5000, 5001), "10.0.0.5", (5000, 5001), "10.0.0.0/24", "192.0.2.1",
+            ("198.51.100.0/24", "203.0.113.7/32"))
+    assert prerouting_rule(f).expr == (
+        {"match": {"op": "==", "left": {"meta": {"key": "nfproto"}}, "right": "ipv4"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "saddr"}},
+                   "right": {"set": [{"prefix": {"addr": "198.51.100.0", "len": 24}},
+                                     {"prefix": {"addr": "203.0.113.7", "len": 32}}]}}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}},
+                   "right": "192.0.2.1"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}},
+                   "right": {"range": [5000, 5001]}}},
+        {"counter": None},
+        {"dnat": {"family": "ip", "addr": "10.0.0.5"}})
+    assert hairpin_rule(f).expr[1] == {"match": {"op": "in", "left": {"ct": {"key": "status"}},
+                                                 "right": "dnat"}}
+    v6 = Fwd("n", "tcp", (80, 80), "fd00::5", (80, 80), "fd00::/64")
+    assert output_rule(v6).expr[1] == {"match": {
+        "op": "!=", "left": {"payload": {"protocol": "ip6", "field": "daddr"}}, "right": "::1"}}
 
 
 def test_comments_change_with_the_rule() -> None:
@@ -207,49 +240,102 @@ def test_state_file_refused_with_the_reason(data: str, message: str) -> None:
 
 
 def test_iptables_restore_scripts() -> None:
-    fresh = iptables_restore(FWDS, 4, False, 0, False)
+    fresh = iptables_restore(FWDS, 4, Anchor())
     assert fresh.splitlines()[:2] == ["*filter", ":KVMNET_FWD - [0:0]"]
     assert fresh.splitlines()[-2:] == ["-I FORWARD 1 -j KVMNET_FWD", "COMMIT"]
     assert ("-A KVMNET_FWD -d 192.168.122.11/32 -p udp -m udp --dport 5000:5001 -m conntrack "
             "--ctstate DNAT") in fresh
-    in_place = iptables_restore(FWDS, 4, True, 1, True)
+    in_place = iptables_restore(FWDS, 4, Anchor(True, (3,), True))
     assert "FORWARD" not in in_place                       # the jump is left alone
-    late = iptables_restore(FWDS, 4, True, 2, False)
+    late = iptables_restore(FWDS, 4, Anchor(True, (3, 4), False))
     assert late.count("-D FORWARD -j KVMNET_FWD") == 2 and "-I FORWARD 1" in late
-    gone = iptables_restore((), 4, True, 1, True)
+    gone = iptables_restore((), 4, Anchor(True, (3,), True))
     assert gone.splitlines()[1:] == [":KVMNET_FWD - [0:0]", "-D FORWARD -j KVMNET_FWD",
                                      "-X KVMNET_FWD", "COMMIT"]
-    assert iptables_restore((), 4, False, 0, False) == ""
-    assert iptables_restore(FWDS, 6, False, 0, False) == ""     # no IPv6 forward
+    assert iptables_restore((), 4, Anchor()) == ""
+    assert iptables_restore(FWDS, 6, Anchor()) == ""     # no IPv6 forward
 
 
-def test_nft_scripts() -> None:
-    fresh = nft_accept_script(FWDS, 4, False, (), False)
-    assert fresh.splitlines()[0] == "add chain ip libvirt_network kvmnet_forwards"
-    assert fresh.splitlines()[-1].startswith("insert rule ip libvirt_network forward jump")
-    assert "jump" not in nft_accept_script(FWDS, 4, True, (7,), True)
-    assert "delete rule ip libvirt_network forward handle 7" in nft_accept_script(
-        FWDS, 4, True, (7,), False)
-    assert nft_accept_script((), 4, True, (7,), True).splitlines() == [
-        "delete rule ip libvirt_network forward handle 7",
-        "flush chain ip libvirt_network kvmnet_forwards",
-        "delete chain ip libvirt_network kvmnet_forwards"]
-    assert nft_accept_script((), 4, False, (), False) == ""
-    script = table_script(FWDS)
-    assert "add table inet kvmnet\ndelete table inet kvmnet\ntable inet kvmnet {" in script
-    assert table_script(()).rstrip().endswith("delete table inet kvmnet")
+AT = {"family": "ip", "table": "libvirt_network"}
+CHAIN = {**AT, "name": "kvmnet_forwards"}
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("nft") or not shutil.which("unshare"),
-                    reason="nft -c needs root")
+def test_nft_accept_commands() -> None:
+    fresh = accept_commands(FWDS, 4, Anchor())
+    assert fresh[:2] == [{"add": {"chain": CHAIN}}, {"flush": {"chain": CHAIN}}]
+    assert [next(iter(c)) for c in fresh] == ["add", "flush", "add", "add", "insert"]
+    assert fresh[-1] == {"insert": {"rule": {**AT, "chain": "forward", "expr": [
+        {"jump": {"target": "kvmnet_forwards"}}], "comment": "kvmnet forwards"}}}
+    assert "insert" not in json.dumps(accept_commands(FWDS, 4, Anchor(True, (7,), True)))
+    late = accept_commands(FWDS, 4, Anchor(True, (7,), False))
+    assert {"delete": {"rule": {**AT, "chain": "forward", "handle": 7}}} in late
+    assert accept_commands((), 4, Anchor(True, (7,), True)) == [
+        {"delete": {"rule": {**AT, "chain": "forward", "handle": 7}}},
+        {"flush": {"chain": CHAIN}}, {"delete": {"chain": CHAIN}}]
+    assert accept_commands((), 4, Anchor()) == []
+
+
+def test_nft_table_commands() -> None:
+    table = {"family": "inet", "name": "kvmnet"}
+    cmds = table_commands(FWDS)
+    assert cmds[:4] == [{"add": {"table": table}}, {"delete": {"table": table}},
+                        {"add": {"table": table}}, {"add": {"chain": {
+                            "family": "inet", "table": "kvmnet", "name": "prerouting",
+                            "type": "nat", "hook": "prerouting", "prio": -100,
+                            "policy": "accept"}}}]
+    assert table_commands(()) == [{"add": {"table": table}}, {"delete": {"table": table}}]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in LIVE.glob("*.json")))
+def test_the_hook_writes_what_apply_writes(name: str) -> None:
+    """The hook installs the state file's forwards with the same code as apply: through
+    the file they must come out as the same forwards, hence the same batch and input."""
+    facts = parse_ruleset(live_json(name))
+    for fwds in (FWDS, resolve(load(DATA / "variety.in.yaml")[0]), ()):
+        again = parse_state(state_json(fwds))
+        assert nft_batch(again, facts) == nft_batch(fwds, facts)
+        assert iptables_inputs(again, facts) == iptables_inputs(fwds, facts)
+
+
+def test_nft_batch_follows_the_host() -> None:
+    ipt = parse_ruleset(live_json("iptables-libvirt-only.json"))
+    batch = nft_batch(FWDS, ipt)
+    assert batch is not None and batch["nftables"] == table_commands(FWDS)
+    assert [t for t, _, _ in iptables_inputs(FWDS, ipt)] == ["iptables-restore"]
+    nft = parse_ruleset(live_json("nftables-libvirt-only.json"))
+    batch = nft_batch(FWDS, nft)
+    assert batch is not None
+    assert batch["nftables"] == table_commands(FWDS) + accept_commands(FWDS, 4, Anchor())
+    assert iptables_inputs(FWDS, nft) == []
+    assert nft_batch((), nft) is None                  # nothing of kvmnet's there
+    gone = nft_batch((), parse_ruleset(live_json("nftables-installed.json")))
+    assert gone is not None and gone["nftables"][:2] == table_commands(())
+    assert json.loads(batch_text(batch)) == batch
+
+
+NFT_OK = os.geteuid() == 0 and shutil.which("nft") and shutil.which("unshare")
+LIBVIRT_TABLES = "; ".join(
+    f"nft add table {f} libvirt_network; nft add chain {f} libvirt_network forward "
+    "'{ type filter hook forward priority 0; }'" for f in ("ip", "ip6"))
+
+
+@pytest.mark.skipif(not NFT_OK, reason="needs root, nft and unshare")
 @pytest.mark.parametrize("case", CASES)
-def test_the_kernel_accepts_the_table(case: str) -> None:
-    """`nft -c` (check, commit nothing) in a throwaway network namespace."""
+def test_the_kernel_takes_the_batch_and_lists_it_back(case: str) -> None:
+    """In a throwaway network namespace with libvirt's nftables tables: the rendered
+    JSON goes in with `nft -j -f`, and reading the ruleset back finds every rule."""
     spec, _ = load(DATA / f"{case}.in.yaml")
-    r = subprocess.run(["unshare", "--net", "nft", "-c", "-f", "-"],
-                       input=render_firewall(spec)["firewall/forwards.nft"], text=True,
-                       capture_output=True, timeout=30)
+    files = render_firewall(spec)
+    with tempfile.TemporaryDirectory() as d:
+        for name in ("forwards.nft.json", "accept-nftables.json"):
+            Path(d, name).write_text(files[f"firewall/{name}"])
+        r = subprocess.run(["unshare", "--net", "sh", "-c",
+                            f"{LIBVIRT_TABLES}; nft -j -f {d}/forwards.nft.json && "
+                            f"nft -j -f {d}/accept-nftables.json && nft -j list ruleset"],
+                           capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+    facts = parse_ruleset(json.loads(r.stdout))
+    assert facts.backends == ("nftables",) and rules_in_place(resolve(spec), facts)
 
 
 # -- reading real rulesets back -------------------------------------------------------
@@ -330,6 +416,21 @@ def test_plan_repairs_and_removes() -> None:
     none = plan_forwards(Spec(), live("nftables-installed.json", FWDS), keep_none)
     assert none is not None and none.forwards == ()
     assert none.details[-1] == "- libvirt network hook and state file"
+
+
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_rules_an_earlier_kvmnet_wrote_are_rewritten_once(backend: str) -> None:
+    """*-installed-earlier.json: the same forwards as installed by kvmnet before its nft
+    rules were JSON (the same kernel rules; the comments' hashes covered nft text). show
+    says installed; plan rewrites them once, and says so, not "put back"."""
+    old = live(f"{backend}-installed-earlier.json", FWDS)
+    assert {status(f, old) for f in FWDS} == {"installed"}
+    p = plan_forwards(CAPTURE, old, keep_none)
+    assert p is not None and p.forwards == FWDS
+    assert p.details == tuple(f"~ rewrite in this kvmnet's form (same rules): {describe(f)}"
+                              for f in FWDS)
+    batch = nft_batch(FWDS, old.facts)
+    assert batch is not None and batch["nftables"][:2] == table_commands(())  # whole table
 
 
 def test_plan_keeps_forwards_outside_the_scope() -> None:

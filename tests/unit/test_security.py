@@ -290,19 +290,44 @@ NFT_LINE = re.compile(r'^[*:]?[A-Za-z0-9_.:/\-{}\[\]!=,;<> \t]*'
                       r'( (comment|--comment) "[A-Za-z0-9:._/ -]*"( -j ACCEPT)?)?$')
 
 
-def test_nft_and_iptables_text_holds_only_names_addresses_and_numbers() -> None:
+# what a string in kvmnet's nft JSON may be: a key, a keyword, a name, an address or
+# block, or the comment "kvmnet:HASH NET PROTO/PORTS"
+NFT_JSON_STRING = re.compile(r"^[A-Za-z0-9_.:/ -]*$")
+
+
+def _strings(v: object) -> Iterator[str]:
+    if isinstance(v, str):
+        yield v
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield k
+            yield from _strings(x)
+    elif isinstance(v, list):
+        for x in v:
+            yield from _strings(x)
+    else:
+        assert v is None or isinstance(v, int), v
+
+
+def test_nft_json_and_iptables_text_hold_only_names_addresses_and_numbers() -> None:
     fw = pytest.importorskip("kvmnet.render.firewall")
+    import json
+
     spec, _ = load_text(FWD_SPEC)
     files = fw.render_firewall(spec)
     assert files, "no firewall rules rendered"
-    for name, text in files.items():
-        if name.endswith(".json"):
+    nft = [n for n in files if n.endswith((".nft.json", "accept-nftables.json"))]
+    assert len(nft) == 2, files.keys()
+    for name in nft:
+        strings = list(_strings(json.loads(files[name])))
+        assert any(s.startswith("kvmnet:") for s in strings), name
+        for s in strings:
+            assert s in ("==", "!=") or NFT_JSON_STRING.match(s), f"{name}: {s!r}"
+    for line in files["firewall/accept-iptables.rules"].splitlines():
+        if line.startswith("#"):
             continue
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            assert NFT_LINE.match(line), f"{name}: {line!r}"
-            assert line.count('"') in (0, 2), line
+        assert NFT_LINE.match(line), line
+        assert line.count('"') in (0, 2), line
 
 
 @pytest.mark.parametrize("field, value", [
@@ -314,8 +339,9 @@ def test_nft_and_iptables_text_holds_only_names_addresses_and_numbers() -> None:
 ])
 def test_the_forwards_state_file_is_checked_before_it_becomes_rules(field: str,
                                                                     value: object) -> None:
-    """The libvirt hook turns ROOT/var/lib/kvmnet/forwards.json into nft text: a value
-    there that is not a name, an address or a port is refused."""
+    """The libvirt hook turns ROOT/var/lib/kvmnet/forwards.json into nft JSON and
+    iptables-restore text: a value there that is not a name, an address or a port is
+    refused."""
     fw = pytest.importorskip("kvmnet.render.firewall")
     state = pytest.importorskip("kvmnet.model.forward")
     spec, _ = load_text(FWD_SPEC)

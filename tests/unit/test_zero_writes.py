@@ -118,6 +118,8 @@ HOST_WRITERS = (
     ("kvmnet.backend.files", "make_dirs"),
     ("kvmnet.backend.firewall", "sync"),           # port forwards: nft, iptables-restore
     ("kvmnet.backend.firewall", "install_rules"),
+    ("kvmnet.backend.nft", "apply_batch"),         # nft -j -f -
+    ("kvmnet.backend.nft", "write"),               # nft, iptables-restore
     ("kvmnet.backend.forward_files", "install"),   # the libvirt network hook
     ("kvmnet.backend.forward_files", "remove"),
 )

@@ -1,9 +1,9 @@
 """Install, check and remove kvmnet's port forward rules on this host (or inside
 --netns). What the rules are and why they sit where they do: kvmnet.render.firewall.
 
-Only argument lists, never a shell: `nft -j list ruleset` to read (JSON, parsed by
-kvmnet.parse.firewall; text output is never parsed), `nft -f -` and `iptables-restore -w
---noflush` (ip6tables-restore) with the script on stdin to write. Each of those is one
+Every nft call goes through kvmnet.backend.nft, in nft's JSON both ways (`nft -j list
+ruleset` to read, `nft -j -f -` to write); `iptables-restore -w --noflush`
+(ip6tables-restore) reads text, made by kvmnet.render.iptables. Each write is one
 kernel transaction; the order is accepts (iptables backend) first, then one nft
 transaction with table inet kvmnet and, on the nftables backend, the accepts in
 libvirt's table. After writing, the ruleset is read again and every wanted rule must
@@ -17,84 +17,24 @@ rules back. `install_rules` is what the hook runs when a network starts.
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from kvmnet.backend import forward_files
+from kvmnet.backend import forward_files, nft
 from kvmnet.backend.forward_files import state_path
-from kvmnet.backend.netns import entered
 from kvmnet.errors import LiveError
 from kvmnet.model.forward import FirewallLive, Fwd, RulesetFacts, parse_state, state_json
 from kvmnet.parse.firewall import parse_ruleset
 from kvmnet.plan.forwards import rules_in_place, wanted_rule_parts
-from kvmnet.render.firewall import iptables_restore, nft_accept_script, table_script
-
-TIMEOUT = 30.0
-
-
-NFT_LIST = ("nft", "-j", "list", "ruleset")
-
-
-def _spawn(args: Sequence[str], netns: str | None, stdin: bool) -> subprocess.Popen[str]:
-    """Start `args` inside `netns`: this thread enters it for the fork only
-    (kvmnet.backend.netns), two syscalls where `ip netns exec` starts two more programs."""
-    try:
-        with entered(netns) if netns else nullcontext():
-            try:
-                return subprocess.Popen(
-                    list(args), stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            except FileNotFoundError:
-                raise LiveError(f"{args[0]} is not installed (apt-get install nftables "
-                                "iptables)") from None
-            except OSError as e:
-                raise LiveError(f"cannot run {args[0]}: {e.strerror or e}") from None
-    except OSError as e:
-        raise LiveError(f"cannot enter network namespace {netns}: {e.strerror or e}") from None
-
-
-def _finish(p: subprocess.Popen[str], args: Sequence[str], stdin: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
-    try:
-        out, err = p.communicate(stdin, timeout=TIMEOUT)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise LiveError(f"{' '.join(args[:3])} did not finish within {TIMEOUT:.0f} s") from None
-    return subprocess.CompletedProcess(list(args), p.returncode, out, err)
-
-
-def _run(args: Sequence[str], netns: str | None, stdin: str | None = None
-         ) -> subprocess.CompletedProcess[str]:
-    return _finish(_spawn(args, netns, stdin is not None), args, stdin)
-
-
-def _ruleset(r: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    if r.returncode != 0:
-        why = r.stderr.strip() or str(r.returncode)
-        hint = " (run kvmnet as root)" if "not permitted" in why.lower() else ""
-        raise LiveError(f"nft -j list ruleset failed: {why}{hint}")
-    try:
-        data = json.loads(r.stdout or '{"nftables": []}')
-    except json.JSONDecodeError as e:
-        raise LiveError(f"nft -j list ruleset gave no JSON: {e}") from None
-    if not isinstance(data, dict):
-        raise LiveError("nft -j list ruleset gave no JSON object")
-    return data
-
-
-def fetch_ruleset(netns: str | None = None) -> dict[str, Any]:
-    return _ruleset(_run(NFT_LIST, netns))
+from kvmnet.render.firewall import nft_batch
+from kvmnet.render.iptables import iptables_inputs
 
 
 def _legacy(netns: str | None) -> bool:
     """iptables is iptables-legacy (libvirt's rules then do not show in nftables)."""
     try:
-        r = _run(["iptables", "-V"], netns)
+        r = nft.run(["iptables", "-V"], netns)
     except LiveError:
         return False
     return r.returncode == 0 and "legacy" in r.stdout
@@ -130,16 +70,11 @@ def start_read_firewall(netns: str | None = None, root: Path = Path("/")
     the result waits for nft (libvirt is read meanwhile: kvmnet.service.ops.read_live)."""
     path = state_path(root)
     state, hook = _read(path), forward_files.hook_status(root)
-    try:
-        proc: subprocess.Popen[str] | LiveError = _spawn(NFT_LIST, netns, False)
-    except LiveError as e:
-        proc = e
+    ruleset = nft.start_list_ruleset(netns)
 
     def finish() -> FirewallLive:
         try:
-            if isinstance(proc, LiveError):
-                raise proc
-            facts = parse_ruleset(_ruleset(_finish(proc, NFT_LIST)))
+            facts = parse_ruleset(ruleset())
         except LiveError as e:
             return FirewallLive(state_text=state, state_path=str(path), hook=hook,
                                 error=str(e))
@@ -149,43 +84,27 @@ def start_read_firewall(netns: str | None = None, root: Path = Path("/")
     return finish
 
 
-def _apply_scripts(fwds: Sequence[Fwd], facts: RulesetFacts, netns: str | None) -> list[str]:
+def _write_rules(fwds: Sequence[Fwd], facts: RulesetFacts, netns: str | None) -> list[str]:
+    """The accepts of the iptables backend first, then the one nft transaction."""
     done: list[str] = []
-    for fam, tool in ((4, "iptables-restore"), (6, "ip6tables-restore")):
-        a = facts.anchors.get(("iptables", fam))
-        if a is None:
-            continue
-        wanted = fwds if "iptables" in facts.backends else ()
-        text = iptables_restore(wanted, fam, a.chain_exists, len(a.jumps), a.first)
-        if text:
-            _write([tool, "-w", "--noflush"], text, netns)
-            done.append(f"{tool}: {'KVMNET_FWD' if wanted else 'removed KVMNET_FWD'}")
-    script = table_script(fwds) if fwds or facts.table else ""
-    for fam in (4, 6):
-        a = facts.anchors.get(("nftables", fam))
-        if a is not None and fam in facts.nft_families:
-            script += nft_accept_script(fwds, fam, a.chain_exists, a.jumps, a.first)
-    if script:
-        _write(["nft", "-f", "-"], script, netns)
+    for tool, text, note in iptables_inputs(fwds, facts):
+        nft.write([tool, "-w", "--noflush"], text, netns)
+        done.append(f"{tool}: {note}")
+    batch = nft_batch(fwds, facts)
+    if batch is not None:
+        nft.apply_batch(batch, netns)
         done.append("nft: table inet kvmnet" if fwds else "nft: removed table inet kvmnet")
     return done
-
-
-def _write(args: list[str], text: str, netns: str | None) -> None:
-    r = _run(args, netns, text)
-    if r.returncode != 0:
-        err = "\n".join(r.stderr.strip().splitlines()[:6])
-        raise LiveError(f"{' '.join(args)} failed (nothing of it was applied): {err}")
 
 
 def install_rules(fwds: Sequence[Fwd], netns: str | None = None) -> list[str]:
     """Make kvmnet's table and chains hold exactly the rules of `fwds` (none: remove
     them); what was written, [] when everything was in place already."""
-    facts = parse_ruleset(fetch_ruleset(netns))
+    facts = parse_ruleset(nft.list_ruleset(netns))
     if rules_in_place(fwds, facts):
         return []
-    done = _apply_scripts(fwds, facts, netns)
-    after = parse_ruleset(fetch_ruleset(netns))
+    done = _write_rules(fwds, facts, netns)
+    after = parse_ruleset(nft.list_ruleset(netns))
     missing = wanted_rule_parts(fwds, after) - set(after.parts)
     if missing:
         raise LiveError("kvmnet's forward rules are not all in place after the update: "

@@ -133,6 +133,17 @@ def describe(f: Fwd) -> str:
     return text
 
 
+def host_end(f: Fwd) -> str:
+    """'NET PROTO/PORTS': rules' comments about the host end of a forward."""
+    return f"{f.network} {f.proto}/{ports(f.host_ports)}"
+
+
+def guest_end(f: Fwd) -> str:
+    """'NET to ADDR PROTO/PORTS': rules' comments about the guest end, which forwards to
+    the same guest port share."""
+    return f"{f.network} to {f.target} {f.proto}/{ports(f.guest_ports)}"
+
+
 @dataclass(frozen=True)
 class Anchor:
     """kvmnet's chain in a table libvirt owns, and the jumps to it from libvirt's base

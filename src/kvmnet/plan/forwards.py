@@ -34,7 +34,8 @@ from kvmnet.model.forward import (
 )
 from kvmnet.model.spec import Spec
 from kvmnet.plan.core import Action, Ctx, in_scope
-from kvmnet.render.firewall import accept_rule, ipt_accepts, resolve, table_rules
+from kvmnet.render.firewall import accept_rule, resolve, table_rules
+from kvmnet.render.iptables import ipt_accepts
 
 
 def plan_firewall(ctx: Ctx) -> None:
@@ -123,11 +124,27 @@ def wanted_parts(fwds: Sequence[Fwd], facts: RulesetFacts) -> set[str]:
     return wanted_rule_parts(fwds, facts) | {f"state {_sha(state_json(fwds))}", "hook"}
 
 
+def _unhashed(part: str) -> str | None:
+    """'rule prerouting kvmnet:HASH default tcp/2222' -> 'rule prerouting default
+    tcp/2222' (also for 'nft4 kvmnet:HASH ...'); None for a part without a hash."""
+    head, sep, rest = part.partition(" kvmnet:")
+    return f"{head} {rest.partition(' ')[2]}" if sep else None
+
+
+def earlier_forms(need: set[str], have: frozenset[str]) -> dict[str, str]:
+    """Missing rule -> the rule of kvmnet's that is there for it in an earlier form: the
+    same chain and forward (the comment's description) but another hash, because an
+    earlier kvmnet wrote that rule otherwise (until issue 16 as nft text, and the hash
+    covered the text). The kernel's rule is the same; apply rewrites it once."""
+    there = {k: p for p in have - need if (k := _unhashed(p)) is not None}
+    return {p: there[k] for p in need - have if (k := _unhashed(p)) in there}
+
+
 def status(f: Fwd, live: FirewallLive) -> str:
     """installed | not installed | partly installed (e.g. the DNAT but not the accept)."""
     need = rule_parts(f, live.facts)
     have = need & live.facts.parts
-    if have == need:
+    if have == need or set(earlier_forms(need - have, live.facts.parts)) == need - have:
         return "installed"
     rules = {p for p in have if p.startswith(("rule ", "ipt", "nft"))
              and not p.endswith((" chain", " jump"))}
@@ -172,9 +189,14 @@ def plan_forwards(spec: Spec, live: FirewallLive | None, keep: Callable[[str], b
         return None
     details = [f"+ {describe(f)}" for f in wanted if f not in previous]
     details += [f"- {describe(f)}" for f in previous if f not in wanted]
-    details += [f"~ put back ({status(f, live)}): {describe(f)}" for f in wanted
-                if f in previous and _own_missing(f, live)]
+    for f in wanted:
+        missing = _own_missing(f, live) if f in previous else set()
+        if missing and set(earlier_forms(missing, live.facts.parts)) == missing:
+            details.append(f"~ rewrite in this kvmnet's form (same rules): {describe(f)}")
+        elif missing:
+            details.append(f"~ put back ({status(f, live)}): {describe(f)}")
     known = want | wanted_rule_parts(previous, live.facts)
+    known |= set(earlier_forms(want, live.facts.parts).values())
     details += _other_details(live, known, have, bool(wanted), changed=bool(details))
     added = sum(1 for f in wanted if f not in previous)
     removed = sum(1 for f in previous if f not in wanted)
@@ -184,10 +206,10 @@ def plan_forwards(spec: Spec, live: FirewallLive | None, keep: Callable[[str], b
     return ForwardsPlan(wanted, summary, tuple(details) or ("~ sync",))
 
 
-def _own_missing(f: Fwd, live: FirewallLive) -> bool:
-    """A rule of this forward itself is missing (not only a jump, shared by all)."""
+def _own_missing(f: Fwd, live: FirewallLive) -> set[str]:
+    """The rules of this forward itself that are missing (not a jump, shared by all)."""
     need = {p for p in rule_parts(f, live.facts) if not p.endswith(" jump")}
-    return not need <= live.facts.parts
+    return need - live.facts.parts
 
 
 def _errors(spec: Spec, live: FirewallLive, wanted: Sequence[Fwd]

@@ -8,9 +8,9 @@ Layout of `kvmnet render FILE -o DIR` (documented in the README):
   host/networkmanager/etc/NetworkManager/system-connections/
   host/networkd/etc/systemd/network/
   routes/NETWORK.txt                       the route the upstream router needs
-  firewall/forwards.nft                    port forwards: table inet kvmnet (nft -f)
+  firewall/forwards.nft.json               port forwards: table inet kvmnet (nft -j -f)
   firewall/accept-iptables.rules           ... the accept before libvirt's reject, iptables
-  firewall/accept-nftables.nft             ... or nftables backend (render/firewall.py)
+  firewall/accept-nftables.json            ... or nftables backend (render/firewall.py)
   firewall/forwards.json                   ... the state file the libvirt hook reads
 """
 

@@ -5,7 +5,7 @@ address (from `address:` or the guest's reservation on that network) and ports.
 Three things make it work, each for a reason found with real traffic:
 
   table inet kvmnet        kvmnet's own nftables table, always written whole in one
-                           `nft -f` transaction (add + delete + define: atomic, so a
+                           nft transaction (add + delete + define: atomic, so a
                            re-apply never duplicates a rule and never leaves a gap):
     prerouting (nat -100)  DNAT host:PORT -> guest:PORT for packets to any address of
                            the host (`fib daddr type local`) or to `listen`, and only
@@ -32,8 +32,9 @@ Three things make it work, each for a reason found with real traffic:
                            must sit in libvirt's own base chain, before its jumps:
     iptables backend       (libvirt <= 9; 10+ with firewall_backend = iptables)
                            chain KVMNET_FWD in table filter, jumped to from the top of
-                           FORWARD, written with iptables-restore --noflush (declaring
-                           the chain flushes it: one atomic replace). Through iptables
+                           FORWARD, written with iptables-restore --noflush
+                           (kvmnet.render.iptables; declaring the chain flushes it:
+                           one atomic replace). Through iptables
                            and not nft, so iptables-nft can still list the table for
                            libvirt. libvirt re-inserts its per-network rules at the top
                            of its LIBVIRT_FW* chains on network start and daemon restart,
@@ -44,15 +45,21 @@ Three things make it work, each for a reason found with real traffic:
                            its `forward` chain, in the same nft transaction as the table.
                            libvirt deletes its own rules by handle, never kvmnet's.
 
-Every nft rule carries a comment "kvmnet:HASH NETWORK PROTO/PORT" whose hash covers
-the rule, so reading the ruleset back (`nft -j`) tells exactly which wanted rules are
-there. iptables-nft keeps `-m comment` opaque to `nft -j`, so KVMNET_FWD's rules are
-known by what they match (address, protocol, ports): see kvmnet.parse.firewall.
+The nft side is data: each rule is its statements in nft's JSON, as `nft -j` lists
+them, and the transaction a list of JSON commands ({"add": {"rule": ...}}, ...) that
+kvmnet.backend.nft feeds to `nft -j -f -`; no nft text is formatted anywhere, and every
+value comes from a checked Fwd. Every nft rule carries a comment "kvmnet:HASH NETWORK
+PROTO/PORT" whose hash covers the rule's canonical JSON, so reading the ruleset back
+(`nft -j`) tells exactly which wanted rules are there. iptables-nft keeps `-m comment`
+opaque to `nft -j`, so KVMNET_FWD's rules are known by what they match (address,
+protocol, ports): see kvmnet.parse.firewall.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,17 +68,21 @@ from kvmnet.errors import RenderError
 from kvmnet.model.derive import ip_config_for
 from kvmnet.model.forward import (
     BASE_CHAINS,
-    IPT_CHAIN,
+    FAMILIES,
     LIBVIRT_TABLE,
     NFT_CHAIN,
     TABLE,
     TABLE_FAMILY,
+    Anchor,
     Fwd,
-    ports,
+    RulesetFacts,
+    guest_end,
+    host_end,
     state_json,
 )
 from kvmnet.model.spec import PortForward, Spec
 from kvmnet.render.guard import require_one_line
+from kvmnet.render.iptables import IPT_TOOLS, iptables_restore
 
 
 def resolve(spec: Spec) -> tuple[Fwd, ...]:
@@ -115,93 +126,121 @@ def _guest_address(spec: Spec, network: str, guest: str | None) -> Any:
     return None
 
 
-# -- nftables rules -------------------------------------------------------------------
+# -- nftables rules, as nft's JSON ---------------------------------------------------
+
+Json = dict[str, Any]
+
 
 @dataclass(frozen=True)
 class Rule:
-    """One nft rule of `chain`; `desc` names the forward in its comment."""
+    """One nft rule of `chain`: its statements in nft's JSON (`expr`, as `nft -j` lists
+    them); `desc` names the forward in its comment."""
 
     chain: str
-    body: str
+    expr: tuple[Json, ...]
     desc: str
 
     @property
+    def key(self) -> str:
+        """The rule's canonical form: what its comment's hash covers, and what makes two
+        forwards' rules one (hairpin and accept rules of the same guest port)."""
+        return f"{self.chain}|" + json.dumps(self.expr, sort_keys=True, separators=(",", ":"))
+
+    @property
     def comment(self) -> str:
-        h = hashlib.sha256(f"{self.chain}|{self.body}".encode()).hexdigest()[:10]
+        h = hashlib.sha256(self.key.encode()).hexdigest()[:10]
         return f"kvmnet:{h} {self.desc}"[:120]
 
-    def text(self) -> str:
-        return f'{self.body} comment "{self.comment}"'
+    def command(self, verb: str, family: str, table: str) -> Json:
+        return {verb: {"rule": {"family": family, "table": table, "chain": self.chain,
+                                "expr": list(self.expr), "comment": self.comment}}}
 
 
 def _l3(f: Fwd) -> str:
     return "ip" if f.family == 4 else "ip6"
 
 
-def _nfproto(f: Fwd) -> str:
-    return "meta nfproto ipv4" if f.family == 4 else "meta nfproto ipv6"
+def _match(left: Json, right: Any, op: str = "==") -> Json:
+    return {"match": {"op": op, "left": left, "right": right}}
 
 
-def _desc(f: Fwd) -> str:
-    return f"{f.network} {f.proto}/{ports(f.host_ports)}"
+def _field(protocol: str, name: str) -> Json:
+    return {"payload": {"protocol": protocol, "field": name}}
 
 
-def _to_desc(f: Fwd) -> str:
-    """For rules about the guest end, which forwards to the same guest port share."""
-    return f"{f.network} to {f.target} {f.proto}/{ports(f.guest_ports)}"
+def _portset(p: tuple[int, int]) -> int | Json:
+    return p[0] if p[0] == p[1] else {"range": [p[0], p[1]]}
 
 
-def _dnat(f: Fwd) -> str:
-    addr = f.target if f.family == 4 else f"[{f.target}]"
-    verb = f"dnat {_l3(f)} to"
+def _prefix(block: str) -> Json:
+    net = ipaddress.ip_network(block)
+    return {"prefix": {"addr": str(net.network_address), "len": net.prefixlen}}
+
+
+def _nfproto(f: Fwd) -> Json:
+    return _match({"meta": {"key": "nfproto"}}, "ipv4" if f.family == 4 else "ipv6")
+
+
+FIB_LOCAL = _match({"fib": {"result": "type", "flags": ["daddr"]}}, "local")
+CT_DNAT = _match({"ct": {"key": "status"}}, "dnat", op="in")   # a flag test, as listed
+COUNTER: Json = {"counter": None}
+
+
+def _dport(f: Fwd, which: tuple[int, int]) -> Json:
+    return _match(_field(f.proto, "dport"), _portset(which))
+
+
+def _dnat(f: Fwd) -> Json:
+    """To the guest's port; a range onto the same range keeps the port; a range onto
+    another range maps each port."""
+    out: Json = {"family": _l3(f), "addr": f.target}
     hp, gp = f.host_ports, f.guest_ports
     if gp[0] == gp[1]:
-        return f"{verb} {addr}:{gp[0]}"
-    if gp == hp:
-        return f"{verb} {addr}"
-    pairs = ", ".join(f"{h} : {g}" for h, g in zip(range(hp[0], hp[1] + 1),
-                                                   range(gp[0], gp[1] + 1), strict=True))
-    return f"{verb} {addr} : {f.proto} dport map {{ {pairs} }}"
-
-
-def _dport(f: Fwd, which: tuple[int, int]) -> str:
-    return f"{f.proto} dport {ports(which)}"
+        out["port"] = gp[0]
+    elif gp != hp:
+        pairs = [[h, g] for h, g in zip(range(hp[0], hp[1] + 1), range(gp[0], gp[1] + 1),
+                                        strict=True)]
+        out["port"] = {"map": {"key": _field(f.proto, "dport"), "data": {"set": pairs}}}
+    return {"dnat": out}
 
 
 def prerouting_rule(f: Fwd) -> Rule:
-    parts = [_nfproto(f)]
+    expr = [_nfproto(f)]
     if f.sources:
-        parts.append(f"{_l3(f)} saddr {{ {', '.join(f.sources)} }}")
-    parts.append(f"{_l3(f)} daddr {f.listen}" if f.listen else "fib daddr type local")
-    parts += [_dport(f, f.host_ports), "counter", _dnat(f)]
-    return Rule("prerouting", " ".join(parts), _desc(f))
+        expr.append(_match(_field(_l3(f), "saddr"), {"set": [_prefix(s) for s in f.sources]}))
+    expr.append(_match(_field(_l3(f), "daddr"), f.listen) if f.listen else FIB_LOCAL)
+    expr += [_dport(f, f.host_ports), COUNTER, _dnat(f)]
+    return Rule("prerouting", tuple(expr), host_end(f))
 
 
 def output_rule(f: Fwd) -> Rule:
-    loopback = "127.0.0.0/8" if f.family == 4 else "::1"
-    dst = (f"{_l3(f)} daddr {f.listen}" if f.listen
-           else f"{_l3(f)} daddr != {loopback} fib daddr type local")
-    return Rule("output", " ".join([_nfproto(f), dst, _dport(f, f.host_ports), "counter",
-                                    _dnat(f)]), _desc(f))
+    if f.listen:
+        dst = [_match(_field(_l3(f), "daddr"), f.listen)]
+    else:   # a packet from loopback may not leave the host
+        loopback = _prefix("127.0.0.0/8") if f.family == 4 else "::1"
+        dst = [_match(_field(_l3(f), "daddr"), loopback, op="!="), FIB_LOCAL]
+    return Rule("output", (_nfproto(f), *dst, _dport(f, f.host_ports), COUNTER, _dnat(f)),
+                host_end(f))
 
 
 def hairpin_rule(f: Fwd) -> Rule:
-    return Rule("postrouting", " ".join([
-        _nfproto(f), "ct status dnat", f"{_l3(f)} saddr {f.subnet}",
-        f"{_l3(f)} daddr {f.target}", _dport(f, f.guest_ports), "masquerade"]), _to_desc(f))
+    return Rule("postrouting", (
+        _nfproto(f), CT_DNAT, _match(_field(_l3(f), "saddr"), _prefix(f.subnet)),
+        _match(_field(_l3(f), "daddr"), f.target), _dport(f, f.guest_ports),
+        {"masquerade": None}), guest_end(f))
 
 
 def accept_rule(f: Fwd) -> Rule:
     """nftables backend: the accept in libvirt's table (family ip or ip6)."""
-    return Rule(NFT_CHAIN, " ".join([
-        f"{_l3(f)} daddr {f.target}", _dport(f, f.guest_ports), "ct status dnat", "counter",
-        "accept"]), _to_desc(f))
+    return Rule(NFT_CHAIN, (
+        _match(_field(_l3(f), "daddr"), f.target), _dport(f, f.guest_ports), CT_DNAT,
+        COUNTER, {"accept": None}), guest_end(f))
 
 
 def _unique(rules: Iterable[Rule]) -> list[Rule]:
-    seen: dict[tuple[str, str], Rule] = {}
+    seen: dict[str, Rule] = {}
     for r in rules:
-        seen.setdefault((r.chain, r.body), r)
+        seen.setdefault(r.key, r)
     return list(seen.values())
 
 
@@ -219,130 +258,83 @@ def accept_rules(fwds: Sequence[Fwd], family: int) -> list[Rule]:
     return _unique(accept_rule(f) for f in fwds if f.family == family)
 
 
-def table_text(fwds: Sequence[Fwd]) -> str:
-    """`table inet kvmnet { ... }` as nft -f reads it (empty string: no forwards)."""
+# -- nft commands: one transaction ----------------------------------------------------
+
+def table_commands(fwds: Sequence[Fwd]) -> list[Json]:
+    """Replace table inet kvmnet whole (add + delete + define, in one transaction: a
+    re-apply never duplicates a rule nor leaves a gap), or remove it: no forwards."""
+    table = {"family": TABLE_FAMILY, "name": TABLE}
+    out: list[Json] = [{"add": {"table": table}}, {"delete": {"table": table}}]
     if not fwds:
-        return ""
+        return out
+    out.append({"add": {"table": table}})
     rules = table_rules(fwds)
-    lines = [f"table {TABLE_FAMILY} {TABLE} {{"]
     for name, ctype, hook, prio in BASE_CHAINS:
-        lines += [f"\tchain {name} {{",
-                  f"\t\ttype {ctype} hook {hook} priority {prio}; policy accept;"]
-        lines += [f"\t\t{r.text()}" for r in rules[name]]
-        lines.append("\t}")
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+        out.append({"add": {"chain": {"family": TABLE_FAMILY, "table": TABLE, "name": name,
+                                      "type": ctype, "hook": hook, "prio": prio,
+                                      "policy": "accept"}}})
+        out += [r.command("add", TABLE_FAMILY, TABLE) for r in rules[name]]
+    return out
 
 
-HEADER = ("# kvmnet port forwards: `kvmnet apply` (and its libvirt network hook) writes\n"
-          "# this table whole; do not edit, change the spec's forwards: instead.\n")
-
-
-def table_script(fwds: Sequence[Fwd]) -> str:
-    """Replace table inet kvmnet atomically (or remove it: no forwards)."""
-    head = f"{HEADER}add table {TABLE_FAMILY} {TABLE}\ndelete table {TABLE_FAMILY} {TABLE}\n"
-    return head + table_text(fwds)
-
-
-def nft_accept_script(fwds: Sequence[Fwd], family: int, chain_exists: bool,
-                      jump_handles: Sequence[int], jump_first: bool) -> str:
+def accept_commands(fwds: Sequence[Fwd], family: int, anchor: Anchor) -> list[Json]:
     """nftables backend: make chain kvmnet_forwards of table ip|ip6 libvirt_network hold
     exactly the accepts of `fwds`, jumped to first thing in `forward`; remove chain and
-    jump when no forward of the family is left. '' when there is nothing to do."""
-    at = f"{'ip' if family == 4 else 'ip6'} {LIBVIRT_TABLE}"
+    jump when no forward of the family is left. [] when there is nothing to do."""
+    l3 = FAMILIES[family][0]
+    chain = {"family": l3, "table": LIBVIRT_TABLE, "name": NFT_CHAIN}
+    unjump = [{"delete": {"rule": {"family": l3, "table": LIBVIRT_TABLE, "chain": "forward",
+                                   "handle": h}}} for h in anchor.jumps]
     rules = accept_rules(fwds, family)
-    out: list[str] = []
-    jump_ok = jump_first and len(jump_handles) == 1
     if rules:
-        out += [f"add chain {at} {NFT_CHAIN}", f"flush chain {at} {NFT_CHAIN}"]
-        out += [f"add rule {at} {NFT_CHAIN} {r.text()}" for r in rules]
-        if not jump_ok:
-            out += [f"delete rule {at} forward handle {h}" for h in jump_handles]
-            out.append(f'insert rule {at} forward jump {NFT_CHAIN} comment "kvmnet forwards"')
-    elif chain_exists or jump_handles:
-        out += [f"delete rule {at} forward handle {h}" for h in jump_handles]
-        if chain_exists:
-            out += [f"flush chain {at} {NFT_CHAIN}", f"delete chain {at} {NFT_CHAIN}"]
-    return "\n".join(out) + "\n" if out else ""
+        out: list[Json] = [{"add": {"chain": chain}}, {"flush": {"chain": chain}}]
+        out += [r.command("add", l3, LIBVIRT_TABLE) for r in rules]
+        if not anchor.ok:
+            out += [*unjump, {"insert": {"rule": {
+                "family": l3, "table": LIBVIRT_TABLE, "chain": "forward",
+                "expr": [{"jump": {"target": NFT_CHAIN}}], "comment": "kvmnet forwards"}}}]
+        return out
+    if anchor.chain_exists:
+        return [*unjump, {"flush": {"chain": chain}}, {"delete": {"chain": chain}}]
+    return unjump
 
 
-# -- iptables backend -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class IptAccept:
-    """One accept of chain KVMNET_FWD (iptables backend)."""
-
-    family: int
-    target: str
-    proto: str
-    ports: tuple[int, int]
-    desc: str
-
-    @property
-    def key(self) -> str:
-        """What `nft -j` shows of the rule: address, protocol, ports."""
-        return f"{self.target} {self.proto} {self.ports[0]}-{self.ports[1]}"
-
-    def line(self) -> str:
-        plen = 32 if self.family == 4 else 128
-        return (f"-A {IPT_CHAIN} -d {self.target}/{plen} -p {self.proto} -m {self.proto} "
-                f"--dport {ports(self.ports, ':')} -m conntrack --ctstate DNAT "
-                f'-m comment --comment "kvmnet {self.desc}" -j ACCEPT')
+def nft_batch(fwds: Sequence[Fwd], facts: RulesetFacts) -> Json | None:
+    """The one nft transaction that makes the host's ruleset (`facts`) hold kvmnet's
+    rules for `fwds`: table inet kvmnet, and on libvirt's nftables backend the accepts
+    in its tables. None when nft has nothing to do."""
+    out = table_commands(fwds) if fwds or facts.table else []
+    for family in (4, 6):
+        anchor = facts.anchors.get(("nftables", family))
+        if anchor is not None and family in facts.nft_families:
+            out += accept_commands(fwds, family, anchor)
+    return {"nftables": out} if out else None
 
 
-def ipt_accepts(fwds: Sequence[Fwd], family: int) -> list[IptAccept]:
-    seen: dict[str, IptAccept] = {}
-    for f in fwds:
-        if f.family == family:
-            a = IptAccept(family, f.target, f.proto, f.guest_ports, _to_desc(f))
-            seen.setdefault(a.key, a)
-    return list(seen.values())
-
-
-def iptables_restore(fwds: Sequence[Fwd], family: int, chain_exists: bool, jumps: int,
-                     jump_first: bool) -> str:
-    """Input for `iptables-restore --noflush` (ip6tables-restore for family 6) that makes
-    KVMNET_FWD hold exactly the accepts of `fwds`, jumped to first thing in FORWARD, or
-    removes both. '' when there is nothing to do."""
-    accepts = ipt_accepts(fwds, family)
-    if not accepts and not chain_exists and not jumps:
-        return ""
-    lines = ["*filter", f":{IPT_CHAIN} - [0:0]"]   # declaring a user chain flushes it
-    lines += [a.line() for a in accepts]
-    if accepts:
-        if not (jump_first and jumps == 1):
-            lines += [f"-D FORWARD -j {IPT_CHAIN}"] * jumps
-            lines.append(f"-I FORWARD 1 -j {IPT_CHAIN}")
-    else:
-        lines += [f"-D FORWARD -j {IPT_CHAIN}"] * jumps
-        lines.append(f"-X {IPT_CHAIN}")
-    lines.append("COMMIT")
-    return "\n".join(lines) + "\n"
+def batch_text(batch: Json) -> str:
+    """`batch` as `nft -j -f` reads it: one command a line, so a file of it reads (and
+    diffs) like a ruleset."""
+    return '{"nftables": [\n' + ",\n".join(json.dumps(c) for c in batch["nftables"]) + "\n]}\n"
 
 
 # -- kvmnet render --------------------------------------------------------------------
 
 def render_firewall(spec: Spec) -> dict[str, str]:
-    """firewall/forwards.nft (table inet kvmnet), firewall/accept-iptables.rules and
-    firewall/accept-nftables.nft (the accept in front of libvirt's reject: which one
-    apply installs depends on libvirt's backend, found on the host) and
-    firewall/forwards.json (the state file the libvirt hook reads)."""
+    """firewall/forwards.nft.json (table inet kvmnet, for `nft -j -f`),
+    firewall/accept-iptables.rules and firewall/accept-nftables.json (the accept in
+    front of libvirt's reject: which one apply installs depends on libvirt's backend,
+    found on the host) and firewall/forwards.json (the state file the libvirt hook
+    reads)."""
     fwds = resolve(spec)
     if not fwds:
         return {}
-    ipt = ""
-    nft = ""
-    for fam in (4, 6):
-        if any(f.family == fam for f in fwds):
-            tool = "iptables-restore" if fam == 4 else "ip6tables-restore"
-            ipt += (f"# {tool} -w --noflush < this (libvirt's iptables backend)\n"
-                    + iptables_restore(fwds, fam, False, 0, False))
-            nft += (f"# nft -f this (libvirt's nftables backend, table "
-                    f"{'ip' if fam == 4 else 'ip6'} {LIBVIRT_TABLE})\n"
-                    + nft_accept_script(fwds, fam, False, (), False))
+    families = [fam for fam in (4, 6) if any(f.family == fam for f in fwds)]
+    accepts = [c for fam in families for c in accept_commands(fwds, fam, Anchor())]
     return {
-        "firewall/forwards.nft": table_script(fwds),
-        "firewall/accept-iptables.rules": ipt,
-        "firewall/accept-nftables.nft": nft,
+        "firewall/forwards.nft.json": batch_text({"nftables": table_commands(fwds)}),
+        "firewall/accept-iptables.rules": "".join(
+            f"# {IPT_TOOLS[fam]} -w --noflush < this (libvirt's iptables backend)\n"
+            + iptables_restore(fwds, fam, Anchor()) for fam in families),
+        "firewall/accept-nftables.json": batch_text({"nftables": accepts}),
         "firewall/forwards.json": state_json(fwds),
     }

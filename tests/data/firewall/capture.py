@@ -1,4 +1,4 @@
-"""Regenerate live/*.json (run as root from the repository: python
+"""Regenerate live/*.json but *-earlier.json (run as root from the repository: python
 tests/data/firewall/capture.py): in a scratch namespace kvt-fw-cap, replay the firewall
 commands libvirt 9.0 (iptables) and 11.3 (nftables) run for its test network "default"
 (their own test data, fetched by ./scripts/setup: tests/lab/testdata.py), dump
