@@ -27,11 +27,13 @@ needs / to be a mount point), proc, sysfs, the host's /dev, a fresh tmpfs on /ru
 root's own: its libvirtd socket, pid files and network namespaces are not the host's,
 so the host lab's `kvmnet-lab` and this one never meet), this checkout on /kvmnet. When
 the last process of the run exits, every mount goes with it; the lab fixture stops the
-libvirtd it started in there (tests/lab/libvirtd.py) as on the host.
+libvirtd it started in there (tests/lab/libvirtd.py) as on the host. Set-ups and runs
+take turns (a flock beside the root): they share the root's /etc/libvirt and /var/lib.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -237,15 +239,20 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("setup", "pytest", "run"):
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    try:
-        setup()
-    except TrixieError as e:
-        print(f"trixie: {e}", file=sys.stderr)
-        return 1
-    if argv[0] == "setup":
-        return 0
-    args = [f"{VENV}/bin/pytest", *argv[1:]] if argv[0] == "pytest" else argv[1:]
-    return in_root(args, firewall=firewall, capture=False).returncode
+    ROOT.parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT.parent / "lock", "w") as lock:
+        # One set-up or run at a time: runs share the root's /etc/libvirt and /var/lib
+        # (their own /run aside), and the tests use fixed network names.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            setup()
+        except TrixieError as e:
+            print(f"trixie: {e}", file=sys.stderr)
+            return 1
+        if argv[0] == "setup":
+            return 0
+        args = [f"{VENV}/bin/pytest", *argv[1:]] if argv[0] == "pytest" else argv[1:]
+        return in_root(args, firewall=firewall, capture=False).returncode
 
 
 if __name__ == "__main__":
