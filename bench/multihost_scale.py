@@ -1,7 +1,9 @@
 """How plan and apply of a many-host spec scale with the number of hosts (issue 10).
 
 Each host is a libvirt test-driver file (test:///DIR/hvNN.xml) holding GUESTS
-running domains; the spec puts NETS NAT networks on every host and pins each guest
+running domains, named in the spec as the ssh host it models
+(qemu+ssh://hvNN.bench.invalid/system: a spec may not name a file) and opened by the
+bench's Opener; the spec puts NETS NAT networks on every host and pins each guest
 to its host with one NIC and a DHCP reservation (so 50 hosts x 40 guests = 2,000
 NICs). kvmnet.service.multihost plans and applies every host in its thread pool.
 
@@ -62,6 +64,7 @@ class Slow:
 
 
 def make_hosts(root: Path, hosts: int, guests: int) -> dict[str, str]:
+    """host name -> the test-driver URI of its file."""
     uris = {}
     for h in range(hosts):
         doms = "".join(DOMAIN.format(name=f"hv{h:02d}-vm{g:02d}") for g in range(guests))
@@ -71,8 +74,13 @@ def make_hosts(root: Path, hosts: int, guests: int) -> dict[str, str]:
     return uris
 
 
+def spec_uri(name: str) -> str:
+    """How the spec names a host: the qemu+ssh host a test-driver file models."""
+    return f"qemu+ssh://{name}.bench.invalid/system"
+
+
 def make_spec(uris: dict[str, str], guests: int, nets: int) -> str:
-    lines = ["hosts:"] + [f"  {n}: {{uri: '{u}'}}" for n, u in uris.items()] + ["networks:"]
+    lines = ["hosts:"] + [f"  {n}: {{uri: '{spec_uri(n)}'}}" for n in uris] + ["networks:"]
     for n in range(nets):
         lines.append(f"  bn{n}: {{mode: nat, bridge: virbr{n + 1}, ipv4: {{address: "
                      f"10.{100 + n}.0.1/16, dhcp: 10.{100 + n}.200.1-10.{100 + n}.250.250}}}}")
@@ -91,11 +99,12 @@ class Opener:
 
     def __init__(self) -> None:
         self.conns: dict[str, Connection] = {}
+        self.real: dict[str, str] = {}   # the spec's URI -> the test-driver file's
         self.rtt = 0.0
 
     def __call__(self, uri: str) -> Connection:
         if uri not in self.conns:
-            c = Connection.open(uri)
+            c = Connection.open(self.real[uri])
             c.close = lambda: None  # type: ignore[method-assign]  # kept for the next session
             self.conns[uri] = c
         c = self.conns[uri]
@@ -118,7 +127,9 @@ def measure(hosts: int, guests: int, nets: int, rtt_ms: float, workers: int) -> 
     root = Path(tempfile.mkdtemp(prefix="kvmnet-mh-bench-"))
     opener = Opener()
     try:
-        text = make_spec(make_hosts(root, hosts, guests), guests, nets)
+        files = make_hosts(root, hosts, guests)
+        opener.real = {spec_uri(n): u for n, u in files.items()}
+        text = make_spec(files, guests, nets)
         (spec, pos), load_s = timed(lambda: load_text(text, "bench.yaml"))
         problems, check_s = timed(lambda: check(spec, pos, "bench.yaml"))
         assert not errors(problems), problems[:3]

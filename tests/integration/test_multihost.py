@@ -3,10 +3,12 @@
 Hosts here are libvirt test-driver files (``test:///PATH.xml``: each connection to
 one holds its own state, so two files are two independent hypervisors), the lab's
 real libvirtd (``qemu:///system`` in the namespace kvmnet-lab) and a URI nobody
-answers (``qemu+unix:///system?socket=/nonexistent``). A test-driver host forgets
-everything when its connection closes, so the in-process tests open each one once
-(``Pool``) and plan again on the same connection; the CLI (a process per run) is
-used where its output and exit codes matter.
+answers (``qemu+unix:///system?socket=/nonexistent``). A spec may not name the first
+or the last (a spec's URIs are an allow-list: SECURITY.md), so the spec names them as
+the ssh hosts they stand for (``qemu+ssh://hv1.kvt.invalid/system``) and the tests'
+opener (``Pool``, or the CLI's Session given it) opens what each stands for. A
+test-driver host forgets everything when its connection closes, so the tests open
+each one once (``Pool``) and plan again on the same connection.
 
 Lab names: networks ``kvt-mh-*`` (bridges ``kvtmh*``), subnets in 10.245.0.0/16,
 and kvmnet runs with --scope 'kvt-mh-*' so it never plans to remove another suite's
@@ -34,7 +36,9 @@ from kvmnet.service.multihost import Session
 from kvmnet.spec.load import load_text
 
 KVMNET = str(Path(sys.executable).parent / "kvmnet")
-DOWN = "qemu+unix:///system?socket=/nonexistent"
+DOWN = "qemu+ssh://down.kvt.invalid/system"     # as the spec names it
+DOWN_REAL = "qemu+unix:///system?socket=/nonexistent"
+REAL: dict[str, str] = {DOWN: DOWN_REAL}           # spec URI -> what the tests open
 SCOPE = "kvt-mh-*"
 WEB = "kvt-mh-web"
 
@@ -67,10 +71,11 @@ class Pool:
 
     def __call__(self, uri: str) -> Connection:
         self.opened.append(uri)
-        if not uri.startswith("test:"):
-            return Connection.open(uri)
+        real = REAL.get(uri, uri)
+        if not real.startswith("test:"):
+            return Connection.open(real)
         if uri not in self.conns:
-            self.conns[uri] = Kept.open(uri)  # type: ignore[assignment]
+            self.conns[uri] = Kept.open(real)  # type: ignore[assignment]
         return self.conns[uri]
 
     def close(self) -> None:
@@ -85,11 +90,25 @@ def pool() -> Iterator[Pool]:
     p.close()
 
 
+@pytest.fixture
+def cli_pool(pool: Pool, monkeypatch: pytest.MonkeyPatch) -> Pool:
+    """The CLI (main, in this process) opens hosts through the pool."""
+    import functools
+
+    import kvmnet.cli.multihost as cli_multihost
+
+    monkeypatch.setattr(cli_multihost, "Session", functools.partial(Session, opener=pool))
+    return pool
+
+
 def make_host(tmp_path: Path, name: str, domain: str | None = None) -> str:
-    """A fresh test-driver hypervisor: an XML file, with one running domain or none."""
+    """A fresh test-driver hypervisor: an XML file, with one running domain or none;
+    the URI a spec names it by (Pool opens the file)."""
     path = tmp_path / f"{name}.xml"
     path.write_text(NODE.format(name=domain) if domain else "<node/>\n")
-    return f"test://{path}"
+    uri = f"qemu+ssh://{name}.kvt.invalid/system"
+    REAL[uri] = f"test://{path}"
+    return uri
 
 
 def spec_text(hosts: dict[str, str], lab_netns: str | None = None) -> str:
@@ -138,7 +157,7 @@ def test_unreachable_host_is_reported_and_the_others_are_applied(three, pool):
     with session(text, pool, lock_wait=0.0) as s:
         s.plan()
         got = by_name(s)
-        assert got["lab"].failed and "cannot connect to " + DOWN in got["lab"].error
+        assert got["lab"].failed and "cannot connect to " + DOWN_REAL in got["lab"].error
         assert got["lab"].planned is None
         kinds = {n: sorted(a.kind for a in got[n].planned.plan.actions) for n in ("hv1", "hv2")}
         assert kinds == {"hv1": ["network.create", "network.create", "nic.attach"],
@@ -184,9 +203,9 @@ def test_workers_bound_the_concurrency(tmp_path):
         time.sleep(0.05)
         with lock:
             now -= 1
-        if uri.endswith("hv3.xml"):
+        if uri.startswith("qemu+ssh://hv3."):
             raise RuntimeError("boom")      # a surprise on one host stays on that host
-        return Connection.open(uri)
+        return Connection.open(REAL[uri])
 
     spec, pos = load_text(text)
     t0 = time.monotonic()
@@ -209,7 +228,7 @@ def test_a_floating_guest_defined_nowhere_is_reported(tmp_path, pool):
         assert all(o.planned.warnings == [] for o in s.outcomes)
 
 
-def test_cli_plan_json_and_exit_codes(three, capsys, tmp_path):
+def test_cli_plan_json_and_exit_codes(three, cli_pool, capsys, tmp_path):
     path = tmp_path / "mh.yaml"
     path.write_text(spec_text(three))
     assert main(["plan", str(path), "--json"]) == 1
@@ -236,7 +255,7 @@ def test_cli_plan_json_and_exit_codes(three, capsys, tmp_path):
     (["--netns", "x"], "--netns and a spec with hosts: do not mix: set netns: under"),
     (["--host", "hv11"], "--host hv11: no such host in the spec; did you mean hv1?"),
 ])
-def test_cli_refuses_mixed_options(three, capsys, tmp_path, args, message):
+def test_cli_refuses_mixed_options(three, cli_pool, capsys, tmp_path, args, message):
     path = tmp_path / "mh.yaml"
     path.write_text(spec_text(three))
     for cmd in ("plan", "apply"):
@@ -251,13 +270,11 @@ def test_cli_host_needs_a_hosts_section(capsys, tmp_path):
     assert "--host NAME picks hosts of the spec's hosts: section" in capsys.readouterr().err
 
 
-def test_cli_apply_applies_the_reachable_hosts(three, tmp_path):
+def test_cli_apply_applies_the_reachable_hosts(three, cli_pool, capsys, tmp_path):
     path = tmp_path / "mh.yaml"
     path.write_text(spec_text(three))
-    r = subprocess.run([KVMNET, "apply", str(path), "--yes", "--json"], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 1, r.stderr
-    data = json.loads(r.stdout)
+    assert main(["apply", str(path), "--yes", "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
     hv1, lab = data["hosts"]["hv1"], data["hosts"]["lab"]
     assert hv1["ok"] and hv1["writes"] == 9 and [x["status"] for x in hv1["results"]] == [
         "done", "done", "done"]

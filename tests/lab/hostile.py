@@ -245,3 +245,67 @@ def with_value(model: Any, path: Path, new: Any) -> Any:
     assert isinstance(model, list) and isinstance(head, int)
     return [(with_value(v, rest, new) if rest else new) if i == head else v
             for i, v in enumerate(model)]
+
+
+# -- libvirt URIs a spec may name, and those it may not ---------------------------------
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?", fullmatch=True)
+HOSTNAMES = st.lists(_LABEL, min_size=1, max_size=3).map(".".join)
+_USERS = st.from_regex(r"[a-z_][a-z0-9_.-]{0,8}", fullmatch=True)
+SOCKETS = [f"{run}/libvirt/{d}-sock{ro}" for run in ("/run", "/var/run")
+           for d in ("libvirt", "virtqemud") for ro in ("", "-ro")]
+_GOOD_PARAMS = {"mode": ["auto", "legacy", "direct"], "proxy": ["auto", "netcat", "native"],
+                "no_tty": ["0", "1"]}
+
+
+@st.composite
+def allowed_uris(draw: st.DrawFn) -> str:
+    """Remote qemu over ssh, TLS or TCP with harmless parameters, or the local socket."""
+    path = draw(st.sampled_from(["/system", "/session"]))
+    keys = draw(st.lists(st.sampled_from(sorted(_GOOD_PARAMS)), unique=True, max_size=3))
+    params = [f"{k}={draw(st.sampled_from(_GOOD_PARAMS[k]))}" for k in keys]
+    if draw(st.booleans()):   # this machine's socket
+        transport = draw(st.sampled_from(["", "+unix"]))
+        if draw(st.booleans()):
+            params.append(f"socket={draw(st.sampled_from(SOCKETS))}")
+        return f"qemu{transport}://{path}" + (f"?{'&'.join(params)}" if params else "")
+    transport = draw(st.sampled_from(["", "+ssh", "+tls", "+tcp"]))
+    user = draw(st.one_of(st.just(""), _USERS.map(lambda u: u + "@")))
+    host = draw(st.one_of(HOSTNAMES, st.ip_addresses(v=4).map(str),
+                          st.ip_addresses(v=6).map(lambda a: f"[{a}]")))
+    port = draw(st.one_of(st.just(""), st.integers(1, 65535).map(lambda p: f":{p}")))
+    return f"qemu{transport}://{user}{host}{port}{path}" + (
+        f"?{'&'.join(params)}" if params else "")
+
+
+_BAD_PARAMS = ["command=/tmp/x", "netcat=/tmp/nc", "keyfile=/root/.ssh/id_rsa",
+               "pkipath=/tmp/pki", "known_hosts=/etc/passwd", "authfile=/tmp/a",
+               "name=test:///etc/shadow", "socket=/tmp/evil.sock", "no_verify=1",
+               "known_hosts_verify=ignore", "sshauth=password", "tls_priority=NORMAL",
+               "mode=x;id", "proxy=$(id)", "c%6fmmand=/tmp/x", "command"]
+
+
+@st.composite
+def refused_uris(draw: st.DrawFn) -> str:
+    """URIs that can run a program, read or write a file, or reach another socket."""
+    base = draw(allowed_uris())
+    kind = draw(st.integers(0, 4))
+    if kind == 0:   # a parameter that names a program or a file, or is unknown
+        sep = "&" if "?" in base else "?"
+        return base + sep + draw(st.one_of(st.sampled_from(_BAD_PARAMS), st.from_regex(
+            r"[a-z_]{1,10}=[a-z0-9/]{0,8}", fullmatch=True).filter(
+                lambda p: p.split("=")[0] not in (*_GOOD_PARAMS, "socket"))))
+    if kind == 1:   # a transport that runs a program, or one not on the list
+        t = draw(st.one_of(st.sampled_from(["ext", "libssh", "libssh2", "fd", "ssh2"]),
+                           st.from_regex(r"[a-z][a-z0-9]{0,6}", fullmatch=True).filter(
+                               lambda t: t not in ("ssh", "tls", "tcp", "unix"))))
+        return f"qemu+{t}:///system?command=/tmp/x"
+    if kind == 2:   # the test driver with a file, or another driver
+        path = draw(st.from_regex(r"(/[a-z0-9._-]{1,8}){1,3}", fullmatch=True))
+        driver = draw(st.sampled_from(["test", "lxc", "xen", "vbox", "esx", "bhyve", "ch"]))
+        return f"{driver}://{path}" if driver == "test" and path != "/default" else \
+            f"{driver}:///system"
+    if kind == 3:   # a host or user ssh would read as an option
+        return f"qemu+ssh://{draw(st.sampled_from(['-oProxyCommand=x', '-x@hv1']))}/system"
+    # escapes and fragments libvirt decodes or drops
+    return base + draw(st.sampled_from(["#frag", "?c%6fmmand=x", "%20"]))

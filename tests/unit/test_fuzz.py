@@ -11,6 +11,11 @@
   and when libvirt's test driver accepts the mutant too, parse -> render of libvirt's
   own XMLDesc of it is a no-op (same XML, same model).
 
+- Hostile values (issue 17), generated at every place of the spec that takes them
+  (tests/lab/hostile.py walks the models): numbers YAML 1.1 misreads, interface names
+  ending in '+', colliding NetworkManager profiles, addresses with an IPv6 scope id,
+  libvirt URIs that run a program or read a file: each refused at its own LINE:COL.
+
 KVMNET_FUZZ_SECONDS (default 20) scales the number of examples for a longer hunt.
 """
 
@@ -407,3 +412,31 @@ def test_addresses_with_a_scope_id_are_refused_where_written(leaf: hostile.Leaf,
     if scope == scope.strip():
         assert any("has a scope id" in m and "write 'fe80::" in m for m in msgs), msgs
     assert all("\n" not in m and "\r" not in m for m in msgs)
+
+
+def uri_problems(uri: str) -> list[str]:
+    """validate's messages about hosts.hv1.uri of a spec naming uri: all at its LINE:COL."""
+    head = "  hv1: {uri: "
+    text = f"hosts:\n{head}{hostile.yaml_string(uri)}}}\n"
+    spec, pos = load_text(text, "uri.yaml")
+    found = [p for p in check(spec, pos, "uri.yaml") if "hosts.hv1.uri" in p.message]
+    assert all((p.line, p.col) == (2, len(head) + 1) for p in found), found
+    return [p.message for p in found]
+
+
+@fuzz_settings(400)
+@given(uri=hostile.refused_uris())
+def test_spec_uris_that_run_or_read_are_refused(uri: str) -> None:
+    """qemu+ext, ?command=, ?netcat=, ?keyfile=, ?socket=ELSEWHERE, test:///PATH, a host
+    ssh would read as an option, %-escapes...: refused at hosts.NAME.uri."""
+    from kvmnet.model.uri import spec_uri_problem
+
+    assert spec_uri_problem(uri), uri
+    msgs = uri_problems(uri)
+    assert msgs and all(m.startswith("hosts.hv1.uri: ") for m in msgs), (uri, msgs)
+
+
+@fuzz_settings(200)
+@given(uri=hostile.allowed_uris())
+def test_spec_uris_on_the_allow_list_are_taken(uri: str) -> None:
+    assert uri_problems(uri) == [], uri

@@ -272,7 +272,9 @@ class HostEntry(Model):
     """One hypervisor of a spec for several: its libvirt URI, and the network namespace
     its host links live in (labs; local URIs only)."""
 
-    uri: Text = Field(description="Its libvirt URI.",
+    uri: Text = Field(description="Its libvirt URI: qemu:///system, qemu+unix, qemu+ssh, "
+                      "qemu+tls, qemu+tcp or test:///default, with no parameter that names "
+                      "a program or a file (`kvmnet validate` checks it).",
                       examples=["qemu+ssh://root@hv1/system"])
     netns: Text | None = Field(None, description="The network namespace of its host links "
                                "(labs; local URIs only).", examples=["hv1"])

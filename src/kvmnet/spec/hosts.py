@@ -21,16 +21,14 @@ from typing import TYPE_CHECKING
 from kvmnet.errors import close_matches
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Guest, Host, Network, Spec
-from kvmnet.model.uri import is_local
+from kvmnet.model.uri import is_local, spec_uri_problem
 
 if TYPE_CHECKING:
     from kvmnet.spec.findings import Findings
     from kvmnet.spec.load import Path_
 
 # DRIVER[+TRANSPORT]://[USER@][HOST][:PORT][/PATH][?PARAMS], as virsh -c takes it
-_URI_RE = re.compile(r"^[a-z][a-z0-9]*(\+[a-z0-9]+)?://[^\s/?#]*(/[^\s#]*)?(\?[^\s#]*)?\Z")
 _NETNS_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,254}\Z")
-URI_EXAMPLES = "qemu+ssh://root@hv1.example.com/system, qemu:///system or test:///default"
 
 
 def network_hosts(spec: Spec, name: str) -> tuple[str, ...]:
@@ -144,9 +142,9 @@ def _entries(f: Findings, spec: Spec) -> None:
     seen: dict[str, str] = {}
     for name, e in spec.hosts.items():
         path: Path_ = ("hosts", name)
-        if not _URI_RE.match(e.uri):
-            f.error(path + ("uri",), f"{e.uri!r} is not a libvirt URI: write DRIVER"
-                    f"[+TRANSPORT]://[USER@]HOST/PATH, e.g. {URI_EXAMPLES}")
+        bad_uri = spec_uri_problem(e.uri)   # (an allow-list: issue 17, SECURITY.md)
+        if bad_uri:
+            f.error(path + ("uri",), bad_uri)
         elif e.uri in seen:
             f.error(path + ("uri",), f"{e.uri} is also the URI of host {seen[e.uri]}: each "
                     "hypervisor once (one spec entry per libvirtd)",
@@ -158,7 +156,7 @@ def _entries(f: Findings, spec: Spec) -> None:
         if not _NETNS_RE.match(e.netns):
             f.error(path + ("netns",), f"{e.netns!r} is not a network namespace name (as in "
                     "ip netns list)")
-        elif _URI_RE.match(e.uri) and not is_local(e.uri):
+        elif not bad_uri and not is_local(e.uri):
             f.error(path + ("netns",), f"netns: applies to a libvirtd on this machine (a "
                     f"local URI such as qemu:///system); {e.uri} is reached over the network: "
                     "remove netns")
