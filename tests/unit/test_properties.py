@@ -28,7 +28,7 @@ from typing import Any
 
 import libvirt
 import pytest
-from hypothesis import HealthCheck, assume, example, given, note, settings
+from hypothesis import HealthCheck, assume, event, example, given, note, settings
 from hypothesis import strategies as st
 from lxml import etree
 
@@ -541,3 +541,86 @@ def test_the_baseline_renders_every_line_oriented_artefact() -> None:
         assert render(baseline()), kind
     assert len(WALL_LEAVES) >= 36
 
+
+
+# ------------------------------------------------------------------ 5. the plan shows all
+
+DNSMASQ_NS = "http://libvirt.org/schemas/network/dnsmasq/1.0"
+# (xml_extra key, element or attribute): harmless ones libvirt keeps verbatim, dnsmasq
+# options, and ones that would change what the spec's own keys say
+EXTRA_POOL = [
+    ("", f'<dnsmasq:options xmlns:dnsmasq="{DNSMASQ_NS}"><dnsmasq:option '
+         'value="dhcp-script=/tmp/INJ"/></dnsmasq:options>'),
+    ("", '<bandwidth><inbound average="1000" peak="5000"/></bandwidth>'),
+    ("", '<vlan><tag id="42"/></vlan>'), ("", '<portgroup name="pgINJ"/>'),
+    ("bridge@", 'macTableManager="libvirt"'),
+    ("", '<forward mode="nat"/>'), ("", '<forward mode="route" dev="eth9"/>'),
+    ("forward@", 'dev="eth9"'), ("forward@", 'mode="open"'),
+    ("forward", '<interface dev="eth9"/>'), ("forward", '<pf dev="eth9"/>'),
+    ("", '<dns><host ip="10.0.0.9"><hostname>inj</hostname></host></dns>'),
+    ("", '<mtu size="1400"/>'), ("", '<domain name="inj.example"/>'),
+    ("", '<bridge name="virbr99"/>'), ("", '<ip address="10.99.0.1" prefix="24"/>'),
+]
+PLAIN_WORDS = {"yes", "no", "on", "off", "ipv4", "ipv6", "hours", "minutes", "seconds",
+               "nat", "route", "open", "bridge", "24", "64", "0", "1"}
+
+
+@settings(max_examples=examples(300), **COMMON)
+@given(data=specs(l3_only=True), extra=st.lists(st.sampled_from(EXTRA_POOL), max_size=3),
+       which=st.integers(0, 3))
+def test_a_new_networks_plan_shows_all_it_holds(data: dict[str, Any],
+                                                extra: list[tuple[str, str]],
+                                                which: int) -> None:
+    """Item 5 of issue 17. A new network's plan shows every address, name and value
+    libvirt gets, and every xml_extra element verbatim (dnsmasq options flagged); and
+    xml_extra that would change what the spec's keys say (an isolated network that is
+    NAT, an uplink, DNS hosts, an MTU) is refused by validate or by plan, never
+    planned silently."""
+    from kvmnet.model.live import LiveState
+    from kvmnet.plan import make_plan
+
+    spec = spec_of(data)
+    name = sorted(spec.networks)[which % len(spec.networks)]
+    xml_extra: dict[str, list[str]] = {}
+    for key, x in extra:
+        xml_extra.setdefault(key, []).append(x)
+    spec = spec.model_copy(update={"networks": {**spec.networks, name: spec.networks[
+        name].model_copy(update={"xml_extra": xml_extra})}})
+    text = dump(spec)
+    spec, pos = load_text(text, "extra.yaml")
+    found = errors(check(spec, pos, "extra.yaml"))
+    if found:
+        event("refused by validate")
+        assert all(p.message.startswith(f"networks.{name}.xml_extra") for p in found), found
+        return
+    plan = make_plan(spec, LiveState(uri="test:///default", networks={}, domains={}))
+    if plan.errors:
+        event("refused by plan")
+        assert [f.path for f in plan.errors] == [("networks", name, "xml_extra")], \
+            plan.errors
+        return
+    event("planned, with xml_extra" if xml_extra else "planned")
+    (create,) = [a for a in plan.actions if a.target == f"network/{name}"]
+    shown = "\n".join(create.details)
+    root = etree.fromstring(create.xml.encode())
+    bare = spec.networks[name].model_copy(update={"xml_extra": {}})
+    bare_xml = etree.tostring(build_network(name, bare), encoding="unicode")
+    without = parse_network(bare_xml).network
+    got = parse_network(create.xml).network
+    assert got.model_copy(update={"xml_extra": {}}) == without, "xml_extra changed a key"
+    assert f"{spec.networks[name].mode} network {name}" in create.summary
+    for el in root.iter():
+        if not isinstance(el.tag, str) or el.tag in ("name", "uuid") or any(
+                a.tag == "metadata" for a in el.iterancestors()) or el.tag == "metadata":
+            continue
+        for v in [*el.attrib.values(), (el.text or "").strip()]:
+            if v and v not in PLAIN_WORDS and not v.isdigit():
+                assert v in shown, (v, create.details)
+    for key, xs in xml_extra.items():
+        for x in xs:
+            if key.endswith("@") and (x not in create.xml or x in bare_xml):
+                continue   # (an attribute the spec's own key sets: not written again)
+            tail = x.split(" ", 1)[-1][:12]   # (shown on one line, namespaces as written)
+            assert tail in shown, (x, create.details)
+    if any("dnsmasq" in x for _, x in extra):
+        assert "! xml_extra passes options straight to dnsmasq" in shown

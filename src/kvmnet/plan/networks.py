@@ -5,14 +5,19 @@ ignore rules are in the package docstring (kvmnet.plan)."""
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
+from lxml import etree
+
+from kvmnet.model.derive import dhcp_hosts
 from kvmnet.model.live import LiveNetwork, LiveState
 from kvmnet.model.spec import Dns, Model, Network
+from kvmnet.model.types import not_one_line
 from kvmnet.parse.network import parse_network
 from kvmnet.plan.core import Action, Ctx, Impact, in_scope
 from kvmnet.plan.netxml import dns_updates, host_updates, mark_managed, with_uuid
-from kvmnet.render.network import network_xml
+from kvmnet.render.network import build_network, network_xml
 
 _T = TypeVar("_T", bound=Model)
 
@@ -75,13 +80,15 @@ def plan_network(ctx: Ctx, name: str) -> None:
     spec_net = ctx.spec.networks[name]
     xml = network_xml(ctx.spec, name, ctx.macs)
     wanted = _xml_fields(parse_network(xml).network)
+    if _extra_overrides(ctx, name, wanted):
+        return
     ln = ctx.live.networks.get(name)
     target = f"network/{name}"
     if ln is None:
         ctx.actions.append(Action(
             "network.create", target, "live",
             f"define, start and {'autostart' if spec_net.autostart else 'not autostart'} "
-            f"{spec_net.mode} network {name}", _describe_new(wanted), xml=xml,
+            f"{wanted.mode} network {name}", describe_new(wanted), xml=xml,
             autostart=spec_net.autostart))
         return
     if ln.problem:  # never kvmnet's (read.py): nothing to compare with, nor to adopt
@@ -160,22 +167,61 @@ def _restart_impact(ctx: Ctx, name: str) -> Impact:
     return "disruptive" if attached(ctx.live, name, running_only=True) else "restart"
 
 
-def _describe_new(net: Network) -> tuple[str, ...]:
+def _extra_overrides(ctx: Ctx, name: str, wanted: Network) -> bool:
+    """xml_extra holds XML kvmnet does not model, kept verbatim; it must not change what
+    the spec's own keys say (an isolated network that is NAT, an uplink, DNS hosts),
+    or the plan would show keys that are not what libvirt gets. Compared on what
+    libvirt gets: the network rendered with and without it, read back."""
+    net = ctx.spec.networks[name]
+    if not net.xml_extra:
+        return False
+    bare = net.model_copy(update={"xml_extra": {}})
+    xml = etree.tostring(build_network(name, bare, hosts=dhcp_hosts(ctx.spec, name, ctx.macs)))
+    without = _xml_fields(parse_network(xml).network)
+    changed = diff_lines(without, wanted, extra=False)
+    if changed:
+        ctx.error(("networks", name, "xml_extra"),
+                  f"xml_extra changes what network {name}'s own keys say "
+                  f"({'; '.join(changed)}): write that in the spec's keys, and remove it "
+                  "from xml_extra")
+    return bool(changed)
+
+
+def describe_new(net: Network) -> tuple[str, ...]:
+    """Everything a new network will hold, as libvirt gets it: a '+ key: value' line
+    per value (mode first; what libvirt fills in itself aside), then every xml_extra
+    element or attribute verbatim, on one line each: a reviewer of the plan sees all of
+    it, dnsmasq options included."""
     lines = [f"+ mode: {net.mode}"]
-    if net.bridge:
-        lines.append(f"+ bridge: {net.bridge}")
-    for c in net.all_ips():
-        lines.append(f"+ address: {c.address}")
-        lines += [f"+ dhcp: {r}" for r in c.dhcp]
-        lines += [f"+ reservation: {h.ip} {h.mac or h.id or ''} {h.name or ''}".rstrip()
-                  for h in c.hosts]
+    data = net.model_dump(mode="json", exclude={"mode", "xml_extra"}, exclude_defaults=True)
+    for k, v in _flatten(data).items():
+        if k not in ("adopt", "autostart") and not k.endswith("xml_prefix"):
+            lines.append(f"+ {k}: {v}")
+    lines += _extra_lines("+", net.xml_extra)
+    if any("dnsmasq" in x for xs in net.xml_extra.values() for x in xs):
+        lines.append("! xml_extra passes options straight to dnsmasq, which runs as root: "
+                     "review each one")
     return tuple(lines)
 
 
-def diff_lines(old: Network, new: Network) -> list[str]:
-    """Human diff of two networks: '- key: old' / '+ key: new' per changed leaf."""
-    a = _flatten(old.model_dump(mode="json"))
-    b = _flatten(new.model_dump(mode="json"))
+def _extra_lines(sign: str, extra: dict[str, list[str]]) -> list[str]:
+    return [f"{sign} xml_extra[{path!r}]: {one_line(x)}" for path in sorted(extra)
+            for x in extra[path]]
+
+
+def one_line(text: str) -> str:
+    """Verbatim XML shown on one line: white space between tags dropped, any other line
+    break or control character escaped (a plan is read line by line)."""
+    text = re.sub(r">\s+<", "><", text.strip())
+    return "".join(c if not_one_line(c) is None else c.encode("unicode_escape").decode()
+                   for c in text)
+
+
+def diff_lines(old: Network, new: Network, extra: bool = True) -> list[str]:
+    """Human diff of two networks: '- key: old' / '+ key: new' per changed leaf, and
+    per xml_extra element that went or came (extra=False: leave xml_extra out)."""
+    a = _flatten(old.model_dump(mode="json", exclude={"xml_extra"}))
+    b = _flatten(new.model_dump(mode="json", exclude={"xml_extra"}))
     out: list[str] = []
     for k in sorted(set(a) | set(b)):
         if k.endswith("xml_prefix"):  # how XML spells a prefix, not a change of its own
@@ -185,6 +231,12 @@ def diff_lines(old: Network, new: Network) -> list[str]:
                 out.append(f"- {k}: {a[k]}")
             if k in b:
                 out.append(f"+ {k}: {b[k]}")
+    if extra:
+        gone = {p: [x for x in xs if x not in new.xml_extra.get(p, [])]
+                for p, xs in old.xml_extra.items()}
+        came = {p: [x for x in xs if x not in old.xml_extra.get(p, [])]
+                for p, xs in new.xml_extra.items()}
+        out += _extra_lines("-", gone) + _extra_lines("+", came)
     return out
 
 

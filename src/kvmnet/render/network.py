@@ -145,12 +145,32 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
     for ipc in ips:
         for r in ipc.routes:
             _route(root, r)
+    before = _forward_of(root)
     try:
         insert_extras(root, net.xml_extra, _ATTRS)
     except ValueError as e:
         raise NetworkXMLError(f"network {name}: {e}") from None
+    after = _forward_of(root)
+    if after != before:
+        raise NetworkXMLError(
+            f"network {name}: xml_extra changes its <forward> ({_shown(before)} -> "
+            f"{_shown(after)}): that is the network's mode and uplink, which its mode: and "
+            "uplink: keys say (and the plan shows): write them there, and remove it from "
+            "xml_extra")
     _order(root)
     return root
+
+
+def _forward_of(root: Element) -> tuple[str, str] | None:
+    """What decides a network's mode and uplink: its <forward>, mode and dev."""
+    fwd = root.find("forward")
+    return None if fwd is None else (fwd.get("mode") or "nat", fwd.get("dev") or "")
+
+
+def _shown(fwd: tuple[str, str] | None) -> str:
+    if fwd is None:
+        return "no <forward>: isolated"
+    return f"<forward mode='{fwd[0]}'" + (f" dev='{fwd[1]}'" if fwd[1] else "") + ">"
 
 
 def _forward(root: Element, net: Network) -> None:
