@@ -7,13 +7,22 @@ writing the YAML.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from kvmnet.model.base import Model, at_least_one, one_or_list, or_text
-from kvmnet.model.types import Addr, DnsName, Duid, Iface, Mac, Net, Text, parse_range
+from kvmnet.model.types import (
+    Addr,
+    DnsName,
+    Duid,
+    Iface,
+    IPRange,
+    Mac,
+    Net,
+    Text,
+    parse_range,
+)
 from kvmnet.model.value_schema import ADDR_SCHEMA, IPRANGE_SCHEMA, LEASE_FORMS
 
 # How libvirt XML writes a prefix: prefix='24', netmask='255.255.255.0', or nothing
@@ -78,14 +87,10 @@ class DhcpRange(Model):
         return v
 
     def __str__(self) -> str:
-        return f"{self.start}-{self.end}"
+        return str(IPRange(self.start, self.end))
 
     def __contains__(self, addr: object) -> bool:
-        if not isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
-            return False
-        if addr.version != self.start.version:
-            return False
-        return int(self.start) <= int(addr) <= int(self.end)
+        return addr in IPRange(self.start, self.end)
 
 
 class DhcpHost(Model):
