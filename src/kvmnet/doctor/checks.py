@@ -293,12 +293,9 @@ def _forward_fix(f: Facts, chains: list[dict[str, Any]], need: list[Net]) -> str
 def firewall_backend(ruleset: dict[str, Any]) -> list[str]:
     """'iptables' when libvirt's LIBVIRT_* chains are there, 'nftables' for its own
     `libvirt_network` table (libvirt 10+)."""
-    out = []
-    if any(str(c.get("name", "")).startswith("LIBVIRT_") for c in _items(ruleset, "chain")):
-        out.append("iptables")
-    if any(t.get("name") == "libvirt_network" for t in _items(ruleset, "table")):
-        out.append("nftables")
-    return out
+    from kvmnet.parse.firewall import libvirt_backends
+
+    return list(libvirt_backends(ruleset))
 
 
 def _kvmnet_rules(ruleset: dict[str, Any]) -> list[str]:
