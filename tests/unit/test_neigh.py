@@ -12,9 +12,9 @@ from kvmnet.backend.neigh import (
     merge_addresses,
     parse_agent,
 )
-from kvmnet.cli.live import show_data
 from kvmnet.model.live import LiveDomain, LiveNetwork, LiveNic, LiveState
 from kvmnet.model.spec import Network
+from kvmnet.service.views import show_data
 
 NAT_MAC, LAN_MAC, TAP_MAC, OTHER = ("52:54:00:00:00:01", "52:54:00:00:00:02",
                                     "52:54:00:00:00:03", "52:54:00:99:99:99")

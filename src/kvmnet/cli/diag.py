@@ -38,32 +38,17 @@ def topology(file: Path | None, uri: str | None, netns: str | None) -> Graph:
 
 
 def _live_spec(uri: str | None, netns: str | None) -> tuple[Any, Any, str]:
-    """The live state as a Spec (kvmnet import), with the host's bridges, the default
-    route and the guests' addresses (leases, agent, neighbours) as facts."""
+    """The live state as a Spec with the host's facts (kvmnet.service.views)."""
     from kvmnet.backend.libvirt import connect
     from kvmnet.backend.neigh import guest_addresses
-    from kvmnet.model.spec import Host
-    from kvmnet.render.graph import Facts, default_route, live_host_bridges
-    from kvmnet.service.ops import import_spec, read_live
+    from kvmnet.service.ops import read_live
+    from kvmnet.service.views import live_topology
 
     with connect(uri) as conn:
         live = read_live(conn, netns)
         rows = guest_addresses(conn, live, None, netns)
-    spec, _notes = import_spec(live)
-    addrs: dict[str, list[tuple[str, str]]] = {}
-    for r in rows:
-        addrs.setdefault(r["mac"], []).append((r["ip"], r["source"]))
-    dev = gw = None
-    addrs_on_dev: tuple[str, ...] = ()
-    if live.host.readable:
-        own = {ln.bridge for ln in live.networks.values()
-               if ln.bridge and ln.network.mode != "bridge"}
-        spec = spec.model_copy(update={"host": Host(bridges=live_host_bridges(live.host, own))})
-        dev, gw = default_route(live.host) or (None, None)
-        link = live.host.links.get(dev) if dev else None
-        addrs_on_dev = link.addresses if link else ()
-    return spec, Facts(addresses=addrs, default_dev=dev, default_gw=gw,
-                       default_addresses=addrs_on_dev), live.uri
+    spec, facts = live_topology(live, rows)
+    return spec, facts, live.uri
 
 
 def draw(g: Graph, fmt: str) -> bytes:
@@ -142,8 +127,9 @@ def doctor(
                         proc_root)
     failed = any(c.status == "fail" for c in checks)
     if as_json:
-        out.json({"kvmnet": 1, "uri": facts.uri, "netns": netns, "ok": not failed,
-                  "checks": [c.as_dict() for c in checks]})
+        from kvmnet.service.views import doctor_data
+
+        out.json(doctor_data(facts.uri, netns, checks))
     else:
         for c in checks:
             out.print(styled(_MARK[c.status], f" {c.title}: {c.message}"))

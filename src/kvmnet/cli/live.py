@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands
-from kvmnet.cli.output import MARK, err, out, plan_json, print_problems, show_plan, styled, table
+from kvmnet.cli.output import MARK, err, out, print_problems, show_plan, styled, table
 from kvmnet.errors import KvmnetError, LiveError
 
 if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
@@ -81,7 +81,9 @@ def plan(
         p = plan_spec(spec, pos, str(file), conn, frozenset(adopt or ()), netns, warnings,
                       tuple(scope or ()), root)
     if as_json:
-        out.json(plan_json(p.plan, conn.uri, str(file), p.warnings))
+        from kvmnet.service.views import plan_data
+
+        out.json(plan_data(p.plan, conn.uri, str(file), p.warnings))
     else:
         print_problems(p.warnings)
         show_plan(p.plan, conn.uri)
@@ -232,6 +234,7 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
     """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs and
     the port forwards kvmnet installed, each installed or not."""
     from kvmnet.service.ops import read_live
+    from kvmnet.service.views import show_data
 
     with connect(connect_) as conn:
         live = read_live(conn, netns, root)
@@ -240,26 +243,6 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
         out.json(data)
     else:
         show_tables(data)
-
-
-def show_data(live: Any, leases: list[dict[str, Any]]) -> dict[str, Any]:
-    from kvmnet.backend.neigh import addresses_by_mac
-
-    addrs = addresses_by_mac(leases)
-    nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
-             "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
-             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged",
-             **({"unreadable": n.problem} if n.problem else {})}
-            for n in sorted(live.networks.values(), key=lambda n: n.name)]
-    nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
-             "source": nic.source, "model": nic.model,
-             "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
-             "addresses": addrs.get(nic.mac, [])}
-            for d in live.domains.values() for nic in d.nics]
-    from kvmnet.plan.forwards import show_rows
-
-    return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
-            "forwards": show_rows(getattr(live, "firewall", None))}
 
 
 def show_tables(data: dict[str, Any]) -> None:
@@ -312,7 +295,9 @@ def leases(
         live = LiveState(conn.uri, nets, read_domains(conn))
         rows = _all_leases(conn, live, [network] if network else None, netns)
     if as_json:
-        out.json({"kvmnet": 1, "uri": conn.uri, "leases": rows})
+        from kvmnet.service.views import leases_data
+
+        out.json(leases_data(conn.uri, rows))
         return
     out.show(table(f"guest addresses on {conn.uri}",
                     ("network", "mac", "ip", "hostname", "expires (epoch)", "source"),
@@ -347,6 +332,7 @@ def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
         do_apply(file, conn, True, False, False, frozenset(), None, 0)
         out.print(styled((f"\n$ kvmnet show -c {conn.uri}", "bold")))
         from kvmnet.service.ops import read_live
+        from kvmnet.service.views import show_data
 
         live = read_live(conn)
         show_tables(show_data(live, _all_leases(conn, live)))

@@ -15,11 +15,12 @@ from typing import Any
 import typer
 
 from kvmnet.apply.bridge.options import HostOptions
-from kvmnet.cli.output import MARK, err, out, plan_json, print_problems, show_plan, styled
+from kvmnet.cli.output import MARK, err, out, print_problems, show_plan, styled
 from kvmnet.errors import KvmnetError, Problem
 from kvmnet.model.spec import Spec
 from kvmnet.plan import Action
-from kvmnet.service.multihost import WORKERS, Outcome, Session, Summary, status
+from kvmnet.service.multihost import WORKERS, Outcome, Session, Summary
+from kvmnet.service.views import hosts_plan_data
 from kvmnet.spec.load import Positions
 
 
@@ -56,7 +57,7 @@ def plan_hosts(file: Path, spec: Spec, pos: Positions, warnings: list[Problem], 
         s.plan()
         summary = s.summary(time.monotonic() - t0)
     if as_json:
-        out.json(_json(s, summary, str(file), warnings))
+        out.json(hosts_plan_data(s, summary, str(file), warnings))
     else:
         print_problems(warnings)
         for o in s.outcomes:
@@ -93,7 +94,7 @@ def apply_hosts(file: Path, spec: Spec, pos: Positions, warnings: list[Problem],
             s.apply(allow_destroy, None if as_json else _progress, host)
         summary = s.summary(time.monotonic() - t0)
     if as_json:
-        out.json(_json(s, summary, str(file), warnings, applied=True))
+        out.json(hosts_plan_data(s, summary, str(file), warnings, applied=True))
     else:
         if pending:
             out.print("")
@@ -157,32 +158,3 @@ def _summary(s: Summary, verb: str) -> None:
         failed = list(s.failed) + (["OVN northbound"] if s.ovn == "failed" else [])
         err.print(f"kvmnet: error: {verb} failed on {', '.join(failed)}; the other hosts "
                   "were not held up by it (see each section above)")
-
-
-# -- JSON --------------------------------------------------------------------------
-
-def _one_json(o: Outcome, file: str, applied: bool) -> dict[str, Any]:
-    p = o.planned
-    d: dict[str, Any] = (plan_json(p.plan, p.live.uri, file, p.warnings) if p is not None
-                         else {"kvmnet": 1, "uri": o.target.uri, "file": file,
-                               "changes": False, "actions": [], "warnings": []})
-    d["uri"] = o.target.uri
-    d["status"] = status(o)
-    d["error"] = o.error
-    d["problems"] = [x.as_dict() for x in o.problems]
-    d["seconds"] = round(o.plan_s + o.apply_s, 3)
-    if applied:
-        r = o.report
-        d["ok"] = not o.failed
-        d["writes"] = r.writes if r is not None else 0
-        d["results"] = [x.as_dict() for x in r.results] if r is not None else []
-    return d
-
-
-def _json(s: Session, summary: Summary, file: str, warnings: list[Problem],
-          applied: bool = False) -> dict[str, Any]:
-    ovn = s.ovn
-    return {"kvmnet": 1, "file": file, "warnings": [w.as_dict() for w in warnings],
-            "hosts": {o.target.name: _one_json(o, file, applied) for o in s.hosts},
-            "ovn": None if ovn is None else _one_json(ovn, file, applied),
-            "summary": summary.as_dict()}

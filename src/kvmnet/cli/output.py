@@ -119,16 +119,13 @@ def print_problems(problems: list[Problem]) -> None:
 # -- plans (one host: cli.live; each host of many: cli.multihost) ----------------------
 
 _IMPACT = {"live": "green", "restart": "yellow", "disruptive": "bold red", "host": "cyan"}
-_SIGN = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
 MARK = {"done": ("done", "green"), "skipped": ("skipped", "dim"),
         "failed": ("FAILED", "bold red")}
 
 
 def _action_lines(a: Action) -> Iterator[Line]:
-    tag = f"skipped: {a.skipped}" if a.skipped else a.impact
     style = "dim" if a.skipped else _IMPACT[a.impact]
-    sign = _SIGN.get(a.kind.split(".")[1], "~")
-    yield styled(f"  {sign} ", (f"[{tag}]", style), f" {a.kind} {a.target}: {a.summary}")
+    yield styled(f"  {a.sign} ", (f"[{a.marker}]", style), f" {a.kind} {a.target}: {a.summary}")
     for d in a.details:
         color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
         yield styled("        ", (d, color))
@@ -150,10 +147,3 @@ def show_plan(plan: Plan, uri: str) -> None:
     out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
               f"restart, {counts['disruptive']} disruptive to running guests"
               + (f"; {skipped} skipped" if skipped else "") + ".")
-
-
-def plan_json(plan: Plan, uri: str, file: str, warnings: list[Any]) -> dict[str, Any]:
-    """`plan --json` of one host (and each host's part of a spec with hosts:)."""
-    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
-            "actions": [a.as_dict() for a in plan.actions],
-            "warnings": [w.as_dict() for w in warnings]}

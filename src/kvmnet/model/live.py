@@ -48,6 +48,7 @@ class LiveNic:
     portgroup: str | None = None
     mtu: int | None = None
     xml: str = ""                 # the <interface> element as read (persistent)
+    vlans: tuple[int, ...] = ()   # <vlan><tag id=...>: kvmnet reads them, never sets them
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ def parse_nics(xml: str) -> tuple[LiveNic, ...]:
             portgroup=portgroup,
             mtu=int(mtu.get("size", "0")) or None if mtu is not None else None,
             xml=etree.tostring(el, encoding="unicode"),
+            vlans=tuple(int(t.get("id", "")) for t in el.iterfind("vlan/tag")
+                        if t.get("id", "").isdigit()),
         ))
     return tuple(nics)
 

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they ar
     from kvmnet.model.overlay import Change
 
 Impact = Literal["live", "restart", "disruptive", "host"]
+# an action's sign in a plan's listing, by the verb of its kind (network.create: +)
+SIGNS = {"create": "+", "remove": "-", "attach": "+", "detach": "-"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,16 @@ class Action:
     host: Host | None = None                # host.bridge: the spec's host section
     ovn: Change | None = None               # ovn.*: one northbound transaction (OVN)
     forwards: tuple[Fwd, ...] = ()          # firewall.sync: every forward the host should hold
+
+    @property
+    def marker(self) -> str:
+        """What a plan shows in brackets: the impact, or why the action is skipped."""
+        return f"skipped: {self.skipped}" if self.skipped else self.impact
+
+    @property
+    def sign(self) -> str:
+        """+ adds, - removes, ~ changes (the CLI's plan and the web page show it)."""
+        return SIGNS.get(self.kind.partition(".")[2], "~")
 
     def as_dict(self) -> dict[str, object]:
         d: dict[str, object] = {
