@@ -15,8 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from kvmnet import __version__
+from setuptools_scm import get_version
 
 ROOT = Path(__file__).resolve().parents[2]
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
@@ -60,12 +59,15 @@ def fresh(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 
 
 def test_sdist_and_wheel_hold_the_package(dist: Path) -> None:
+    # the version is the git tag's, through setuptools-scm (docs/RELEASING.md)
+    version = get_version(root=str(ROOT))
     names = sorted(p.name for p in dist.iterdir())
-    assert names == [f"kvmnet-{__version__}-py3-none-any.whl", f"kvmnet-{__version__}.tar.gz"]
+    assert names == [f"kvmnet-{version}-py3-none-any.whl", f"kvmnet-{version}.tar.gz"]
     with zipfile.ZipFile(dist / names[0]) as whl:
         files = set(whl.namelist())
-        meta = whl.read(f"kvmnet-{__version__}.dist-info/METADATA").decode()
-        entry = whl.read(f"kvmnet-{__version__}.dist-info/entry_points.txt").decode()
+        meta = whl.read(f"kvmnet-{version}.dist-info/METADATA").decode()
+        entry = whl.read(f"kvmnet-{version}.dist-info/entry_points.txt").decode()
+    assert f"\nVersion: {version}\n" in meta
     # every module of the package, its typing marker, the console script as declared
     modules = {str(p.relative_to(ROOT / "src")) for p in (ROOT / "src/kvmnet").rglob("*.py")}
     assert modules and modules | {"kvmnet/py.typed"} <= files
@@ -83,6 +85,8 @@ def test_wheel_in_a_fresh_venv_validates_the_seed(fresh: Path, tmp_path: Path) -
     r = run([fresh / "kvmnet", "validate", ROOT / "examples" / "seed.yaml"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert "valid (3 network(s), 1 guest(s), 1 host bridge(s))" in r.stdout
+    r = run([fresh / "kvmnet", "--version"], tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith(f"kvmnet {get_version(root=str(ROOT))}"), r
 
 
 def test_wheel_without_ovn_extra_names_it_for_an_overlay(fresh: Path, tmp_path: Path) -> None:

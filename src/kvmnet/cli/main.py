@@ -26,7 +26,6 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from kvmnet import __version__
 from kvmnet.cli.output import err, out, print_problems
 from kvmnet.errors import KvmnetError, SpecError
 
@@ -98,6 +97,8 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from kvmnet import __version__
+
         out.print(f"kvmnet {__version__}")
         raise typer.Exit()
 
