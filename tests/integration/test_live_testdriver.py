@@ -6,6 +6,7 @@ test drives kvmnet's core on one Connection (the CLI opens its own).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -164,7 +165,7 @@ def test_removal_with_guest_needs_allow_destroy(conn, tmp_path):
     assert "kvt-rm" not in live.networks
 
 
-def test_guest_nic_attach_update_detach(conn, tmp_path):
+def test_guest_nic_attach_update_detach(conn, tmp_path, capsys):
     nets = ("networks:\n  kvt-a:\n    mode: isolated\n    bridge: kvta0\n"
             "    ipv4: {address: 10.93.0.1/24}\n"
             "  kvt-b:\n    mode: isolated\n    bridge: kvtb0\n"
@@ -178,6 +179,16 @@ def test_guest_nic_attach_update_detach(conn, tmp_path):
     (nic,) = kvt_nics()
     assert (nic.source, nic.model) == ("kvt-a", "virtio")
     assert kinds(one, conn) == []
+    # The running guest `test`: with the NIC live too, or (a driver that cannot hotplug
+    # it: libvirt 9's test driver, and 11's for an <interface type='network'>) the
+    # report says so and when it takes effect.
+    (attach,) = [r for r in json.loads(capsys.readouterr().out)["results"]
+                 if r["kind"] == "nic.attach"]
+    assert attach["status"] == "done"
+    live_macs = {n.mac for n in read_live(conn).domains["test"].live_nics}
+    if nic.mac not in live_macs:
+        assert "cannot attach a NIC of a running guest" in attach["message"]
+        assert "from its next start" in attach["message"]
     moved = write(tmp_path, nets + "guests:\n  test:\n    interfaces: [{network: kvt-b, "
                   "model: virtio}]\n", "moved.yaml")
     p = plan_file(moved, conn).plan

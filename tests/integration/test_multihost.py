@@ -166,10 +166,12 @@ def test_unreachable_host_is_reported_and_the_others_are_applied(three, pool):
         assert got["hv2"].planned.warnings == []
         s.apply()
         assert got["hv1"].report.ok and got["hv2"].report.ok
-        assert got["hv1"].writes == 9 and got["hv2"].writes == 3
+        # each network 3 writes; the NIC 2: kvmnet's record and the attach (test:///
+        # drivers cannot hotplug it: a redefine; the calls they refused are no writes)
+        assert got["hv1"].writes == 8 and got["hv2"].writes == 3
         summary = s.summary(0.0)
     assert summary.failed == ("lab",) and summary.applied == ("hv1", "hv2")
-    assert summary.writes == 12
+    assert summary.writes == 11
     # afterwards: nothing left to do on the hosts that were reached
     with session(text, pool) as again:
         again.plan()
@@ -276,7 +278,7 @@ def test_cli_apply_applies_the_reachable_hosts(three, cli_pool, capsys, tmp_path
     assert main(["apply", str(path), "--yes", "--json"]) == 1
     data = json.loads(capsys.readouterr().out)
     hv1, lab = data["hosts"]["hv1"], data["hosts"]["lab"]
-    assert hv1["ok"] and hv1["writes"] == 9 and [x["status"] for x in hv1["results"]] == [
+    assert hv1["ok"] and hv1["writes"] == 8 and [x["status"] for x in hv1["results"]] == [
         "done", "done", "done"]
     assert not lab["ok"] and lab["results"] == [] and "cannot connect" in lab["error"]
     assert data["summary"]["applied"] == ["hv1", "hv2"]
@@ -426,4 +428,4 @@ def test_bench_runs_and_converges():
     from bench.multihost_scale import measure
 
     row = measure(hosts=3, guests=2, nets=1, rtt_ms=0.5, workers=2)
-    assert row["writes"] == 3 * (3 + 2 * 3) and row["nics"] == 6
+    assert row["writes"] == 3 * (3 + 2 * 2) and row["nics"] == 6
