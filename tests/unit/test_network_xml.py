@@ -150,6 +150,10 @@ def test_golden_defines_in_libvirt(case: str, path: Path, net: str, golden: Path
     want = with_libvirt_defaults(_expected(spec, net))
     if want.mac is None:
         want = want.model_copy(update={"mac": parsed.network.mac})
+    if want.dns is not None:  # the test driver has no dnsmasq namespace: it drops
+        # <dnsmasq:options> (the real network driver keeps them: tests/e2e/test_7_dns.py)
+        want = want.model_copy(update={"dns": want.dns.model_copy(
+            update={"wildcards": [], "cnames": [], "ptr": None})})
     assert parsed.network == want
 
 

@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 NicOp = Literal["attach", "update", "detach"]
 UpdateCommand = Literal["add-last", "delete", "modify"]
-UpdateSection = Literal["ip-dhcp-host", "dns-host", "ip-dhcp-range"]
+UpdateSection = Literal["ip-dhcp-host", "dns-host", "ip-dhcp-range", "dns-txt", "dns-srv"]
 
 
 @dataclass(frozen=True)

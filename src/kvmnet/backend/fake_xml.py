@@ -193,6 +193,18 @@ def _dhcp_range(root: Element, command: str, parent_index: int, rng: Element) ->
         raise FakeError(f"couldn't {command} dhcp range entry in network")
 
 
+def _dns_of(root: Element) -> Element:
+    dns = root.find("dns")
+    if dns is None:
+        dns = etree.Element("dns")
+        after = root.find("mac") if root.find("mac") is not None else root.find("bridge")
+        if after is not None:
+            after.addnext(dns)
+        else:
+            root.append(dns)
+    return dns
+
+
 def _dns_host(root: Element, command: str, _parent_index: int, host: Element) -> None:
     dns = root.find("dns")
     hosts = dns.findall("host") if dns is not None else []
@@ -203,14 +215,7 @@ def _dns_host(root: Element, command: str, _parent_index: int, host: Element) ->
         if any(h.get("ip") == host.get("ip") for h in hosts):
             raise FakeError("there is already at least one DNS HOST record with a matching "
                             "field in network")
-        if dns is None:
-            dns = etree.Element("dns")
-            after = root.find("mac") if root.find("mac") is not None else root.find("bridge")
-            if after is not None:
-                after.addnext(dns)
-            else:
-                root.append(dns)
-        dns.append(host)
+        _dns_of(root).append(host)
         return
     if command != "delete":
         raise FakeError("DNS HOST records cannot be modified, only added or deleted")
@@ -222,8 +227,40 @@ def _dns_host(root: Element, command: str, _parent_index: int, host: Element) ->
     _drop_if_empty(dns)
 
 
+_SRV_KEYS = ("domain", "service", "protocol", "target")
+_DNS_ORDER = ("forwarder", "txt", "srv", "host")
+
+
+def _dns_record(root: Element, command: str, _parent_index: int, rec: Element) -> None:
+    """A TXT record (matched by name) or an SRV record (by the fields it gives of
+    domain, service, protocol and target), as libvirt matches them."""
+    dns = root.find("dns")
+    tag = str(rec.tag)
+    keys = ("name",) if tag == "txt" else _SRV_KEYS
+    found = [r for r in (dns.findall(tag) if dns is not None else [])
+             if all(r.get(k) == rec.get(k) for k in keys if rec.get(k) is not None)]
+    if command == "add-last":
+        if found:
+            raise FakeError(f"there is already a DNS {tag.upper()} record matching all "
+                            "specified fields")
+        dns = _dns_of(root)
+        dns.append(rec)
+        dns[:] = sorted(dns, key=lambda e: _DNS_ORDER.index(str(e.tag)))
+        return
+    if command != "delete":
+        raise FakeError(f"DNS {tag.upper()} records cannot be modified, only added or deleted")
+    if len(found) != 1:
+        raise FakeError(f"couldn't locate a matching DNS {tag.upper()} record in network"
+                        if not found else f"multiple DNS {tag.upper()} records match")
+    assert dns is not None
+    dns.remove(found[0])
+    _drop_if_empty(dns)
+
+
 _SECTIONS: dict[str, Callable[[Element, str, int, Element], None]] = {
     "ip-dhcp-host": _dhcp_host,
     "ip-dhcp-range": _dhcp_range,
     "dns-host": _dns_host,
+    "dns-txt": _dns_record,
+    "dns-srv": _dns_record,
 }

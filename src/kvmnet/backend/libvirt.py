@@ -235,6 +235,8 @@ _SECTION = {
     "ip-dhcp-host": libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST,
     "dns-host": libvirt.VIR_NETWORK_SECTION_DNS_HOST,
     "ip-dhcp-range": libvirt.VIR_NETWORK_SECTION_IP_DHCP_RANGE,
+    "dns-txt": libvirt.VIR_NETWORK_SECTION_DNS_TXT,
+    "dns-srv": libvirt.VIR_NETWORK_SECTION_DNS_SRV,
 }
 
 

@@ -179,12 +179,14 @@ class DnsTxt(Model):
 
 class DnsForwarder(Model):
     """An upstream DNS server: `addr` for every name, or only for `domain`; a `domain`
-    without `addr` is answered locally only. A plain address is an `addr`."""
+    without `addr` (or with `addr: none`) is answered locally only, never upstream. A
+    plain address is an `addr`."""
 
     model_config = ConfigDict(json_schema_extra=or_text(
         ADDR_SCHEMA, also=at_least_one("addr", "domain")))
 
-    addr: Addr | None = Field(None, description="The upstream server.",
+    addr: Addr | None = Field(None, description="The upstream server; `none` (or no "
+                              "addr): `domain` is answered locally only.",
                               examples=["192.168.1.254"])
     domain: DnsName | None = Field(None, description="Only names in this domain.",
                                    examples=["corp.example"])
@@ -192,13 +194,38 @@ class DnsForwarder(Model):
     @model_validator(mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
-        return {"addr": v} if isinstance(v, str) else v
+        if isinstance(v, str):
+            return {"addr": v}
+        if isinstance(v, dict) and v.get("addr") == "none":  # libvirt's local-only domain
+            return {k: x for k, x in v.items() if k != "addr"}
+        return v
 
     @model_validator(mode="after")
     def _something(self) -> DnsForwarder:
         if self.addr is None and self.domain is None:
             raise ValueError("a forwarder needs addr: IP, domain: NAME, or both")
         return self
+
+
+class DnsWildcard(Model):
+    """Every name in `domain` (and the domain itself) answers `ip`: dnsmasq's
+    address=/DOMAIN/IP. A name dnsmasq knows itself (a DNS host, a guest's lease) keeps
+    its own address."""
+
+    domain: DnsName = Field(description="The domain whose names all resolve to `ip`.",
+                            examples=["apps.lab.example"])
+    ip: Addr = Field(description="The address they resolve to.",
+                     examples=["192.168.122.10"])
+
+
+class DnsCname(Model):
+    """An alias: `name` is another name for `target` (dnsmasq's cname=NAME,TARGET).
+    dnsmasq answers it only when it knows `target` itself: a DNS host, a DHCP
+    reservation's or lease's name, not a name upstream."""
+
+    name: DnsName = Field(description="The alias.", examples=["www.lab.example"])
+    target: DnsName = Field(description="The name it stands for.",
+                            examples=["web1.lab.example"])
 
 
 class Dns(Model):
@@ -212,3 +239,12 @@ class Dns(Model):
                                            "servers instead of the host's own.")
     srv: list[DnsSrv] = Field(default_factory=list, description="SRV records.")
     txt: list[DnsTxt] = Field(default_factory=list, description="TXT records.")
+    wildcards: list[DnsWildcard] = Field(default_factory=list, description="Whole domains "
+                                         "answering one address (dnsmasq option, written "
+                                         "by kvmnet; a change restarts the network).")
+    cnames: list[DnsCname] = Field(default_factory=list, description="Aliases of names "
+                                   "dnsmasq knows (dnsmasq option, written by kvmnet; a "
+                                   "change restarts the network).")
+    ptr: bool | None = Field(None, description="PTR records (reverse names) for every DHCP "
+                      "reservation with a name, as NAME.DOMAIN (dnsmasq option, written by "
+                      "kvmnet: a reservation change then restarts the network).")

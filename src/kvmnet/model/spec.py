@@ -22,10 +22,12 @@ from kvmnet.model.base import exactly_one, one_or_list
 from kvmnet.model.ipconfig import DhcpHost as DhcpHost
 from kvmnet.model.ipconfig import DhcpRange as DhcpRange
 from kvmnet.model.ipconfig import Dns as Dns
+from kvmnet.model.ipconfig import DnsCname as DnsCname
 from kvmnet.model.ipconfig import DnsForwarder as DnsForwarder
 from kvmnet.model.ipconfig import DnsHost as DnsHost
 from kvmnet.model.ipconfig import DnsSrv as DnsSrv
 from kvmnet.model.ipconfig import DnsTxt as DnsTxt
+from kvmnet.model.ipconfig import DnsWildcard as DnsWildcard
 from kvmnet.model.ipconfig import IPConfig as IPConfig
 from kvmnet.model.ipconfig import Lease as Lease
 from kvmnet.model.ipconfig import PrefixForm as PrefixForm
@@ -199,6 +201,11 @@ class Host(Model):
                                "NetworkManager, systemd-networkd or ifupdown).")
     bridges: dict[IfName, HostBridge] = Field(default_factory=dict, description="Host "
                                               "bridges by name.")
+    resolve_guests: bool = Field(False, description="Make guests' names resolve on the "
+                                 "host itself (`getent hosts web1`, `ping web1.lab`): "
+                                 "libvirt's NSS module in /etc/nsswitch.conf and, where "
+                                 "systemd-resolved runs, each network's DNS and domain on "
+                                 "its bridge.")
 
 
 class GuestNic(Model):

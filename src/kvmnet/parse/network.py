@@ -28,6 +28,8 @@ from kvmnet.model.spec import (
     StaticRoute,
 )
 from kvmnet.model.types import IPAddr, ip_address
+from kvmnet.parse.dnsmasq import options_into
+from kvmnet.render.dnsmasq import OPTIONS
 from kvmnet.render.network import (
     LIBVIRT_BRIDGED,
     MARK,
@@ -110,7 +112,10 @@ class _Parser(Leftovers):
         if (el := r.child("dns")) is not None:
             f["dns"] = self.dns(el)
         self.ips(r.children("ip"), r.children("route"), f)
+        rest = options_into(el, f) if (el := r.child(OPTIONS)) is not None else None
         self.keep(r)
+        if rest is not None:  # (after <network>'s other leftovers, as libvirt orders them)
+            self.keep_element("", rest)
         net = Network(**f, xml_extra=self.extra)
         uuid = ((uuid_el.text or "").strip() or None) if uuid_el is not None else None
         return ParsedNetwork(name, uuid, net, managed, self.names)

@@ -23,7 +23,7 @@ class Update:
     """One virNetworkUpdate call."""
 
     command: Literal["add-last", "delete", "modify"]
-    section: Literal["ip-dhcp-host", "dns-host", "ip-dhcp-range"]
+    section: Literal["ip-dhcp-host", "dns-host", "ip-dhcp-range", "dns-txt", "dns-srv"]
     parent_index: int
     xml: str
 

@@ -16,7 +16,14 @@ from kvmnet.model.spec import Dns, Model, Network
 from kvmnet.model.types import not_one_line
 from kvmnet.parse.network import parse_network
 from kvmnet.plan.core import Action, Ctx, Impact, in_scope
-from kvmnet.plan.netxml import dns_updates, host_updates, mark_managed, with_uuid
+from kvmnet.plan.netxml import (
+    dns_updates,
+    host_updates,
+    mark_managed,
+    record_updates,
+    with_uuid,
+)
+from kvmnet.render import dnsmasq
 from kvmnet.render.network import build_network, network_xml
 
 _T = TypeVar("_T", bound=Model)
@@ -129,9 +136,9 @@ def _strip_live_updatable(net: Network) -> Network:
     upd: dict[str, object] = {k: v.model_copy(update={"hosts": []}) for k, v in ips.items() if v}
     upd["more_ips"] = [c.model_copy(update={"hosts": []}) for c in net.more_ips]
     if net.dns is not None:
-        dns = net.dns.model_copy(update={"hosts": []})
-        # a <dns> that only holds hosts is no <dns> at all: the first DNS host comes
-        # (and the last one goes) live too
+        dns = net.dns.model_copy(update={"hosts": [], "txt": [], "srv": []})
+        # a <dns> that only holds hosts and records is no <dns> at all: the first DNS
+        # host or record comes (and the last one goes) live too
         upd["dns"] = None if dns == Dns() else dns
     return net.model_copy(update=upd)
 
@@ -139,15 +146,20 @@ def _strip_live_updatable(net: Network) -> Network:
 def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: LiveNetwork,
                     xml: str) -> None:
     target = f"network/{name}"
-    details = tuple(diff_lines(live, wanted))
-    hosts = dns = None
-    if _strip_live_updatable(wanted) == _strip_live_updatable(live):
-        hosts, dns = host_updates(wanted, live, ln.xml), dns_updates(wanted, live)
-    if hosts is not None and dns is not None:  # (None: libvirt would refuse a live update)
-        updates = tuple(hosts) + tuple(dns)
+    options = _option_lines(live, wanted)
+    details = tuple(diff_lines(live, wanted)) + options
+    calls = None
+    if _strip_live_updatable(wanted) == _strip_live_updatable(live) and not options:
+        calls = [host_updates(wanted, live, ln.xml), dns_updates(wanted, live),
+                 record_updates(wanted, live)]
+    if calls is not None and all(c is not None for c in calls):  # (None: libvirt refuses)
+        updates = tuple(u for c in calls for u in c or ())
+        records = any(u.section in ("dns-txt", "dns-srv") for u in updates)
         ctx.actions.append(Action(
             "network.update", target, "live",
-            f"update {name} live ({len(updates)} change(s), no restart)", details,
+            f"update {name} live ({len(updates)} change(s), no "
+            + ("network restart; libvirt restarts its dnsmasq for TXT/SRV records"
+               if records and ln.active else "restart") + ")", details,
             updates=updates, live=ln.active))
         return
     guests = attached(ctx.live, name, running_only=True)
@@ -161,6 +173,14 @@ def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: Liv
         summary = f"redefine and restart {name} (no running guests attached)"
     ctx.actions.append(Action("network.redefine", target, impact, summary, details, xml=xml,
                               restart=ln.active))
+
+
+def _option_lines(old: Network, new: Network) -> tuple[str, ...]:
+    """The dnsmasq options kvmnet writes (render.dnsmasq) that go and come, as the plan
+    shows them; any of them needs a restart (libvirt updates none of them live)."""
+    a, b = (dnsmasq.options(n, [h for c in n.all_ips() for h in c.hosts]) for n in (old, new))
+    return (tuple(f"- dnsmasq option: {o}" for o in a if o not in b)
+            + tuple(f"+ dnsmasq option: {o}" for o in b if o not in a))
 
 
 def _restart_impact(ctx: Ctx, name: str) -> Impact:
@@ -197,6 +217,8 @@ def describe_new(net: Network) -> tuple[str, ...]:
     for k, v in _flatten(data).items():
         if k not in ("adopt", "autostart") and not k.endswith("xml_prefix"):
             lines.append(f"+ {k}: {v}")
+    hosts = [h for c in net.all_ips() for h in c.hosts]
+    lines += [f"+ dnsmasq option: {o}" for o in dnsmasq.options(net, hosts)]
     lines += _extra_lines("+", net.xml_extra)
     if any("dnsmasq" in x for xs in net.xml_extra.values() for x in xs):
         lines.append("! xml_extra passes options straight to dnsmasq, which runs as root: "

@@ -1,6 +1,6 @@
 """The network XML plan writes itself: kvmnet's ownership mark, the UUID that makes a
-define a redefinition, and the virNetworkUpdate calls that change DHCP reservations
-and DNS hosts live."""
+define a redefinition, and the virNetworkUpdate calls that change DHCP reservations,
+DNS hosts and DNS TXT and SRV records live."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ipaddress
 
 from lxml import etree
 
-from kvmnet.model.spec import DhcpHost, DnsHost, Network
+from kvmnet.model.spec import DhcpHost, DnsHost, DnsSrv, DnsTxt, Network
 from kvmnet.plan.core import Update
 from kvmnet.render.network import KVMNET_NS
 
@@ -136,4 +136,59 @@ def dns_updates(wanted: Network, live: Network) -> list[Update] | None:
             return None
         state.append(h)
         out.append(Update("add-last", "dns-host", -1, _dns_xml(h)))
+    return out
+
+
+def _txt_xml(t: DnsTxt) -> str:
+    return etree.tostring(etree.Element("txt", name=t.name, value=t.value), encoding="unicode")
+
+
+def _srv_xml(s: DnsSrv) -> str:
+    el = etree.Element("srv")
+    for k in ("service", "protocol", "domain", "target", "port", "priority", "weight"):
+        v = getattr(s, k)
+        if v is not None:
+            el.set(k, str(v))
+    return etree.tostring(el, encoding="unicode")
+
+
+def _srv_match(given: DnsSrv, other: DnsSrv) -> bool:
+    """libvirt's match of an SRV record: every field of domain, service, protocol and
+    target that `given` has is the same in `other`."""
+    return all(getattr(given, k) is None or getattr(given, k) == getattr(other, k)
+               for k in ("domain", "service", "protocol", "target"))
+
+
+def record_updates(wanted: Network, live: Network) -> list[Update] | None:
+    """TXT and SRV records that went and came, as virNetworkUpdate calls; None when
+    libvirt would refuse one: it deletes a TXT record by name and an SRV record by the
+    domain, service, protocol and target it gives, only when exactly one matches, and
+    adds none that matches one the network holds at that moment. (libvirt rewrites
+    dnsmasq's config and restarts dnsmasq for these; the network and its guests' links
+    stay as they are.)"""
+    out: list[Update] = []
+    w_txt, l_txt = (list(n.dns.txt) if n.dns else [] for n in (wanted, live))
+    state_txt = list(l_txt)
+    for t in [t for t in l_txt if t not in w_txt]:
+        if sum(1 for o in state_txt if o.name == t.name) != 1:
+            return None
+        state_txt.remove(t)
+        out.append(Update("delete", "dns-txt", -1, _txt_xml(t)))
+    for t in [t for t in w_txt if t not in l_txt]:
+        if any(o.name == t.name for o in state_txt):
+            return None
+        state_txt.append(t)
+        out.append(Update("add-last", "dns-txt", -1, _txt_xml(t)))
+    w_srv, l_srv = (list(n.dns.srv) if n.dns else [] for n in (wanted, live))
+    state_srv = list(l_srv)
+    for s in [s for s in l_srv if s not in w_srv]:
+        if sum(1 for o in state_srv if _srv_match(s, o)) != 1:
+            return None
+        state_srv.remove(s)
+        out.append(Update("delete", "dns-srv", -1, _srv_xml(s)))
+    for s in [s for s in w_srv if s not in l_srv]:
+        if any(_srv_match(s, o) or _srv_match(o, s) for o in state_srv):
+            return None
+        state_srv.append(s)
+        out.append(Update("add-last", "dns-srv", -1, _srv_xml(s)))
     return out

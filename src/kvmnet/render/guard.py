@@ -14,6 +14,10 @@ first, and raises RenderError (writing nothing) on:
   line and paragraph separators, format characters);
 - an IPv6 address, interface or network with a scope id (`fe80::1%...`): ipaddress keeps
   any text there, and `$(...)` or `;` in it is no control character.
+
+dnsmasq's options (`<dnsmasq:options>`, render.dnsmasq) are one line each, and inside
+one, `/`, `,`, `=`, `#` and white space are its syntax: require_dns_name refuses a name
+that holds anything but ASCII letters, digits, '-', '_' and '.', before it is written.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from collections.abc import Iterator, Mapping
 from pydantic import BaseModel
 
 from kvmnet.errors import RenderError
-from kvmnet.model.types import not_one_line, scope_of
+from kvmnet.model.types import DNS_NAME_RE, not_one_line, scope_of
 
 _ADDRESS = (ipaddress.IPv4Address, ipaddress.IPv6Address, ipaddress.IPv4Network,
             ipaddress.IPv6Network)
@@ -67,3 +71,23 @@ def _scalars(v: object) -> Iterator[object]:
             yield from _scalars(x)
     else:
         yield v
+
+
+def require_dns_name(what: str, *names: object) -> None:
+    """Raise RenderError unless each value is a DNS name as dnsmasq reads it (ASCII
+    letters, digits, '-', '_', '.', at most 253 characters): nothing of dnsmasq's own
+    syntax ('/', ',', '=', '#', white space) or a line break can be inside it."""
+    for n in names:
+        text = n if isinstance(n, str) else str(n)
+        if not (isinstance(n, str) and (text == "." or DNS_NAME_RE.match(text))
+                and len(text) <= 253):
+            raise RenderError(f"{what}: not writing {text!r}: a DNS name there holds only "
+                              "ASCII letters, digits, '-', '_' and '.'")
+
+
+def require_address(what: str, *values: object) -> None:
+    """Raise RenderError unless each value is an IP address without a scope id."""
+    for v in values:
+        if not isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            raise RenderError(f"{what}: not writing {v!r}: an IP address belongs there")
+        require_one_line(what, v)

@@ -42,6 +42,8 @@ from kvmnet.model.spec import (
     StaticRoute,
 )
 from kvmnet.model.types import IPAddr, IPIface, IPNet
+from kvmnet.render import dnsmasq
+from kvmnet.render.guard import require_dns_name, require_one_line
 from kvmnet.render.xmlutil import (
     Element,
     insert_extras,
@@ -140,16 +142,19 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
     if net.dns:
         _dns(root, net.dns)
     ips = net.all_ips()
-    for i, ipc in enumerate(ips):
-        _ip(root, ipc, hosts[i] if hosts is not None else ipc.hosts)
+    block_hosts = [hosts[i] if hosts is not None else ipc.hosts for i, ipc in enumerate(ips)]
+    for ipc, hs in zip(ips, block_hosts, strict=True):
+        _ip(root, ipc, hs)
     for ipc in ips:
         for r in ipc.routes:
             _route(root, r)
+    _dnsmasq_options(root, dnsmasq.options(net, [h for hs in block_hosts for h in hs]))
     before = _forward_of(root)
     try:
         insert_extras(root, net.xml_extra, _ATTRS)
     except ValueError as e:
         raise NetworkXMLError(f"network {name}: {e}") from None
+    _merge_options(root)
     after = _forward_of(root)
     if after != before:
         raise NetworkXMLError(
@@ -192,7 +197,29 @@ def _forward(root: Element, net: Network) -> None:
         sub(fwd, "interface", ("dev", dev))
 
 
+def _dnsmasq_options(root: Element, opts: list[str]) -> None:
+    if opts:
+        el = etree.SubElement(root, dnsmasq.OPTIONS, nsmap={"dnsmasq": dnsmasq.DNSMASQ_NS})
+        for o in opts:
+            etree.SubElement(el, dnsmasq.OPTION, value=o)
+
+
+def _merge_options(root: Element) -> None:
+    """One <dnsmasq:options>, kvmnet's options first: libvirt reads every one there is
+    and writes them back as one (a second one comes from xml_extra)."""
+    found = root.findall(dnsmasq.OPTIONS)
+    for extra in found[1:]:
+        for opt in list(extra):
+            found[0].append(opt)
+        root.remove(extra)
+
+
 def _dns(root: Element, dns: Dns) -> None:
+    # libvirt writes these into dnsmasq's config and hosts files, a line each
+    require_one_line("network DNS", dns)
+    require_dns_name("network DNS", *(n for h in dns.hosts for n in h.names),
+                     *(t.name for t in dns.txt), *(f.domain for f in dns.forwarders if f.domain),
+                     *(x for s in dns.srv for x in (s.service, s.domain, s.target) if x))
     el = sub(root, "dns", ("enable", None if dns.enable else "no"),
              ("forwardPlainNames", yes_no(dns.forward_plain_names)))
     for f in dns.forwarders:

@@ -20,7 +20,7 @@ import os
 from kvmnet.errors import Problem
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
-from kvmnet.spec.checks import forward, guest, network, overlay
+from kvmnet.spec.checks import dns, forward, guest, network, overlay
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts
 from kvmnet.spec.load import Path_, Positions, load_partial
@@ -44,6 +44,7 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     f = Findings(pos or Positions(), file, pruned=pruned)
     for name, net in spec.networks.items():
         network.network(f, name, net)
+        dns.dns(f, spec, name, net)
     network.subnets(f, spec)
     network.bridges(f, spec)
     guest.guests(f, spec)

@@ -1,0 +1,74 @@
+"""libvirt's <dnsmasq:options> -> the DNS records kvmnet writes there itself
+(render.dnsmasq): wildcards, aliases and the reservations' PTR records. Every other
+option is left for xml_extra, verbatim."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from kvmnet.model.spec import DhcpHost, Dns, DnsCname, DnsWildcard
+from kvmnet.render.dnsmasq import OPTION, ptr_options, recognise
+from kvmnet.render.xmlutil import Element
+
+
+@dataclass
+class Options:
+    """What one <dnsmasq:options> holds: kvmnet's records, and an element with the
+    options that are not kvmnet's (None when there are none)."""
+
+    wildcards: list[DnsWildcard] = field(default_factory=list)
+    cnames: list[DnsCname] = field(default_factory=list)
+    ptr: bool | None = None
+    rest: Element | None = None
+
+    def any(self) -> bool:
+        return bool(self.wildcards or self.cnames or self.ptr)
+
+
+def read_options(el: Element, hosts: Iterable[DhcpHost], domain: str | None) -> Options:
+    """kvmnet's options out of `el`; PTR records count as `ptr: true` only when they are
+    exactly those of the reservations `hosts` in `domain`, else they stay verbatim."""
+    out = Options()
+    rest: list[Element] = []
+    ptrs: list[Element] = []
+    for opt in el:
+        if not isinstance(opt.tag, str):
+            continue
+        found = recognise(opt.get("value") or "") if opt.tag == OPTION else None
+        if found is None or len(opt.attrib) != 1 or len(opt):
+            rest.append(opt)
+        elif found[0] == "address":
+            out.wildcards.append(DnsWildcard(domain=found[1][0], ip=found[1][1]))
+        elif found[0] == "cname":
+            out.cnames.append(DnsCname(name=found[1][0], target=found[1][1]))
+        else:
+            ptrs.append(opt)
+    if ptrs:
+        want = sorted(ptr_options(hosts, domain))
+        if sorted(str(p.get("value")) for p in ptrs) == want:
+            out.ptr = True
+        else:
+            rest += ptrs
+    if rest:
+        keep = etree.Element(el.tag, nsmap={k: v for k, v in el.nsmap.items() if k})
+        for opt in el:  # in their order
+            if any(opt is x for x in rest):
+                keep.append(copy.deepcopy(opt))
+        out.rest = keep
+    return out
+
+
+def options_into(el: Element, f: dict[str, Any]) -> Element | None:
+    """Read `el` into the fields `f` of a network being parsed (its IP blocks and
+    domain already read); the element to keep verbatim, if any."""
+    ips = [c for c in (f.get("ipv4"), f.get("ipv6")) if c] + list(f.get("more_ips", []))
+    o = read_options(el, (h for c in ips for h in c.hosts), f.get("domain"))
+    if o.any():
+        f["dns"] = (f.get("dns") or Dns()).model_copy(
+            update={"wildcards": o.wildcards, "cnames": o.cnames, "ptr": o.ptr})
+    return o.rest
