@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pyroute2 import IPRoute
 
 from kvmnet.apply.bridge import migrate as hostbridge
@@ -305,6 +306,9 @@ def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
     # the persistent config: netplan's file replaced atomically, the old one backed up
     new = (lab.root / "etc/netplan/90-kvmnet.yaml").read_text()
     assert BRIDGE in new and NIC in new and "10.230.1.2/24" in new
+    # pinned: after a reboot the bridge has the MAC it has now (issue 19, item 8)
+    pinned = yaml.safe_load(new)["network"]["bridges"][BRIDGE]["macaddress"]
+    assert pinned == before["links"][NIC]["mac"]
     backups = list((lab.root / "var/backups/kvmnet/etc/netplan").glob("90-kvmnet.yaml.*"))
     assert [b.read_bytes() for b in backups] == [files_before["etc/netplan/90-kvmnet.yaml"][0]]
     watchdog = watchdog_pid(lab.root)

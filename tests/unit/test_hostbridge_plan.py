@@ -53,11 +53,30 @@ def test_a_nic_with_address_and_default_route_plans_one_migration() -> None:
     plan = make_plan(spec(), live([NIC], (DEFAULT,)))
     [a] = plan.actions
     assert (a.kind, a.target, a.impact, a.skipped) == ("host.bridge", "host/br0", "host", None)
-    assert a.details == ("+ bridge br0: stp off", "~ enp2s0: enslave to br0",
+    assert a.details == ("+ bridge br0: stp off, MAC 52:54:00:aa:bb:cc (enp2s0's current "
+                         "MAC)", "~ enp2s0: enslave to br0",
                          "~ address 192.168.1.1/24: enp2s0 -> br0",
                          "~ route 0.0.0.0/0 via 192.168.1.254 metric 100: enp2s0 -> br0")
-    assert a.host is not None and "br0" in a.host.bridges
+    assert a.host is not None and a.host.bridges["br0"].mac == "52:54:00:aa:bb:cc"
     assert plan.findings == ()
+
+
+def test_the_bridge_is_pinned_to_the_ports_permanent_mac() -> None:
+    """A NIC whose MAC was changed (a bond, a MAC set by hand) comes back at boot with its
+    permanent one, and so must the bridge: the files apply writes pin the permanent MAC;
+    a mac: in the spec wins over both."""
+    nic = replace(NIC, mac="02:00:00:00:00:01", perm_mac="52:54:00:aa:bb:cc")
+    [a] = make_plan(spec(), live([nic], (DEFAULT,))).actions
+    assert a.details[0] == "+ bridge br0: stp off, MAC 52:54:00:aa:bb:cc (enp2s0's permanent MAC)"
+    assert a.host is not None and a.host.bridges["br0"].mac == "52:54:00:aa:bb:cc"
+    from kvmnet.render.hostconf import RENDERERS
+
+    for name, render in RENDERERS.items():
+        text = "".join(render(Spec(host=a.host)).values())
+        assert "52:54:00:aa:bb:cc" in text, name
+    pinned = spec(SPEC + '      mac: "52:54:00:12:34:56"\n')
+    [a] = make_plan(pinned, live([nic], (DEFAULT,))).actions
+    assert a.details[0] == "+ bridge br0: stp off, MAC 52:54:00:12:34:56 (the spec's mac)"
 
 
 def test_migrated_host_plans_nothing() -> None:

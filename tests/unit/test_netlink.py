@@ -58,6 +58,19 @@ def test_link_with_kind_master_mac_and_mtu_from_the_wire() -> None:
         mac="52:54:00:aa:bb:cc", mtu=1400, addresses=("10.249.201.1/24",))
 
 
+def test_the_permanent_mac_from_the_wire_and_none_for_a_virtual_link() -> None:
+    """IFLA_PERM_ADDRESS: the NIC's burnt-in MAC, which the host bridge is pinned to;
+    a virtual link has none (absent, or all zeros)."""
+    msg = wire(ifinfmsg, {"index": 2, "flags": 1},
+               [("IFLA_IFNAME", "eth0"), ("IFLA_ADDRESS", "02:00:00:00:00:01"),
+                ("IFLA_PERM_ADDRESS", bytes.fromhex("3CECEF123456"))])
+    got = parse_link(msg, NAMES)
+    assert got is not None and (got.mac, got.perm_mac) == ("02:00:00:00:00:01",
+                                                           "3c:ec:ef:12:34:56")
+    zeros = parse_link(link(7, "kvtnlv0", perm_address="00:00:00:00:00:00"), NAMES)
+    assert zeros is not None and zeros.perm_mac is None
+
+
 def test_plain_link_that_is_down_has_no_kind_nor_master() -> None:
     got = parse_link(link(2, "eth0", flags=0x1002, address="02:00:00:00:00:01", mtu=1500),
                      NAMES)

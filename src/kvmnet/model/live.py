@@ -71,6 +71,7 @@ class HostLink:
     mtu: int | None = None
     wireless: bool = False
     addresses: tuple[str, ...] = ()       # CIDRs
+    perm_mac: str | None = None   # the NIC's own (burnt-in) MAC, whatever it is set to now
 
 
 @dataclass(frozen=True)

@@ -186,6 +186,11 @@ class HostBridge(Model):
     check: Addr | None = Field(None, description="The address apply pings after the "
                                "change to keep it; default: the gateway.",
                                examples=["192.168.1.10"])
+    mac: Mac | None = Field(None, description="The bridge's MAC, pinned in the config files "
+                            "so it is the same after a reboot (a host addressed by DHCP "
+                            "keeps its lease). Default: apply pins the first port's "
+                            "permanent MAC, read from the host; `kvmnet render` pins only "
+                            "a MAC written here.", examples=["52:54:00:12:34:56"])
 
     @field_validator("address", mode="before")
     @classmethod

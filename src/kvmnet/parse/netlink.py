@@ -60,7 +60,16 @@ def parse_link(msg: Msg, names: dict[int, str], addresses: Sequence[str] = (),
     return HostLink(name=str(name), index=int(msg.get("index")), kind=kind or "",
                     master=names.get(master) if master is not None else None,
                     up=bool(int(msg.get("flags") or 0) & IFF_UP), mac=msg.get("address"),
-                    mtu=msg.get("mtu"), wireless=wireless, addresses=tuple(addresses))
+                    mtu=msg.get("mtu"), wireless=wireless, addresses=tuple(addresses),
+                    perm_mac=_perm_mac(msg.get("perm_address")))
+
+
+def _perm_mac(value: Any) -> str | None:
+    """IFLA_PERM_ADDRESS (kernel 5.6+) as aa:bb:..; None when absent or all zeros (a
+    virtual link has no burnt-in address)."""
+    if not isinstance(value, str) or not value.strip("0:"):
+        return None
+    return value.lower()
 
 
 def main_routes(routes: Iterable[Msg]) -> list[Msg]:

@@ -4,9 +4,10 @@ bridges and MACs do not collide with what the host and libvirt already have."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 from kvmnet.model.live import HostLink, LiveState
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import Host, HostBridge, Spec
 from kvmnet.plan.core import Action, Ctx
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
@@ -31,7 +32,32 @@ def plan_host_bridges(ctx: Ctx) -> None:
                 "host.bridge", f"host/{br}", "host",
                 f"move {', '.join(hb.ports) or '(no ports)'} into host bridge {br} live "
                 "(addresses and routes follow; rolled back unless confirmed)",
-                tuple(details), host=ctx.spec.host))
+                tuple(details), host=pinned_host(ctx.spec.host, ctx.live.host.links)))
+
+
+def port_mac(hb: HostBridge, links: Mapping[str, HostLink]) -> tuple[str, str] | None:
+    """(MAC, where it comes from) the bridge gets: the spec's mac:, else its first port's
+    permanent MAC (its current one when the kernel knows no permanent one). None when
+    neither is known (no ports, or the port is missing)."""
+    if hb.mac is not None:
+        return hb.mac, "the spec's mac"
+    for port in hb.ports:
+        link = links.get(port)
+        if link is not None and (link.perm_mac or link.mac):
+            return (link.perm_mac or link.mac or "",
+                    f"{port}'s {'permanent' if link.perm_mac else 'current'} MAC")
+    return None
+
+
+def pinned_host(host: Host, links: Mapping[str, HostLink]) -> Host:
+    """host with every bridge's mac: filled in (port_mac): the files apply writes pin it,
+    so that after a reboot the bridge has the MAC it had live (networkd would otherwise
+    derive one from /etc/machine-id, and a DHCP server give the host a new address)."""
+    bridges = {}
+    for br, hb in host.bridges.items():
+        mac = port_mac(hb, links)
+        bridges[br] = hb if mac is None else hb.model_copy(update={"mac": mac[0]})
+    return host.model_copy(update={"bridges": bridges})
 
 
 def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
@@ -41,7 +67,9 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
     out: list[str] = []
     if link is None:
         delay = f", forward delay {hb.forward_delay} s" if hb.forward_delay is not None else ""
-        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}")
+        mac = port_mac(hb, host.links)
+        pin = f", MAC {mac[0]} ({mac[1]})" if mac else ""
+        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}{pin}")
     elif link.kind != "bridge":
         ctx.error(path, f"{br} exists on the host as a {link.kind or 'ethernet'} link, not "
                   "a bridge: pick another bridge name")

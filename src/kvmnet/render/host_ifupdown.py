@@ -68,6 +68,8 @@ def _bridge(name: str, hb: HostBridge) -> list[str]:
         stanzas.append([f"iface {name} inet manual"])
     first = stanzas[0]
     first += _bridge_options(hb)
+    if hb.mac is not None:
+        first.append(f"    hwaddress {hb.mac}")
     if hb.mtu is not None and " dhcp" not in first[0]:
         first.append(f"    mtu {hb.mtu}")
     if hb.dns:

@@ -50,6 +50,8 @@ def _bridge(hb: HostBridge) -> dict[str, Any]:
     br: dict[str, Any] = {}
     if hb.ports:
         br["interfaces"] = list(hb.ports)
+    if hb.mac is not None:
+        br["macaddress"] = hb.mac
     br["dhcp4"] = hb.dhcp
     if hb.dhcp and hb.metric is not None:
         br["dhcp4-overrides"] = {"route-metric": hb.metric}

@@ -30,7 +30,10 @@ def _netdev(name: str, hb: HostBridge) -> str:
     bridge = [("STP", "yes" if hb.stp else "no")]
     if hb.forward_delay is not None:
         bridge.append(("ForwardDelaySec", str(hb.forward_delay)))
-    return ini([("NetDev", [("Name", name), ("Kind", "bridge")]), ("Bridge", bridge)])
+    netdev = [("Name", name), ("Kind", "bridge")]
+    if hb.mac is not None:  # else networkd derives one from /etc/machine-id
+        netdev.append(("MACAddress", hb.mac))
+    return ini([("NetDev", netdev), ("Bridge", bridge)])
 
 
 def _network(name: str, hb: HostBridge) -> str:

@@ -61,8 +61,11 @@ def _bridge(name: str, hb: HostBridge) -> str:
         ("type", "bridge"),
         ("interface-name", name),
     ])]
-    if hb.mtu is not None:
-        sections.append(("ethernet", [("mtu", str(hb.mtu))]))
+    ethernet = [("mtu", str(hb.mtu))] if hb.mtu is not None else []
+    if hb.mac is not None:  # the bridge's own MAC (NM's bridge.mac-address is deprecated)
+        ethernet.append(("cloned-mac-address", hb.mac))
+    if ethernet:
+        sections.append(("ethernet", ethernet))
     bridge = [("stp", "true" if hb.stp else "false")]
     fd = hb.forward_delay
     if fd is not None and NM_FORWARD_DELAY[0] <= fd <= NM_FORWARD_DELAY[1]:

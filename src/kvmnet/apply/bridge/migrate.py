@@ -205,8 +205,9 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
 
 
 def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link]) -> int:
-    """Create (or set up) the bridge with the first port's MAC, up, ports enslaved."""
-    mac = next((p.mac for p in ports if p.mac), None)
+    """Create (or set up) the bridge with the MAC its files pin (the plan's pinned_host:
+    the first port's permanent MAC), else the first port's MAC; up, ports enslaved."""
+    mac = hb.mac or next((p.mac for p in ports if p.mac), None)
     opts: dict[str, Any] = {"br_stp_state": int(hb.stp)}
     if hb.forward_delay is not None:
         opts["br_forward_delay"] = hb.forward_delay * 100
