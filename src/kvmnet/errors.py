@@ -16,6 +16,7 @@ into messages and exit codes (it never calls sys.exit elsewhere).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -39,8 +40,35 @@ class Problem:
         return (self.file, self.line, self.col, self.message)
 
     def as_dict(self) -> dict[str, object]:
+        """--json's problem: where, what, and the spec path and the advice as fields of
+        their own (`path`: the dotted key the message starts with, or null; `hint`: what
+        to write or do instead, or null), for a script or an editor to show apart."""
+        path, hint = split_message(self.message)
         return {"file": self.file, "line": self.line, "col": self.col,
-                "severity": self.severity, "message": self.message}
+                "severity": self.severity, "message": self.message, "path": path,
+                "hint": hint}
+
+
+# A spec path as spec.load.format_path writes it: names, indexes and quoted keys by dots.
+_PATH = re.compile(r'^((?:[A-Za-z0-9_][A-Za-z0-9_.@+-]*|"(?:[^"\\]|\\.)*")'
+                   r'(?:\.(?:[A-Za-z0-9_][A-Za-z0-9_@+-]*|"(?:[^"\\]|\\.)*"))*): ')
+# The words kvmnet's advice starts with ("...: write 10.0.0.1/24", "...; use mode: nat").
+_ADVICE = re.compile(
+    r"(?:^|: |; |\. |, or |\()((?:write|use|add|remove|pick|rename|give|set|quote|save|"
+    r"run|put|move|drop|choose|delete|change|make|fix|omit|leave|list|keep|spell|indent|"
+    r"install|replace|split|join|turn|mark|adopt|attach|declare|name|start|stop|enable|"
+    r"disable|did you mean|pass|apply|check|free|shorten|lower|raise|define|end|merge|map|"
+    r"each)\b.*)$",
+    re.IGNORECASE)
+
+
+def split_message(message: str) -> tuple[str | None, str | None]:
+    """(the spec path a problem's message starts with, the advice it ends with)."""
+    m = _PATH.match(message)
+    path = m.group(1) if m and "." in m.group(1) or m and " " not in m.group(1) else None
+    rest = message[m.end():] if m else message
+    a = _ADVICE.search(rest)
+    return path, (a.group(1).rstrip(")") if a else None)
 
 
 class KvmnetError(Exception):

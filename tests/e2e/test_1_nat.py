@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid
 
 import pytest
@@ -60,3 +61,23 @@ def test_connection_from_internet_to_guest_is_refused(world):
     # the guest itself still answers the host: the refusal is the firewall, not a dead guest
     assert world.http(world.lab, f"http://{RESERVED}/").returncode == 0
 
+
+
+@pytest.mark.e2e
+def test_leases_cli_in_a_pipe_shows_the_expiry_as_a_time(world):
+    """`kvmnet leases NET` as a script reads it: plain columns, a header in capitals, each
+    DHCP lease with its expiry as a local time and how far off it is (issue 19, item 6)."""
+    from .e2elab import kvmnet
+
+    ip1, mac1 = world.leases["kvt-e2e-nat1"]
+    res = kvmnet("leases", NAT, "-c", world.libvirtd.uri)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["NETWORK", "MAC", "IP", "HOSTNAME", "EXPIRES"]
+    assert not set(res.stdout) & set("─│┃━┏┓└┘")
+    row = next(line for line in lines if mac1 in line)
+    assert f"{ip1}/24" in row.split()
+    assert re.search(r" \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(in [0-9dhms]+\)$", row), row
+    wide = kvmnet("leases", NAT, "-c", world.libvirtd.uri, "-o", "wide", "--no-headers")
+    assert wide.returncode == 0 and "NETWORK" not in wide.stdout
+    assert "dhcp-lease" in next(x for x in wide.stdout.splitlines() if mac1 in x).split()[-1]

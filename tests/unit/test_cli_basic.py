@@ -59,7 +59,7 @@ def test_validate_seed_as_written(capsys: pytest.CaptureFixture[str]) -> None:
 def test_validate_json_valid(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = run(capsys, "validate", "--json", str(SEED))
     assert (rc, err) == (0, "")
-    assert json.loads(out) == {"ok": True, "problems": []}
+    assert json.loads(out) == {"kvmnet": 1, "ok": True, "problems": []}
 
 
 def test_validate_json_errors(capsys: pytest.CaptureFixture[str]) -> None:
@@ -70,7 +70,8 @@ def test_validate_json_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert [(p["line"], p["col"], p["severity"]) for p in doc["problems"]] == [
         (25, 21, "error"), (33, 18, "error")]
     assert all(p["file"] == str(SEED_AS_WRITTEN) for p in doc["problems"])
-    assert set(doc["problems"][0]) == {"file", "line", "col", "severity", "message"}
+    assert set(doc["problems"][0]) == {"file", "line", "col", "severity", "message", "path",
+                                       "hint"}
 
 
 def test_validate_json_load_error(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -87,7 +88,8 @@ def test_validate_json_missing_file(capsys: pytest.CaptureFixture[str], tmp_path
     assert rc == 1
     assert json.loads(out)["problems"] == [{"file": str(tmp_path / "nope.yaml"), "line": 0,
                                             "col": 0, "severity": "error",
-                                            "message": "no such file"}]
+                                            "message": "no such file", "path": None,
+                                            "hint": None}]
 
 
 def test_warnings_print_but_do_not_fail(capsys: pytest.CaptureFixture[str],

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
-from kvmnet.cli.live import show_tables
 from kvmnet.cli.output import Out, print_problems, safe, styled
+from kvmnet.cli.show import show_tables
 from kvmnet.errors import Problem
 
 HOSTILE = ["\x1b[2J\x1b[H", "\x1b]0;owned\x07", "net\x9b31mred", "a\rb", "x\x00y",

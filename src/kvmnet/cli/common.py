@@ -12,6 +12,9 @@ from kvmnet.cli.output import print_problems
 from kvmnet.errors import SpecError
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from kvmnet.backend.libvirt import Connection
     from kvmnet.errors import Problem
     from kvmnet.model.spec import Spec
 
@@ -30,6 +33,13 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output (
 ConnectOpt = Annotated[str | None, typer.Option(
     "-c", "--connect", metavar="URI",
     help="libvirt URI as in virsh (default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")]
+
+
+def connect(uri: str | None, needed: bool = True) -> AbstractContextManager[Connection]:
+    """libvirt's connection to uri (kvmnet.backend.libvirt; imported when a command runs)."""
+    from kvmnet.backend.libvirt import connect as _connect
+
+    return _connect(uri, needed)
 
 
 def load_checked(path: Path, as_json: bool = False) -> tuple[Spec, list[Problem]]:

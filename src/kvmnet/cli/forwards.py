@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from kvmnet.cli.output import table
+from kvmnet.cli.output import DEFAULT_VIEW, Column, TableView, print_table
 
-if TYPE_CHECKING:
-    from rich.table import Table
+COLUMNS = (Column("network"), Column("proto"), Column("host port"), Column("to"),
+           Column("guest"), Column("listen"), Column("sources"), Column("state"))
 
 
-def forwards_table(rows: list[dict[str, Any]]) -> Table:
+def forwards_table(rows: list[dict[str, Any]], view: TableView = DEFAULT_VIEW) -> None:
     def to(r: dict[str, Any]) -> str:
         addr = f"[{r['address']}]" if ":" in r["address"] else r["address"]
         return f"{addr}:{r['guest_port']}"
 
-    return table("port forwards (kvmnet's state file and the live firewall)",
-                 ("network", "proto", "host port", "to", "guest", "listen", "sources", "state"),
-                 ([r["network"], r["proto"], str(r["host_port"]), to(r), r["guest"] or "-",
-                   r["listen"] or "any", ", ".join(r["sources"]) or "any", r["state"]]
-                  for r in rows))
+    print_table("port forwards (kvmnet's state file and the live firewall)", COLUMNS,
+                ([r["network"], r["proto"], str(r["host_port"]), to(r), r["guest"] or "-",
+                  r["listen"] or "any", ",".join(r["sources"]) or "any", r["state"]]
+                 for r in rows), view)

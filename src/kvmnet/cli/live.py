@@ -1,4 +1,4 @@
-"""CLI commands that talk to libvirt: plan, apply, import, show, leases, demo."""
+"""CLI commands that talk to libvirt: plan, apply, import, demo (show and leases: cli.show)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands
-from kvmnet.cli.output import MARK, err, out, print_problems, show_plan, styled, table
-from kvmnet.errors import KvmnetError, LiveError
+from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands, connect
+from kvmnet.cli.output import MARK, err, out, print_problems, show_plan, styled
+from kvmnet.errors import KvmnetError
 
 if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a command runs
-    from contextlib import AbstractContextManager
 
     from kvmnet.backend.libvirt import Connection
     from kvmnet.errors import Problem
@@ -41,12 +40,6 @@ RootOpt = Annotated[Path, typer.Option(
 HostOpt = Annotated[list[str] | None, typer.Option(
     "--host", metavar="NAME", help="A spec with hosts: only this host of it (default: "
                                    "every host). Repeatable.")]
-
-
-def connect(uri: str | None, needed: bool = True) -> AbstractContextManager[Connection]:
-    from kvmnet.backend.libvirt import connect as _connect
-
-    return _connect(uri, needed)
 
 
 @app.command()
@@ -210,12 +203,17 @@ def import_(
         "--ovn-nb", metavar="REMOTE", help="Also import kvmnet's overlay networks from this "
                                            "OVN northbound database (unix:PATH, tcp:HOST:PORT)."
     )] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a kvmnet spec (YAML) of what is live: networks, DHCP reservations, guests'
-    NICs. `kvmnet plan` of it against the same host shows no changes."""
+    NICs. `kvmnet plan` of it against the same host shows no changes.
+
+    With --json: {"kvmnet": 1, "uri", "spec": the same spec as JSON data, "notes": what
+    was left out and why}.
+    """
     from kvmnet.model.spec import Ovn
     from kvmnet.service.ops import import_spec, read_live, with_nb
-    from kvmnet.spec.dump import dump
+    from kvmnet.spec.dump import dump, to_data
 
     ovn = Ovn(northbound=ovn_nb) if ovn_nb else None
     with connect(connect_) as conn:
@@ -223,88 +221,12 @@ def import_(
     if ovn is not None:  # kvmnet.ovn
         live = with_nb(live, ovn)
     spec, notes = import_spec(live, networks or None, ovn)
+    if as_json:
+        out.json({"kvmnet": 1, "uri": live.uri, "spec": to_data(spec), "notes": list(notes)})
+        return
     for n in notes:
         err.print(f"note: {n}")
     out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), end="")
-
-
-@app.command()
-def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None,
-         root: RootOpt = Path("/")) -> None:
-    """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs and
-    the port forwards kvmnet installed, each installed or not."""
-    from kvmnet.service.ops import read_live
-    from kvmnet.service.views import show_data
-
-    with connect(connect_) as conn:
-        live = read_live(conn, netns, root)
-        data = show_data(live, _all_leases(conn, live, netns=netns))
-    if as_json:
-        out.json(data)
-    else:
-        show_tables(data)
-
-
-def show_tables(data: dict[str, Any]) -> None:
-    out.show(table(f"networks on {data['uri']}",
-                    ("name", "mode", "bridge", "subnets", "active", "autostart", "owner"),
-                    ([n["name"], n["mode"], n["bridge"] or "-", ", ".join(n["subnets"]) or "-",
-                      _yn(n["active"]), _yn(n["autostart"]),
-                      n["owner"] + (" (kvmnet cannot read it)" if n.get("unreadable") else "")]
-                     for n in data["networks"])))
-    out.show(table("guests' NICs", ("guest", "state", "mac", "attached to", "model", "ip"),
-                    ([x["guest"], "running" if x["running"] else "shut off", x["mac"],
-                      f"{x['type']} {x['source'] or '-'}", x["model"] or "-",
-                      ", ".join(f"{a['ip']} ({a['source']})" for a in x.get("addresses", ()))
-                      or x["ip"] or "-"] for x in data["interfaces"])))
-    if data.get("forwards"):
-        from kvmnet.cli.forwards import forwards_table
-
-        out.show(forwards_table(data["forwards"]))
-
-
-def _yn(v: bool) -> str:
-    return "yes" if v else "no"
-
-
-def _all_leases(conn: Connection, live: Any, only: list[str] | None = None,
-                netns: str | None = None) -> list[dict[str, Any]]:
-    """Guests' addresses from DHCP leases, the guest agent and the host's neighbour table,
-    each row marked with its source (kvmnet.backend.neigh)."""
-    from kvmnet.backend.neigh import guest_addresses
-
-    return guest_addresses(conn, live, only, netns)
-
-
-@app.command()
-def leases(
-    network: Annotated[str | None, typer.Argument(metavar="[NETWORK]")] = None,
-    connect_: ConnectOpt = None,
-    as_json: JsonOpt = False,
-    netns: NetnsOpt = None,
-) -> None:
-    """Guests' addresses (all networks, or one), each marked with its source: dhcp-lease
-    (libvirt's dnsmasq), agent (QEMU guest agent), neighbour (the host's ARP/NDP table)."""
-    from kvmnet.backend.read import read_domains, read_networks
-    from kvmnet.model.live import LiveState
-
-    with connect(connect_) as conn:
-        nets = read_networks(conn)
-        if network and network not in nets:
-            raise LiveError(f"no such network on {conn.uri}: {network}")
-        live = LiveState(conn.uri, nets, read_domains(conn))
-        rows = _all_leases(conn, live, [network] if network else None, netns)
-    if as_json:
-        from kvmnet.service.views import leases_data
-
-        out.json(leases_data(conn.uri, rows))
-        return
-    out.show(table(f"guest addresses on {conn.uri}",
-                    ("network", "mac", "ip", "hostname", "expires (epoch)", "source"),
-                    ([r["network"] or "-", r["mac"],
-                      f"{r['ip']}" + (f"/{r['prefix']}" if r["prefix"] is not None else ""),
-                      r["hostname"] or r.get("guest") or "-", str(r["expiry"] or "-"),
-                      ", ".join(r.get("sources") or [r["source"]])] for r in rows)))
 
 
 @app.command()
@@ -331,11 +253,12 @@ def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
         out.print(styled((f"\n$ kvmnet apply {file} -c {conn.uri} --yes", "bold")))
         do_apply(file, conn, True, False, False, frozenset(), None, 0)
         out.print(styled((f"\n$ kvmnet show -c {conn.uri}", "bold")))
+        from kvmnet.cli.show import all_leases, show_tables
         from kvmnet.service.ops import read_live
         from kvmnet.service.views import show_data
 
         live = read_live(conn)
-        show_tables(show_data(live, _all_leases(conn, live)))
+        show_tables(show_data(live, all_leases(conn, live)))
         out.print(styled((f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
                           "bold")))
         p = plan_file(file, conn, frozenset())

@@ -9,7 +9,7 @@ import typer
 
 from kvmnet.cli.common import JsonOpt, SpecFile, commands, load_checked
 from kvmnet.cli.output import out
-from kvmnet.errors import KvmnetError, SpecError
+from kvmnet.errors import KvmnetError
 
 app = commands()
 
@@ -21,15 +21,9 @@ def validate(file: SpecFile, as_json: JsonOpt = False) -> None:
     Errors are printed as FILE:LINE:COL: error: what is wrong and what to write
     instead; exit 1 when there is any error. Warnings don't fail.
     """
-    try:
-        spec, problems = load_checked(file, as_json)
-    except SpecError as e:
-        if as_json:
-            out.json({"ok": False, "problems": [p.as_dict() for p in e.problems]})
-            raise typer.Exit(1) from None
-        raise
-    if as_json:
-        out.json({"ok": True, "problems": [p.as_dict() for p in problems]})
+    spec, problems = load_checked(file, as_json)  # (errors: cli.main prints them, as JSON
+    if as_json:                                    # with --json)
+        out.json({"kvmnet": 1, "ok": True, "problems": [p.as_dict() for p in problems]})
         return
     counts = (f"{len(spec.networks)} network(s), {len(spec.guests)} guest(s), "
               f"{len(spec.host.bridges)} host bridge(s)")
@@ -73,9 +67,13 @@ def mac(
     spec_file: Annotated[Path | None, typer.Option("--spec", metavar="FILE",
                                                    help="Avoid the MACs this spec uses, and "
                                                         "resolve --for as apply would.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print MAC addresses for guests: random ones (52:54:00:xx:xx:xx, unicast, unique,
-    never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX."""
+    never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX.
+
+    With --json: {"kvmnet": 1, "macs": [...]}, and with --for also "guest" and "index".
+    """
     from secrets import token_bytes
 
     from kvmnet.model.derive import nic_macs, spec_macs, stable_mac
@@ -88,9 +86,13 @@ def mac(
         if not sep or not guest or not idx.isdigit():
             raise typer.BadParameter("write GUEST/INDEX, e.g. web1/0", param_hint="--for")
         if spec is not None and (guest, int(idx)) in nic_macs(spec):
-            out.print(nic_macs(spec)[(guest, int(idx))])
+            got = nic_macs(spec)[(guest, int(idx))]
         else:
-            out.print(stable_mac(guest, int(idx)))
+            got = stable_mac(guest, int(idx))
+        if as_json:
+            out.json({"kvmnet": 1, "guest": guest, "index": int(idx), "macs": [got]})
+        else:
+            out.print(got)
         return
     used = spec_macs(spec) | set(nic_macs(spec).values()) if spec else set()
     made: list[str] = []
@@ -100,7 +102,10 @@ def mac(
         if m not in used:
             used.add(m)
             made.append(m)
-    out.print("\n".join(made))
+    if as_json:
+        out.json({"kvmnet": 1, "macs": made})
+    else:
+        out.print("\n".join(made))
 
 
 @app.command()

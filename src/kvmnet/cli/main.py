@@ -34,7 +34,7 @@ COMMANDS = {
     "validate": "kvmnet.cli.local", "render": "kvmnet.cli.local", "mac": "kvmnet.cli.local",
     "schema": "kvmnet.cli.local",
     "plan": "kvmnet.cli.live", "apply": "kvmnet.cli.live", "import": "kvmnet.cli.live",
-    "show": "kvmnet.cli.live", "leases": "kvmnet.cli.live", "demo": "kvmnet.cli.live",
+    "show": "kvmnet.cli.show", "leases": "kvmnet.cli.show", "demo": "kvmnet.cli.live",
     "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag",
     "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",
 }
@@ -111,6 +111,31 @@ def _root(
     pass
 
 
+def _problem(message: str) -> dict[str, Any]:
+    """An error that is not about a place in the spec, as --json's problems carry it."""
+    from kvmnet.errors import split_message
+
+    return {"file": None, "line": 0, "col": 0, "severity": "error", "message": message,
+            "path": None, "hint": split_message(message)[1]}
+
+
+def failed_json(args: list[str], problems: list[dict[str, Any]]) -> bool:
+    """With --json (given to a command that has it), a failure is a JSON object on
+    stdout too, `{"kvmnet": 1, "ok": false, "problems": [...]}`, so that a script reads
+    one document whatever happened. False when the text goes to stderr instead."""
+    words = args[:args.index("--")] if "--" in args else args
+    as_json = {"--json", "-ojson", "--output=json"} & set(words) or any(
+        a in ("-o", "--output") and b == "json" for a, b in zip(words, words[1:], strict=False))
+    if not as_json:
+        return False
+    name = next((a for a in words if a in COMMANDS), None)
+    command = _module_group(COMMANDS[name]).commands.get(name) if name else None
+    if command is None or not any("--json" in p.opts for p in command.params):
+        return False
+    out.json({"kvmnet": 1, "ok": False, "problems": problems})
+    return True
+
+
 def run() -> NoReturn:
     """The `kvmnet` command (console script, `python -m kvmnet`): main() in a process of
     its own, which then exits the usual way (atexit handlers, threads, flushes). Before
@@ -144,17 +169,22 @@ def _main(argv: list[str] | None) -> int:
     try:
         rv = app(args=args or ["--help"], prog_name="kvmnet", standalone_mode=False)
     except SpecError as e:
-        print_problems(e.problems)
-        n = sum(1 for p in e.problems if p.severity == "error")
-        err.print(f"{n} error(s); nothing was changed.")
+        if not failed_json(args, [p.as_dict() for p in e.problems]):
+            print_problems(e.problems)
+            n = sum(1 for p in e.problems if p.severity == "error")
+            err.print(f"{n} error(s); nothing was changed.")
         return 1
     except KvmnetError as e:
-        err.print(f"kvmnet: error: {e}")
+        if not failed_json(args, [_problem(str(e))]):
+            err.print(f"kvmnet: error: {e}")
         return 1
     except typer.Abort:
-        err.print("aborted; nothing was changed.")
+        if not failed_json(args, [_problem("aborted; nothing was changed")]):
+            err.print("aborted; nothing was changed.")
         return 1
     except typer.TyperException as e:  # click's usage errors: the usage line, the error
+        if failed_json(args, [_problem(e.format_message())]):
+            return 1
         ctx = getattr(e, "ctx", None)
         usage = f"{ctx.get_usage()}\n" if ctx is not None else ""
         err.print(f"{usage}kvmnet: error: {e.format_message()}\nTry 'kvmnet --help'.")

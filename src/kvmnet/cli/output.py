@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
@@ -25,9 +27,7 @@ from rich.segment import Segment, Segments
 from rich.style import Style
 from rich.text import Text
 
-if TYPE_CHECKING:  # (rich.table: ~10 ms of every start; only show and leases need it)
-    from rich.table import Table
-
+if TYPE_CHECKING:
     from kvmnet.errors import Problem
     from kvmnet.plan import Action, Plan
 
@@ -96,16 +96,77 @@ out = Out()
 err = Out(stderr=True)
 
 
-def table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> Table:
-    """A rich Table of plain cells: text from the host is never read as markup."""
+@dataclass(frozen=True)
+class Column:
+    """A table's column; `wide`: shown only with -o wide (as kubectl's and virsh's extra
+    columns)."""
+
+    name: str
+    wide: bool = False
+
+
+@dataclass(frozen=True)
+class TableView:
+    """How `show` and `leases` print tables: -o wide adds columns, --no-headers drops the
+    header row (and the title)."""
+
+    wide: bool = False
+    headers: bool = True
+
+
+DEFAULT_VIEW = TableView()
+
+
+def print_table(title: str, columns: Sequence[Column], rows: Iterable[Sequence[str]],
+                view: TableView = DEFAULT_VIEW) -> None:
+    """A table on stdout, every cell whole (never cut short, never wrapped). On a terminal
+    a rich table with a title, as wide as its cells need (the terminal may fold the
+    lines, the text stays whole); into a pipe or a file plain columns of spaces, headers
+    in capitals and no title or box characters, for awk, cut and sort."""
+    keep = [i for i, c in enumerate(columns) if view.wide or not c.wide]
+    names = [columns[i].name for i in keep]
+    cells = [[safe(row[i]) for i in keep] for row in rows]
+    if out.console.is_terminal:
+        _rich_table(title, names, cells, view.headers)
+        return
+    lines = ([[n.upper() for n in names]] if view.headers else []) + cells
+    widths = [max((len(line[i]) for line in lines), default=0) for i in range(len(names))]
+    text = "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
+                     .rstrip() for line in lines)
+    out.console.print(Segments([Segment(text + "\n" if text else "")]))
+
+
+def _rich_table(title: str, names: Sequence[str], cells: Sequence[Sequence[str]],
+                headers: bool) -> None:
+    from rich.measure import Measurement
     from rich.table import Table
 
-    t = Table(title=Text(safe(title)))
-    for col in columns:
-        t.add_column(col)
-    for row in rows:
-        t.add_row(*(Text(safe(cell)) for cell in row))
-    return t
+    t = Table(title=Text(safe(title)) if headers else None, show_header=headers)
+    for name in names:
+        t.add_column(name, no_wrap=True)
+    for row in cells:
+        t.add_row(*(Text(cell) for cell in row))
+    console = out.console
+    need = Measurement.get(console, console.options.update_width(1 << 20), t).maximum
+    width = console.width
+    console.width = max(width, need)  # (rich cuts a table to the terminal's width)
+    try:
+        console.print(t, crop=False)
+    finally:
+        console.width = width
+
+
+def when(epoch: float | None, now: float) -> str:
+    """A lease's expiry as the local time and how far off it is: '2026-12-07 05:20:11
+    (in 43m)', '... (2m ago)'; '-' for none (a lease that never expires)."""
+    if not epoch:
+        return "-"
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+    left = int(epoch - now)
+    span = abs(left)
+    parts = [(span // 86400, "d"), (span % 86400 // 3600, "h"), (span % 3600 // 60, "m")]
+    shown = [f"{n}{u}" for n, u in parts if n][:2] or [f"{span}s"]
+    return f"{at} ({'in ' if left >= 0 else ''}{''.join(shown)}{'' if left >= 0 else ' ago'})"
 
 
 def print_problems(problems: list[Problem]) -> None:
