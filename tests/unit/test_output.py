@@ -6,6 +6,9 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,31 @@ def test_a_hostile_live_network_name_in_show(capsys: pytest.CaptureFixture[str])
                                "active": True, "autostart": False, "owner": "unmanaged"}]})
     out = capsys.readouterr().out
     assert "[bold]n\\x1b[2J" in out and not RAW.search(out)
+
+
+def test_json_to_a_pipe_is_what_rich_writes_there(capsys: pytest.CaptureFixture[str]) -> None:
+    """The default `out` writes --json to a pipe without rich: the same characters as
+    rich's Console writes to a file (and the same safe escapes)."""
+    from kvmnet.cli.output import out
+
+    data = {"ok": True, "name": "é\x9b2J\x1b\u202e", "nested": {"list": [1, "[bold]x"]}}
+    o, buf = pipe()
+    o.json(data)
+    out.json(data)
+    assert capsys.readouterr().out == buf.getvalue()
+
+
+def test_apply_json_to_a_pipe_loads_no_rich(tmp_path: Path) -> None:
+    """A no-op `apply --json` (what scripts and the bench run) prints through no rich:
+    its import was ~7% of the command's instructions."""
+    spec = tmp_path / "s.yaml"
+    spec.write_text("networks: {}\n")
+    code = ("import sys; from kvmnet.cli.main import main; rc = main(sys.argv[1:]); "
+            "print('rich' in sys.modules, rc)")
+    r = subprocess.run([sys.executable, "-c", code, "apply", str(spec), "-c",
+                        "test:///default", "--yes", "--json"], capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.returncode == 0, r.stderr
+    *doc, last = r.stdout.splitlines()
+    assert json.loads("\n".join(doc))["writes"] == 0
+    assert last == "False 0"

@@ -10,26 +10,32 @@ the rest to the terminal. A network name read from libvirt or a guest's hostname
 a DHCP lease could then move the cursor, retitle the window or hide a line. So every
 string printed here first has its control and bidi-override characters turned into
 visible escapes (`\\x1b`), and nothing is read as rich markup.
+
+rich is imported when something is first printed through it (its import is ~6% of a
+no-op `apply --json`, the command scripts run most): `--json` to a pipe or a file is
+json.dumps's text written as it is, which is what rich writes there too; a terminal
+gets it highlighted by rich.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TextIO
 
-from rich.console import Console, RenderableType
-from rich.highlighter import JSONHighlighter
-from rich.segment import Segment, Segments
-from rich.style import Style
-from rich.text import Text
+if TYPE_CHECKING:  # rich loads when something is printed through it
+    from rich.console import Console, RenderableType
+    from rich.segment import Segment
 
-if TYPE_CHECKING:
     from kvmnet.errors import Problem
     from kvmnet.plan import Action, Plan
+
+    Line = list[Segment]
 
 # C0 controls but TAB and LF, DEL, C1 controls (CSI is \x9b), and the characters that
 # reorder or break a line on screen (bidi embeddings, overrides, isolates; LS and PS).
@@ -51,12 +57,14 @@ def _json_safe(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group()):04x}"   # the same character, spelled as JSON allows
 
 
-Line = list[Segment]
 Part = str | tuple[str, str]
 
 
 def styled(*parts: Part) -> Line:
     """A line from plain strings and (string, style) pairs, each string made safe."""
+    from rich.segment import Segment
+    from rich.style import Style
+
     return [Segment(safe(p)) if isinstance(p, str) else Segment(safe(p[0]), Style.parse(p[1]))
             for p in parts]
 
@@ -66,12 +74,20 @@ class Out:
     to the Console (tests: force_terminal=True, file=...)."""
 
     def __init__(self, stderr: bool = False, **options: Any) -> None:
-        self.console = Console(stderr=stderr, highlight=False, soft_wrap=True, emoji=False,
-                               **options)
+        self.stderr, self.options = stderr, options
+
+    @cached_property
+    def console(self) -> Console:
+        from rich.console import Console
+
+        return Console(stderr=self.stderr, highlight=False, soft_wrap=True, emoji=False,
+                       **self.options)
 
     def print(self, *lines: str | Line, end: str = "\n") -> None:
         """Lines (plain strings or styled()), in one call: rich's cost is mostly per
         call, and a spec can have thousands of warnings, a plan thousands of actions."""
+        from rich.segment import Segment, Segments
+
         segments: Line = []
         for i, line in enumerate(lines):
             if i:
@@ -86,10 +102,35 @@ class Out:
     def json(self, data: Any) -> None:
         """data as JSON, indented by 2, non-ASCII as is; highlighted on a terminal."""
         text = _UNSAFE.sub(_json_safe, json.dumps(data, indent=2, ensure_ascii=False))
+        stream = self._plain_stream()
+        if stream is not None:  # a pipe or a file: the text as it is, without rich
+            stream.write(text + "\n")
+            stream.flush()
+            return
         if self.console.is_terminal:
+            from rich.highlighter import JSONHighlighter
+
             self.console.print(JSONHighlighter()(text))
         else:
-            self.console.print(Segments([Segment(text + "\n")]))
+            self.console.print(_plain(text + "\n"))
+
+    def _plain_stream(self) -> TextIO | None:
+        """The standard stream this writes to when it is no terminal (and no Console
+        options were given, as tests do), else None."""
+        if self.options:
+            return None
+        stream = sys.stderr if self.stderr else sys.stdout
+        try:
+            return None if stream.isatty() else stream
+        except ValueError:  # closed
+            return None
+
+
+def _plain(text: str) -> RenderableType:
+    """text for rich to write as it is."""
+    from rich.segment import Segment, Segments
+
+    return Segments([Segment(text)])
 
 
 out = Out()
@@ -133,13 +174,14 @@ def print_table(title: str, columns: Sequence[Column], rows: Iterable[Sequence[s
     widths = [max((len(line[i]) for line in lines), default=0) for i in range(len(names))]
     text = "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
                      .rstrip() for line in lines)
-    out.console.print(Segments([Segment(text + "\n" if text else "")]))
+    out.console.print(_plain(text + "\n" if text else ""))
 
 
 def _rich_table(title: str, names: Sequence[str], cells: Sequence[Sequence[str]],
                 headers: bool) -> None:
     from rich.measure import Measurement
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=Text(safe(title)) if headers else None, show_header=headers)
     for name in names:
