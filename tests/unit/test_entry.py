@@ -4,6 +4,7 @@ cli.main.main does."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -85,3 +86,23 @@ def test_a_reader_that_leaves_early_gets_no_traceback(big_spec: Path) -> None:
     assert p.wait(timeout=60) == 1
     assert p.stderr.read() == b""
     p.stderr.close()
+
+
+@pytest.mark.parametrize(("given", "want"), [(None, "__all__"), ("", ""), ("logfire", "logfire")])
+def test_the_command_skips_pydantic_plugins_unless_told(
+        monkeypatch: pytest.MonkeyPatch, given: str | None, want: str) -> None:
+    """kvmnet's models use no pydantic plugin: the command sets pydantic's
+    PYDANTIC_DISABLE_PLUGINS (no entry-point scan), and keeps a value the user set."""
+    from kvmnet.cli.main import run as run_cli
+
+    monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", "x")  # (restored after the test)
+    if given is None:
+        monkeypatch.delenv("PYDANTIC_DISABLE_PLUGINS")
+    else:
+        monkeypatch.setenv("PYDANTIC_DISABLE_PLUGINS", given)
+    monkeypatch.setattr(sys, "argv", ["kvmnet", "--version"])
+    monkeypatch.setattr(gc, "freeze", lambda: None)  # (this process lives on)
+    with pytest.raises(SystemExit) as e:
+        run_cli()
+    assert e.value.code == 0
+    assert os.environ["PYDANTIC_DISABLE_PLUGINS"] == want
