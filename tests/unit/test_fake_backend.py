@@ -171,3 +171,39 @@ def test_read_sees_the_fake_as_it_sees_libvirt(testdriver: Connection) -> None:
             for n, ln in got.networks.items()} == {
         n: (ln.network, ln.active, ln.autostart, ln.uuid, ln.managed)
         for n, ln in real.networks.items()}
+
+
+class _Counted:
+    """A libvirt connection that counts the calls made on it."""
+
+    def __init__(self, raw: object) -> None:
+        self.raw, self.calls = raw, list[str]()
+
+    def __getattr__(self, name: str) -> object:
+        self.calls.append(name)
+        return getattr(self.raw, name)
+
+
+def test_network_handles_are_kept_per_connection(testdriver: Connection) -> None:
+    """define's handle serves start, autostart, stop and a redefine: no lookup each;
+    after undefine the name is looked up again, and a new network of the same name
+    (a new UUID) is the one then started."""
+    counted = _Counted(testdriver.raw)
+    testdriver.raw = counted
+    xml = NAT.replace("n1", "kvt-pf-h")
+    testdriver.define_network("kvt-pf-h", xml)
+    testdriver.start_network("kvt-pf-h")
+    testdriver.set_network_autostart("kvt-pf-h", True)
+    testdriver.stop_network("kvt-pf-h")
+    old = testdriver._net("kvt-pf-h").UUIDString()
+    testdriver.define_network("kvt-pf-h", xml.replace("<forward", f"<uuid>{old}</uuid><forward"),
+                              "redefine")
+    testdriver.start_network("kvt-pf-h")
+    assert "networkLookupByName" not in counted.calls
+    testdriver.stop_network("kvt-pf-h")
+    testdriver.undefine_network("kvt-pf-h")
+    counted.raw.networkDefineXML(xml)  # not through kvmnet
+    testdriver.start_network("kvt-pf-h")
+    assert counted.calls.count("networkLookupByName") == 1
+    net = counted.raw.networkLookupByName("kvt-pf-h")
+    assert net.isActive() and net.UUIDString() != old

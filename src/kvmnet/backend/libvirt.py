@@ -58,6 +58,9 @@ class Connection:
     uri: str
     raw: Any
     writes: list[str] = field(default_factory=list)
+    # network handles by name, from define and lookups: create's start and autostart,
+    # and redefine's stop, define and start, then need no networkLookupByName each
+    _nets: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, uri: str | None = None) -> Connection:
@@ -129,14 +132,22 @@ class Connection:
         return str(bridge), mtu or None
 
     def _net(self, name: str) -> Any:
-        return self.read(f"network {name}", lambda: self.raw.networkLookupByName(name))
+        """The network's handle: looked up once per connection (a handle names the
+        network by its UUID, which a redefine keeps; undefine forgets it)."""
+        net = self._nets.get(name)
+        if net is None:
+            net = self.read(f"network {name}", lambda: self.raw.networkLookupByName(name))
+            self._nets[name] = net
+        return net
 
     def _dom(self, name: str) -> Any:
         return self.read(f"domain {name}", lambda: self.raw.lookupByName(name))
 
     # -- the Backend writes ------------------------------------------------
     def define_network(self, name: str, xml: str, verb: str = "define") -> None:
-        self.write(f"{verb} network {name}", lambda: self.raw.networkDefineXML(xml))
+        net = self.write(f"{verb} network {name}", lambda: self.raw.networkDefineXML(xml))
+        if net is not None:
+            self._nets[name] = net
 
     def start_network(self, name: str) -> None:
         self.write(f"start network {name}", self._net(name).create)
@@ -146,6 +157,7 @@ class Connection:
 
     def undefine_network(self, name: str) -> None:
         self.write(f"undefine network {name}", self._net(name).undefine)
+        self._nets.pop(name, None)
 
     def set_network_autostart(self, name: str, on: bool) -> None:
         net = self._net(name)
