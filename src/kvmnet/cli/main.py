@@ -35,7 +35,7 @@ COMMANDS = {
     "schema": "kvmnet.cli.local",
     "plan": "kvmnet.cli.live", "apply": "kvmnet.cli.live", "import": "kvmnet.cli.live",
     "show": "kvmnet.cli.show", "leases": "kvmnet.cli.show", "demo": "kvmnet.cli.live",
-    "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag",
+    "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag", "serve": "kvmnet.cli.serve",
     "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",
 }
 
