@@ -71,12 +71,21 @@ def test_sdist_and_wheel_hold_the_package(dist: Path) -> None:
     # every module of the package, its typing marker, the console script as declared
     modules = {str(p.relative_to(ROOT / "src")) for p in (ROOT / "src/kvmnet").rglob("*.py")}
     assert modules and modules | {"kvmnet/py.typed"} <= files
+    # kvmnet serve's templates, script and stylesheet (package data, no CDN)
+    web = {str(p.relative_to(ROOT / "src")) for d in ("templates", "static")
+           for p in (ROOT / "src/kvmnet/web" / d).iterdir()}
+    assert {"kvmnet/web/static/app.js", "kvmnet/web/templates/page.html"} <= web <= files
     assert not any(f.startswith(("tests/", "bench/")) for f in files)
     script = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert f"kvmnet = {script['kvmnet']}" in entry
     assert "Requires-Dist: ovsdbapp>=2.4; extra == \"ovn\"" in meta
     assert not any(line.startswith("Requires-Dist: ovsdbapp") and "extra" not in line
                    for line in meta.splitlines())
+    for dep in ("starlette", "uvicorn", "jinja2"):   # kvmnet serve's: the web extra only
+        assert any(line.startswith(f"Requires-Dist: {dep}") and 'extra == "web"' in line
+                   for line in meta.splitlines()), dep
+        assert not any(line.startswith(f"Requires-Dist: {dep}") and "extra" not in line
+                       for line in meta.splitlines()), dep
 
 
 def test_wheel_in_a_fresh_venv_validates_the_seed(fresh: Path, tmp_path: Path) -> None:
@@ -96,3 +105,10 @@ def test_wheel_without_ovn_extra_names_it_for_an_overlay(fresh: Path, tmp_path: 
     r = run([fresh / "kvmnet", "plan", spec, "-c", "test:///default"], tmp_path)
     assert r.returncode == 1, r
     assert "pip install 'kvmnet[ovn]'" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_wheel_without_web_extra_names_it_for_serve(fresh: Path, tmp_path: Path) -> None:
+    assert run([fresh / "python", "-c", "import starlette"], tmp_path).returncode != 0
+    r = run([fresh / "kvmnet", "serve", "-c", "test:///default"], tmp_path)
+    assert r.returncode == 1, r
+    assert "pip install 'kvmnet[web]'" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -40,6 +40,10 @@ def serve(
     no_doctor: Annotated[bool, typer.Option(
         "--no-doctor", help="Leave out the doctor view (its checks run on every read).")
     ] = False,
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", metavar="GLOB", help="As plan's --scope: the spec shares the host, only "
+                                        "networks matching GLOB are shown as removed when it "
+                                        "leaves them out. Repeatable.")] = None,
     root: Annotated[Path, typer.Option(
         "--root", metavar="DIR", help="Where kvmnet's host files are (port forwards' state "
                                       "file) instead of /.")] = Path("/"),
@@ -62,5 +66,5 @@ def serve(
     if spec is not None and not spec.is_file():
         raise typer.BadParameter(f"{spec}: no such file", param_hint="--spec")
     where = parse_listen(listen)
-    src = Source(connect_, spec, netns, root, not no_doctor)
+    src = Source(connect_, spec, netns, root, not no_doctor, tuple(scope or ()))
     run(Options(src, where, tls_cert, tls_key, insecure_http, refresh), err.print)

@@ -36,6 +36,7 @@ class Source:
     netns: str | None = None
     root: Path = Path("/")
     doctor: bool = True
+    scope: tuple[str, ...] = ()     # as plan's --scope: which unlisted networks it removes
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def _one(src: Source, loaded: tuple[Spec, Positions, list[Any]] | None,
             if loaded is not None:
                 spec, pos, warnings = loaded
                 p = plan_spec(spec, pos, str(src.spec), conn, frozenset(), src.netns,
-                              warnings, (), src.root)
+                              warnings, src.scope, src.root)
                 live, plan = p.live, plan_data(p.plan, conn.uri, str(src.spec), p.warnings)
                 drift = _drift(p.plan)
             else:
@@ -178,7 +179,7 @@ def _many(src: Source, spec: Spec, pos: Positions,
     from kvmnet.service.views import hosts_plan_data, outcome_data
 
     t0 = time.monotonic()
-    with Session(spec, pos, str(src.spec), workers=WORKERS) as s:
+    with Session(spec, pos, str(src.spec), scope=src.scope, workers=WORKERS) as s:
         s.plan()
         whole = hosts_plan_data(s, s.summary(time.monotonic() - t0), str(src.spec), warnings)
     out = []
@@ -188,7 +189,7 @@ def _many(src: Source, spec: Spec, pos: Positions,
             out.append(HostLook(t.name, t.uri, plan=outcome_data(o, str(src.spec)),
                                 error=o.error or "not planned"))
             continue
-        hsrc = Source(t.uri, src.spec, t.netns, src.root, src.doctor)
+        hsrc = Source(t.uri, src.spec, t.netns, src.root, src.doctor, src.scope)
         try:
             with connect(t.uri) as conn:
                 got = _views(conn, o.planned.live, hsrc, t.name, t.spec)
