@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import machine
+from bench.common import loadavg, machine
 
 VIEWS = ("topology", "networks", "guests", "leases")
 REFRESH_JS = """async (view) => {
@@ -90,8 +90,9 @@ def measure_look(uri: str, runs: int) -> dict[str, Any]:
 
 def measure_browser(uri: str, runs: int) -> dict[str, Any]:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from lab.browser import Served, launch
     from playwright.sync_api import sync_playwright
+
+    from lab.browser import Served, launch
 
     out: dict[str, Any] = {}
     with sync_playwright() as pw:
@@ -133,9 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "host.xml"
         path.write_text(host_xml(args.networks, args.nics))
         uri = f"test://{path}"
-        result = {"machine": machine(), "networks": args.networks, "nics": args.nics,
-                  "runs": args.runs, "look": measure_look(uri, args.runs),
-                  "browser": measure_browser(uri, args.runs)}
+        result = {"machine": machine(), "load_before": loadavg(),
+                  "networks": args.networks, "nics": args.nics, "runs": args.runs,
+                  "look": measure_look(uri, args.runs),
+                  "browser": measure_browser(uri, args.runs), "load_after": loadavg()}
     text = json.dumps(result, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

@@ -251,3 +251,33 @@ def test_version_follows_the_look():
 
     time.sleep(0.6)
     assert c.get("/api/version").json()["version"] != first
+
+
+def test_topology_colours_live_state_and_drift():
+    from kvmnet.model.spec import Spec
+    from kvmnet.render.graph import build_graph
+    from kvmnet.web.svg import State, layout
+
+    spec = Spec.model_validate({
+        "networks": {"n1": {"mode": "nat", "bridge": "kvtwb-n1",
+                            "ipv4": {"address": "10.157.5.1/24"}},
+                     "n2": {"mode": "isolated", "bridge": "kvtwb-n2"}},
+        "guests": {"g1": {"interfaces": [{"network": "n1", "mac": "52:54:00:00:00:01"},
+                                         {"network": "n2", "mac": "52:54:00:00:00:02"}]},
+                   "g2": {"interfaces": [{"network": "n2", "mac": "52:54:00:00:00:03"}]}}})
+    pic = layout(build_graph(spec), State({"n1": True, "n2": False}, {"g1": True, "g2": False},
+                                          frozenset({"net:n2", "52:54:00:00:00:02"})))
+    box = {b.id: b for b in pic.boxes}
+    assert "active" in box["net:n1"].cls.split() and "drift" not in box["net:n1"].cls
+    assert {"inactive", "drift"} <= set(box["net:n2"].cls.split())
+    assert "running" in box["guest:g1"].cls.split()
+    assert "stopped" in box["guest:g2"].cls.split()
+    rows = [t for t in box["guest:g1"].texts if t.cls.startswith("row")]
+    assert [t.cls for t in rows] == ["row", "row drift"]
+    # each NIC's edge ends at its own row of the guest
+    g1 = box["guest:g1"]
+    ends = sorted(float(c.d.rsplit(",", 1)[1]) for c in pic.curves
+                  if c.d.split()[-1].startswith(f"{g1.x:.0f},"))
+    mine = [y for y in ends if g1.y <= y <= g1.y + g1.h]
+    assert len(mine) == 2 and mine[0] < mine[1], (ends, g1)
+    assert all(b.x + b.w <= pic.width for b in pic.boxes)

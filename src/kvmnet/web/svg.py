@@ -19,7 +19,8 @@ from kvmnet.render.graph import Graph, Node
 
 COLUMN = {"router": 0, "note": 0, "nic": 1, "bridge": 2, "network": 3, "forward": 4,
           "guest": 5}
-CHAR = 6.6            # px per character of the 12px font
+CHAR = 6.4            # px per character of the 11px lines
+BOLD = 7.8            # px per character of a 12px bold title
 LINE = 15             # px per line of text
 TITLE = 19            # px of a box's title line
 PAD = 6
@@ -113,8 +114,9 @@ def _columns(g: Graph) -> dict[int, list[tuple[str, Node]]]:
 def _widths(cols: Mapping[int, Iterable[tuple[str, Node]]]) -> dict[int, float]:
     out = {}
     for c, items in cols.items():
-        longest = max((len(t) for _, n in items for t in _texts(n)), default=10)
-        out[c] = min(MAX_W, max(MIN_W, longest * CHAR + 2 * PAD))
+        longest = max((len(n.title) * BOLD if i == 0 else len(t) * CHAR
+                       for _, n in items for i, t in enumerate(_texts(n))), default=60.0)
+        out[c] = min(MAX_W, max(MIN_W, longest + 2 * PAD))
     return out
 
 
