@@ -281,3 +281,20 @@ def test_topology_colours_live_state_and_drift():
     mine = [y for y in ends if g1.y <= y <= g1.y + g1.h]
     assert len(mine) == 2 and mine[0] < mine[1], (ends, g1)
     assert all(b.x + b.w <= pic.width for b in pic.boxes)
+
+
+def test_guest_nic_vlans_are_read_from_the_domain_xml():
+    from kvmnet.model.live import LiveDomain, LiveState
+    from kvmnet.parse.domain import parse_nics
+    from kvmnet.service.views import nic_vlans
+
+    nics = parse_nics(
+        "<domain><devices>"
+        "<interface type='bridge'><mac address='52:54:00:AA:00:01'/><source bridge='br0'/>"
+        "<vlan trunk='yes'><tag id='42'/><tag id='43' nativeMode='untagged'/></vlan>"
+        "</interface>"
+        "<interface type='network'><mac address='52:54:00:aa:00:02'/>"
+        "<source network='n1'/></interface></devices></domain>")
+    assert [n.vlans for n in nics] == [(42, 43), ()]
+    live = LiveState("test:///default", {}, {"g": LiveDomain("g", True, nics)})
+    assert nic_vlans(live) == {"52:54:00:aa:00:01": [42, 43]}
