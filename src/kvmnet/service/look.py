@@ -125,6 +125,8 @@ def _one(src: Source, loaded: tuple[Spec, Positions, list[Any]] | None,
         return HostLook(name, target or "", error="; ".join(map(_problem_text, e.problems)))
     except KvmnetError as e:
         return HostLook(name, target or "", error=str(e))
+    except Exception as e:  # noqa: BLE001 - the page stays up and says what happened
+        return HostLook(name, target or "", error=f"unexpected {type(e).__name__}: {e}")
     return HostLook(**{**got, "plan": plan, "drift": drift})
 
 
@@ -193,8 +195,9 @@ def _many(src: Source, spec: Spec, pos: Positions,
         try:
             with connect(t.uri) as conn:
                 got = _views(conn, o.planned.live, hsrc, t.name, t.spec)
-        except KvmnetError as e:
-            out.append(HostLook(t.name, t.uri, error=str(e)))
+        except Exception as e:  # noqa: BLE001 - one host's surprise must not hide the rest
+            out.append(HostLook(t.name, t.uri, error=str(e) if isinstance(e, KvmnetError)
+                                else f"unexpected {type(e).__name__}: {e}"))
             continue
         out.append(HostLook(**{**got, "plan": outcome_data(o, str(src.spec)),
                                "drift": _drift(o.planned.plan)}))
