@@ -148,9 +148,11 @@ def test_empty_file_is_an_empty_spec(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def test_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A folder is a spec of its *.yaml files (spec.sources): one without any says so."""
     rc, out, err = validate(capsys, str(tmp_path))
     assert_clean_failure(rc, out, err)
-    assert f"{tmp_path}: error: is a directory" in err
+    assert f"{tmp_path}: error: a folder with no spec in it: put the spec in one or more " \
+        "*.yaml files there" in err
 
 
 def test_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -198,8 +198,17 @@ def test_mac_with_bad_spec(capsys: pytest.CaptureFixture[str]) -> None:
 # ------------------------------------------------------------------ the rest
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    """kvmnet's, libvirt's and libvirt-python's versions: what a bug report needs."""
+    import importlib.metadata
+
+    import libvirt
+
     rc, out, _ = run(capsys, "--version")
-    assert (rc, out) == (0, f"kvmnet {__version__}\n")
+    n = libvirt.getVersion()
+    assert (rc, out.splitlines()) == (0, [
+        f"kvmnet {__version__}",
+        f"libvirt {n // 1_000_000}.{n // 1000 % 1000}.{n % 1000} (library)",
+        f"libvirt-python {importlib.metadata.version('libvirt-python')}"])
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["validate", "--help"], ["mac", "-h"]])

@@ -90,7 +90,8 @@ def test_expiry_is_a_local_time_and_how_far_off() -> None:
     assert when(now + 2 * 3600 + 5 * 60, now).endswith("(in 2h5m)")
     assert when(now + 3 * 86400 + 4 * 3600 + 1, now).endswith("(in 3d4h)")
     assert when(now + 20, now).endswith("(in 20s)")
-    assert when(now - 125, now).endswith("(2m ago)")
+    assert when(now - 125, now).endswith("(2m5s ago)")
+    assert when(now + 45 * 60 + 59, now).endswith("(in 45m)")   # (seconds under 10m only)
     assert when(None, now) == when(0, now) == "-"
 
 

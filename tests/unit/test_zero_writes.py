@@ -269,7 +269,7 @@ def _junk(tmp: Path) -> dict[str, tuple[Path, str]]:
     cases: dict[str, tuple[Path, str]] = {}
     d = tmp / "a-directory.yaml"
     d.mkdir()
-    cases["directory"] = (d, f"{d}: error: is a directory")
+    cases["directory"] = (d, f"{d}: error: a folder with no spec in it")
     cases["missing"] = (tmp / "nope.yaml", f"{tmp / 'nope.yaml'}: error: no such file")
     f = tmp / "binary.yaml"
     f.write_bytes(bytes(range(256)) * 4)

@@ -100,6 +100,17 @@ def graph(
     out.print(f"wrote {output}")
 
 
+def doctor_notes(uri: str, netns: str | None) -> list[str]:
+    """What doctor says before its checks: that it only reads, and what it looks at."""
+    notes = ["kvmnet doctor reads only: it changes nothing; each fix is for you to run."]
+    where = f"network namespace {netns}" if netns else "this machine"
+    if uri.startswith("test:"):
+        notes.append(f"note: {uri} is libvirt's test driver, which keeps its networks in "
+                     f"memory; the host checks (forwarding, firewall, bridges, MTUs) are of "
+                     f"{where}'s real host networking, not of that URI.")
+    return notes
+
+
 _MARK = {"ok": (" ok ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red"),
          "skip": ("skip", "dim")}
 
@@ -119,7 +130,11 @@ def doctor(
     exact fix: libvirtd, IPv4 forwarding, br_netfilter, a FORWARD DROP policy, libvirt's
     firewall backend, dnsmasq, Wi-Fi bridge ports, subnets on host routes, MTUs, missing or
     down bridges, duplicate MACs. With FILE, its networks are checked too. Exit 1 if any
-    check fails."""
+    check fails.
+
+    Read-only: it changes nothing; every fix is a command for you to run. On a test:///
+    URI the host checks are still of this machine's real host.
+    """
     from kvmnet.doctor.run import doctor as run
 
     spec = load_checked(file, as_json)[0] if file is not None else None
@@ -131,6 +146,7 @@ def doctor(
 
         out.json(doctor_data(facts.uri, netns, checks))
     else:
+        out.print(*doctor_notes(facts.uri, netns))
         for c in checks:
             out.print(styled(_MARK[c.status], f" {c.title}: {c.message}"))
             for line in c.fix.splitlines() if c.status in ("warn", "fail") else ():

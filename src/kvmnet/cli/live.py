@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kvmnet.cli import complete
 from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands, connect
 from kvmnet.cli.output import MARK, err, out, print_problems, show_plan, styled
 from kvmnet.errors import KvmnetError
@@ -23,8 +24,9 @@ if TYPE_CHECKING:  # start-up: libvirt, lxml and the models load only when a com
 app = commands()
 
 AdoptOpt = Annotated[list[str] | None, typer.Option(
-    "--adopt", metavar="NAME", help="Take over this existing unmanaged network "
-                                    "(same as adopt: true in the spec). Repeatable.")]
+    "--adopt", metavar="NAME", autocompletion=complete.networks,
+    help="Take over this existing unmanaged network (same as adopt: true in the spec). "
+         "Repeatable.")]
 NetnsOpt = Annotated[str | None, typer.Option(
     "--netns", metavar="NAME", help="Read and change host links inside this network "
                                     "namespace (labs, tests).")]
@@ -38,8 +40,8 @@ RootOpt = Annotated[Path, typer.Option(
     "--root", metavar="DIR", help="Where kvmnet's host files are (port forwards' state "
                                   "file and libvirt hook) instead of /.")]
 HostOpt = Annotated[list[str] | None, typer.Option(
-    "--host", metavar="NAME", help="A spec with hosts: only this host of it (default: "
-                                   "every host). Repeatable.")]
+    "--host", metavar="NAME", autocompletion=complete.hosts,
+    help="A spec with hosts: only this host of it (default: every host). Repeatable.")]
 
 
 @app.command()
@@ -196,7 +198,8 @@ def apply(
 @app.command("import")
 def import_(
     networks: Annotated[list[str] | None, typer.Argument(
-        metavar="[NETWORK]...", help="Networks to import (default: all).")] = None,
+        metavar="[NETWORK]...", help="Networks to import (default: all).",
+        autocompletion=complete.networks)] = None,
     connect_: ConnectOpt = None,
     netns: NetnsOpt = None,
     ovn_nb: Annotated[str | None, typer.Option(

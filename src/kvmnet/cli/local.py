@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from kvmnet.cli import complete
 from kvmnet.cli.common import JsonOpt, SpecFile, commands, load_checked
-from kvmnet.cli.output import out
+from kvmnet.cli.output import err, out
 from kvmnet.errors import KvmnetError
 
 app = commands()
@@ -27,7 +28,7 @@ def validate(file: SpecFile, as_json: JsonOpt = False) -> None:
         return
     counts = (f"{len(spec.networks)} network(s), {len(spec.guests)} guest(s), "
               f"{len(spec.host.bridges)} host bridge(s)")
-    out.print(f"{file}: valid ({counts})")
+    out.print(f"{'<stdin>' if str(file) == '-' else file}: valid ({counts})")
 
 
 @app.command()
@@ -40,7 +41,9 @@ def render(
     """Render every artefact: libvirt network XML, guest <interface> XML, host bridge
     configs (ifupdown, netplan, NetworkManager, systemd-networkd), upstream routes.
 
-    Without -o the files are printed, each under a '==> PATH <==' header.
+    Without -o the files are printed, each under a '==> PATH <==' header. With -o,
+    DIR/.kvmnet-render.json lists what was written: the next render into DIR removes
+    the files of this one it no longer makes (unless changed since), and nothing else.
     """
     from kvmnet.render import render_all
 
@@ -51,10 +54,15 @@ def render(
                        + ("" if files[path].endswith("\n") else "\n") for path in sorted(files))
         out.print(text, end="")
         return
-    from kvmnet.backend.files import write_tree
+    from kvmnet.backend.render_dir import MANIFEST, write_rendered
 
-    write_tree(output, files)
-    out.print(f"wrote {len(files)} files under {output}/")
+    done = write_rendered(output, files)
+    gone = (f"; removed {len(done.removed)} the last render wrote and this one does not "
+            f"({', '.join(done.removed)})" if done.removed else "")
+    out.print(f"wrote {len(files)} files under {output}/{gone} (list: {output}/{MANIFEST})")
+    for rel in done.kept:
+        err.print(f"note: kept {output}/{rel}: the last render wrote it, this one does not, "
+                  "but it was changed since; remove it yourself if it is not needed")
 
 
 @app.command()
@@ -62,6 +70,7 @@ def mac(
     count: Annotated[int, typer.Option("--count", "-n", min=1, max=65536,
                                        help="How many random MACs.")] = 1,
     for_: Annotated[str | None, typer.Option("--for", metavar="GUEST/INDEX",
+                                             autocompletion=complete.guest_nics,
                                              help="The stable MAC kvmnet gives NIC INDEX "
                                                   "(0-based) of GUEST.")] = None,
     spec_file: Annotated[Path | None, typer.Option("--spec", metavar="FILE",
@@ -106,6 +115,15 @@ def mac(
         out.json({"kvmnet": 1, "macs": made})
     else:
         out.print("\n".join(made))
+
+
+@app.command()
+def man() -> None:
+    """Print kvmnet's manual page (roff, made from this CLI's help): read it with
+    `kvmnet man | man -l -`, or install it as /usr/share/man/man1/kvmnet.1."""
+    from kvmnet.cli.manpage import render_man
+
+    out.print(render_man(), end="")
 
 
 @app.command()

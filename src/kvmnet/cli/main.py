@@ -32,11 +32,12 @@ from kvmnet.errors import KvmnetError, SpecError
 # Each command's module, in the order --help lists them.
 COMMANDS = {
     "validate": "kvmnet.cli.local", "render": "kvmnet.cli.local", "mac": "kvmnet.cli.local",
-    "schema": "kvmnet.cli.local",
+    "schema": "kvmnet.cli.local", "man": "kvmnet.cli.local",
     "plan": "kvmnet.cli.live", "apply": "kvmnet.cli.live", "import": "kvmnet.cli.live",
     "show": "kvmnet.cli.show", "leases": "kvmnet.cli.show", "demo": "kvmnet.cli.live",
     "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag", "serve": "kvmnet.cli.serve",
-    "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",
+    "status": "kvmnet.cli.host", "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",
+    "completion": "kvmnet.cli.complete",
 }
 
 
@@ -97,16 +98,37 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from kvmnet import __version__
-
-        out.print(f"kvmnet {__version__}")
+        out.print(*versions())
         raise typer.Exit()
+
+
+def versions() -> list[str]:
+    """kvmnet's version, libvirt's (the library libvirt-python runs on: the daemon a -c URI
+    reaches may be another) and libvirt-python's, one a line: what a bug report needs."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from kvmnet import __version__
+
+    lines = [f"kvmnet {__version__}"]
+    try:
+        import libvirt
+    except ImportError:
+        return [*lines, "libvirt-python not installed (apt-get install python3-libvirt, "
+                        "or pip install libvirt-python)"]
+    n = libvirt.getVersion()
+    lines.append(f"libvirt {n // 1_000_000}.{n // 1000 % 1000}.{n % 1000} (library)")
+    try:
+        lines.append(f"libvirt-python {version('libvirt-python')}")
+    except PackageNotFoundError:  # (a distribution's python3-libvirt has no metadata)
+        lines.append(f"libvirt-python {getattr(libvirt, '__version__', 'unknown')}")
+    return lines
 
 
 @app.callback()
 def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+                                          help="Print the versions of kvmnet, libvirt and "
+                                               "libvirt-python, and exit.")] = False,
 ) -> None:
     pass
 
@@ -174,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
 def _main(argv: list[str] | None) -> int:
     """Bare `kvmnet` prints the help (exit 0)."""
     args = sys.argv[1:] if argv is None else argv
+    if "_KVMNET_COMPLETE" in os.environ:  # the shell asks for completions (cli.complete)
+        from typer._completion_classes import completion_init
+
+        completion_init()
     try:
         rv = app(args=args or ["--help"], prog_name="kvmnet", standalone_mode=False)
     except SpecError as e:

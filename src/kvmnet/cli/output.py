@@ -204,11 +204,19 @@ def when(epoch: float | None, now: float) -> str:
     if not epoch:
         return "-"
     at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
-    left = int(epoch - now)
-    span = abs(left)
-    parts = [(span // 86400, "d"), (span % 86400 // 3600, "h"), (span % 3600 // 60, "m")]
-    shown = [f"{n}{u}" for n, u in parts if n][:2] or [f"{span}s"]
-    return f"{at} ({'in ' if left >= 0 else ''}{''.join(shown)}{'' if left >= 0 else ' ago'})"
+    left = epoch - now
+    return f"{at} ({'in ' if left >= 0 else ''}{span(left)}{'' if left >= 0 else ' ago'})"
+
+
+def span(seconds: float) -> str:
+    """A length of time as people say it, two units at most, seconds only under ten
+    minutes: 3d4h, 2h5m, 43m, 1m43s, 20s."""
+    s = abs(int(seconds))
+    units = [(s // 86400, "d"), (s % 86400 // 3600, "h"), (s % 3600 // 60, "m")]
+    if s < 600:
+        units.append((s % 60, "s"))
+    first = next((i for i, (n, _) in enumerate(units) if n), len(units) - 1)
+    return "".join(f"{n}{u}" for n, u in units[first:first + 2] if n) or "0s"
 
 
 def print_problems(problems: list[Problem]) -> None:

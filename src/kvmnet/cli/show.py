@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from kvmnet.cli import complete
 from kvmnet.cli.common import ConnectOpt, JsonOpt, commands, connect
 from kvmnet.cli.output import DEFAULT_VIEW, Column, TableView, err, out, print_table, when
 from kvmnet.errors import LiveError
@@ -119,7 +120,8 @@ LEASE_COLUMNS = (Column("network"), Column("mac"), Column("ip"), Column("hostnam
 
 @app.command()
 def leases(
-    network: Annotated[str | None, typer.Argument(metavar="[NETWORK]")] = None,
+    network: Annotated[str | None, typer.Argument(
+        metavar="[NETWORK]", autocompletion=complete.networks)] = None,
     connect_: ConnectOpt = None,
     as_json: JsonOpt = False,
     netns: NetnsOpt = None,

@@ -8,6 +8,7 @@ on a local libvirt connection, the live ones.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -47,12 +48,19 @@ class Facts:
     host_error: str | None = None
     spec: Spec | None = None
     spec_file: str = "FILE"
+    connect: str | None = None           # -c as the user gave it (None: the default URI)
     ip_forward: str | None = None
     bridge_nf: dict[str, str | None] = field(default_factory=dict)  # iptables/ip6tables/...
     ruleset: dict[str, Any] | None = None   # `nft -j list ruleset`
     ruleset_error: str | None = None
     dnsmasq: str | None = None              # its path when present
     wireless: frozenset[str] = frozenset()  # interfaces that are Wi-Fi
+
+    def apply_cmd(self) -> str:
+        """The `kvmnet apply` a fix suggests, with the user's own -c (and --netns)."""
+        extra = (f" -c {shlex.quote(self.connect)}" if self.connect else "") + (
+            f" --netns {shlex.quote(self.netns)}" if self.netns else "")
+        return f"kvmnet apply {shlex.quote(self.spec_file)}{extra}"
 
     def cmd(self, text: str) -> str:
         """A host command, run inside the namespace when there is one."""
@@ -337,13 +345,13 @@ def check_backend(f: Facts) -> Check:
     if forwards and not any(str(t.get("name")) == "kvmnet" for t in _items(f.ruleset, "table")):
         return Check("firewall_backend", "warn", title,
                      text + f" Port forwards of {_names(forwards)} are not installed.",
-                     f"kvmnet apply {f.spec_file}")
+                     f.apply_cmd())
     if forwards and set(ours) != set(backend):
         return Check("firewall_backend", "warn", title,
                      text + " kvmnet's accept for forwarded traffic is in "
                      f"{' and '.join(ours) or 'no backend'}: they do not match, so libvirt's "
                      "reject rules drop forwarded traffic.",
-                     f"kvmnet apply {f.spec_file}")
+                     f.apply_cmd())
     return Check("firewall_backend", "ok", title,
                  text + (" kvmnet's forwards match it." if forwards else ""))
 

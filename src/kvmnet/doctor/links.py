@@ -150,11 +150,11 @@ def check_bridges(f: Facts) -> Check:
                 fixes.append(f"virsh net-destroy {n.name} && virsh net-start {n.name}")
             elif n.bridge in spec_bridges:
                 warns.append(f"{n.name}: host bridge {n.bridge} is not there yet")
-                fixes.append(f"kvmnet apply {f.spec_file}   # creates host.bridges.{n.bridge}")
+                fixes.append(f"{f.apply_cmd()}   # creates host.bridges.{n.bridge}")
             elif n.origin == "spec":
                 fails.append(f"{n.name}: host bridge {n.bridge} is missing")
                 fixes.append(f"# add host.bridges.{n.bridge} (ports: [YOUR-NIC]) to "
-                             f"{f.spec_file}, then: kvmnet apply {f.spec_file}")
+                             f"{f.spec_file}, then: {f.apply_cmd()}")
             else:
                 fails.append(f"{n.name}: host bridge {n.bridge} is missing")
                 fixes.append(f.cmd(f"ip link add name {n.bridge} type bridge") + "\n"

@@ -117,7 +117,7 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
 
     u, live, version, err = _libvirt(uri)
     base = Facts(uri=u, netns=netns, libvirt_error=err, libvirt_version=version, live=live,
-                 spec=spec, spec_file=spec_file)
+                 spec=spec, spec_file=spec_file, connect=uri)
     if not is_local(u):
         return replace(base, host_error=f"libvirt at {u} is reached over the network, "
                                         "not on this machine's socket: run kvmnet doctor "

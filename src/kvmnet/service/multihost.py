@@ -209,7 +209,8 @@ class Session:
         assert t.ovn is not None
         live = LiveState(conn.uri, {}, {}, HostState(readable=False), ovn=read_nb(t.ovn))
         plan = make_plan(t.spec, live, self.adopt, self.scope)
-        found = [Problem(self.file, *self.pos.find(f.path, key=len(f.path) <= 2),
+        found = [Problem(self.pos.file_of(f.path, self.file),
+                         *self.pos.find(f.path, key=len(f.path) <= 2),
                          f"{'.'.join(map(str, f.path))}: {f.message}", f.severity)
                  for f in plan.findings
                  if not (f.severity == "warning" and f.path[:1] == ("guests",)
@@ -230,7 +231,8 @@ class Session:
         for g in sorted(self.floating):
             if g in p.live.domains and g not in t.spec.guests:
                 warnings.append(Problem(
-                    self.file, *self.pos.find(("guests", g), key=True),
+                    self.pos.file_of(("guests", g), self.file),
+                    *self.pos.find(("guests", g), key=True),
                     f"guests.{g}: {g} is defined on {t.name}, which lacks some of its "
                     "networks: its NICs are left alone there", "warning"))
         return replace(p, warnings=warnings)

@@ -103,7 +103,7 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Backend,
         live = with_nb(live, spec.ovn)
     plan = make_plan(spec, live, adopt, scope)
     # a finding about a whole network or guest points at its key, else at the value
-    found = [Problem(file, *pos.find(f.path, key=len(f.path) <= 2),
+    found = [Problem(pos.file_of(f.path, file), *pos.find(f.path, key=len(f.path) <= 2),
                      f"{'.'.join(map(str, f.path))}: {f.message}", f.severity)
              for f in plan.findings]
     errs = [p for p in found if p.severity == "error"]

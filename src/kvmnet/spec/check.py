@@ -31,7 +31,8 @@ def check_file(path: str | os.PathLike[str]) -> tuple[Spec, Positions, list[Prob
     the checks on the rest of it (sorted). Raises SpecError only when nothing of the
     file can be modelled (YAML syntax, not a mapping, unreadable)."""
     loaded = load_partial(path)
-    found = check(loaded.spec, loaded.pos, os.fspath(path), loaded.pruned)
+    file = "<stdin>" if os.fspath(path) == "-" else os.fspath(path)  # (spec.sources)
+    found = check(loaded.spec, loaded.pos, file, loaded.pruned)
     return (loaded.spec, loaded.pos,
             sorted(loaded.problems + found, key=Problem.sort_key) if loaded.problems
             else found)

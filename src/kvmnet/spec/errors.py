@@ -65,7 +65,8 @@ def problems(err: ValidationError, pos: Positions, file: str
         if (loc, msg) in seen:
             continue
         seen.add((loc, msg))
-        yield loc, Problem(file, line, col, f"{where}: {msg}" if where else msg)
+        yield loc, Problem(pos.file_of(loc, file), line, col,
+                           f"{where}: {msg}" if where else msg)
 
 
 _PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*")

@@ -22,14 +22,15 @@ class Findings:
     def error(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
               ) -> None:
         if not (self.pruned and self._pruned(path, refs)):
-            self.items.append(Problem(self.file, *self.pos.find(path, key),
-                                      _where(path) + msg))
+            self.items.append(Problem(self.pos.file_of(path, self.file),
+                                      *self.pos.find(path, key), _where(path) + msg))
 
     def warn(self, path: Path_, msg: str, key: bool = False, refs: Iterable[Path_] = ()
              ) -> None:
         if not (self.pruned and self._pruned(path, refs)):
-            self.items.append(Problem(self.file, *self.pos.find(path, key),
-                                      _where(path) + msg, "warning"))
+            self.items.append(Problem(self.pos.file_of(path, self.file),
+                                      *self.pos.find(path, key), _where(path) + msg,
+                                      "warning"))
 
     def _pruned(self, path: Path_, refs: Iterable[Path_]) -> bool:
         """Is path, or a path it refers to, at, inside or above a left-out value?"""

@@ -149,8 +149,8 @@ def read_text(path: str) -> str:
             data = fh.read(MAX_BYTES + 1)
     except FileNotFoundError:
         raise fail("no such file") from None
-    except IsADirectoryError:
-        raise fail("is a directory: give the spec file's path") from None
+    except IsADirectoryError:  # (a folder given as such is read by spec.sources)
+        raise fail("is a directory: give the spec file's path, or the folder itself") from None
     except NotADirectoryError:
         parent = next((str(a) for a in reversed(Path(path).parents) if a.is_file()), "a parent")
         raise fail(f"no such file: {parent} is a file, not a directory") from None
@@ -288,21 +288,34 @@ def load_text_partial(text: str, file: str = "<spec>") -> Loaded:
 
 
 def load(path: str | os.PathLike[str]) -> tuple[Spec, Positions]:
-    file = os.fspath(path)
-    text = read_text(file)
-    return load_text(text, file)
+    """A spec file, a folder of them (spec.sources) or `-` (standard input)."""
+    loaded = load_partial(path)
+    if loaded.problems:
+        raise SpecError(loaded.problems)
+    return loaded.spec, loaded.pos
 
 
 def load_partial(path: str | os.PathLike[str]) -> Loaded:
     file = os.fspath(path)
-    return load_text_partial(read_text(file), file)
+    if file == "-":
+        from kvmnet.spec.sources import STDIN_NAME, read_stdin
+
+        return load_text_partial(decode(read_stdin(MAX_BYTES), STDIN_NAME), STDIN_NAME)
+    return _load(None if os.path.isdir(file) else read_text(file), file, partial_ok=True)
 
 
-def _load(text: str, file: str, partial_ok: bool) -> Loaded:
+def _load(text: str | None, file: str, partial_ok: bool) -> Loaded:
+    """text as the spec, or (None) the folder `file`'s files merged (spec.sources)."""
     problems: list[Problem] = []
     bad: set[Path_] = set()
     partial: set[Path_] = set()
-    data, pos = compose(text, file, problems, bad, partial)
+    if text is None:
+        from kvmnet.spec.sources import compose_folder
+
+        data, pos = compose_folder(Path(file), lambda f: compose(
+            read_text(f), f, problems, bad, partial), problems, partial)
+    else:
+        data, pos = compose(text, file, problems, bad, partial)
     if data is None:  # '---' alone, or 'null': as empty as an empty file
         data = {}
     if not isinstance(data, dict):

@@ -15,6 +15,20 @@ class Positions:
 
     at: dict[Path_, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+    # A spec merged from a folder's files (spec.sources): the file each path is in.
+    files: dict[Path_, str] = field(default_factory=dict)
+
+    def file_of(self, path: Sequence[str | int], default: str) -> str:
+        """The file a path's value is in: its own or its nearest ancestor's, else
+        default (a spec of one file keeps no files)."""
+        if not self.files:
+            return default
+        p = tuple(path)
+        while p:
+            if p in self.files:
+                return self.files[p]
+            p = p[:-1]
+        return default
 
     def find(self, path: Sequence[str | int], key: bool = False) -> tuple[int, int]:
         """Best position for a path; falls back to the nearest known ancestor."""

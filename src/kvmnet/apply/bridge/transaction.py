@@ -213,8 +213,10 @@ def _arm(opts: HostOptions) -> str:
         write_journal(opts.root, dataclasses.replace(
             j, state="waiting", deadline=time.monotonic() + opts.confirm_timeout))
         w = registered(opts.root)
-    return (f"run `kvmnet confirm{arg}` within {opts.confirm_timeout:.0f} s to keep it, or "
-            f"the watchdog (pid {w.pid if w else '?'}) rolls it back")
+    by = time.strftime("%H:%M:%S", time.localtime(time.time() + opts.confirm_timeout))
+    return (f"run `kvmnet confirm{arg}` from a new connection within "
+            f"{opts.confirm_timeout:.0f} s (by {by}; `kvmnet status{arg}` counts down) to keep "
+            f"it, or the watchdog (pid {w.pid if w else '?'}) rolls it back")
 
 
 def _undone(outcome: Outcome | None) -> str:
