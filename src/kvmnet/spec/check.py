@@ -46,6 +46,7 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     for name, net in spec.networks.items():
         network.network(f, name, net)
         dns.dns(f, spec, name, net)
+    dns.guest_names(f, spec)
     network.subnets(f, spec)
     network.bridges(f, spec)
     guest.guests(f, spec)

@@ -69,22 +69,25 @@ def dns(f: Findings, spec: Spec, name: str, net: Network) -> None:
         if why:
             f.error(path, f"{n!r} is not a host name (RFC 1123): {why}; write letters, "
                     "digits and '-' between dots, e.g. web-1.lab.example")
-    _guest_names(f, spec, name)
     _loops(f, spec, name, net)
     _shadows(f, spec, name, net)
 
 
-def _guest_names(f: Findings, spec: Spec, name: str) -> None:
-    """A guest with an `ipv4:` here registers its own name by DHCP: warn when that is no
-    host name (the guest's name is libvirt's domain name, not chosen for DNS)."""
+def guest_names(f: Findings, spec: Spec) -> None:
+    """A guest with an `ipv4:` on a network registers its own name by DHCP: warn when
+    that is no host name (the guest's name is libvirt's domain name, not chosen for DNS).
+    One walk of the guests for the whole spec (each NIC is on one network)."""
     for gname, guest in spec.guests.items():
-        for i, nic in enumerate(guest.interfaces):
-            why = rfc1123_problem(gname)
-            if nic.network == name and nic.ipv4 is not None and why:
-                f.warn(("guests", gname, "interfaces", i, "ipv4"),
-                       f"guest {gname} is registered in network {name}'s DNS by its name, "
-                       f"which is not a host name (RFC 1123): {why}; dnsmasq may not "
-                       "answer it")
+        nics = [(i, nic.network) for i, nic in enumerate(guest.interfaces)
+                if nic.ipv4 is not None and nic.network in spec.networks]
+        why = rfc1123_problem(gname) if nics else None
+        if why is None:
+            continue
+        for i, name in nics:
+            f.warn(("guests", gname, "interfaces", i, "ipv4"),
+                   f"guest {gname} is registered in network {name}'s DNS by its name, "
+                   f"which is not a host name (RFC 1123): {why}; dnsmasq may not "
+                   "answer it")
 
 
 def _own_addresses(net: Network) -> set[object]:
