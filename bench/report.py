@@ -52,6 +52,14 @@ def _ok(flag: bool | None) -> str:
         "**met**" if flag else "**not met**")
 
 
+def _peer_runs(peers: dict[str, Any]) -> str:
+    """'5 times', or each peer's count when they differ (peers measured in another run)."""
+    counts = {name: len(p["create"]) + len(p["failed"]) for name, p in peers.items()}
+    if len(set(counts.values())) <= 1:
+        return f"{max(counts.values(), default=0)} times"
+    return ", ".join(f"{name} {n} times" for name, n in counts.items())
+
+
 def _apply(res: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> list[str]:
     out = ["### 1. apply on the lab's real libvirtd", "",
            "N NAT networks, each with a DHCP range and 5 reservations; every tool starts "
@@ -60,12 +68,10 @@ def _apply(res: dict[str, Any], targets: list[tuple[str, str, bool | None]]) -> 
     for n, r in res["sizes"].items():
         k = r["kvmnet"]
         turns = r.get("floor_first")
-        peer_runs = max((len(p["create"]) + len(p["failed"]) for p in r["peers"].values()),
-                        default=0)
         runs_note = ([f"The floor and kvmnet ran {len(k)} times, taking turns going first "
-                      f"(the floor first {sum(turns)} times); the peers ran {peer_runs} "
-                      "times. Paired: the median of the per-run ratios.", ""]
-                     if turns else [])
+                      f"(the floor first {sum(turns)} times); the peers ran "
+                      f"{_peer_runs(r['peers'])}. Paired: the median of the per-run ratios.",
+                      ""] if turns else [])
         out += [f"**N = {n}**", "", *runs_note,
                 "| tool | create | no-op | change | create ÷ kvmnet (paired) | no-op ÷ kvmnet |",
                 "|---|---|---|---|---|---|",

@@ -96,3 +96,16 @@ def test_startup_targets_are_issue_16s(monkeypatch: pytest.MonkeyPatch) -> None:
               "kvmnet validate small.yaml": {"s": [0.52, 0.49, 0.51]}}, targets)
     assert [(t, ok) for t, _, ok in targets] == [("`kvmnet --help` ≤ 0.3 s", True),
                                                  ("`kvmnet validate small.yaml` ≤ 0.5 s", False)]
+
+
+def test_peer_run_counts_are_each_peers_when_they_differ() -> None:
+    """Peers measured in a second run (fewer runs, merged into results.json) are not
+    reported as having run as often as the first run's."""
+    from bench.report import _peer_runs
+
+    same = {"a": {"create": [1.0, 2.0], "failed": []}, "b": {"create": [1.0], "failed": ["x"]}}
+    assert _peer_runs(same) == "2 times"
+    differ = {"virsh loop": {"create": [1.0] * 5, "failed": []},
+              "kcli plan": {"create": [1.0] * 2, "failed": ["crashed"]}}
+    assert _peer_runs(differ) == "virsh loop 5 times, kcli plan 3 times"
+    assert _peer_runs({}) == "0 times"
