@@ -44,7 +44,7 @@ from kvmnet.apply.runner import run
 from kvmnet.backend.fake import FakeBackend
 from kvmnet.backend.read import read_state
 from kvmnet.model.forward import STATE_VERSION, FirewallLive, RulesetFacts, parse_state
-from kvmnet.model.live import HostLink, HostRoute, HostState, LiveState
+from kvmnet.model.live import HostLink, HostRoute, HostState, LinkDns, LiveState, NamesLive
 from kvmnet.model.overlay import Dhcp, NbState, Port, Switch
 from kvmnet.model.spec import Spec
 from kvmnet.parse.domain import managed_macs_xml
@@ -120,7 +120,8 @@ class Case:
                        host=_host(host) if host is not None else live.host,
                        firewall=_firewall(self.live["firewall"])
                        if "firewall" in self.live else None,
-                       ovn=_nb(self.live["ovn"]) if "ovn" in self.live else None)
+                       ovn=_nb(self.live["ovn"]) if "ovn" in self.live else None,
+                       names=_names(self.live["names"]) if "names" in self.live else None)
 
     def plan(self, fake: FakeBackend) -> Plan:
         return make_plan(self.spec, self.live_state(fake),
@@ -179,6 +180,15 @@ def _host(data: dict[str, Any]) -> HostState:
     routes = tuple(HostRoute(**r) for r in data.get("routes") or ())
     return HostState(links=links, routes=routes, readable=True,
                      session_addr=data.get("session_addr"))
+
+
+def _names(data: dict[str, Any]) -> NamesLive:
+    """The host's side of guests' names: nsswitch.conf's text, the NSS module's path,
+    whether systemd-resolved runs and what it holds per bridge."""
+    links = {b: LinkDns(tuple(v.get("servers", ())), tuple(v.get("domains", ())))
+             for b, v in (data.get("links") or {}).items()}
+    return NamesLive(data.get("nsswitch"), data.get("nss_module"),
+                     bool(data.get("resolved")), links)
 
 
 def _firewall(data: dict[str, Any]) -> FirewallLive:

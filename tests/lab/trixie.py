@@ -51,6 +51,7 @@ PACKAGES = (
     "qemu-system-x86", "busybox-static", "cpio", "linux-image-amd64",
     "python3", "python3-venv", "python3-libvirt", "patch", "xz-utils", "wget",
     "openvswitch-switch", "ovn-central", "ovn-host",   # the OVN and multi-host tests
+    "libnss-libvirt",                                 # guests' names on the host (test_7_dns)
 )
 PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 # The mounts of one run, then the command chrooted; argument list only (sh -c with

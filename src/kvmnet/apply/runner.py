@@ -33,6 +33,8 @@ HANDLERS: dict[str, Handler] = {
     "nic.update": guests.update,
     "nic.detach": guests.detach,
     "host.bridge": host.bridge,
+    "host.names": host.names,
+    "host.resolved": host.resolved,
     "firewall.sync": forwards.sync,
     # kvmnet.model.overlay.Op: one northbound transaction each
     "ovn.create": overlay.change,

@@ -18,6 +18,9 @@ from pathlib import Path
 from kvmnet.errors import LiveError
 
 HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
+# (the one other path under libvirt's folders: host.resolve_guests' hook, backend.names_hook)
+NAMES_HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-names"
+LIBVIRT_CONF = "etc/libvirt"
 LOG_FILE = "var/log/kvmnet/hook.log"
 MARK = "# kvmnet-hook v1"
 STATE_FILE = "var/lib/kvmnet/forwards.json"  # the forwards installed (backend/firewall.sync)

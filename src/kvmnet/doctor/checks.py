@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from kvmnet.model.live import HostState, LiveState
+from kvmnet.model.live import HostState, LiveState, NamesLive
 from kvmnet.model.spec import Network, Spec
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -55,6 +55,7 @@ class Facts:
     ruleset_error: str | None = None
     dnsmasq: str | None = None              # its path when present
     wireless: frozenset[str] = frozenset()  # interfaces that are Wi-Fi
+    names: NamesLive | None = None          # how the host resolves guests' names
 
     def apply_cmd(self) -> str:
         """The `kvmnet apply` a fix suggests, with the user's own -c (and --netns)."""

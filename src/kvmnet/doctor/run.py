@@ -35,6 +35,7 @@ from kvmnet.doctor.links import (
     check_route_collision,
     check_wireless,
 )
+from kvmnet.doctor.names import check_names
 from kvmnet.errors import KvmnetError
 from kvmnet.model.live import HostState, LiveState
 from kvmnet.model.spec import Spec
@@ -137,6 +138,11 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
         wireless = wireless_links(sorted(names), netns, sysfs_root)
     except KvmnetError:
         wireless = frozenset()  # no `ip` for the namespace's /sys: nothing to go on
+    from kvmnet.backend.names import read_names
+
+    bridges = tuple(sorted({n.network.bridge for n in live.networks.values()
+                            if n.network.bridge})) if live else ()
+    names_live = read_names(Path("/"), bridges)
     fwd = reader.read("/proc/sys/net/ipv4/ip_forward")
     bridge_nf = {k: _strip(reader.read(f"/proc/sys/net/bridge/bridge-nf-call-{k}"))
                  for k in ("iptables", "ip6tables", "arptables")}
@@ -144,7 +150,7 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
         base, live_on_host=live is not None and not is_test(u), host=host,
         host_error=host_error, ip_forward=_strip(fwd), bridge_nf=bridge_nf, ruleset=ruleset,
         ruleset_error=rs_error, dnsmasq=dnsmasq if os.access(dnsmasq, os.X_OK) else None,
-        wireless=wireless)
+        wireless=wireless, names=names_live)
 
 
 def _strip(v: str | None) -> str | None:
@@ -162,12 +168,14 @@ def run_checks(f: Facts) -> list[Check]:
             ("dnsmasq", "dnsmasq installed"), ("wireless", "no Wi-Fi NIC in a bridge"),
             ("route_collision", "subnets free of host routes"),
             ("mtu", "bridge and port MTUs match"),
-            ("bridges", "networks' bridges exist and are up"))]
+            ("bridges", "networks' bridges exist and are up"),
+            ("names", "guests' names on the host"))]
     else:
         drop = bool(f.ruleset and forward_drop_chains(f.ruleset))
         host_checks = [check_ip_forward(f), check_bridge_nf(f, drop), check_forward_policy(f),
                        check_backend(f), check_dnsmasq(f), check_wireless(f),
-                       check_route_collision(f), check_mtu(f), check_bridges(f)]
+                       check_route_collision(f), check_mtu(f), check_bridges(f),
+                       check_names(f)]
     return [check_libvirt(f), *host_checks, check_macs(f)]
 
 

@@ -7,9 +7,9 @@ writing the YAML.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from kvmnet.model.base import Model, at_least_one, one_or_list, or_text
 from kvmnet.model.types import (
@@ -178,30 +178,38 @@ class DnsTxt(Model):
 
 
 class DnsForwarder(Model):
-    """An upstream DNS server: `addr` for every name, or only for `domain`; a `domain`
-    without `addr` (or with `addr: none`) is answered locally only, never upstream. A
-    plain address is an `addr`."""
+    """An upstream DNS server: `addr` for every name, or only for `domain`. `addr: none`
+    with a `domain`: that domain is answered locally or not at all, never upstream
+    (dnsmasq's local=/DOMAIN/, written by kvmnet). A plain address is an `addr`."""
 
     model_config = ConfigDict(json_schema_extra=or_text(
         ADDR_SCHEMA, also=at_least_one("addr", "domain")))
 
-    addr: Addr | None = Field(None, description="The upstream server; `none` (or no "
-                              "addr): `domain` is answered locally only.",
-                              examples=["192.168.1.254"])
+    addr: Annotated[Addr | None, WithJsonSchema(
+        {"anyOf": [ADDR_SCHEMA, {"const": "none"}, {"type": "null"}]})] = Field(
+        None, description="The upstream server; `none`: `domain` is answered locally "
+        "only (the same as `local_only: true`). (A `domain` without `addr` is libvirt's "
+        "own form, which dnsmasq forwards to the other servers as usual.)",
+        examples=["192.168.1.254"])
     domain: DnsName | None = Field(None, description="Only names in this domain.",
                                    examples=["corp.example"])
+    local_only: bool = Field(False, description="`domain` is answered locally or not at "
+                             "all, never upstream (what `addr: none` says).")
 
     @model_validator(mode="before")
     @classmethod
     def _text(cls, v: Any) -> Any:
         if isinstance(v, str):
             return {"addr": v}
-        if isinstance(v, dict) and v.get("addr") == "none":  # libvirt's local-only domain
-            return {k: x for k, x in v.items() if k != "addr"}
+        if isinstance(v, dict) and v.get("addr") == "none":
+            return {**{k: x for k, x in v.items() if k != "addr"}, "local_only": True}
         return v
 
     @model_validator(mode="after")
     def _something(self) -> DnsForwarder:
+        if self.local_only and (self.domain is None or self.addr is not None):
+            raise ValueError("addr: none (local_only) needs domain: NAME, the domain "
+                             "answered locally only, and no address")
         if self.addr is None and self.domain is None:
             raise ValueError("a forwarder needs addr: IP, domain: NAME, or both")
         return self

@@ -95,6 +95,26 @@ class HostState:
 
 
 @dataclass(frozen=True)
+class LinkDns:
+    """What systemd-resolved holds for one link: its DNS servers and domains ('~lab'
+    is a routing-only domain)."""
+
+    servers: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NamesLive:
+    """How the host resolves guests' names (host.resolve_guests): /etc/nsswitch.conf
+    (under --root) and libvirt's NSS module; systemd-resolved's links when it runs."""
+
+    nsswitch: str | None = None                # its text; None: no such file
+    nss_module: str | None = None              # libnss_libvirt.so.2's path, if installed
+    resolved: bool = False                     # systemd-resolved answers on D-Bus
+    links: dict[str, LinkDns] = field(default_factory=dict)  # bridge -> resolved's view
+
+
+@dataclass(frozen=True)
 class LiveState:
     uri: str
     networks: dict[str, LiveNetwork]
@@ -103,3 +123,4 @@ class LiveState:
     is_test: bool = False
     ovn: NbState | None = None    # OVN northbound rows (OVN), read when spec.ovn is set
     firewall: FirewallLive | None = None  # kvmnet's port forwards; local only
+    names: NamesLive | None = None        # host.resolve_guests: read when the spec sets it

@@ -11,7 +11,7 @@ from typing import Any
 
 from lxml import etree
 
-from kvmnet.model.spec import DhcpHost, Dns, DnsCname, DnsWildcard
+from kvmnet.model.spec import DhcpHost, Dns, DnsCname, DnsForwarder, DnsWildcard
 from kvmnet.render.dnsmasq import OPTION, ptr_options, recognise
 from kvmnet.render.xmlutil import Element
 
@@ -24,10 +24,11 @@ class Options:
     wildcards: list[DnsWildcard] = field(default_factory=list)
     cnames: list[DnsCname] = field(default_factory=list)
     ptr: bool | None = None
+    local: list[DnsForwarder] = field(default_factory=list)
     rest: Element | None = None
 
     def any(self) -> bool:
-        return bool(self.wildcards or self.cnames or self.ptr)
+        return bool(self.wildcards or self.cnames or self.ptr or self.local)
 
 
 def read_options(el: Element, hosts: Iterable[DhcpHost], domain: str | None) -> Options:
@@ -44,6 +45,8 @@ def read_options(el: Element, hosts: Iterable[DhcpHost], domain: str | None) -> 
             rest.append(opt)
         elif found[0] == "address":
             out.wildcards.append(DnsWildcard(domain=found[1][0], ip=found[1][1]))
+        elif found[0] == "local":
+            out.local.append(DnsForwarder(domain=found[1][0], local_only=True))
         elif found[0] == "cname":
             out.cnames.append(DnsCname(name=found[1][0], target=found[1][1]))
         else:
@@ -69,6 +72,8 @@ def options_into(el: Element, f: dict[str, Any]) -> Element | None:
     ips = [c for c in (f.get("ipv4"), f.get("ipv6")) if c] + list(f.get("more_ips", []))
     o = read_options(el, (h for c in ips for h in c.hosts), f.get("domain"))
     if o.any():
-        f["dns"] = (f.get("dns") or Dns()).model_copy(
-            update={"wildcards": o.wildcards, "cnames": o.cnames, "ptr": o.ptr})
+        dns = f.get("dns") or Dns()
+        f["dns"] = dns.model_copy(update={
+            "wildcards": o.wildcards, "cnames": o.cnames, "ptr": o.ptr,
+            "forwarders": list(dns.forwarders) + o.local})
     return o.rest

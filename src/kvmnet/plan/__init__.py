@@ -25,6 +25,7 @@ How the two sides are compared (the ignore rules):
     ovn       overlay networks (wraps kvmnet.plan.overlay_nb)
     guests    guest NICs: attach, change, detach
     forwards  port forwards: one firewall.sync
+    names     host.resolve_guests: nsswitch.conf, systemd-resolved's links
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from kvmnet.plan.host import (
     host_needed,
     plan_host_bridges,
 )
+from kvmnet.plan.names import plan_names
 from kvmnet.plan.networks import LIBVIRT_FILLS, attached, diff_lines, plan_network, plan_removals
 from kvmnet.plan.netxml import mark_managed, with_uuid
 from kvmnet.plan.overlay import plan_ovn
@@ -83,6 +85,7 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
         plan_guest(ctx, gname)
     plan_forgotten_guests(ctx)
     plan_removals(ctx)
+    plan_names(ctx)
     if live.firewall is not None or spec.has_forwards():  # start-up: else not loaded
         from kvmnet.plan.forwards import plan_firewall
 

@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from kvmnet.model.live import LiveState
+from kvmnet.model.live import LinkDns, LiveState
 from kvmnet.model.spec import Host, Spec
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
@@ -48,6 +48,8 @@ class Action:
     host: Host | None = None                # host.bridge: the spec's host section
     ovn: Change | None = None               # ovn.*: one northbound transaction (OVN)
     forwards: tuple[Fwd, ...] = ()          # firewall.sync: every forward the host should hold
+    text: str = ""                          # host.names: the new /etc/nsswitch.conf
+    link: LinkDns | None = None             # host.resolved: the bridge's DNS in resolved
 
     @property
     def marker(self) -> str:

@@ -1,11 +1,16 @@
 """The dnsmasq options kvmnet writes itself into libvirt's `<dnsmasq:options>`: the
 records libvirt's DNS XML has no element for.
 
-Only three kinds, each built from typed values and nothing else, never free text:
+Only four kinds, each built from typed values and nothing else, never free text:
 
     address=/DOMAIN/IP       a wildcard: every name in DOMAIN answers IP (dns.wildcards)
     cname=NAME,TARGET        an alias of a name dnsmasq knows (dns.cnames)
     ptr-record=REVERSE,NAME  the reverse name of a DHCP reservation (dns.ptr)
+    local=/DOMAIN/           DOMAIN answered locally only (a forwarder with addr: none)
+
+Why local= and not libvirt's <forwarder domain='D'/>: libvirt documents that form as
+"resolved locally", but writes server=/D/#, and '#' is dnsmasq's "the usual servers":
+seen with libvirt 9.0 and dnsmasq 2.90, the domain's names went upstream.
 
 Each value passes render.guard before it is written (a DNS name holds nothing of
 dnsmasq's syntax, an address no scope id), whatever the model it came from: libvirt
@@ -65,6 +70,10 @@ def options(net: Network, hosts: Iterable[DhcpHost]) -> list[str]:
         out.append(f"cname={c.name},{c.target}")
     if dns.ptr:
         out += ptr_options(hosts, net.domain)
+    for f in dns.forwarders:
+        if f.local_only:
+            require_dns_name(_WHAT, f.domain)
+            out.append(f"local=/{f.domain}/")
     return out
 
 
@@ -81,12 +90,17 @@ def _addr(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 
 
 def recognise(option: str) -> tuple[str, tuple[str, ...]] | None:
-    """('address', (domain, ip)), ('cname', (name, target)) or ('ptr', (reverse,
-    name)) for an option exactly as `options` writes it; None for any other."""
+    """('address', (domain, ip)), ('cname', (name, target)), ('ptr', (reverse, name))
+    or ('local', (domain,)) for an option exactly as `options` writes it; None for any
+    other."""
     key, eq, value = option.partition("=")
     if not eq:
         return None
-    if key == "address":
+    if key == "local":
+        parts = value.split("/")
+        if len(parts) == 3 and parts[0] == parts[2] == "" and _name(parts[1]):
+            return "local", (parts[1],)
+    elif key == "address":
         parts = value.split("/")
         if len(parts) == 3 and parts[0] == "" and _name(parts[1]) and _addr(parts[2]):
             return "address", (parts[1], parts[2])

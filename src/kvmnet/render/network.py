@@ -223,7 +223,8 @@ def _dns(root: Element, dns: Dns) -> None:
     el = sub(root, "dns", ("enable", None if dns.enable else "no"),
              ("forwardPlainNames", yes_no(dns.forward_plain_names)))
     for f in dns.forwarders:
-        sub(el, "forwarder", ("domain", f.domain), ("addr", f.addr))
+        if not f.local_only:  # (a dnsmasq option: render.dnsmasq)
+            sub(el, "forwarder", ("domain", f.domain), ("addr", f.addr))
     for t in dns.txt:
         sub(el, "txt", ("name", t.name), ("value", t.value))
     for s in dns.srv:

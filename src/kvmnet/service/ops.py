@@ -49,12 +49,14 @@ def needs_libvirt(spec: Spec) -> bool:
 
 def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
               host_if: Callable[[LiveState], bool] | None = None,
-              firewall: bool = True) -> LiveState:
+              firewall: bool = True, resolve: bool = False) -> LiveState:
     """`root`: where kvmnet's host files are (port forwards' state file and hook).
     `host_if`: read the host's links and routes only when it says so of what libvirt
     has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
     `firewall`: False skips the nft read (plan of a spec without forwards, where
-    kvmnet has none installed: backend/forward_files.has_forward_state)."""
+    kvmnet has none installed: backend/forward_files.has_forward_state).
+    `resolve`: host.resolve_guests is on: ask systemd-resolved about the bridges too
+    (the nsswitch.conf side is read on every local plan: kvmnet may have to undo it)."""
     from kvmnet.backend.read import read_state
 
     reading = None
@@ -68,7 +70,19 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
         from kvmnet.backend.host import read_host
 
         live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
+    if local:
+        from kvmnet.backend.names import read_names
+
+        bridges = tuple(sorted({n.network.bridge for n in live.networks.values()
+                                if n.network.bridge}))
+        live = replace(live, names=read_names(root or Path("/"), bridges,
+                                              resolved=resolve and _real_root(root)))
     return replace(live, firewall=reading() if reading else None)
+
+
+def _real_root(root: Path | None) -> bool:
+    """Is --root the host itself (not a tree of files for tests or an image)?"""
+    return root is None or Path(root).resolve() == Path("/")
 
 
 def _forwards_needed(spec: Spec, root: Path | None) -> bool:
@@ -98,7 +112,7 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Backend,
         raise PlanError(f"{file} names several hosts (hosts:): plan and apply it with "
                         "kvmnet plan/apply FILE, which reach each host at its own URI")
     live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv),
-                     firewall=_forwards_needed(spec, root))
+                     firewall=_forwards_needed(spec, root), resolve=spec.host.resolve_guests)
     if spec.ovn is not None:  # OVN: overlay networks are rows in OVN northbound
         live = with_nb(live, spec.ovn)
     plan = make_plan(spec, live, adopt, scope)

@@ -159,6 +159,8 @@ def _type(node: Schema, defs: dict[str, Schema]) -> str:
         return " or ".join(_type(f, defs) for f in forms)
     if "enum" in node:
         return "one of " + ", ".join(f"`{v}`" for v in node["enum"])
+    if "const" in node:
+        return f"`{node['const']}`"
     kind = node.get("type")
     if kind == "array" and isinstance(node.get("items"), dict):
         return f"list of {_type(node['items'], defs)}"
