@@ -115,6 +115,16 @@ class Lab:
         assert got.returncode == 0, f"cannot drive {WEB}: {got.stderr}"
         return got.stdout
 
+    def wait_guest(self, timeout: float = 60) -> float:
+        """Seconds until the reserved guest answers again (after a network restart,
+        kvmnet puts its tap back into the new bridge)."""
+        t0 = time.monotonic()
+        while run(["ip", "netns", "exec", self.lv.netns, "wget", "--no-proxy", "-q", "-t",
+                   "1", "-T", "2", "-O", "/dev/null", f"http://{WEB_IP}/"], 10).returncode:
+            assert time.monotonic() - t0 < timeout, f"{WEB} does not answer after {timeout}s"
+            time.sleep(0.5)
+        return time.monotonic() - t0
+
     def lookup(self, name: str, qtype: str = "a") -> str:
         return self.guest(f"timeout 5 nslookup -type={qtype} {name} {GATEWAY}")
 
@@ -296,7 +306,9 @@ def test_removing_records_removes_the_answers(dn: Lab) -> None:
     assert [a["kind"] for a in plan["actions"]] == ["network.redefine"], plan
     assert any("- dnsmasq option: address=/apps.dn.test/10.156.1.77" in d
                for a in plan["actions"] for d in a["details"]), plan
-    assert dn.kvmnet("apply", spec({}), "--yes")["ok"]
+    result = dn.kvmnet("apply", spec({}), "--yes")
+    assert result["ok"], result
+    dn.wait_guest()
     assert "kvmnet-dns-e2e" not in dn.lookup("info.dn.test", "txt")
     assert f"{WEB}.dn.test" not in dn.lookup("_http._tcp.dn.test", "srv")
     assert "10.156.1.77" not in dn.lookup("anything.apps.dn.test")
