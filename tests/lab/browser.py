@@ -4,6 +4,7 @@ and `kvmnet serve` as a process of its own, its URL read from what it prints."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import select
@@ -20,6 +21,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
 KVMNET = str(Path(sys.executable).parent / "kvmnet")
+PR_SET_PDEATHSIG = 1
 URL_RE = re.compile(r"kvmnet serve: (https?://\S+?/)(\?token=(\S+))?\s")
 
 
@@ -27,6 +29,12 @@ def launch(playwright: object) -> object:
     """Chromium from Debian's package, headless."""
     return playwright.chromium.launch(  # type: ignore[attr-defined]
         executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def _die_with_parent() -> None:
+    """In the child: SIGTERM when the test process ends, however it ends (a killed
+    pytest leaves no server behind; `ip netns exec` keeps it across its exec)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Served:
@@ -37,7 +45,7 @@ class Served:
         self.argv = [*prefix, KVMNET, "serve", *args]
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_parent)
         self.url, self.token, self.lines = "", None, []
         assert self.proc.stderr is not None
         fd = self.proc.stderr.fileno()
