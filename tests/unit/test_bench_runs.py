@@ -109,3 +109,16 @@ def test_peer_run_counts_are_each_peers_when_they_differ() -> None:
               "kcli plan": {"create": [1.0] * 2, "failed": ["crashed"]}}
     assert _peer_runs(differ) == "virsh loop 5 times, kcli plan 3 times"
     assert _peer_runs({}) == "0 times"
+
+
+def test_restart_gap_reads_ping_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bench.restart_gap's gap: the longest run of unanswered pings x 50 ms; None when
+    the pings had not come back before they stopped."""
+    monkeypatch.syspath_prepend(str(ROOT))
+    from bench.restart_gap import gap
+
+    seqs = "".join(f"seq={i}\n" for i in range(20) if i not in (5, 6, 7, 12))
+    assert gap(seqs + "20 packets transmitted\n") == 0.15
+    assert gap("".join(f"seq={i}\n" for i in range(10)) + "10 packets transmitted\n") == 0.0
+    assert gap("seq=0\nseq=1\n20 packets transmitted\n") is None
+    assert gap("") is None
