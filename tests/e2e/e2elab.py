@@ -126,6 +126,40 @@ class Pinger:
         self._reader.join(5)
 
 
+class TcpSession:
+    """One TCP connection from namespace NS to a guest's ``nc -l`` (started by the
+    caller in the guest, writing what it receives to a file): lines sent now and after a
+    change arrive in that file only if the same connection survived."""
+
+    def __init__(self, ns: str, ip: str, port: int) -> None:
+        self.proc = subprocess.Popen(["ip", "netns", "exec", ns, "busybox", "nc", ip, str(port)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, text=True)
+
+    def send(self, line: str) -> bool:
+        """False when the connection is gone (nc exited, or the pipe broke)."""
+        if self.proc.poll() is not None or self.proc.stdin is None:
+            return False
+        try:
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            try:
+                self.proc.stdin.close()
+            except BrokenPipeError:
+                pass
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
 # ------------------------------------------------------------------ the world
 
 

@@ -395,3 +395,40 @@ def test_unreadable_xml_values_are_said_in_kvmnets_words() -> None:
                       "<bridge name='br0' delay='-1'/></network>")
     assert str(e.value) == ("network n: delay: -1 is out of range: input should be greater "
                             "than or equal to 0; mtu: expected a whole number, got str 'big'")
+
+
+@pytest.mark.parametrize("yaml", [
+    "networks: {n: {mode: isolated, ipv4: {address: 10.9.0.1/24}}}\n",
+    "networks: {n: {mode: nat, bridge: virbr9, delay: 0}}\n",
+])
+def test_stp_off_default_is_valid_and_reads_back_off(relaxng: etree.RelaxNG, yaml: str) -> None:
+    """What plan creates for a network whose spec leaves `stp` out (plan.networks
+    default_stp): libvirt's schema takes it, and it reads back as stp off, the rest kept."""
+    from kvmnet.plan.netxml import stp_off
+
+    xml = render_network(_net(yaml), "n")
+    off = stp_off(pretty(xml))
+    assert relaxng.validate(etree.fromstring(off.encode())), relaxng.error_log
+    before, after = parse_network(pretty(xml)).network, parse_network(off).network
+    assert after.stp is False
+    assert after.model_copy(update={"stp": before.stp}) == before
+
+
+def test_redefine_keeps_what_libvirt_filled_in() -> None:
+    """A redefine of a network whose spec leaves out the bridge's name, STP, delay and MAC
+    keeps the live ones (plan compares without them; libvirt would fill them afresh: a
+    new MAC, STP on); what the spec says wins."""
+    from kvmnet.plan.netxml import keep_live_fills
+
+    live = parse_network(pretty(render_network(_net(
+        "networks: {n: {mode: nat, bridge: virbr7, stp: false, delay: 0, "
+        "mac: '52:54:00:0a:0b:0c', ipv4: {address: 10.9.0.1/24}}}\n"), "n"))).network
+    bare = pretty(render_network(_net(
+        "networks: {n: {mode: nat, mtu: 1400, ipv4: {address: 10.9.0.1/24}}}\n"), "n"))
+    got = parse_network(keep_live_fills(bare, live)).network
+    assert (got.bridge, got.stp, got.delay, got.mac, got.mtu) == (
+        "virbr7", False, 0, "52:54:00:0a:0b:0c", 1400)
+    said = pretty(render_network(_net(
+        "networks: {n: {mode: nat, stp: true, mac: '52:54:00:0a:0b:0d'}}\n"), "n"))
+    got = parse_network(keep_live_fills(said, live)).network
+    assert (got.bridge, got.stp, got.mac) == ("virbr7", True, "52:54:00:0a:0b:0d")

@@ -3,6 +3,8 @@ remove. Each makes the fewest write calls that do its job."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
+
 from kvmnet.apply.step import Step
 from kvmnet.errors import LiveError
 from kvmnet.plan import Action
@@ -40,7 +42,8 @@ def _define(a: Action, step: Step, verb: str) -> str:
     # on every driver
     step.backend.stop_network(name)
     step.backend.define_network(name, a.xml, verb)
-    _start(step, name)
+    with _replug(step, name):
+        _start(step, name)
     return _reconnect(step, name)
 
 
@@ -80,15 +83,47 @@ def remove(a: Action, step: Step) -> str:
     return ""
 
 
+def _taps(step: Step, name: str) -> list[tuple[str, str]]:
+    """(domain, tap) of every running guest's NIC on the network."""
+    return [(d.name, n.target) for d in step.live.domains.values() for n in d.live_nics
+            if n.type == "network" and n.source == name and n.target]
+
+
+def _replug(step: Step, name: str) -> AbstractContextManager[object]:
+    """While the network starts: its running guests' taps into its new bridge as soon as
+    the bridge exists (backend.replug), not only after libvirt's start returned."""
+    taps = [t for _d, t in _taps(step, name)]
+    if step.backend.is_test or not taps:
+        return nullcontext()
+    try:
+        bridge, mtu = step.backend.network_bridge(name)
+    except LiveError:  # (the reconnect after start asks again, and reports)
+        return nullcontext()
+    from kvmnet.backend.replug import Replug
+
+    return Replug(bridge, taps, step.netns, mtu)
+
+
 def _reconnect(step: Step, name: str) -> str:
     """Put running guests' taps back into the network's new bridge (libvirt does not)."""
     if step.backend.is_test:
         return ""
-    taps = [(d.name, n.target) for d in step.live.domains.values() for n in d.live_nics
-            if n.type == "network" and n.source == name and n.target]
+    taps = _taps(step, name)
     bridge, mtu = step.backend.network_bridge(name)
     from kvmnet.backend.host import set_master
 
     for _dom, tap in taps:
         set_master(tap, bridge, step.netns, mtu)
-    return f"reconnected {', '.join(f'{d}:{t}' for d, t in taps)}" if taps else ""
+    if not taps:
+        return ""
+    done = f"reconnected {', '.join(f'{d}:{t}' for d, t in taps)}"
+    from kvmnet.backend.announce import announce
+
+    try:  # the guests' entry for their gateway: the new bridge's MAC (backend.announce)
+        announce(bridge, step.netns)
+    except (OSError, LiveError) as e:
+        why = getattr(e, "strerror", None) or e
+        return (f"{done}; no gratuitous ARP from {bridge} ({why}): if the bridge's MAC "
+                "changed, a guest finds its gateway again only when its entry goes stale "
+                "(tens of seconds)")
+    return done

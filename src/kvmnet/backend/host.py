@@ -124,11 +124,18 @@ def set_master(ifname: str, bridge: str, netns: str | None = None,
     network's MTU when it has one (libvirt sets a tap's MTU only when it plugs it)."""
     with iproute(netns) as ipr:
         br = ipr.link_lookup(ifname=bridge)
-        tap = ipr.link_lookup(ifname=ifname)
-        if not br or not tap:
+        if not br or not ipr.link_lookup(ifname=ifname):
             raise LiveError(f"cannot reconnect {ifname} to {bridge}: "
                             f"{'bridge' if not br else 'tap'} not found")
-        if mtu:
-            ipr.link("set", index=tap[0], mtu=mtu)
-        ipr.link("set", index=tap[0], master=br[0])
-        ipr.link("set", index=tap[0], state="up")
+        plug(ipr, ifname, br[0], mtu)
+
+
+def plug(ipr: IPRoute, ifname: str, bridge_index: int, mtu: int | None) -> None:
+    """Tap `ifname` into the bridge of that index, up, with `mtu` when given."""
+    tap = ipr.link_lookup(ifname=ifname)
+    if not tap:
+        raise LiveError(f"cannot reconnect {ifname}: tap not found")
+    if mtu:
+        ipr.link("set", index=tap[0], mtu=mtu)
+    ipr.link("set", index=tap[0], master=bridge_index)
+    ipr.link("set", index=tap[0], state="up")

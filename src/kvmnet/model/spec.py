@@ -115,8 +115,13 @@ class Network(Model):
                                   "(nat, route, open, isolated) or the host bridge to use "
                                   "(mode bridge).", examples=["virbr1"])
     mac: Mac | None = Field(None, description="The MAC of the bridge libvirt makes.")
-    stp: bool | None = Field(None, description="Spanning tree on the bridge libvirt makes "
-                             "(libvirt's default: on).")
+    stp: bool | None = Field(None, description="Spanning tree on the bridge libvirt makes. "
+                             "Not set: off on a network kvmnet creates (its ports are guests' "
+                             "taps: no loop to break, and a restart of the network then "
+                             "costs running guests under a second, not 4-5 s); an existing "
+                             "network keeps what its bridge has (libvirt's default: on). "
+                             "Say true if a loop can reach the bridge: a guest that bridges "
+                             "two of its NICs, or a host link added to it by hand.")
     delay: int | None = Field(None, ge=0, description="Forward delay of that bridge, in "
                               "seconds.", examples=[0])
     mtu: int | None = Field(None, ge=68, le=65535, description="MTU of the network's "

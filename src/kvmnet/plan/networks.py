@@ -19,8 +19,10 @@ from kvmnet.plan.core import Action, Ctx, Impact, in_scope
 from kvmnet.plan.netxml import (
     dns_updates,
     host_updates,
+    keep_live_fills,
     mark_managed,
     record_updates,
+    stp_off,
     with_uuid,
 )
 from kvmnet.render import dnsmasq
@@ -79,6 +81,19 @@ def _in_order_of(wanted: list[_T], live: list[_T]) -> list[_T]:
     return live if sorted(map(key, wanted)) == sorted(map(key, live)) else wanted
 
 
+LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")  # libvirt makes the bridge
+
+
+def default_stp(spec_net: Network) -> bool:
+    """Spanning tree off on a bridge kvmnet has libvirt make, unless the spec says `stp`:
+    its only ports are guests' taps (and libvirt's own), so there is no loop for STP to
+    break, while with STP on the kernel holds every port of a new bridge in listening and
+    learning for twice the forward delay (at least 2 x 2 s), which every restart of the
+    network costs its running guests. Told only at create: an existing network keeps
+    its bridge's STP (libvirt's default is on)."""
+    return spec_net.stp is None and spec_net.mode in LIBVIRT_BRIDGED
+
+
 def _xml_fields(net: Network) -> Network:
     return net.model_copy(update={"adopt": False, "autostart": True, "forwards": []})
 
@@ -92,11 +107,15 @@ def plan_network(ctx: Ctx, name: str) -> None:
     ln = ctx.live.networks.get(name)
     target = f"network/{name}"
     if ln is None:
+        details = describe_new(wanted)
+        if default_stp(spec_net):
+            xml = stp_off(xml)
+            details = (*details[:1], "+ stp: false (kvmnet's default for a bridge only guests "
+                       "use; `stp: true` turns it on)", *details[1:])
         ctx.actions.append(Action(
             "network.create", target, "live",
             f"define, start and {'autostart' if spec_net.autostart else 'not autostart'} "
-            f"{wanted.mode} network {name}", describe_new(wanted), xml=xml,
-            autostart=spec_net.autostart))
+            f"{wanted.mode} network {name}", details, xml=xml, autostart=spec_net.autostart))
         return
     if ln.problem:  # never kvmnet's (read.py): nothing to compare with, nor to adopt
         ctx.error(("networks", name),
@@ -121,6 +140,8 @@ def plan_network(ctx: Ctx, name: str) -> None:
     live_net = _xml_fields(ln.network)
     wanted = _normalise(wanted, live_net)
     if wanted != live_net:
+        if wanted.mode in LIBVIRT_BRIDGED and live_net.mode in LIBVIRT_BRIDGED:
+            xml = keep_live_fills(xml, ln.network)
         _network_change(ctx, name, wanted, live_net, ln, with_uuid(xml, ln.uuid))
     if not ln.active:
         ctx.actions.append(Action("network.start", target, "live", f"start network {name}"))
@@ -168,7 +189,7 @@ def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: Liv
         summary = f"redefine {name} (inactive: no restart needed)"
     elif guests:
         summary = (f"redefine and restart {name}: guests {', '.join(guests)} lose network "
-                   "for a moment and are reconnected")
+                   f"{expected_gap(wanted)} and are reconnected")
     else:
         summary = f"redefine and restart {name} (no running guests attached)"
     ctx.actions.append(Action("network.redefine", target, impact, summary, details, xml=xml,
@@ -181,6 +202,24 @@ def _option_lines(old: Network, new: Network) -> tuple[str, ...]:
     a, b = (dnsmasq.options(n, [h for c in n.all_ips() for h in c.hosts]) for n in (old, new))
     return (tuple(f"- dnsmasq option: {o}" for o in a if o not in b)
             + tuple(f"+ dnsmasq option: {o}" for o in b if o not in a))
+
+
+# The gap running guests see when their network restarts, as bench/restart_gap.py
+# measured it (BENCHMARKS.md, "Restart-needing changes"): a new bridge with STP on
+# holds its ports in listening and learning for twice the forward delay (the kernel's
+# minimum: 2 x 2 s); with STP off the taps are back the moment the bridge exists.
+STP_ON_GAP = "about 4-5 s"
+STP_OFF_GAP = "for under a second"
+
+
+def expected_gap(net: Network) -> str:
+    """How long running guests lose their network when `net` (as it will be) restarts."""
+    if net.mode not in LIBVIRT_BRIDGED:
+        return "for a moment"
+    if net.stp is False:
+        return STP_OFF_GAP
+    return (f"for {STP_ON_GAP} (the bridge has STP on: a new one holds its ports for twice "
+            "the forward delay; `stp: false` makes it under a second)")
 
 
 def _restart_impact(ctx: Ctx, name: str) -> Impact:

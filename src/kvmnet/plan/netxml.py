@@ -31,6 +31,55 @@ def mark_managed(xml: str) -> str:
     return etree.tostring(root, encoding="unicode")
 
 
+def _bridge_el(root: etree._Element) -> etree._Element:
+    bridge = root.find("bridge")
+    if bridge is None:
+        bridge = etree.Element("bridge")
+        anchor = root.find("forward")
+        if anchor is None:
+            anchor = root.find("uuid")
+        if anchor is None:
+            anchor = root.find("name")
+        if anchor is not None:
+            anchor.addnext(bridge)
+        else:
+            root.insert(0, bridge)
+    return bridge
+
+
+def stp_off(xml: str) -> str:
+    """The same network XML with spanning tree off on its bridge (kvmnet's default for a
+    bridge libvirt makes: see plan.networks.default_stp)."""
+    root = etree.fromstring(xml.encode())
+    _bridge_el(root).set("stp", "off")
+    return etree.tostring(root, encoding="unicode")
+
+
+def keep_live_fills(xml: str, live: Network) -> str:
+    """Redefinition XML with what libvirt filled in on the live network (the bridge's
+    name, STP, forward delay and MAC) wherever the spec leaves it out: plan compares
+    without them (plan.networks.LIBVIRT_FILLS), so a redefine must not change them either
+    (else libvirt would fill them afresh: a new MAC the guests' neighbour entries do not
+    know, STP back on)."""
+    root = etree.fromstring(xml.encode())
+    attrs = {"name": live.bridge, "stp": None if live.stp is None else
+             ("on" if live.stp else "off"), "delay": live.delay}
+    have = root.find("bridge")
+    missing = {k: v for k, v in attrs.items()
+               if v is not None and (have is None or have.get(k) is None)}
+    if missing:
+        bridge = _bridge_el(root)
+        for k, v in missing.items():
+            bridge.set(k, str(v))
+    if live.mac and root.find("mac") is None:
+        mac = etree.Element("mac", address=live.mac)
+        anchor = root.find("mtu")
+        if anchor is None:
+            anchor = _bridge_el(root)
+        anchor.addnext(mac)
+    return etree.tostring(root, encoding="unicode")
+
+
 def with_uuid(xml: str, uuid: str | None) -> str:
     """Network XML that redefines the existing network (same UUID), not a new one."""
     if not uuid:
