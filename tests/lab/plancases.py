@@ -57,7 +57,7 @@ from kvmnet.spec.load import load_text
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cases"
 FILES = ("expected.yaml", "live.yaml", "spec.yaml")
-APPLIED_KINDS = ("network.", "nic.")   # what the fake holds; other doors are not faked
+APPLIED_KINDS = ("network.", "nic.", "nwfilter.")   # what the fake holds; other doors are not faked
 
 
 def case_dirs() -> list[Path]:
@@ -68,7 +68,7 @@ def planner_kinds() -> set[str]:
     """Every action kind kvmnet.plan can emit, read from its source."""
     src = ROOT / "src" / "kvmnet"
     text = "\n".join(p.read_text() for p in (src / "plan").glob("*.py"))
-    kinds = set(re.findall(r'"((?:network|nic|host|firewall)\.[a-z]+)"', text))
+    kinds = set(re.findall(r'"((?:network|nic|host|firewall|nwfilter)\.[a-z]+)"', text))
     ops = re.search(r"Op = Literal\[([^]]+)\]", (src / "model" / "overlay.py").read_text())
     assert ops is not None
     return kinds | {f"ovn.{o.strip().strip(chr(34))}" for o in ops[1].split(",")}

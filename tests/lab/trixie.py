@@ -47,6 +47,8 @@ MIRROR = "http://deb.debian.org/debian"
 VENV = "/opt/kvmnet-venv"
 PACKAGES = (
     "libvirt-daemon", "libvirt-daemon-driver-qemu", "libvirt-daemon-driver-network",
+    # guest firewalls: the nwfilter driver and libvirt's own filters (clean-traffic)
+    "libvirt-daemon-driver-nwfilter", "libvirt-daemon-config-nwfilter",
     "libvirt-clients", "dnsmasq-base", "nftables", "iptables", "iproute2", "procps",
     "qemu-system-x86", "busybox-static", "cpio", "linux-image-amd64",
     "python3", "python3-venv", "python3-libvirt", "patch", "xz-utils", "wget",

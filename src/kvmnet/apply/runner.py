@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kvmnet.apply import forwards, guests, host, networks, overlay
+from kvmnet.apply import firewalls, forwards, guests, host, networks, overlay
 from kvmnet.apply.bridge.options import HostOptions
 from kvmnet.apply.step import Handler, Step
 from kvmnet.backend.base import Backend
@@ -32,6 +32,9 @@ HANDLERS: dict[str, Handler] = {
     "nic.attach": guests.attach,
     "nic.update": guests.update,
     "nic.detach": guests.detach,
+    "nwfilter.define": firewalls.define,
+    "nwfilter.redefine": firewalls.redefine,
+    "nwfilter.remove": firewalls.remove,
     "host.bridge": host.bridge,
     "host.names": host.names,
     "host.resolved": host.resolved,

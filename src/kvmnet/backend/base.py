@@ -56,6 +56,16 @@ class DomainRecord:
     metadata: str | None = None    # kvmnet's <nics> element (kvmnet.parse.domain)
 
 
+@dataclass(frozen=True)
+class FilterRecord:
+    """One nwfilter (guest firewalls): its name, UUID and XML (read only of those
+    named kvmnet-*: of libvirt's own, plan needs only the names)."""
+
+    name: str
+    uuid: str
+    xml: str
+
+
 class Backend(Protocol):
     """What plan reads and apply writes through; see the module docstring."""
 
@@ -73,6 +83,10 @@ class Backend(Protocol):
     def fetch_networks(self) -> list[NetworkRecord]: ...
 
     def fetch_domains(self) -> list[DomainRecord]: ...
+
+    def fetch_nwfilters(self) -> list[FilterRecord] | None:
+        """Every nwfilter; None when the driver has none (test:///)."""
+        ...
 
     def network_active(self, name: str) -> bool | None:
         """Is it running? None: there is no such network (any more)."""
@@ -115,3 +129,10 @@ class Backend(Protocol):
     def set_managed_macs(self, domain: str, xml: str) -> None:
         """Replace kvmnet's metadata element of the domain's definition."""
         ...
+
+    def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
+        """Define or redefine (same name and UUID) an nwfilter: libvirt re-instantiates
+        it on every running guest that uses it."""
+        ...
+
+    def undefine_nwfilter(self, name: str) -> None: ...

@@ -21,6 +21,7 @@ from typing import TypeVar
 from kvmnet.backend import fake_xml
 from kvmnet.backend.base import (
     DomainRecord,
+    FilterRecord,
     NetworkRecord,
     NicOp,
     UpdateCommand,
@@ -60,6 +61,7 @@ class FakeBackend:
     domains: dict[str, FakeDomain] = field(default_factory=dict)
     writes: list[str] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)   # write -> libvirt's reason
+    nwfilters: dict[str, str] | None = field(default_factory=dict)  # name -> XML; None: none
 
     @property
     def is_test(self) -> bool:
@@ -95,6 +97,12 @@ class FakeBackend:
     def fetch_domains(self) -> list[DomainRecord]:
         return [DomainRecord(name, d.running is not None, d.xml, d.running, d.metadata)
                 for name, d in self.domains.items()]
+
+    def fetch_nwfilters(self) -> list[FilterRecord] | None:
+        if self.nwfilters is None:
+            return None
+        return [FilterRecord(n, parse_xml(x).findtext("uuid") or "", x)
+                for n, x in self.nwfilters.items()]
 
     def network_active(self, name: str) -> bool | None:
         n = self.networks.get(name)
@@ -219,6 +227,26 @@ class FakeBackend:
     def set_managed_macs(self, domain: str, xml: str) -> None:
         d = self._dom(domain)
         self.write(f"record kvmnet's NICs of {domain}", lambda: setattr(d, "metadata", xml))
+
+
+    def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
+        self.write(f"{verb} nwfilter {name}", lambda: self._define_filter(name, xml))
+
+    def _define_filter(self, name: str, xml: str) -> None:
+        if self.nwfilters is None:
+            raise FakeError("this function is not supported by the connection driver")
+        old = self.nwfilters.get(name)
+        if old is not None and (parse_xml(old).findtext("uuid")
+                                != parse_xml(xml).findtext("uuid")):
+            raise FakeError(f"filter '{name}' already exists with another uuid")
+        self.nwfilters[name] = xml
+
+    def undefine_nwfilter(self, name: str) -> None:
+        def undefine() -> None:
+            if not self.nwfilters or name not in self.nwfilters:
+                raise FakeError(f"Network filter not found: no nwfilter named '{name}'")
+            self.nwfilters.pop(name)
+        self.write(f"undefine nwfilter {name}", undefine)
 
 
 def _edit_nics(domain_xml: str, op: NicOp, mac: str, nic_xml: str) -> str:

@@ -19,6 +19,7 @@ from lxml import etree
 
 from kvmnet.backend.base import (
     DomainRecord,
+    FilterRecord,
     NetworkRecord,
     NicOp,
     UpdateCommand,
@@ -32,6 +33,7 @@ from kvmnet.backend.libvirt_errors import (
 )
 from kvmnet.backend.libvirt_fetch import fetch_domains, fetch_networks
 from kvmnet.errors import LiveError
+from kvmnet.model.firewall import PREFIX
 from kvmnet.model.uri import is_test
 from kvmnet.parse.domain import KVMNET_NS, edit_domain_nics
 
@@ -113,6 +115,24 @@ class Connection:
 
     def fetch_domains(self) -> list[DomainRecord]:
         return fetch_domains(self)
+
+    def fetch_nwfilters(self) -> list[FilterRecord] | None:
+        try:
+            filters = self.raw.listAllNWFilters()
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
+                return None
+            raise LiveError(f"list nwfilters: {one_line(e)}") from None
+        out = []
+        for f in filters:  # (name and UUID are the binding's: no call)
+            try:
+                name = f.name()
+                mine = name.startswith(PREFIX)
+                out.append(FilterRecord(name, f.UUIDString(), f.XMLDesc(0) if mine else ""))
+            except libvirt.libvirtError as e:
+                if e.get_error_code() != libvirt.VIR_ERR_NO_NWFILTER:
+                    raise LiveError(f"read nwfilter {f.name()}: {one_line(e)}") from None
+        return out
 
     def network_active(self, name: str) -> bool | None:
         try:  # (gone: what a removal wants; another apply or a person did it)
@@ -226,6 +246,13 @@ class Connection:
         self.write(f"record kvmnet's NICs of {domain}",
                    lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
                                            KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
+
+    def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
+        self.write(f"{verb} nwfilter {name}", lambda: self.raw.nwfilterDefineXML(xml))
+
+    def undefine_nwfilter(self, name: str) -> None:
+        f = self.read(f"nwfilter {name}", lambda: self.raw.nwfilterLookupByName(name))
+        self.write(f"undefine nwfilter {name}", f.undefine)
 
 
 # What a driver answers when it cannot make a device change this way (the API, the flags

@@ -10,7 +10,7 @@ from typing import cast
 
 from kvmnet.backend.base import Backend, DomainRecord, NetworkRecord
 from kvmnet.errors import LiveError
-from kvmnet.model.live import HostState, LiveDomain, LiveNetwork, LiveState
+from kvmnet.model.live import HostState, LiveDomain, LiveFilter, LiveNetwork, LiveState
 from kvmnet.parse.domain import parse_managed_macs, parse_nics
 from kvmnet.parse.network import parse_network
 from kvmnet.render.network import MARK, NetworkXMLError
@@ -85,7 +85,18 @@ def domain_from_record(r: DomainRecord) -> LiveDomain:
                       live_nics=live_nics, managed_macs=parse_managed_macs(r.metadata))
 
 
+def read_nwfilters(backend: Backend) -> dict[str, LiveFilter] | None:
+    """Every nwfilter and whether it is kvmnet's; None when the driver has none."""
+    from kvmnet.model.firewall import owned
+
+    records = backend.fetch_nwfilters()
+    if records is None:
+        return None
+    return {r.name: LiveFilter(r.name, r.uuid, r.xml, owned(r.name, r.uuid)) for r in records}
+
+
 def read_state(backend: Backend, host: HostState | None = None) -> LiveState:
     return LiveState(uri=backend.uri, networks=read_networks(backend),
                      domains=read_domains(backend), host=host or HostState(readable=False),
-                     is_test=backend.is_test)
+                     is_test=backend.is_test,
+                     nwfilters=read_nwfilters(backend))

@@ -52,8 +52,9 @@ def _view(output: Output | None, no_headers: bool) -> TableView:
 def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt = None,
          root: RootOpt = Path("/"), output: OutputOpt = None,
          no_headers: NoHeadersOpt = False) -> None:
-    """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs and
-    the port forwards kvmnet installed, each installed or not.
+    """List networks (mode, bridge, subnet, active, autostart, owner), guests' NICs (with
+    the guest firewall sets each uses) and the port forwards kvmnet installed, each
+    installed or not.
 
     Into a pipe the tables are plain columns (headers in capitals, a blank line between
     tables); -o wide adds the NICs' model and every address with its source.
@@ -73,7 +74,8 @@ def show(connect_: ConnectOpt = None, as_json: JsonOpt = False, netns: NetnsOpt 
 NETWORK_COLUMNS = (Column("name"), Column("mode"), Column("bridge"), Column("subnets"),
                    Column("active"), Column("autostart"), Column("owner"))
 NIC_COLUMNS = (Column("guest"), Column("state"), Column("mac"), Column("attached to"),
-               Column("model", wide=True), Column("ip"), Column("addresses", wide=True))
+               Column("model", wide=True), Column("ip"), Column("addresses", wide=True),
+               Column("firewall"))
 
 
 def show_tables(data: dict[str, Any], view: TableView = DEFAULT_VIEW) -> None:
@@ -87,7 +89,7 @@ def show_tables(data: dict[str, Any], view: TableView = DEFAULT_VIEW) -> None:
                 ([x["guest"], "running" if x["running"] else "shut-off", x["mac"],
                   f"{x['type']}:{x['source'] or '-'}", x["model"] or "-", x["ip"] or "-",
                   ",".join(f"{a['ip']}({a['source']})" for a in x.get("addresses", ()))
-                  or "-"] for x in data["interfaces"]), view)
+                  or "-", _firewall(x)] for x in data["interfaces"]), view)
     if data.get("forwards"):
         from kvmnet.cli.forwards import forwards_table
 
@@ -99,6 +101,14 @@ def _gap(view: TableView) -> None:
     """A blank line between two tables in a pipe (a terminal's tables have titles)."""
     if not out.console.is_terminal:
         out.print("")
+
+
+def _firewall(nic: dict[str, Any]) -> str:
+    """The NIC's guest firewall sets (+antispoof), or the filter kvmnet did not make."""
+    parts = list(nic.get("firewalls") or []) + (["antispoof"] if nic.get("antispoof") else [])
+    if parts:
+        return ",".join(parts)
+    return f"{nic['filter']}(not-kvmnet's)" if nic.get("filter") else "-"
 
 
 def _yn(v: bool) -> str:

@@ -49,6 +49,8 @@ class LiveNic:
     mtu: int | None = None
     xml: str = ""                 # the <interface> element as read (persistent)
     vlans: tuple[int, ...] = ()   # <vlan><tag id=...>: kvmnet reads them, never sets them
+    filterref: str | None = None  # the nwfilter it names (guest firewall)
+    filter_params: tuple[tuple[str, str], ...] = ()   # its <parameter>s, sorted
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,16 @@ class LiveState:
     ovn: NbState | None = None    # OVN northbound rows (OVN), read when spec.ovn is set
     firewall: FirewallLive | None = None  # kvmnet's port forwards; local only
     names: NamesLive | None = None        # host.resolve_guests: read when the spec sets it
+    # nwfilters by name (guest firewalls); None: the driver has none (test:///)
+    nwfilters: dict[str, LiveFilter] | None = None
+
+
+@dataclass(frozen=True)
+class LiveFilter:
+    """One nwfilter as read: its XML and whether it carries kvmnet's mark
+    (kvmnet.model.firewall.owned)."""
+
+    name: str
+    uuid: str
+    xml: str
+    owned: bool

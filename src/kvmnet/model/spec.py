@@ -19,6 +19,8 @@ from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_v
 
 from kvmnet.model.base import Model as Model
 from kvmnet.model.base import exactly_one, one_or_list
+from kvmnet.model.firewall import FirewallRule as FirewallRule
+from kvmnet.model.firewall import FirewallSet as FirewallSet
 from kvmnet.model.ipconfig import DhcpHost as DhcpHost
 from kvmnet.model.ipconfig import DhcpRange as DhcpRange
 from kvmnet.model.ipconfig import Dns as Dns
@@ -151,6 +153,12 @@ class Network(Model):
                                         "to guests (mode nat).")
     router: OverlayRouter | None = Field(None, description="Overlay only: an OVN router "
                                          "to the outside.")
+    firewalls: list[Name] = Field(default_factory=list, description="Guest firewall "
+                                  "sets (`firewalls:`) every NIC on it uses unless the "
+                                  "NIC names its own.", examples=[["ssh-only"]])
+    antispoof: bool = Field(False, description="Bind every NIC on it to its MAC and "
+                            "reserved ipv4 (libvirt's clean-traffic filter) unless the "
+                            "NIC says otherwise.")
     hosts: list[Name] | None = Field(None, description="Several hypervisors: those it is "
                                      "defined on; default: all of them.", examples=[["hv1"]])
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
@@ -239,6 +247,13 @@ class GuestNic(Model):
                                    examples=["web"])
     mtu: int | None = Field(None, ge=68, le=65535, description="The NIC's MTU.",
                             examples=[9000])
+    firewalls: list[Name] | None = Field(None, description="Guest firewall sets "
+                                         "(`firewalls:`) for this NIC, instead of its "
+                                         "network's; [] for none.", examples=[["web"]])
+    antispoof: bool | None = Field(None, description="Bind the NIC to its MAC and its "
+                                   "ipv4 reservation: it cannot send as another address "
+                                   "(libvirt's clean-traffic filter; IPv4 and ARP only); "
+                                   "default: its network's antispoof.")
 
     @model_validator(mode="after")
     def _one_target(self) -> GuestNic:
@@ -311,6 +326,18 @@ class Spec(Model):
                             "networks.")
     hosts: dict[Name, HostEntry] = Field(default_factory=dict, description="Several "
                                          "hypervisors by name: plan and apply run on each.")
+    firewalls: dict[Name, FirewallSet] = Field(default_factory=dict, description="Guest "
+                                               "firewall rule sets by name (libvirt "
+                                               "nwfilter); NICs and networks name them.")
+
+    def nic_firewall(self, guest: str, idx: int) -> tuple[tuple[str, ...], bool]:
+        """The sets and anti-spoofing NIC `idx` of `guest` uses (its own, else its
+        network's)."""
+        nic = self.guests[guest].interfaces[idx]
+        net = self.networks.get(nic.network) if nic.network else None
+        sets = nic.firewalls if nic.firewalls is not None else (net.firewalls if net else [])
+        spoof = nic.antispoof if nic.antispoof is not None else bool(net and net.antispoof)
+        return tuple(sets), spoof
 
     def has_forwards(self) -> bool:
         """Does any network ask for port forwards?"""

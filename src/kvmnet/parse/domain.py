@@ -29,6 +29,9 @@ def parse_nics(xml: str) -> tuple[LiveNic, ...]:
         model = el.find("model")
         target = el.find("target")
         mtu = el.find("mtu")
+        ref = el.find("filterref")
+        params = tuple(sorted((p.get("name", ""), p.get("value", ""))
+                              for p in ref.iterfind("parameter"))) if ref is not None else ()
         nics.append(LiveNic(
             mac=mac_el.get("address", "").lower(),
             type=kind,
@@ -40,6 +43,8 @@ def parse_nics(xml: str) -> tuple[LiveNic, ...]:
             xml=etree.tostring(el, encoding="unicode"),
             vlans=tuple(int(t.get("id", "")) for t in el.iterfind("vlan/tag")
                         if t.get("id", "").isdigit()),
+            filterref=ref.get("filter") if ref is not None else None,
+            filter_params=params,
         ))
     return tuple(nics)
 

@@ -24,6 +24,7 @@ How the two sides are compared (the ignore rules):
     netxml    network XML edits: ownership mark, UUID, virNetworkUpdate calls
     ovn       overlay networks (wraps kvmnet.plan.overlay_nb)
     guests    guest NICs: attach, change, detach
+    firewalls guest firewalls: kvmnet's nwfilters (define, redefine, remove)
     forwards  port forwards: one firewall.sync
     names     host.resolve_guests: nsswitch.conf, systemd-resolved's links
 """
@@ -81,9 +82,17 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
             plan_network(ctx, name)
     if spec.ovn is not None:
         plan_ovn(ctx)
+    firewalls = bool(spec.firewalls) or bool(live.nwfilters and any(
+        f.owned for f in live.nwfilters.values()))
+    if firewalls:  # start-up: else not loaded
+        from kvmnet.plan.firewalls import plan_nwfilter_removals, plan_nwfilters
+
+        plan_nwfilters(ctx)
     for gname in spec.guests:
         plan_guest(ctx, gname)
     plan_forgotten_guests(ctx)
+    if firewalls:
+        plan_nwfilter_removals(ctx)
     plan_removals(ctx)
     plan_names(ctx)
     if live.firewall is not None or spec.has_forwards():  # start-up: else not loaded

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from lxml import etree
 
+from kvmnet.model.firewall import PREFIX
 from kvmnet.model.live import LiveNic
 from kvmnet.model.spec import GuestNic
 from kvmnet.plan.core import Action, Ctx, in_scope
@@ -46,6 +47,7 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
         mac = ctx.macs[(gname, i)]
         wanted_macs.add(mac)
         el = interface_element(ctx.spec, gname, i, ctx.macs)
+        _keep_foreign_filter(el, by_mac.get(mac))
         xml = etree.tostring(el, encoding="unicode")
         src = nic.network or nic.bridge
         kind = "network" if nic.network else "bridge"
@@ -62,11 +64,12 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
                 xml=xml, domain=gname, mac=mac, live=dom.running,
                 managed_macs=tuple(sorted(managed))))
             continue
-        changes = _nic_changes(cur, nic, kind, src)
+        changes = _nic_changes(cur, nic, kind, src) + _filter_changes(cur, el)
         if changes:
             only_model = all(c.startswith("~ model") for c in changes)
+            calm = all(c.startswith(("~ model", "~ firewall")) for c in changes)
             ctx.actions.append(Action(
-                "nic.update", target, "disruptive" if dom.running and not only_model else "live",
+                "nic.update", target, "disruptive" if dom.running and not calm else "live",
                 f"change NIC {mac} of {gname}", tuple(changes), xml=xml, domain=gname, mac=mac,
                 live=dom.running and not only_model))
     for n in dom.nics:
@@ -83,6 +86,38 @@ def plan_guest(ctx: Ctx, gname: str) -> None:
             ctx.warn(("guests", gname, "interfaces"), f"{gname} has NIC {n.mac} ({n.type} "
                      f"{n.source}) that is not in the spec and was not attached by kvmnet: "
                      "left alone (add it to the spec to manage it)")
+
+
+def _keep_foreign_filter(el: etree._Element, cur: LiveNic | None) -> None:
+    """A `<filterref>` kvmnet did not make stays on a NIC whose spec names no firewall."""
+    if cur is None or cur.filterref is None or cur.filterref.startswith(PREFIX):
+        return
+    if el.find("filterref") is None:
+        ref = etree.fromstring(cur.xml).find("filterref")
+        if ref is not None:
+            mtu = el.find("mtu")
+            (mtu.addprevious(ref) if mtu is not None else el.append(ref))
+
+
+def _filter_changes(cur: LiveNic, el: etree._Element) -> list[str]:
+    """The guest firewall's `<filterref>`: kvmnet's is set, changed or removed; one it
+    did not make stays when the spec asks for none."""
+    ref = el.find("filterref")
+    want = ref.get("filter") if ref is not None else None
+    params = tuple(sorted((p.get("name", ""), p.get("value", ""))
+                          for p in ref.iterfind("parameter"))) if ref is not None else ()
+    if want is None and (cur.filterref is None or not cur.filterref.startswith(PREFIX)):
+        return []
+    if (cur.filterref, cur.filter_params) == (want, params):
+        return []
+    return [f"~ firewall: {_ref_text(cur.filterref, cur.filter_params)} -> "
+            f"{_ref_text(want, params)} (live)"]
+
+
+def _ref_text(name: str | None, params: tuple[tuple[str, str], ...]) -> str:
+    if name is None:
+        return "none"
+    return name + "".join(f" {k}={v}" for k, v in params)
 
 
 def _nic_changes(cur: LiveNic, nic: GuestNic, kind: str, src: str | None) -> list[str]:

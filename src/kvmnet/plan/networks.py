@@ -95,7 +95,8 @@ def default_stp(spec_net: Network) -> bool:
 
 
 def _xml_fields(net: Network) -> Network:
-    return net.model_copy(update={"adopt": False, "autostart": True, "forwards": []})
+    return net.model_copy(update={"adopt": False, "autostart": True, "forwards": [],
+                                  "firewalls": [], "antispoof": False})
 
 
 def plan_network(ctx: Ctx, name: str) -> None:

@@ -38,6 +38,10 @@ def render_all(spec: Spec) -> dict[str, str]:
         if net.mode != "overlay":
             files[f"networks/{name}.xml"] = network_xml(spec, name, macs)
     files.update(render_interfaces(spec))
+    if spec.firewalls:
+        from kvmnet.render.nwfilter import render_filters
+
+        files.update(render_filters(spec))
     if spec.host.bridges:
         for rname, fn in RENDERERS.items():
             for path, text in fn(spec).items():

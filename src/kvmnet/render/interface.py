@@ -54,7 +54,27 @@ def interface_element(spec: Spec, guest: str, idx: int,
         assert nic.bridge is not None
         src.set("bridge", nic.bridge)
     _tail(el, nic)
+    if not overlay:
+        _filterref(el, spec, guest, idx)
     return el
+
+
+def _filterref(el: etree._Element, spec: Spec, guest: str, idx: int) -> None:
+    """The guest firewall's `<filterref>` (kvmnet.render.nwfilter), before `<mtu>`, where
+    libvirt writes it."""
+    sets, spoof = spec.nic_firewall(guest, idx)
+    if not sets and not spoof:
+        return
+    from kvmnet.render.nwfilter import filterref_element
+
+    nic = spec.guests[guest].interfaces[idx]
+    ref = filterref_element(sets, spoof, str(nic.ipv4) if nic.ipv4 else None)
+    assert ref is not None
+    mtu = el.find("mtu")
+    if mtu is not None:
+        mtu.addprevious(ref)
+    else:
+        el.append(ref)
 
 
 # A NIC without `model:` gets virtio: libvirt's own default on i440fx is an

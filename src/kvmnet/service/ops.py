@@ -143,6 +143,8 @@ def import_spec(live: LiveState, names: list[str] | None = None,
     nets = _import_networks(live, names, notes)
     guests = _import_guests(live, nets, names, notes)
     spec = Spec(networks=nets, guests=guests)
+    if live.nwfilters:  # guest firewalls: kvmnet's nwfilters
+        spec = _import_firewalls(spec, live)
     if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forwards)
         from kvmnet.plan.forwards import installed_forwards, with_forwards
 
@@ -153,6 +155,28 @@ def import_spec(live: LiveState, names: list[str] | None = None,
         overlay, more = import_overlay(live.ovn, ovn)
         spec, notes = merge_overlay(spec, overlay), notes + more
     return spec, notes
+
+
+def _import_firewalls(spec: Spec, live: LiveState) -> Spec:
+    """kvmnet's set filters as `firewalls:` (peers as addresses) and each imported NIC's
+    sets and anti-spoofing, from the filter its `<filterref>` names."""
+    from kvmnet.model.firewall import SET_PREFIX
+    from kvmnet.parse.nwfilter import import_set, nic_sets
+
+    mine = {f.name: f.xml for f in (live.nwfilters or {}).values() if f.owned}
+    sets = {n.removeprefix(SET_PREFIX): import_set(x) for n, x in sorted(mine.items())
+            if n.startswith(SET_PREFIX)}
+    refs = {n.mac: n.filterref for d in live.domains.values() for n in d.nics}
+    guests = {}
+    for g, guest in spec.guests.items():
+        nics = []
+        for nic in guest.interfaces:
+            used, spoof = nic_sets(refs.get(nic.mac or ""), mine)
+            upd: dict[str, Any] = {"firewalls": used} if used else {}
+            nics.append(nic.model_copy(update={**upd, **({"antispoof": True} if spoof
+                                                         else {})}))
+        guests[g] = guest.model_copy(update={"interfaces": nics})
+    return spec.model_copy(update={"firewalls": sets, "guests": guests})
 
 
 def _import_networks(live: LiveState, names: list[str] | None,

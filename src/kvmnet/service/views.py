@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 
 def show_data(live: LiveState, leases: list[dict[str, Any]]) -> dict[str, Any]:
-    """`kvmnet show --json`: networks, guests' NICs (addresses and their sources), and the
-    port forwards kvmnet installed."""
+    """`kvmnet show --json`: networks, guests' NICs (addresses and their sources, the
+    guest firewall sets each uses), and the port forwards kvmnet installed."""
     from kvmnet.backend.neigh import addresses_by_mac
     from kvmnet.plan.forwards import show_rows
 
@@ -30,10 +30,15 @@ def show_data(live: LiveState, leases: list[dict[str, Any]]) -> dict[str, Any]:
              "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged",
              **({"unreadable": n.problem} if n.problem else {})}
             for n in sorted(live.networks.values(), key=lambda n: n.name)]
+    from kvmnet.parse.nwfilter import nic_sets
+
+    mine = {f.name: f.xml for f in (live.nwfilters or {}).values() if f.owned}
     nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
              "source": nic.source, "model": nic.model,
              "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
-             "addresses": addrs.get(nic.mac, [])}
+             "addresses": addrs.get(nic.mac, []), "filter": nic.filterref,
+             "firewalls": nic_sets(nic.filterref, mine)[0],
+             "antispoof": nic_sets(nic.filterref, mine)[1]}
             for d in live.domains.values() for nic in d.nics]
     return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
             "forwards": show_rows(live.firewall)}

@@ -20,7 +20,7 @@ import os
 from kvmnet.errors import Problem
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
-from kvmnet.spec.checks import dns, forward, guest, network, overlay
+from kvmnet.spec.checks import dns, firewall, forward, guest, network, overlay
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts
 from kvmnet.spec.load import Path_, Positions, load_partial
@@ -52,6 +52,9 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     guest.guests(f, spec)
     guest.macs(f, spec)
     forward.forwards(f, spec)
+    if spec.firewalls or any(n.firewalls or n.antispoof for n in spec.networks.values()) or any(
+            nic.firewalls or nic.antispoof for g in spec.guests.values() for nic in g.interfaces):
+        firewall.firewalls(f, spec)
     overlay.overlay(f, spec)
     check_hosts(f, spec)
     if not errors(f.items):

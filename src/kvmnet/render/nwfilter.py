@@ -1,0 +1,157 @@
+"""Guest firewalls as libvirt nwfilter XML, built with lxml (kvmnet.model.firewall has
+the names and the ownership mark).
+
+A set's rules become nwfilter `<rule>`s in order (priority 100, 101, ...; the first
+match decides), one per peer block and port range, for IPv4 (`tcp`, `udp`, `icmp`,
+`all`) and IPv6 (`tcp-ipv6`, `udp-ipv6`, `icmpv6`, `all-ipv6`) as the peer's family
+says (both without a peer). A peer or a port is the remote's for direction `out` and
+the guest's own port for `in`: nwfilter's attributes name the packet's fields in the
+rule's direction (srcipaddr of an `in` rule is the peer). A default other than accept
+is a last rule (priority 1000) on everything. Rules keep libvirt's state matching
+unless `stateful: false`.
+
+A NIC's combination filter holds only filterrefs: libvirt's clean-traffic first (with
+anti-spoofing; the NIC's `<filterref>` passes IP = its reservation), then the sets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from lxml import etree
+
+from kvmnet.model.firewall import (
+    ANTISPOOF,
+    DEFAULT_PRIORITY,
+    FIRST_PRIORITY,
+    FirewallRule,
+    FirewallSet,
+    filter_uuid,
+    nic_filter,
+    set_filter,
+)
+from kvmnet.model.spec import Spec
+from kvmnet.model.types import IPNet, PortRange
+
+_ELEMENT = {("tcp", 4): "tcp", ("tcp", 6): "tcp-ipv6", ("udp", 4): "udp",
+            ("udp", 6): "udp-ipv6", ("icmp", 4): "icmp", ("icmpv6", 6): "icmpv6",
+            ("all", 4): "all", ("all", 6): "all-ipv6"}
+ELEMENT_PROTO = {el: proto for (proto, _), el in _ELEMENT.items()}
+ELEMENT_FAMILY = {el: fam for (_, fam), el in _ELEMENT.items()}
+
+
+class UnresolvedPeer(ValueError):
+    """A rule's peer names what has no address (checks report it first)."""
+
+
+def peer_blocks(spec: Spec, rule: FirewallRule) -> list[IPNet] | None:
+    """The peer's address blocks; None: anywhere."""
+    if rule.peer:
+        return list(dict.fromkeys(rule.peer))
+    if rule.network is not None:
+        net = spec.networks.get(rule.network)
+        blocks = [c.address.network for c in net.all_ips()] if net else []
+        what = f"network {rule.network}"
+    elif rule.guest is not None:
+        g = spec.guests.get(rule.guest)
+        blocks = [ipaddress.ip_network(a) for n in (g.interfaces if g else ())
+                  for a in (n.ipv4, n.ipv6) if a is not None]
+        what = f"guest {rule.guest}"
+    elif rule.host:
+        blocks = [ipaddress.ip_network(c.address.ip) for n in spec.networks.values()
+                  for c in n.all_ips()]
+        what = "the host"
+    else:
+        return None
+    if not blocks:
+        raise UnresolvedPeer(f"{what} has no address in the spec")
+    return sorted(set(blocks), key=lambda b: (b.version, b))
+
+
+def _families(rule: FirewallRule, blocks: list[IPNet] | None) -> list[tuple[int, IPNet | None]]:
+    fams = {"icmp": (4,), "icmpv6": (6,)}.get(rule.proto, (4, 6))
+    if blocks is None:
+        return [(f, None) for f in fams]
+    return [(b.version, b) for b in blocks if b.version in fams]
+
+
+def rule_elements(spec: Spec, rule: FirewallRule, priority: int) -> list[etree._Element]:
+    out = []
+    for fam, block in _families(rule, peer_blocks(spec, rule)):
+        port_list: list[PortRange | None] = [*rule.ports] or [None]
+        for ports in port_list:
+            el = etree.Element("rule", action=rule.action, direction=rule.direction,
+                               priority=str(priority))
+            if not rule.stateful:
+                el.set("statematch", "false")
+            match = etree.SubElement(el, _ELEMENT[(rule.proto, fam)])
+            if block is not None:
+                side = "src" if rule.direction == "in" else "dst"
+                match.set(f"{side}ipaddr", str(block.network_address))
+                match.set(f"{side}ipmask", str(block.prefixlen))
+            if ports is not None:
+                match.set("dstportstart", str(ports.first))
+                if ports.last != ports.first:
+                    match.set("dstportend", str(ports.last))
+            out.append(el)
+    return out
+
+
+def _root(name: str) -> etree._Element:
+    root = etree.Element("filter", name=name, chain="root")
+    etree.SubElement(root, "uuid").text = filter_uuid(name)
+    return root
+
+
+def set_element(spec: Spec, name: str, fs: FirewallSet | None = None) -> etree._Element:
+    fs = fs if fs is not None else spec.firewalls[name]
+    root = _root(set_filter(name))
+    for i, rule in enumerate(fs.rules):
+        root.extend(rule_elements(spec, rule, FIRST_PRIORITY + i))
+    for direction, action in (("in", fs.default_in), ("out", fs.default_out)):
+        if action != "accept":
+            for el in ("all", "all-ipv6"):
+                r = etree.SubElement(root, "rule", action=action, direction=direction,
+                                     priority=str(DEFAULT_PRIORITY))
+                etree.SubElement(r, el)
+    return root
+
+
+def nic_element(sets: tuple[str, ...], antispoof: bool) -> etree._Element:
+    root = _root(nic_filter(sets, antispoof))
+    for ref in ([ANTISPOOF] if antispoof else []) + [set_filter(s) for s in sets]:
+        etree.SubElement(root, "filterref", filter=ref)
+    return root
+
+
+def filterref_element(sets: tuple[str, ...], antispoof: bool,
+                      ip: str | None) -> etree._Element | None:
+    """A NIC's `<filterref>` (None: the NIC is not filtered)."""
+    if not sets and not antispoof:
+        return None
+    el = etree.Element("filterref", filter=nic_filter(sets, antispoof))
+    if antispoof and ip is not None:
+        etree.SubElement(el, "parameter", name="IP", value=ip)
+    return el
+
+
+def wanted_filters(spec: Spec) -> dict[str, str]:
+    """Every nwfilter the spec needs, by name: each set NICs use (and each set it
+    defines) and each combination its NICs use, as XML text."""
+    out = {set_filter(n): etree.tostring(set_element(spec, n), encoding="unicode")
+           for n in spec.firewalls}
+    for g, guest in spec.guests.items():
+        for i in range(len(guest.interfaces)):
+            sets, spoof = spec.nic_firewall(g, i)
+            if sets or spoof:
+                name = nic_filter(sets, spoof)
+                out.setdefault(name, etree.tostring(nic_element(sets, spoof),
+                                                    encoding="unicode"))
+    return out
+
+
+def render_filters(spec: Spec) -> dict[str, str]:
+    """{'nwfilters/NAME.xml': xml} for `kvmnet render`."""
+    return {f"nwfilters/{n}.xml": etree.tostring(etree.fromstring(x), pretty_print=True,
+                                                 encoding="unicode")
+            for n, x in sorted(wanted_filters(spec).items())}
