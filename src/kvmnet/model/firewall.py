@@ -57,12 +57,14 @@ class FirewallRule(Model):
     guest: Name | None = Field(None, description="Only from/to this guest's addresses "
                                "(its NICs' ipv4/ipv6 reservations).", examples=["db1"])
     host: bool = Field(False, description="Only from/to the host (its addresses on the "
-                       "spec's networks).")
+                       "spec's networks). The host's own packets to a guest are never "
+                       "filtered (libvirt's nwfilter): this is for out rules.")
     action: FwAction = Field("accept", description="accept, drop (silently) or reject "
                              "(answered with an ICMP error or TCP reset).")
     stateful: bool = Field(True, description="Match with connection tracking: replies "
                            "to accepted traffic pass, and a removed rule also cuts the "
-                           "connections it let in (libvirt's state matching).")
+                           "connections it let in (libvirt's state matching); false: the "
+                           "rule holds both ways, addresses mirrored, no tracking.")
 
     @field_validator("ports", "peer", mode="before")
     @classmethod

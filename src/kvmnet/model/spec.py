@@ -339,6 +339,13 @@ class Spec(Model):
         spoof = nic.antispoof if nic.antispoof is not None else bool(net and net.antispoof)
         return tuple(sets), spoof
 
+    def has_firewalls(self) -> bool:
+        """Does anything ask for guest firewalls (sets, or anti-spoofing alone)?"""
+        return bool(self.firewalls) or any(n.firewalls or n.antispoof
+                                           for n in self.networks.values()) or any(
+            nic.firewalls or nic.antispoof for g in self.guests.values()
+            for nic in g.interfaces)
+
     def has_forwards(self) -> bool:
         """Does any network ask for port forwards?"""
         return any(net.forwards for net in self.networks.values())

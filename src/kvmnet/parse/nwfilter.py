@@ -55,6 +55,7 @@ def filter_diff(live_xml: str, wanted_xml: str) -> list[str]:
 
 
 def filterrefs(xml: str) -> list[str]:
+    """The filters a filter references, in order."""
     return [el.get("filter", "") for el in _root(xml).iterfind("filterref")]
 
 

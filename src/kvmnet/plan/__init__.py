@@ -82,7 +82,7 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
             plan_network(ctx, name)
     if spec.ovn is not None:
         plan_ovn(ctx)
-    firewalls = bool(spec.firewalls) or bool(live.nwfilters and any(
+    firewalls = spec.has_firewalls() or bool(live.nwfilters and any(
         f.owned for f in live.nwfilters.values()))
     if firewalls:  # start-up: else not loaded
         from kvmnet.plan.firewalls import plan_nwfilter_removals, plan_nwfilters

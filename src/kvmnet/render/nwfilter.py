@@ -6,12 +6,28 @@ match decides), one per peer block and port range, for IPv4 (`tcp`, `udp`, `icmp
 `all`) and IPv6 (`tcp-ipv6`, `udp-ipv6`, `icmpv6`, `all-ipv6`) as the peer's family
 says (both without a peer). A peer or a port is the remote's for direction `out` and
 the guest's own port for `in`: nwfilter's attributes name the packet's fields in the
-rule's direction (srcipaddr of an `in` rule is the peer). A default other than accept
-is a last rule (priority 1000) on everything. Rules keep libvirt's state matching
-unless `stateful: false`.
+rule's direction (srcipaddr of an `in` rule is the peer).
 
-A NIC's combination filter holds only filterrefs: libvirt's clean-traffic first (with
-anti-spoofing; the NIC's `<filterref>` passes IP = its reservation), then the sets.
+How libvirt instantiates them (its ebiptables driver, read in libvirt 9.0's source and
+test data, nwfilterxml2firewalldata) decides the XML:
+- an accept keeps libvirt's state matching: NEW,ESTABLISHED in its direction, and the
+  replies (ESTABLISHED, conntrack's reply direction) the other way;
+- a rule without a `state` attribute that is not such an accept is instantiated in BOTH
+  directions with the addresses mirrored: a plain `drop in` would also drop what the
+  guest sends (its DHCP requests too). So kvmnet's drops and rejects name every state
+  (`state='NEW,ESTABLISHED,RELATED,INVALID'`), which libvirt instantiates in the rule's
+  direction only; so do the defaults (a last rule, priority 1000, on everything);
+- `stateful: false` is libvirt's `statematch='false'`: the rule holds both ways,
+  mirrored, with no connection tracking.
+A default drop of one direction would also drop the replies to connections the guest
+makes (or takes) in the other: the NIC's combination filter adds the accept (priority
+999) that lets them through, for the defaults of all its sets together (the strictest
+wins). The host's own packets to a guest are not filtered (libvirt hooks FORWARD and
+INPUT, not OUTPUT): the host always reaches its guests.
+
+A NIC's combination filter holds filterrefs, libvirt's clean-traffic first (with
+anti-spoofing; the NIC's `<filterref>` passes IP = its reservation), then the sets, and
+that accept.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from kvmnet.model.firewall import (
     ANTISPOOF,
     DEFAULT_PRIORITY,
     FIRST_PRIORITY,
+    STRICTNESS,
     FirewallRule,
     FirewallSet,
     filter_uuid,
@@ -38,6 +55,10 @@ _ELEMENT = {("tcp", 4): "tcp", ("tcp", 6): "tcp-ipv6", ("udp", 4): "udp",
             ("all", 4): "all", ("all", 6): "all-ipv6"}
 ELEMENT_PROTO = {el: proto for (proto, _), el in _ELEMENT.items()}
 ELEMENT_FAMILY = {el: fam for (_, fam), el in _ELEMENT.items()}
+
+
+ALL_STATES = "NEW,ESTABLISHED,RELATED,INVALID"   # one direction only (see above)
+REPLIES_PRIORITY = DEFAULT_PRIORITY - 1
 
 
 class UnresolvedPeer(ValueError):
@@ -85,6 +106,8 @@ def rule_elements(spec: Spec, rule: FirewallRule, priority: int) -> list[etree._
             if not rule.stateful:
                 el.set("statematch", "false")
             match = etree.SubElement(el, _ELEMENT[(rule.proto, fam)])
+            if rule.stateful and rule.action != "accept":
+                match.set("state", ALL_STATES)
             if block is not None:
                 side = "src" if rule.direction == "in" else "dst"
                 match.set(f"{side}ipaddr", str(block.network_address))
@@ -110,17 +133,35 @@ def set_element(spec: Spec, name: str, fs: FirewallSet | None = None) -> etree._
         root.extend(rule_elements(spec, rule, FIRST_PRIORITY + i))
     for direction, action in (("in", fs.default_in), ("out", fs.default_out)):
         if action != "accept":
-            for el in ("all", "all-ipv6"):
-                r = etree.SubElement(root, "rule", action=action, direction=direction,
-                                     priority=str(DEFAULT_PRIORITY))
-                etree.SubElement(r, el)
+            _all(root, action, direction, DEFAULT_PRIORITY, ALL_STATES)
     return root
 
 
-def nic_element(sets: tuple[str, ...], antispoof: bool) -> etree._Element:
+def _all(root: etree._Element, action: str, direction: str, priority: int,
+         state: str | None) -> None:
+    for el in ("all", "all-ipv6"):
+        r = etree.SubElement(root, "rule", action=action, direction=direction,
+                             priority=str(priority))
+        m = etree.SubElement(r, el)
+        if state:
+            m.set("state", state)
+
+
+def effective_defaults(spec: Spec, sets: tuple[str, ...]) -> tuple[str, str]:
+    """(in, out): the strictest default of the sets, per direction."""
+    fss = [spec.firewalls[s] for s in sets if s in spec.firewalls]
+    pick = [max((getattr(f, f"default_{d}") for f in fss), key=lambda a: STRICTNESS[a],
+                default="accept") for d in ("in", "out")]
+    return pick[0], pick[1]
+
+
+def nic_element(spec: Spec, sets: tuple[str, ...], antispoof: bool) -> etree._Element:
     root = _root(nic_filter(sets, antispoof))
     for ref in ([ANTISPOOF] if antispoof else []) + [set_filter(s) for s in sets]:
         etree.SubElement(root, "filterref", filter=ref)
+    d_in, d_out = effective_defaults(spec, sets)
+    if (d_in == "accept") != (d_out == "accept"):  # replies of the open direction
+        _all(root, "accept", "out" if d_in != "accept" else "in", REPLIES_PRIORITY, None)
     return root
 
 
@@ -145,7 +186,7 @@ def wanted_filters(spec: Spec) -> dict[str, str]:
             sets, spoof = spec.nic_firewall(g, i)
             if sets or spoof:
                 name = nic_filter(sets, spoof)
-                out.setdefault(name, etree.tostring(nic_element(sets, spoof),
+                out.setdefault(name, etree.tostring(nic_element(spec, sets, spoof),
                                                     encoding="unicode"))
     return out
 

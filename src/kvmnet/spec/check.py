@@ -52,8 +52,7 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     guest.guests(f, spec)
     guest.macs(f, spec)
     forward.forwards(f, spec)
-    if spec.firewalls or any(n.firewalls or n.antispoof for n in spec.networks.values()) or any(
-            nic.firewalls or nic.antispoof for g in spec.guests.values() for nic in g.interfaces):
+    if spec.has_firewalls():
         firewall.firewalls(f, spec)
     overlay.overlay(f, spec)
     check_hosts(f, spec)

@@ -131,9 +131,11 @@ def _overlaps(f: Findings, spec: Spec, sname: str, fs: FirewallSet) -> None:
 
 
 def _dhcp_dns(f: Findings, spec: Spec) -> None:
-    """A NIC on a network with DHCP whose sets' strictest default drops what DHCP and
-    DNS need: warned once per set and network, with the rule to add."""
-    seen: set[tuple[str, str, str]] = set()
+    """A NIC on a network with DHCP whose sets' strictest default_out drops what the
+    guest sends to the host's dnsmasq (DHCP requests, DNS queries): warned once per set
+    and network, with the rules to add. (default_in cannot cut them: the host's own
+    answers are not filtered, kvmnet.render.nwfilter.)"""
+    seen: set[tuple[str, str]] = set()
     for gname, g in spec.guests.items():
         for i, nic in enumerate(g.interfaces):
             net = spec.networks.get(nic.network) if nic.network else None
@@ -141,24 +143,21 @@ def _dhcp_dns(f: Findings, spec: Spec) -> None:
             if net is None or not any(c.dhcp for c in net.all_ips()) or not sets:
                 continue
             fss = [spec.firewalls[s] for s in sets]
-            for d, port, add in (("in", 68, "{direction: in, proto: udp, ports: 68}"),
-                                 ("out", 67, "{direction: out, proto: udp, ports: [67, 53]}"
-                                  " and {direction: out, proto: tcp, ports: 53}")):
-                strict = max((getattr(x, f"default_{d}") for x in fss), key=lambda x: STRICTNESS[x])
-                if strict == "accept" or _accepts_udp(fss, d, port):
-                    continue
-                worst = next(s for s, x in zip(sets, fss, strict=True)
-                             if getattr(x, f"default_{d}") == strict)
-                if (worst, nic.network or "", d) in seen:
-                    continue
-                seen.add((worst, nic.network or "", d))
-                f.warn(("firewalls", worst, f"default_{d}"),
-                       f"{strict}s the DHCP{' and DNS' if d == 'out' else ''} of network "
-                       f"{nic.network} (guest {gname} uses this set there): add the rule "
-                       f"{add} to keep it", refs=[("networks", nic.network or "")])
+            strict = max((x.default_out for x in fss), key=lambda x: STRICTNESS[x])
+            if strict == "accept" or _accepts(fss, "udp", 67) and _accepts(fss, "udp", 53):
+                continue
+            worst = next(s for s, x in zip(sets, fss, strict=True) if x.default_out == strict)
+            if (worst, nic.network or "") in seen:
+                continue
+            seen.add((worst, nic.network or ""))
+            f.warn(("firewalls", worst, "default_out"),
+                   f"{strict}s the DHCP and DNS of network {nic.network} (guest {gname} "
+                   "uses this set there): add the rules {direction: out, proto: udp, "
+                   "ports: [67, 53]} and {direction: out, proto: tcp, ports: 53} to keep "
+                   "them", refs=[("networks", nic.network or "")])
 
 
-def _accepts_udp(fss: list[FirewallSet], direction: str, port: int) -> bool:
-    return any(r.direction == direction and r.action == "accept" and r.proto in ("udp", "all")
+def _accepts(fss: list[FirewallSet], proto: str, port: int) -> bool:
+    return any(r.direction == "out" and r.action == "accept" and r.proto in (proto, "all")
                and (not r.ports or any(p.first <= port <= p.last for p in r.ports))
                for fs in fss for r in fs.rules)
