@@ -6,10 +6,11 @@ Its own small world, named kvt-fw-* (bridges and veths kvtf*), 10.155.0.0/16: in
 lab's namespace (the host) a routed network kvt-fw-net (10.155.1.0/24, DHCP) with the
 guests kvt-fw-a (10.155.1.10) and kvt-fw-b (10.155.1.11), and two LAN namespaces
 routed through the host: kvt-fw-lan1 (10.155.10.2) and kvt-fw-lan2 (10.155.20.2).
-Guest a uses the set kvt-fw-web: default in drop; tcp/22, icmp and tcp/2222 from lan1's
-subnet, tcp/81 from guest b. The guests boot after apply, so their leases are DHCP
-through the filters (the host's own packets to a guest are not filtered by libvirt, so
-the host's DHCP answers pass, and so does the HTTP the tests drive the guests with).
+Guest a uses the set kvt-fw-web: default in drop; HTTP from the host (the tests drive the
+guest over it), tcp/22, icmp and tcp/2222 from lan1's subnet, tcp/81 from guest b. The
+guests boot after apply, so their leases are DHCP through the filters. lan1 and lan2
+reach a across the host's routing, which libvirt's nwfilter does not see on the way in:
+kvmnet's rules stop a's answers (kvmnet.render.nwfilter), and these tests see that work.
 Then: reachability per rule, an open TCP session across two rule changes (kept, then
 cut; the guest not restarted), a peer rule taken away and put back, anti-spoofing on b
 (a second address is dropped, seen on lan1's side; its own passes), a guest restart and
@@ -46,7 +47,8 @@ IP_A, IP_B, SPOOF = "10.155.1.10", "10.155.1.11", "10.155.1.99"
 LAN1_IP, LAN2_IP = "10.155.10.2", "10.155.20.2"
 MACS = {A: "52:54:00:15:50:0a", B: "52:54:00:15:50:0b"}
 LINKS = (("kvtf-l1", LAN1, "10.155.10"), ("kvtf-l2", LAN2, "10.155.20"))
-RULES = [   # (the host's own packets to a guest are not filtered: DHCP answers, tests' HTTP)
+RULES = [
+    {"direction": "in", "proto": "tcp", "ports": 80, "host": True},   # the tests drive a
     {"direction": "in", "proto": "tcp", "ports": 22, "peer": "10.155.10.0/24"},
     {"direction": "in", "proto": "icmp", "peer": "10.155.10.0/24"},
     {"direction": "in", "proto": "tcp", "ports": 2222, "peer": "10.155.10.0/24"},
@@ -246,6 +248,7 @@ def test_rules_let_in_what_they_name_and_nothing_else(fw: Fw) -> None:
     assert pings(LAN1) and not pings(LAN2)
     assert b_reaches_81(fw)                                 # b: the peer rule's guest
     assert not reach(LAN1, 81)                              # lan1: not that guest
+    assert http_get(fw.lv.netns, f"http://{IP_A}:81/", 3).returncode != 0  # nor the host
     assert fw.plan(spec())["actions"] == []                 # and nothing left to do
     show = kvmnet("show", "-c", fw.lv.uri, "--json")
     nics = {n["mac"]: n for n in json.loads(show.stdout)["interfaces"]}

@@ -119,6 +119,18 @@ def test_a_default_that_cuts_dhcp_is_warned_with_the_rule_to_add(tmp_path: Path)
     assert messages(tmp_path, d) == []
 
 
+def test_a_bridge_networks_lan_dhcp_is_warned_about(tmp_path: Path) -> None:
+    d = {"firewalls": {"s": {"default_in": "drop"}},
+         "networks": {"lan": {"mode": "bridge", "bridge": "br0", "firewalls": ["s"]}},
+         "guests": {"g": {"interfaces": [{"network": "lan"}]}}}
+    assert [m for m in messages(tmp_path, d) if "firewalls" in m] == [
+        "warning: firewalls.s.default_in: drops the DHCP answers of the LAN of bridge "
+        "network lan (guest g uses this set there), if it has DHCP: add the rule "
+        "{direction: in, proto: udp, ports: 68} to keep them"]
+    d["firewalls"]["s"]["rules"] = [{"direction": "in", "proto": "udp", "ports": 68}]
+    assert not [m for m in messages(tmp_path, d) if "firewalls" in m]
+
+
 def test_rules_need_one_peer_and_ports_only_for_tcp_udp(tmp_path: Path) -> None:
     d = yaml.safe_load(yaml.safe_dump(SPEC))
     d["firewalls"]["ssh"]["rules"] = [
@@ -150,11 +162,14 @@ def test_filters_are_valid_nwfilter_xml_and_read_back_as_the_sets() -> None:
     assert "rule 103 accept in tcp dstportstart=81 srcipaddr=10.155.1.11 srcipmask=32" in lines
     assert "rule 104 accept in tcp dstportstart=80 srcipaddr=10.155.1.1 srcipmask=32" in lines
     assert "rule 105 reject out stateless all-ipv6 dstipaddr=fd00:: dstipmask=8" in lines
-    # the combination: the replies of the guest's own connections (default_in drop)
+    # the combination (default_in drop): the guest's own connections pass, its answers to
+    # what no in rule accepted do not
     combo = wanted_filters(spec)[nic_filter(("web", "ssh"), False)]
     assert filter_lines(combo) == [
         "chain root", "filterref kvmnet-set-web", "filterref kvmnet-set-ssh",
-        "rule 999 accept out all", "rule 999 accept out all-ipv6"]
+        "rule 999 accept out all", "rule 999 accept out all-ipv6",
+        "rule 1000 drop out all state=ESTABLISHED,RELATED",
+        "rule 1000 drop out all-ipv6 state=ESTABLISHED,RELATED"]
     assert "rule 1000 drop in all-ipv6 state=NEW,ESTABLISHED,RELATED,INVALID" in lines
     back = import_set(web)
     assert back.default_in == "drop" and len(back.rules) == 6

@@ -57,8 +57,7 @@ class FirewallRule(Model):
     guest: Name | None = Field(None, description="Only from/to this guest's addresses "
                                "(its NICs' ipv4/ipv6 reservations).", examples=["db1"])
     host: bool = Field(False, description="Only from/to the host (its addresses on the "
-                       "spec's networks). The host's own packets to a guest are never "
-                       "filtered (libvirt's nwfilter): this is for out rules.")
+                       "spec's networks).")
     action: FwAction = Field("accept", description="accept, drop (silently) or reject "
                              "(answered with an ICMP error or TCP reset).")
     stateful: bool = Field(True, description="Match with connection tracking: replies "

@@ -19,11 +19,19 @@ test data, nwfilterxml2firewalldata) decides the XML:
   direction only; so do the defaults (a last rule, priority 1000, on everything);
 - `stateful: false` is libvirt's `statematch='false'`: the rule holds both ways,
   mirrored, with no connection tracking.
-A default drop of one direction would also drop the replies to connections the guest
-makes (or takes) in the other: the NIC's combination filter adds the accept (priority
-999) that lets them through, for the defaults of all its sets together (the strictest
-wins). The host's own packets to a guest are not filtered (libvirt hooks FORWARD and
-INPUT, not OUTPUT): the host always reaches its guests.
+What libvirt filters: all a guest sends (its physdev-in, routed or bridged), and what
+reaches it across its bridge (other guests, the LAN of a bridge network); not what the
+host routes to it (from a LAN, a port forward) nor the host's own packets to it
+(libvirt's rules match --physdev-is-bridged on the way to a guest, and it hooks FORWARD
+and INPUT, not OUTPUT). So a default_in drop is enforced on the way back too: the
+guest's answers (conntrack's reply direction) to what no in rule accepted are dropped,
+and a TCP connection or a ping from there does not complete (a one-way UDP datagram
+still arrives). The NIC's combination filter holds that, for the strictest defaults of
+all its sets: with default_in drop and default_out accept, an accept of the guest's own
+connections (priority 999, libvirt's state matching: NEW,ESTABLISHED in conntrack's
+original direction) and a drop of its other answers (ESTABLISHED,RELATED, priority
+1000); with default_out drop and default_in accept, an accept in (999) so that the
+answers to connections to the guest leave.
 
 A NIC's combination filter holds filterrefs, libvirt's clean-traffic first (with
 anti-spoofing; the NIC's `<filterref>` passes IP = its reservation), then the sets, and
@@ -58,6 +66,7 @@ ELEMENT_FAMILY = {el: fam for (_, fam), el in _ELEMENT.items()}
 
 
 ALL_STATES = "NEW,ESTABLISHED,RELATED,INVALID"   # one direction only (see above)
+ANSWERS = "ESTABLISHED,RELATED"
 REPLIES_PRIORITY = DEFAULT_PRIORITY - 1
 
 
@@ -160,8 +169,14 @@ def nic_element(spec: Spec, sets: tuple[str, ...], antispoof: bool) -> etree._El
     for ref in ([ANTISPOOF] if antispoof else []) + [set_filter(s) for s in sets]:
         etree.SubElement(root, "filterref", filter=ref)
     d_in, d_out = effective_defaults(spec, sets)
-    if (d_in == "accept") != (d_out == "accept"):  # replies of the open direction
-        _all(root, "accept", "out" if d_in != "accept" else "in", REPLIES_PRIORITY, None)
+    if d_in != "accept" and d_out == "accept":
+        # the guest's own connections (and the answers to them)...
+        _all(root, "accept", "out", REPLIES_PRIORITY, None)
+        # ...but not its answers to what no in rule accepted: what the host routes to a
+        # guest, and the host's own packets, reach it unfiltered; this stops them there
+        _all(root, "drop", "out", DEFAULT_PRIORITY, ANSWERS)
+    elif d_out != "accept" and d_in == "accept":  # the answers to connections to it
+        _all(root, "accept", "in", REPLIES_PRIORITY, None)
     return root
 
 

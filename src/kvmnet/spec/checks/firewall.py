@@ -140,9 +140,13 @@ def _dhcp_dns(f: Findings, spec: Spec) -> None:
         for i, nic in enumerate(g.interfaces):
             net = spec.networks.get(nic.network) if nic.network else None
             sets = [s for s in spec.nic_firewall(gname, i)[0] if s in spec.firewalls]
-            if net is None or not any(c.dhcp for c in net.all_ips()) or not sets:
+            if net is None or not sets:
                 continue
             fss = [spec.firewalls[s] for s in sets]
+            if net.mode == "bridge":
+                _lan_dhcp(f, spec, sets, fss, nic.network or "", gname, seen)
+            if not any(c.dhcp for c in net.all_ips()):
+                continue
             strict = max((x.default_out for x in fss), key=lambda x: STRICTNESS[x])
             if strict == "accept" or _accepts(fss, "udp", 67) and _accepts(fss, "udp", 53):
                 continue
@@ -157,7 +161,23 @@ def _dhcp_dns(f: Findings, spec: Spec) -> None:
                    "them", refs=[("networks", nic.network or "")])
 
 
-def _accepts(fss: list[FirewallSet], proto: str, port: int) -> bool:
-    return any(r.direction == "out" and r.action == "accept" and r.proto in (proto, "all")
+def _lan_dhcp(f: Findings, spec: Spec, sets: list[str], fss: list[FirewallSet],
+              network: str, gname: str, seen: set[tuple[str, str]]) -> None:
+    """A bridge network's LAN answers DHCP across the bridge, where default_in holds."""
+    strict = max((x.default_in for x in fss), key=lambda x: STRICTNESS[x])
+    if strict == "accept" or _accepts(fss, "udp", 68, "in"):
+        return
+    worst = next(s for s, x in zip(sets, fss, strict=True) if x.default_in == strict)
+    if (worst, network) in seen:
+        return
+    seen.add((worst, network))
+    f.warn(("firewalls", worst, "default_in"),
+           f"{strict}s the DHCP answers of the LAN of bridge network {network} (guest "
+           f"{gname} uses this set there), if it has DHCP: add the rule {{direction: in, "
+           "proto: udp, ports: 68} to keep them", refs=[("networks", network)])
+
+
+def _accepts(fss: list[FirewallSet], proto: str, port: int, direction: str = "out") -> bool:
+    return any(r.direction == direction and r.action == "accept" and r.proto in (proto, "all")
                and (not r.ports or any(p.first <= port <= p.last for p in r.ports))
                for fs in fss for r in fs.rules)
