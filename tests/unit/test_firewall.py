@@ -319,3 +319,25 @@ def test_antispoof_alone_defines_its_combination() -> None:
     done = [x for x in _apply(spec, fake) if not x[0].startswith("network.")]
     assert done == [("nwfilter.define", f"nwfilter/{nic_filter((), True)}", "live"),
                     ("nic.update", "guest/b/52:54:00:00:00:0b", "live")]
+
+
+def test_a_scoped_plan_removes_only_its_own_filters() -> None:
+    spec = spec_of(_spec_with_macs())
+    fake = _host(spec)
+    _apply(spec, fake)
+    fake.load_domain(DOM.format("other", "52:54:00:00:00:0c"), running=True)
+    plain = spec_of({"networks": SPEC["networks"], "guests": {
+        g: {"interfaces": [{"network": "lan", "mac": m}]}
+        for g, m in (("a", "52:54:00:00:00:0a"), ("b", "52:54:00:00:00:0b"))}})
+    spoof = nic_filter((), True)
+    # another guest's NIC names the anti-spoofing combination: it stays
+    xml = fake.domains["other"].xml.replace(
+        "<model type='virtio'/>", f"<model type='virtio'/><filterref filter='{spoof}'/>")
+    fake.load_domain(xml, running=True)
+    gone = [a.target for a in make_plan(plain, read_state(fake), scope=("a", "b", "s*"))
+            .actions if a.kind == "nwfilter.remove"]
+    assert gone == ["nwfilter/kvmnet-set-ssh"]
+    fake.domains.pop("other")
+    gone = [a.target for a in make_plan(plain, read_state(fake), scope=("a", "b", "s*"))
+            .actions if a.kind == "nwfilter.remove"]
+    assert gone == [f"nwfilter/{spoof}", "nwfilter/kvmnet-set-ssh"]

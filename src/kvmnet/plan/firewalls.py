@@ -62,15 +62,19 @@ def plan_nwfilters(ctx: Ctx) -> None:
                     tuple(diff), xml=xml))
 
 
-def _in_scope(name: str, xml: str, scope: tuple[str, ...]) -> bool:
-    """A filter of sets outside --scope belongs to another spec; the antispoof-only
-    combination is shared, so a scoped plan leaves it."""
-    if not scope:
+def _in_scope(ctx: Ctx, name: str, xml: str) -> bool:
+    """A filter of sets outside --scope belongs to another spec; a combination of no
+    set (anti-spoofing alone) is the same for every spec: a scoped plan removes it
+    only when no NIC of another guest names it."""
+    if not ctx.scope:
         return True
     if name.startswith(SET_PREFIX):
-        return in_scope(name.removeprefix(SET_PREFIX), scope)
+        return in_scope(name.removeprefix(SET_PREFIX), ctx.scope)
     sets = [r.removeprefix(SET_PREFIX) for r in filterrefs(xml) if r.startswith(SET_PREFIX)]
-    return bool(sets) and all(in_scope(s, scope) for s in sets)
+    if not sets:
+        return not any(n.filterref == name for d, dom in ctx.live.domains.items()
+                       if d not in ctx.spec.guests for n in (*dom.nics, *dom.live_nics))
+    return all(in_scope(s, ctx.scope) for s in sets)
 
 
 def plan_nwfilter_removals(ctx: Ctx) -> None:
@@ -80,7 +84,7 @@ def plan_nwfilter_removals(ctx: Ctx) -> None:
         return
     wanted = set(_wanted(ctx))
     gone = [n for n, f in live.items() if f.owned and n not in wanted
-            and _in_scope(n, f.xml, ctx.scope)]
+            and _in_scope(ctx, n, f.xml)]
     for name in sorted(gone, key=lambda n: (0 if n.startswith(NIC_PREFIX) else 1, n)):
         ctx.actions.append(Action(
             "nwfilter.remove", f"nwfilter/{name}", "live",
