@@ -167,8 +167,10 @@ def _cleanup(conn: Any, lab: str) -> None:
         for f in conn.listAllNWFilters():
             if f.name().startswith(f"kvmnet-set-{PREFIX}"):
                 f.undefine()
-        for f in conn.listAllNWFilters():  # combinations of our sets only (no one else's)
-            if f.name().startswith("kvmnet-nic-") and f"kvmnet-set-{PREFIX}" in f.XMLDesc(0):
+        for f in conn.listAllNWFilters():  # combinations of our sets (no one else's), and
+            xml = f.XMLDesc(0)             # anti-spoofing alone, unless a NIC names it
+            if f.name().startswith("kvmnet-nic-") and (
+                    f"kvmnet-set-{PREFIX}" in xml or "kvmnet-set-" not in xml):
                 try:
                     f.undefine()
                 except libvirt.libvirtError:

@@ -341,3 +341,7 @@ def test_a_scoped_plan_removes_only_its_own_filters() -> None:
     gone = [a.target for a in make_plan(plain, read_state(fake), scope=("a", "b", "s*"))
             .actions if a.kind == "nwfilter.remove"]
     assert gone == [f"nwfilter/{spoof}", "nwfilter/kvmnet-set-ssh"]
+    # a spec whose guests never named it leaves it (another spec's, unused for now)
+    other = spec_of({"networks": {"n2": {"mode": "isolated"}}})
+    assert not [a for a in make_plan(other, read_state(fake), scope=("n*",)).actions
+                if a.kind == "nwfilter.remove"]

@@ -65,16 +65,17 @@ def plan_nwfilters(ctx: Ctx) -> None:
 def _in_scope(ctx: Ctx, name: str, xml: str) -> bool:
     """A filter of sets outside --scope belongs to another spec; a combination of no
     set (anti-spoofing alone) is the same for every spec: a scoped plan removes it
-    only when no NIC of another guest names it."""
+    when its own guests' NICs let go of it and no other guest's NIC names it."""
     if not ctx.scope:
         return True
     if name.startswith(SET_PREFIX):
         return in_scope(name.removeprefix(SET_PREFIX), ctx.scope)
     sets = [r.removeprefix(SET_PREFIX) for r in filterrefs(xml) if r.startswith(SET_PREFIX)]
-    if not sets:
-        return not any(n.filterref == name for d, dom in ctx.live.domains.items()
-                       if d not in ctx.spec.guests for n in (*dom.nics, *dom.live_nics))
-    return all(in_scope(s, ctx.scope) for s in sets)
+    if sets:
+        return all(in_scope(s, ctx.scope) for s in sets)
+    users = {d for d, dom in ctx.live.domains.items()
+             for n in (*dom.nics, *dom.live_nics) if n.filterref == name}
+    return bool(users) and users <= set(ctx.spec.guests)
 
 
 def plan_nwfilter_removals(ctx: Ctx) -> None:
