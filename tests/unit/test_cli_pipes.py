@@ -43,8 +43,8 @@ def test_show_into_a_pipe_is_plain_columns() -> None:
         ["NAME", "MODE", "BRIDGE", "SUBNETS", "ACTIVE", "AUTOSTART", "OWNER"],
         ["default", "nat", "virbr0", "192.168.122.1/24", "yes", "no", "unmanaged"]]
     assert [line.split() for line in nics.splitlines()] == [
-        ["GUEST", "STATE", "MAC", "ATTACHED", "TO", "IP"],
-        ["test", "running", "aa:bb:cc:dd:ee:ff", "network:default", "-"]]
+        ["GUEST", "STATE", "MAC", "ATTACHED", "TO", "IP", "FIREWALL"],
+        ["test", "running", "aa:bb:cc:dd:ee:ff", "network:default", "-", "-"]]
     # columns line up: each header starts where its cells do
     head, row = nets.splitlines()
     assert head.index("SUBNETS") == row.index("192.168.122.1/24")
@@ -55,7 +55,7 @@ def test_wide_adds_columns_and_no_headers_drops_them(capsys: pytest.CaptureFixtu
     rc, out, _ = run(capsys, "show", "-c", T, "-o", "wide")
     assert rc == 0
     assert out.split("\n\n")[1].splitlines()[0].split() == [
-        "GUEST", "STATE", "MAC", "ATTACHED", "TO", "MODEL", "IP", "ADDRESSES"]
+        "GUEST", "STATE", "MAC", "ATTACHED", "TO", "MODEL", "IP", "ADDRESSES", "FIREWALL"]
     rc, out, _ = run(capsys, "show", "-c", T, "--no-headers")
     assert rc == 0
     assert [b.splitlines()[0].split()[0] for b in out.split("\n\n")] == ["default", "test"]
