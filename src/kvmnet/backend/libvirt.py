@@ -289,6 +289,9 @@ class NoLibvirt:
     def listAllDomains(self, flags: int = 0) -> list[Any]:  # noqa: N802
         return []
 
+    def listAllNWFilters(self, flags: int = 0) -> list[Any]:  # noqa: N802
+        return []
+
     def close(self) -> int:
         return 0
 
