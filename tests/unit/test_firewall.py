@@ -345,3 +345,15 @@ def test_a_scoped_plan_removes_only_its_own_filters() -> None:
     other = spec_of({"networks": {"n2": {"mode": "isolated"}}})
     assert not [a for a in make_plan(other, read_state(fake), scope=("n*",)).actions
                 if a.kind == "nwfilter.remove"]
+
+
+def test_a_real_host_without_the_nwfilter_driver_is_an_error() -> None:
+    from dataclasses import replace
+
+    spec = spec_of(_spec_with_macs())
+    fake = _host(spec)
+    fake.nwfilters = None
+    live = replace(read_state(fake), is_test=False)
+    assert any("answers no nwfilter call" in f.message for f in make_plan(spec, live).errors)
+    plain = spec_of({"networks": SPEC["networks"]})
+    assert not make_plan(plain, live).errors       # a spec without firewalls: no matter

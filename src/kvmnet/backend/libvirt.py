@@ -119,10 +119,10 @@ class Connection:
     def fetch_nwfilters(self) -> list[FilterRecord] | None:
         try:
             filters = self.raw.listAllNWFilters()
-        except libvirt.libvirtError as e:
-            if e.get_error_code() == libvirt.VIR_ERR_NO_SUPPORT:
-                return None
-            raise LiveError(f"list nwfilters: {one_line(e)}") from None
+        except libvirt.libvirtError:
+            # no nwfilter driver (the test driver; modular daemons without
+            # virtnwfilterd): a plan that needs one says so (kvmnet.plan.firewalls)
+            return None
         out = []
         for f in filters:  # (name and UUID are the binding's: no call)
             try:

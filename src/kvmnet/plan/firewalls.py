@@ -35,6 +35,11 @@ def plan_nwfilters(ctx: Ctx) -> None:
     """Define and redefine what the spec needs (before the guests' NICs)."""
     wanted = _wanted(ctx)
     live = ctx.live.nwfilters
+    if live is None and wanted and not ctx.live.is_test:
+        ctx.error(("firewalls",), f"libvirt at {ctx.live.uri} answers no nwfilter call: its "
+                  "nwfilter driver is missing (Debian 13: libvirt-daemon-driver-nwfilter; "
+                  "modular daemons: virtnwfilterd)")
+        return
     spoof = any(ANTISPOOF in filterrefs(x) for x in wanted.values())
     if live is not None and spoof and ANTISPOOF not in live:
         ctx.error(("firewalls",), f"antispoof uses libvirt's {ANTISPOOF} filter, which "
