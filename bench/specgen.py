@@ -27,7 +27,8 @@ def apply_spec(n: int, change: bool = False) -> str:
     RESERVATIONS reservations each; `change` moves reservation 0 of network 0."""
     if n > 250:
         raise ValueError("the apply job has room for 250 networks in 10.250.0.0/16")
-    lines = ["# kvmnet bench: apply job", "networks:"]
+    # one owner for both files: the change is the same spec, edited
+    lines = ["# kvmnet bench: apply job", "owner: kvmnet-bench", "networks:"]
     for i in range(n):
         lines += [f"  {net_name(i)}:", "    mode: nat", f"    bridge: kvb{i:03d}",
                   "    ipv4:", f"      address: 10.250.{i}.1/24",

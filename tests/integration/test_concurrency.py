@@ -27,10 +27,10 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.model.derive import nic_macs
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
 from lab.libvirtd import DNSMASQ_DIR, Libvirtd
+from lab.macs import planned_macs
 
 pytestmark = pytest.mark.libvirtd
 
@@ -76,8 +76,9 @@ class Lab:
     dir: Path
 
     def write(self, text: str, name: str) -> Path:
+        """The suite's specs are one owner's, whatever their file is called."""
         p = self.dir / name
-        p.write_text(text)
+        p.write_text(text if "owner:" in text else f"owner: kvt-cc\n{text}")
         return p
 
     def env(self) -> dict[str, str]:
@@ -133,11 +134,12 @@ def assert_state(lab: Lab, text: str) -> None:
     """Every reservation, DNS host and NIC of the spec is there exactly once, live and
     persistent, and in dnsmasq's files; nothing else."""
     wanted, _ = load_text(text)
+    macs = planned_macs(wanted, URI, owner="kvt-cc")   # Lab.write's owner
     for name, net in wanted.networks.items():
         assert lab.raw.networkLookupByName(name).isActive()
         want_hosts = sorted((h.mac, str(h.ip)) for h in net.ipv4.hosts) if net.ipv4 else []
         if name == f"{PREFIX}n0":  # + the guest's NIC reservation
-            want_hosts = sorted(want_hosts + [(nic_macs(wanted)[(GUEST, 0)], "10.235.200.50")])
+            want_hosts = sorted(want_hosts + [(macs[(GUEST, 0)], "10.235.200.50")])
         want_dns = sorted((str(h.ip), tuple(h.names)) for h in net.dns.hosts) if net.dns else []
         for inactive in (False, True):
             root = _xml(lab, name, inactive)
@@ -154,8 +156,8 @@ def assert_state(lab: Lab, text: str) -> None:
             assert sorted(ln.split("\t")[0] for ln in addn if ln) == [ip for ip, _ in want_dns]
     dom = lab.raw.lookupByName(GUEST)
     root = etree.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
-    macs = sorted(i.find("mac").get("address") for i in root.iterfind("devices/interface"))
-    assert macs == sorted(m for (g, _), m in nic_macs(wanted).items() if g == GUEST)
+    nics = sorted(i.find("mac").get("address") for i in root.iterfind("devices/interface"))
+    assert nics == sorted(m for (g, _), m in macs.items() if g == GUEST)
 
 
 def test_five_applies_of_one_file_at_once(lab: Lab) -> None:

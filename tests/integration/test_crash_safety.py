@@ -41,12 +41,12 @@ import libvirt
 import pytest
 from lxml import etree
 
-from kvmnet.model.derive import nic_macs
 from kvmnet.parse.domain import KVMNET_NS, parse_managed_macs
 from kvmnet.parse.network import parse_network
 from kvmnet.spec.load import load_text
 from lab.guest import domain_xml
 from lab.libvirtd import Libvirtd, remove_objects
+from lab.macs import planned_macs
 
 pytestmark = pytest.mark.libvirtd
 
@@ -75,7 +75,7 @@ NICS = 9
 
 
 def spec_text() -> str:
-    lines = ["networks:"]
+    lines = ["owner: kvt-rel-cs", "networks:"]
     for name in STOPPED + [LIVE] + RESTART + CREATED:
         x = OCTET[name]
         lines += [f"  {name}:", "    mode: isolated", f"    bridge: kvtrcs{x}"]
@@ -99,7 +99,7 @@ def make_pristine(raw: libvirt.virConnect) -> None:
         root = etree.Element("network")
         etree.SubElement(root, "name").text = name
         etree.SubElement(etree.SubElement(root, "metadata"), MARK,
-                         nsmap={"kvmnet": KVMNET_NS})
+                         nsmap={"kvmnet": KVMNET_NS}, owner="kvt-rel-cs")   # spec_text's
         etree.SubElement(root, "bridge", name=f"kvtrcs{x}", stp="on", delay="0")
         if name in WITH_IP:
             ip = etree.SubElement(root, "ip", address=f"{_net(x)}.1", prefix="24")
@@ -223,7 +223,7 @@ def reference(lab: Lab) -> dict[str, object]:
         "nic.attach": NICS}
     state = snapshot(lab.raw)
     spec, _ = load_text(spec_text())
-    macs = sorted(m for (g, _i), m in nic_macs(spec).items() if g == GUEST)
+    macs = sorted(m for (g, _i), m in planned_macs(spec, URI).items() if g == GUEST)
     assert state["recorded"] == macs
     assert [m for m, _ in state["nics"]] == macs
     assert lab.cli(*lab.args("plan", "--detailed-exitcode")).returncode == 0

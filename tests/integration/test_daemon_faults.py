@@ -406,13 +406,13 @@ def test_dnsmasq_cannot_start(raw: libvirt.virConnect, libvirtd: Libvirtd, tmp_p
     spec = tmp_path / "spec.yaml"
     # the network that must not be touched is there first, converged
     kept_only = tmp_path / "kept.yaml"
-    kept_only.write_text("networks:\n" + KEPT)
+    kept_only.write_text("owner: kvt-rel-df\nnetworks:\n" + KEPT)   # the same owner as spec
     converges(kept_only)
     kept = raw.networkLookupByName(f"{PREFIX}kept")
     kept_before = (kept.XMLDesc(0), dnsmasq_pids(f"{PREFIX}kept"),
                    ns_links(libvirtd.netns)["kvtrdfk"]["index"])
 
-    spec.write_text("networks:\n" + BEFORE + KEPT + FAILING + AFTER)
+    spec.write_text("owner: kvt-rel-df\nnetworks:\n" + BEFORE + KEPT + FAILING + AFTER)
     r = cli("apply", str(spec), "-c", "qemu:///system", "--scope", SCOPE, "--yes")
     line = one_error(r.returncode, r.stdout, r.stderr)
     assert line.startswith(f"kvmnet: error: network.create network/{DNS_NET} failed: "

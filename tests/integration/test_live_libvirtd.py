@@ -34,7 +34,6 @@ from lxml import etree
 from kvmnet.apply.runner import Report, run
 from kvmnet.backend import lock as kvmnet_lock
 from kvmnet.backend.libvirt import Connection
-from kvmnet.model.derive import nic_macs
 from kvmnet.plan import Action
 from kvmnet.service.ops import plan_file
 from kvmnet.spec.load import load, load_text
@@ -47,6 +46,7 @@ from lab.libvirtd import (
     ns_links,
     remove_objects,
 )
+from lab.macs import planned_macs
 from lab.netxml import network_xml
 
 pytestmark = pytest.mark.libvirtd
@@ -108,8 +108,9 @@ class Lab:
         return self.lab.netns
 
     def spec(self, text: str, name: str = "spec.yaml") -> Path:
+        """The suite's specs are one owner's, whatever their file is called."""
         p = self.dir / name
-        p.write_text(text)
+        p.write_text(text if "owner:" in text else f"owner: {PREFIX}suite\n{text}")
         return p
 
     def plan(self, path: Path) -> list[Action]:
@@ -164,7 +165,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 
 def nat_nic_mac() -> str:
     """The MAC kvmnet gives the guest's first NIC (the spec has none)."""
-    return nic_macs(load_text(BASE)[0])[(GUEST, 0)]
+    return planned_macs(load_text(BASE)[0], URI, owner=f"{PREFIX}suite")[(GUEST, 0)]
 
 
 def _remove_links(netns: str, names: tuple[str, ...] = OUR_LINKS) -> None:
@@ -506,7 +507,7 @@ def test_bridge_name_taken_by_a_host_link(lab: Lab):
                         "    ipv4: {address: 10.210.60.1/24}\n", "taken.yaml")
         line = one_error_line(lab.cli_plan(path))
         assert "kvtitaken0 already exists" in line and "pick another name" in line
-        assert f"{path}:4:" in line
+        assert f"{path}:5:" in line     # (the suite's owner: line comes first)
         assert not _exists(lab, "kvt-it-taken")
     finally:
         _remove_links(lab.netns, ("kvtitaken0",))

@@ -29,11 +29,11 @@ from kvmnet.apply.runner import run
 from kvmnet.backend.libvirt import Connection
 from kvmnet.backend.ovsdb import read_nb
 from kvmnet.errors import PlanError
-from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Ovn, Spec
 from kvmnet.render.interface import overlay_port_id
 from kvmnet.service.ops import import_spec, plan_file, read_live, with_nb
 from kvmnet.spec.dump import dump
+from lab.macs import planned_macs
 from lab.ovn import OvnLab, dhcp, ping
 
 NET = "kvt-ov1"
@@ -83,8 +83,9 @@ def spec_text(nb: str, guests: bool = True, network: bool = True) -> str:
 
 
 def write(tmp_path: Path, text: str) -> Path:
+    """The suite's specs are one owner's (generated MACs are salted with it)."""
     p = tmp_path / "spec.yaml"
-    p.write_text(text)
+    p.write_text(text if "owner:" in text else f"owner: kvt-ovn\n{text}")
     return p
 
 
@@ -120,7 +121,7 @@ def test_two_guests_on_two_hypervisors_get_dhcp_and_ping(
     assert apply_file(path, conn) == 4          # one NB transaction per action
 
     # guests plugged as libvirt plugs a tap: iface-id = the interfaceid kvmnet renders
-    macs = nic_macs(spec)
+    macs = planned_macs(spec, "test:///default", owner="kvt-ovn")
     g1 = ovn_lab.hvs[0].plug_guest("g1", overlay_port_id(NET, "kvt-g1", 0), macs[("kvt-g1", 0)])
     g2 = ovn_lab.hvs[1].plug_guest("g2", overlay_port_id(NET, "kvt-g2", 0), macs[("kvt-g2", 0)])
     try:
@@ -205,7 +206,7 @@ def test_removing_a_switch_with_bound_ports_needs_allow_destroy(
     path = write(tmp_path, spec_text(central.nb_remote))
     apply_file(path, conn)
     spec = Spec.model_validate(yaml.safe_load(path.read_text()))
-    mac = nic_macs(spec)[("kvt-g1", 0)]
+    mac = planned_macs(spec, "test:///default", owner="kvt-ovn")[("kvt-g1", 0)]
     g = ovn_lab.hvs[0].plug_guest("g3", overlay_port_id(NET, "kvt-g1", 0), mac)
     try:
         port = overlay_port_id(NET, "kvt-g1", 0)
@@ -239,7 +240,7 @@ def test_router_with_snat_to_an_external_network(
     apply_file(path, conn)
     assert not plan_file(path, conn).plan.changes
     spec = Spec.model_validate(data)
-    macs = nic_macs(spec)
+    macs = planned_macs(spec, "test:///default", owner="kvt-ovn")
     g = hv2.plug_guest("g4", overlay_port_id(NET, "kvt-g2", 0), macs[("kvt-g2", 0)])
     try:
         dhcp(g)

@@ -13,8 +13,10 @@ live.yaml, every key optional but `about`:
     args: {adopt: [NAME], scope: [GLOB], allow_destroy: true}
     domains:           # defined first (kvmnet never creates guests)
       NAME: {running: true, nics: [{network|bridge: X, mac: M, model: virtio}],
-             managed: [M]}            # the NICs kvmnet's metadata says it attached
-    applied: {...}     # a spec kvmnet planned and applied on the fake before
+             managed: [M],            # NICs a kvmnet from before owners recorded (no owner)
+             records: [{mac: M, owner: O, index: I}]}   # ... and one that knew owners
+    applied: {...}     # a spec kvmnet planned and applied on the fake before, for the
+                       # case spec's owner unless the applied spec says `owner:`
     networks:          # then, verbatim: what libvirt holds (foreign networks, drift)
       NAME: {xml: "<network>...", active: true, autostart: false}
     after: {stop: [NAME], undefine: [NAME], autostart: {NAME: false}}   # behind kvmnet's back
@@ -24,6 +26,9 @@ live.yaml, every key optional but `about`:
                backends: [nftables]}   # the port forwards kvmnet installed (state file)
     ovn: {switches: [...], ports: [...], dhcp: [...]}   # northbound rows (model.overlay)
     is_test: true      # LiveState.is_test; default: true unless `host` is given
+
+A spec.yaml without `owner:` is owned by 'case' (not its path: the golden files would
+depend on where the checkout is).
 
 The fake (kvmnet.backend.fake) holds domains and networks; host, firewall and ovn
 are laid over what kvmnet.backend.read reads of it, as service.ops.read_live does.
@@ -44,10 +49,18 @@ from kvmnet.apply.runner import run
 from kvmnet.backend.fake import FakeBackend
 from kvmnet.backend.read import read_state
 from kvmnet.model.forward import STATE_VERSION, FirewallLive, RulesetFacts, parse_state
-from kvmnet.model.live import HostLink, HostRoute, HostState, LinkDns, LiveState, NamesLive
+from kvmnet.model.live import (
+    HostLink,
+    HostRoute,
+    HostState,
+    LinkDns,
+    LiveState,
+    NamesLive,
+    NicRecord,
+)
 from kvmnet.model.overlay import Dhcp, NbState, Port, Switch
 from kvmnet.model.spec import Spec
-from kvmnet.parse.domain import managed_macs_xml
+from kvmnet.parse.domain import nic_records_xml
 from kvmnet.plan import Plan, make_plan
 from kvmnet.plan.forwards import wanted_rule_parts
 from kvmnet.service.ops import load_spec
@@ -83,6 +96,8 @@ class Case:
     @classmethod
     def load(cls, folder: Path) -> Case:
         spec, _pos, _warnings = load_spec(folder / "spec.yaml")
+        if "owner" not in (yaml.safe_load((folder / "spec.yaml").read_text()) or {}):
+            spec = spec.model_copy(update={"owner": "case"})
         live = yaml.safe_load((folder / "live.yaml").read_text()) or {}
         assert live.get("about"), f"{folder}/live.yaml: say what the case is about (about:)"
         return cls(folder.name, spec, live)
@@ -97,7 +112,7 @@ class Case:
         for name, d in (self.live.get("domains") or {}).items():
             _load_domain(fake, name, d)
         if "applied" in self.live:
-            _apply_before(fake, self.live["applied"])
+            _apply_before(fake, self.live["applied"], self.spec.owner)
         for n in (self.live.get("networks") or {}).values():
             fake.load_network(n["xml"], n.get("active", True), n.get("autostart", False),
                               n.get("persistent", True))
@@ -153,14 +168,16 @@ def _load_domain(fake: FakeBackend, name: str, d: dict[str, Any]) -> None:
     nics = d.get("nics") or []
     running = d.get("running", False)
     managed = d.get("managed")
+    records = [NicRecord(r["mac"], r.get("owner"), r.get("index")) for r in d.get("records", ())]
+    records += [NicRecord(m) for m in managed or ()]
     fake.load_domain(_domain_xml(name, nics, False), running,
-                     managed_macs_xml(set(managed)) if managed else None,
+                     nic_records_xml(records) if records else None,
                      _domain_xml(name, nics, True) if running else None)
 
 
-def _apply_before(fake: FakeBackend, data: dict[str, Any]) -> None:
+def _apply_before(fake: FakeBackend, data: dict[str, Any], owner: str | None) -> None:
     """The fake as kvmnet's apply of `data` (a spec) left it."""
-    spec, pos = load_text(yaml.safe_dump(data), "live.yaml:applied")
+    spec, pos = load_text(yaml.safe_dump({"owner": owner, **data}), "live.yaml:applied")
     problems = errors(check(spec, pos, "live.yaml:applied"))
     assert not problems, problems
     live = read_state(fake)

@@ -71,6 +71,7 @@ def outcome(case: Case) -> dict[str, Any]:
         "findings": [{"path": ".".join(map(str, f.path)), "severity": f.severity,
                       "message": f.message} for f in plan.findings],
         "apply": _apply(case, plan),
+        **({"left_alone": [x.text() for x in plan.left_alone]} if plan.left_alone else {}),
     }
 
 

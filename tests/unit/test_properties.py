@@ -356,7 +356,7 @@ def _guest_matches(conn: Connection, spec: Spec) -> None:
         libvirt.VIR_DOMAIN_XML_INACTIVE).encode())
     have = {i.find("mac").get("address"): i.find("source").get("network")
             for i in root.iterfind("devices/interface")}
-    macs = nic_macs(spec)
+    macs = nic_macs(spec, host="test")   # plan salts with the host: test:/// is 'test'
     want = {macs[("test", i)]: nic.network
             for i, nic in enumerate(spec.guests["test"].interfaces)} if "test" in \
         spec.guests else {}

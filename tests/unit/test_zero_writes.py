@@ -373,12 +373,13 @@ def test_removal_with_guests_needs_allow_destroy(tmp_path: Path, held: libvirt.v
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     """A plan that would cut a running guest off is refused as a whole: no write."""
     f = tmp_path / "adopt.yaml"
-    f.write_text("networks:\n  default:\n    adopt: true\n    mode: nat\n    bridge: virbr0\n"
+    f.write_text("owner: zw\nnetworks:\n  default:\n    adopt: true\n    mode: nat\n"
+                 "    bridge: virbr0\n"
                  "    ipv4: {address: 192.168.122.1/24, dhcp: 192.168.122.2-192.168.122.254}\n")
     assert main(["apply", "--yes", str(f), "-c", "test:///default"]) == 0  # (writes: allowed)
     capsys.readouterr()
     empty = tmp_path / "empty.yaml"
-    empty.write_text(GOOD)
+    empty.write_text("owner: zw\n" + GOOD)   # the same owner: its network is this spec's
     before = _snapshot(held)
     for cmd in COMMANDS.values():
         rc, out, err, t = run(capsys, [*cmd, str(empty), "-c", "test:///default"])

@@ -6,14 +6,15 @@ from __future__ import annotations
 from kvmnet.apply.step import Step
 from kvmnet.backend.base import NicOp
 from kvmnet.errors import LiveError
-from kvmnet.parse.domain import managed_macs_xml
+from kvmnet.parse.domain import nic_records_xml
 from kvmnet.plan import Action
 
 
 def _record(a: Action, step: Step, domain: str) -> None:
-    """Write the MACs of the NICs kvmnet attached into the domain's metadata."""
-    if a.managed_macs is not None:
-        step.backend.set_managed_macs(domain, managed_macs_xml(set(a.managed_macs)))
+    """Write kvmnet's record of the NICs it attached (MAC, owner, index) into the
+    domain's metadata."""
+    if a.nic_records is not None:
+        step.backend.set_managed_macs(domain, nic_records_xml(a.nic_records))
 
 
 def _nic(a: Action, step: Step, op: NicOp) -> str:
@@ -40,3 +41,11 @@ def update(a: Action, step: Step) -> str:
 
 def detach(a: Action, step: Step) -> str:
     return _nic(a, step, "detach")
+
+
+def adopt(a: Action, step: Step) -> str:
+    """Only the record changes: the NIC is this owner's from now on."""
+    if a.domain is None:
+        raise LiveError(f"{a.kind} {a.target}: the action names no domain")
+    _record(a, step, a.domain)
+    return ""

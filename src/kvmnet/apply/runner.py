@@ -35,6 +35,7 @@ HANDLERS: dict[str, Handler] = {
     "nwfilter.define": firewalls.define,
     "nwfilter.redefine": firewalls.redefine,
     "nwfilter.remove": firewalls.remove,
+    "nic.adopt": guests.adopt,
     "host.bridge": host.bridge,
     "host.names": host.names,
     "host.resolved": host.resolved,

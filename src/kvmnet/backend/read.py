@@ -11,7 +11,7 @@ from typing import cast
 from kvmnet.backend.base import Backend, DomainRecord, NetworkRecord
 from kvmnet.errors import LiveError
 from kvmnet.model.live import HostState, LiveDomain, LiveFilter, LiveNetwork, LiveState
-from kvmnet.parse.domain import parse_managed_macs, parse_nics
+from kvmnet.parse.domain import parse_managed_macs, parse_nic_records, parse_nics
 from kvmnet.parse.network import parse_network
 from kvmnet.render.network import MARK, NetworkXMLError
 
@@ -33,7 +33,8 @@ def network_from_record(r: NetworkRecord) -> LiveNetwork:
     except NetworkXMLError as e:
         return _unreadable(r, str(e))
     return LiveNetwork(
-        name=parsed.name, network=parsed.network, managed=parsed.managed, active=r.active,
+        name=parsed.name, network=parsed.network, managed=parsed.managed, owner=parsed.owner,
+        active=r.active,
         autostart=r.autostart, persistent=r.persistent, uuid=r.uuid,
         bridge=r.bridge or parsed.network.bridge, xml=r.xml,
         unmodelled=tuple(parsed.unmodelled), split_config=r.split_config)
@@ -82,7 +83,8 @@ def read_domains(backend: Backend) -> dict[str, LiveDomain]:
 def domain_from_record(r: DomainRecord) -> LiveDomain:
     live_nics = parse_nics(r.live_xml) if r.running and r.live_xml else ()
     return LiveDomain(name=r.name, running=r.running, nics=parse_nics(r.xml),
-                      live_nics=live_nics, managed_macs=parse_managed_macs(r.metadata))
+                      live_nics=live_nics, managed_macs=parse_managed_macs(r.metadata),
+                      records=parse_nic_records(r.metadata))
 
 
 def read_nwfilters(backend: Backend) -> dict[str, LiveFilter] | None:

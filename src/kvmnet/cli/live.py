@@ -51,6 +51,10 @@ def plan(
     as_json: JsonOpt = False,
     detailed_exitcode: Annotated[bool, typer.Option(
         "--detailed-exitcode", help="Exit 2 when there are changes, 0 when none.")] = False,
+    allow_destroy: Annotated[bool, typer.Option(
+        "--allow-destroy", help="Plan as apply --allow-destroy would: a removal of a "
+                                "network with guests attached does not make plan exit 3."
+    )] = False,
     adopt: AdoptOpt = None,
     netns: NetnsOpt = None,
     scope: ScopeOpt = None,
@@ -60,7 +64,10 @@ def plan(
     """Show what apply would change, each action marked live / restart / disruptive.
 
     Reads the live state (networks, domains, host links), diffs it with FILE
-    and prints ordered actions. Changes nothing. A spec with hosts: is planned
+    and prints ordered actions and a summary (N to add, M to change, K to
+    destroy). Changes nothing. Exits 3 when apply would refuse the plan without
+    --allow-destroy (a network with guests attached would be removed; pass
+    --allow-destroy to plan as that apply would). A spec with hosts: is planned
     on every host at its own URI, concurrently (docs/CLUSTER.md).
     """
     from kvmnet.service.ops import load_spec, needs_libvirt, plan_spec
@@ -81,9 +88,27 @@ def plan(
         out.json(plan_data(p.plan, conn.uri, str(file), p.warnings))
     else:
         print_problems(p.warnings)
-        show_plan(p.plan, conn.uri)
+        show_plan(p.plan, conn.uri, unread_note(spec, conn, file))
+    if not allow_destroy and any(a.needs_allow_destroy and not a.skipped
+                                 for a in p.plan.actions):
+        raise typer.Exit(3)
     if detailed_exitcode and p.plan.changes:
         raise typer.Exit(2)
+
+
+def unread_note(spec: Spec, conn: Connection, file: Path) -> str | None:
+    """A plan with no changes says what it compared: for a spec with no networks and no
+    guests libvirt is not read at all, so "matches the spec" would claim too much."""
+    from kvmnet.service.ops import needs_libvirt
+
+    if needs_libvirt(spec):
+        return None
+    host = ("" if not spec.host.bridges else
+            "; its host bridges were not compared (test:/// has no host)" if conn.is_test else
+            "; its host bridges match the host")
+    return (f"No changes: {file} has no networks or guests, so libvirt at {conn.uri} was not "
+            f"read and nothing there was compared{host}. (To remove what this spec's owner "
+            f"holds in libvirt: kvmnet destroy {file})")
 
 
 def _progress(i: int, total: int, a: Action, res: Any) -> None:
@@ -97,9 +122,11 @@ def _progress(i: int, total: int, a: Action, res: Any) -> None:
 def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_json: bool,
              adopt: frozenset[str], netns: str | None, lock_wait: float,
              scope: tuple[str, ...] = (), host: Any = None,
-             loaded: tuple[Spec, Positions, list[Problem]] | None = None) -> bool:
+             loaded: tuple[Spec, Positions, list[Problem]] | None = None,
+             nothing: str | None = None) -> bool:
     """`host` (kvmnet.apply.bridge.options.HostOptions): --root and --confirm-timeout. `loaded`:
-    what ops.load_spec(file) returned, when the caller has it (the file is read once)."""
+    what ops.load_spec(file) returned, when the caller has it (the file is read once).
+    `nothing`: what an empty plan says (default: unread_note, or "matches the spec")."""
     from kvmnet.service.ops import load_spec, plan_spec
 
     def body() -> bool:
@@ -108,11 +135,11 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
                       host.root if host else None)
         if not as_json:
             print_problems(p.warnings)
-            show_plan(p.plan, conn.uri)
+            show_plan(p.plan, conn.uri, nothing or unread_note(spec, conn, file))
         if not p.plan.changes:
             if as_json:
                 out.json({"kvmnet": 1, "uri": conn.uri, "ok": True, "writes": 0,
-                          "results": []})
+                          "results": [], "warnings": [w.as_dict() for w in p.warnings]})
             return True
         from kvmnet.apply.runner import check_allowed, run  # (not loaded by a no-op)
 
@@ -127,7 +154,8 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
                      None if as_json else _progress, netns, host)
         if as_json:
             out.json({"kvmnet": 1, "uri": conn.uri, "ok": report.ok, "writes": report.writes,
-                      "results": [r.as_dict() for r in report.results]})
+                      "results": [r.as_dict() for r in report.results],
+                      "warnings": [w.as_dict() for w in p.warnings]})
         elif report.ok:
             done = sum(1 for r in report.results if r.status == "done")
             out.print(f"Applied {done} change(s) with {report.writes} libvirt write call(s).")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,6 +11,10 @@ from kvmnet.cli import complete
 from kvmnet.cli.common import JsonOpt, SpecFile, commands, load_checked
 from kvmnet.cli.output import err, out
 from kvmnet.errors import KvmnetError
+
+if TYPE_CHECKING:
+    from kvmnet.errors import Problem
+    from kvmnet.model.spec import Spec
 
 app = commands()
 
@@ -37,6 +41,10 @@ def render(
     output: Annotated[Path | None, typer.Option("-o", "--output", metavar="DIR",
                                                 help="Write the files under DIR "
                                                      "(layout: see README).")] = None,
+    connect_: Annotated[str | None, typer.Option(
+        "-c", "--connect", metavar="URI",
+        help="The libvirt URI apply will use: generated MACs are salted with its host "
+             "(default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")] = None,
 ) -> None:
     """Render every artefact: libvirt network XML, guest <interface> XML, host bridge
     configs (ifupdown, netplan, NetworkManager, systemd-networkd), upstream routes.
@@ -45,10 +53,11 @@ def render(
     DIR/.kvmnet-render.json lists what was written: the next render into DIR removes
     the files of this one it no longer makes (unless changed since), and nothing else.
     """
+    from kvmnet.model.uri import mac_host_of
     from kvmnet.render import render_all
 
-    spec, _ = load_checked(file)
-    files = render_all(spec)
+    spec, _ = load_owned(file)
+    files = render_all(spec, mac_host_of(connect_))
     if output is None:
         text = "".join(f"==> {path} <==\n{files[path]}"
                        + ("" if files[path].endswith("\n") else "\n") for path in sorted(files))
@@ -77,6 +86,10 @@ def mac(
                                                    help="Avoid the MACs this spec uses, and "
                                                         "resolve --for as apply would.")] = None,
     as_json: JsonOpt = False,
+    connect_: Annotated[str | None, typer.Option(
+        "-c", "--connect", metavar="URI",
+        help="With --spec: the libvirt URI apply will use (generated MACs are salted with "
+             "its host; default: $LIBVIRT_DEFAULT_URI, then qemu:///system).")] = None,
 ) -> None:
     """Print MAC addresses for guests: random ones (52:54:00:xx:xx:xx, unicast, unique,
     never one the --spec uses) or the stable one kvmnet generates for GUEST/INDEX.
@@ -86,18 +99,20 @@ def mac(
     from secrets import token_bytes
 
     from kvmnet.model.derive import nic_macs, spec_macs, stable_mac
+    from kvmnet.model.uri import mac_host_of
 
     spec = None
     if spec_file is not None:
-        spec, _ = load_checked(spec_file)
+        spec, _ = load_owned(spec_file)
     if for_ is not None:
         guest, sep, idx = for_.rpartition("/")
         if not sep or not guest or not idx.isdigit():
             raise typer.BadParameter("write GUEST/INDEX, e.g. web1/0", param_hint="--for")
-        if spec is not None and (guest, int(idx)) in nic_macs(spec):
-            got = nic_macs(spec)[(guest, int(idx))]
-        else:
+        if spec is None:
             got = stable_mac(guest, int(idx))
+        else:
+            _known_nic(spec, spec_file, guest, int(idx))
+            got = nic_macs(spec, host=mac_host_of(connect_))[(guest, int(idx))]
         if as_json:
             out.json({"kvmnet": 1, "guest": guest, "index": int(idx), "macs": [got]})
         else:
@@ -115,6 +130,35 @@ def mac(
         out.json({"kvmnet": 1, "macs": made})
     else:
         out.print("\n".join(made))
+
+
+def load_owned(path: Path) -> tuple[Spec, list[Problem]]:
+    """load_checked, and the spec's owner (its file's path by default), as plan has it:
+    generated MACs are salted with it."""
+    from kvmnet.spec.owner import default_owner
+
+    spec, problems = load_checked(path)
+    if spec.owner is None:
+        spec = spec.model_copy(update={"owner": default_owner(path)})
+    return spec, problems
+
+
+def _known_nic(spec: Spec, file: Path | None, guest: str, idx: int) -> None:
+    """--for GUEST/INDEX names a NIC of the spec, or the command fails saying which there are."""
+    from difflib import get_close_matches
+
+    g = spec.guests.get(guest)
+    if g is None:
+        close = get_close_matches(guest, spec.guests, n=1)
+        raise KvmnetError(
+            f"--for {guest}/{idx}: {file} has no guest {guest}"
+            + (f" (did you mean {close[0]}?)" if close else "")
+            + f"; its guests: {', '.join(sorted(spec.guests)) or 'none'}")
+    if idx >= len(g.interfaces):
+        raise KvmnetError(f"--for {guest}/{idx}: guest {guest} in {file} has "
+                          f"{len(g.interfaces)} NIC(s): INDEX is 0 to "
+                          f"{len(g.interfaces) - 1}" if g.interfaces else
+                          f"--for {guest}/{idx}: guest {guest} in {file} has no NICs")
 
 
 @app.command()

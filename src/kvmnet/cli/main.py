@@ -4,6 +4,8 @@ Exit codes (stable, for scripts):
   0  success; with --detailed-exitcode: no changes
   1  an error: bad spec, bad usage, libvirt unreachable, unsafe plan, ...
   2  with --detailed-exitcode only: the plan has changes
+  3  plan: apply would refuse this plan without --allow-destroy (a network with guests
+     attached would be removed); `plan --allow-destroy` plans as that apply would
   130  interrupted (Ctrl-C)
 
 The commands live in modules by what they need (cli.local: the spec file only;
@@ -34,6 +36,7 @@ COMMANDS = {
     "validate": "kvmnet.cli.local", "render": "kvmnet.cli.local", "mac": "kvmnet.cli.local",
     "schema": "kvmnet.cli.local", "man": "kvmnet.cli.local",
     "plan": "kvmnet.cli.live", "apply": "kvmnet.cli.live", "import": "kvmnet.cli.live",
+    "destroy": "kvmnet.cli.teardown",
     "show": "kvmnet.cli.show", "leases": "kvmnet.cli.show", "demo": "kvmnet.cli.live",
     "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag", "serve": "kvmnet.cli.serve",
     "status": "kvmnet.cli.host", "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",

@@ -236,25 +236,46 @@ MARK = {"done": ("done", "green"), "skipped": ("skipped", "dim"),
 
 def _action_lines(a: Action) -> Iterator[Line]:
     style = "dim" if a.skipped else _IMPACT[a.impact]
-    yield styled(f"  {a.sign} ", (f"[{a.marker}]", style), f" {a.kind} {a.target}: {a.summary}")
+    gate = [(" [needs --allow-destroy]", "bold red")] if a.needs_allow_destroy else []
+    yield styled(f"  {a.sign} ", (f"[{a.marker}]", style), *gate,
+                 f" {a.kind} {a.target}: {a.summary}")
     for d in a.details:
         color = "green" if d.startswith("+") else "red" if d.startswith("-") else "yellow"
         yield styled("        ", (d, color))
 
 
-def show_plan(plan: Plan, uri: str) -> None:
-    """The plan's actions, each marked live / restart / disruptive, and a count."""
+def _left_alone(plan: Plan) -> list[str | Line]:
+    if not plan.left_alone:
+        return []
+    return [styled(("Left alone (not this spec's owner's):", "bold")),
+            *(styled("  = ", (x.text(), "dim")) for x in plan.left_alone)]
+
+
+def show_plan(plan: Plan, uri: str, nothing: str | None = None) -> None:
+    """The plan's actions, each marked live / restart / disruptive, and a count; what
+    other owners hold is listed as left alone. `nothing`: what to say instead of "URI
+    matches the spec" when there are no changes (libvirt not read, destroy)."""
+    if plan.left_alone:
+        out.print(*_left_alone(plan))
     if not plan.changes:
         skipped = len(plan.actions)
-        out.print(f"No changes: {uri} matches the spec"
+        out.print((nothing or f"No changes: {uri} matches the spec")
                   + (f" ({skipped} host action(s) skipped: {plan.actions[0].skipped})."
                      if skipped else "."))
         return
     out.print(styled((f"Plan for {uri}:", "bold")),
               *(line for a in plan.actions for line in _action_lines(a)))
-    n = [a for a in plan.actions if not a.skipped]
-    counts = {k: sum(1 for a in n if a.impact == k) for k in ("live", "restart", "disruptive")}
-    skipped = len(plan.actions) - len(n)
-    out.print(f"{len(n)} change(s): {counts['live']} live, {counts['restart']} with a network "
-              f"restart, {counts['disruptive']} disruptive to running guests"
-              + (f"; {skipped} skipped" if skipped else "") + ".")
+    out.print(summary_line(plan))
+    gated = [a.target for a in plan.actions if a.needs_allow_destroy and not a.skipped]
+    if gated:
+        out.print(styled((f"{', '.join(gated)}: guests are attached, so apply refuses "
+                          "without --allow-destroy.", "bold red")))
+
+
+def summary_line(plan: Plan) -> str:
+    """terraform's `N to add, M to change, K to destroy`, then kvmnet's impacts."""
+    c = plan.counts()
+    return (f"Plan: {c['add']} to add, {c['change']} to change, {c['destroy']} to destroy "
+            f"({c['live']} live, {c['restart']} with a network restart, {c['disruptive']} "
+            "disruptive to running guests"
+            + (f"; {c['skipped']} skipped" if c["skipped"] else "") + ").")

@@ -11,9 +11,13 @@ from kvmnet.model.spec import DhcpHost, IPConfig, Network, Spec
 QEMU_OUI = "52:54:00"
 
 
-def stable_mac(guest: str, index: int, salt: int = 0) -> str:
-    """52:54:00 + 3 bytes of sha256('guest/index[/salt]'): same input, same MAC, forever."""
+def stable_mac(guest: str, index: int, salt: int = 0, where: str = "") -> str:
+    """52:54:00 + 3 bytes of sha256('[WHERE/]guest/index[/salt]'): same input, same MAC,
+    forever. `where` is mac_key(owner, host): two hosts (or two owners) with a guest of
+    the same name get other MACs; '' is the formula of a kvmnet from before owners."""
     key = f"{guest}/{index}" if salt == 0 else f"{guest}/{index}/{salt}"
+    if where:
+        key = f"{where}/{key}"
     import hashlib  # here: only specs with guests need a generated MAC
 
     h = hashlib.sha256(key.encode()).digest()
@@ -27,6 +31,17 @@ def spec_macs(spec: Spec) -> set[str]:
         for ipc in net.all_ips():
             macs.update(h.mac for h in ipc.hosts if h.mac)
     return macs
+
+
+def mac_key(owner: str | None, host: str) -> str:
+    """What generated MACs are salted with: the spec's owner and the host it is planned
+    on (model.uri.mac_host; '' for a spec with hosts:, whose guests may migrate)."""
+    return f"{owner or ''}@{host}" if owner or host else ""
+
+
+def legacy_macs(guest: str, index: int) -> list[str]:
+    """The MACs a kvmnet from before owners may have given NIC `index` of `guest`."""
+    return [stable_mac(guest, index, salt) for salt in range(4)]
 
 
 class NicMacs(dict[tuple[str, int], str]):
@@ -45,8 +60,11 @@ class NicMacs(dict[tuple[str, int], str]):
 _last: tuple[Spec, NicMacs] | None = None
 
 
-def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> NicMacs:
-    """MAC of every guest NIC: its own, or a stable generated one.
+def nic_macs(spec: Spec, taken: Iterable[str] = (), host: str = "",
+             pins: dict[tuple[str, int], str] | None = None) -> NicMacs:
+    """MAC of every guest NIC: its own, the one it has live (`pins`: plan keeps the MAC
+    of a NIC kvmnet attached), or a stable generated one salted with the spec's owner
+    and `host` (mac_key).
 
     Generated MACs never collide with the spec's explicit MACs, with `taken`
     or with each other; on a collision the salt is bumped, walking guests in
@@ -56,25 +74,27 @@ def nic_macs(spec: Spec, taken: Iterable[str] = ()) -> NicMacs:
     global _last
     extra = {m.lower() for m in taken}
     last = _last
-    if not extra and last is not None and last[0] is spec:
+    pins = pins or {}
+    where = mac_key(spec.owner, host)
+    if not extra and not pins and not host and last is not None and last[0] is spec:
         return last[1]
-    used = spec_macs(spec) | extra
+    used = spec_macs(spec) | extra | set(pins.values())
     out = NicMacs()
     for gname in sorted(spec.guests):
         for i, nic in enumerate(spec.guests[gname].interfaces):
             if nic.network is not None:
                 out.on_network.setdefault(nic.network, []).append((gname, i))
-            if nic.mac:
-                out[(gname, i)] = nic.mac
+            if nic.mac or (gname, i) in pins:
+                out[(gname, i)] = nic.mac or pins[(gname, i)]
                 continue
             salt = 0
-            mac = stable_mac(gname, i)
+            mac = stable_mac(gname, i, 0, where)
             while mac in used:
                 salt += 1
-                mac = stable_mac(gname, i, salt)
+                mac = stable_mac(gname, i, salt, where)
             used.add(mac)
             out[(gname, i)] = mac
-    if not extra:
+    if not extra and not pins and not host:
         _last = (spec, out)
     return out
 

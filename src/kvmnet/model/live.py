@@ -36,6 +36,18 @@ class LiveNetwork:
     # Why kvmnet cannot model this network ('' when it can). Only ever set for a
     # network without kvmnet's mark: `network` then holds just its mode and bridge.
     problem: str = ""
+    # The mark's owner (a spec's `owner:`); None on a managed network: marked by a
+    # kvmnet from before owners (a bare <kvmnet:managed/>)
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class NicRecord:
+    """kvmnet's record of one NIC it attached to a domain (the domain's metadata)."""
+
+    mac: str
+    owner: str | None = None      # None: recorded by a kvmnet from before owners
+    index: int | None = None      # the NIC's place in the guest's `interfaces:` then
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,14 @@ class LiveDomain:
     nics: tuple[LiveNic, ...]             # persistent config
     live_nics: tuple[LiveNic, ...] = ()   # running config (with tap names)
     managed_macs: frozenset[str] = frozenset()   # NICs kvmnet attached (domain metadata)
+    records: tuple[NicRecord, ...] = ()          # the same, with owner and index
+
+    def record(self, mac: str) -> NicRecord | None:
+        """kvmnet's record of the NIC with this MAC (a bare MAC record: owner None)."""
+        for r in self.records:
+            if r.mac == mac:
+                return r
+        return NicRecord(mac) if mac in self.managed_macs else None
 
 
 @dataclass(frozen=True)

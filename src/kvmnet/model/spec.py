@@ -111,7 +111,8 @@ class Network(Model):
                        "host only; bridge: an existing host bridge; macvtap: guests directly "
                        "on host NICs; overlay: across hypervisors, through OVN.")
     adopt: bool = Field(False, description="Take over an existing network of this name "
-                        "that kvmnet did not make (e.g. libvirt's default).")
+                        "that kvmnet did not make (e.g. libvirt's default), or that another "
+                        "spec's owner holds (it then moves to this spec's owner).")
     autostart: bool = Field(True, description="Start the network when libvirt starts.")
     bridge: IfName | None = Field(None, description="The bridge: the one libvirt makes "
                                   "(nat, route, open, isolated) or the host bridge to use "
@@ -273,6 +274,9 @@ class Guest(Model):
                                        "order (a NIC's index is its place here).")
     hosts: list[Name] | None = Field(None, description="Several hypervisors: those it runs "
                                      "on; default: where it is defined.", examples=[["hv2"]])
+    adopt: bool = Field(False, description="Take over the NICs of this guest that another "
+                        "spec's owner attached and this spec lists (they move to this "
+                        "spec's owner).")
 
 
 _NB_RE = re.compile(OVSDB_REMOTE)
@@ -345,6 +349,13 @@ class Spec(Model):
                                            for n in self.networks.values()) or any(
             nic.firewalls or nic.antispoof for g in self.guests.values()
             for nic in g.interfaces)
+
+    owner: Text | None = Field(
+        None, max_length=1024, description="Who owns what this spec makes: kvmnet records "
+        "it on every network and guest NIC it makes, and changes or removes only what this "
+        "owner holds (others' are left alone; `adopt` moves one over). Default: the spec "
+        "file's absolute path, so two files never share objects unless they say the same "
+        "owner: write one when the file may move or be renamed.", examples=["web-team"])
 
     def has_forwards(self) -> bool:
         """Does any network ask for port forwards?"""

@@ -46,6 +46,30 @@ def is_test(uri: str) -> bool:
     return m is not None and m["driver"].lower() == "test"
 
 
+def mac_host_of(uri: str | None) -> str:
+    """mac_host of -c URI, or of the URI libvirt would use without one
+    ($LIBVIRT_DEFAULT_URI, then qemu:///system): for the commands that do not connect
+    (render, mac) to give the MACs plan and apply will."""
+    import os
+
+    return mac_host(uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system")
+
+
+def mac_host(uri: str) -> str:
+    """The host a connection reaches, as kvmnet salts the MACs it generates with it
+    (model.derive.stable_mac): 'test' for libvirt's test driver (a made-up host: the
+    same MACs on every machine), the URI's host for a remote one (lower case), else
+    this machine's hostname."""
+    m = _URI.match(uri)
+    if m is not None and m["driver"].lower() == "test":
+        return "test"
+    if m is not None and not is_local(uri) and _host(m["authority"]):
+        return _host(m["authority"]).lower()
+    import socket  # (here: only plan and `kvmnet mac` ask)
+
+    return socket.gethostname()
+
+
 # -- what a spec may name -----------------------------------------------------------------
 # A spec may come from someone less trusted than root, and `kvmnet plan` connects to
 # its hosts' URIs. libvirt's URIs can do more than connect: qemu+ext runs ?command=,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from lxml import etree
 
-from kvmnet.model.live import LiveNic
+from kvmnet.model.live import LiveNic, NicRecord
 
 KVMNET_NS = "https://kvmnet.dev/xmlns/1"
 
@@ -58,10 +60,36 @@ def parse_managed_macs(metadata_xml: str | None) -> frozenset[str]:
                      if n.get("mac"))
 
 
+def parse_nic_records(metadata_xml: str | None) -> tuple[NicRecord, ...]:
+    """kvmnet's records of the NICs it attached, with their owner and index when the
+    kvmnet that wrote them knew owners (a bare <nic mac=M/>: owner and index None)."""
+    if not metadata_xml:
+        return ()
+    root = etree.fromstring(metadata_xml.encode(), _PARSER)
+    out = []
+    for n in root.iter("{*}nic", "nic"):
+        mac = n.get("mac", "").lower()
+        if not mac:
+            continue
+        index = n.get("index")
+        out.append(NicRecord(mac, n.get("owner") or None,
+                             int(index) if index is not None and index.isdigit() else None))
+    return tuple(out)
+
+
 def managed_macs_xml(macs: frozenset[str] | set[str]) -> str:
+    """A record of NICs with no owner (what a kvmnet from before owners wrote)."""
+    return nic_records_xml([NicRecord(m) for m in macs])
+
+
+def nic_records_xml(records: Iterable[NicRecord]) -> str:
     root = etree.Element("nics")
-    for m in sorted(macs):
-        etree.SubElement(root, "nic", mac=m)
+    for r in sorted(records, key=lambda r: r.mac):
+        el = etree.SubElement(root, "nic", mac=r.mac)
+        if r.owner is not None:
+            el.set("owner", r.owner)
+        if r.index is not None:
+            el.set("index", str(r.index))
     return etree.tostring(root, encoding="unicode")
 
 

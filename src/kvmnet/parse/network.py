@@ -57,6 +57,7 @@ class ParsedNetwork:
     network: Network
     managed: bool
     unmodelled: list[str] = field(default_factory=list)
+    owner: str | None = None     # the mark's owner= (None: a bare mark, or none)
 
 
 # ---------------------------------------------------------------- parse
@@ -98,7 +99,7 @@ class _Parser(Leftovers):
         f: dict[str, Any] = {}
         if r.attr("ipv6") == "yes":
             f["allow_guest_ipv6"] = True
-        managed = self.metadata(r.child("metadata"))
+        managed, owner = self.metadata(r.child("metadata"))
         self.forward(r.child("forward"), f)
         self.bridge(r.child("bridge"), f)
         if (el := r.child("mtu")) is not None:
@@ -118,7 +119,7 @@ class _Parser(Leftovers):
             self.keep_element("", rest)
         net = Network(**f, xml_extra=self.extra)
         uuid = ((uuid_el.text or "").strip() or None) if uuid_el is not None else None
-        return ParsedNetwork(name, uuid, net, managed, self.names)
+        return ParsedNetwork(name, uuid, net, managed, self.names, owner)
 
     def simple(self, el: Element, path: str, attr: str) -> str | None:
         r = Reader(el, path)
@@ -126,13 +127,14 @@ class _Parser(Leftovers):
         self.keep(r)
         return value
 
-    def metadata(self, el: Element | None) -> bool:
+    def metadata(self, el: Element | None) -> tuple[bool, str | None]:
+        """Is kvmnet's mark there, and its owner (None: a mark without one)."""
         if el is None:
-            return False
+            return False, None
         r = Reader(el, "metadata")
-        managed = bool(r.children(MARK))
+        marks = r.children(MARK)
         self.keep(r)
-        return managed
+        return bool(marks), next((m.get("owner") for m in marks if m.get("owner")), None)
 
     def forward(self, el: Element | None, f: dict[str, Any]) -> None:
         if el is None:

@@ -13,10 +13,16 @@ How the two sides are compared (the ignore rules):
 - DHCP reservations and DNS hosts differ -> networkUpdate calls, live and
   persistent together; any other difference -> redefine (+ restart when
   active), marked disruptive when running guests are attached.
-- Guest NICs are matched by MAC (kvmnet's generated MACs are stable).
+- Guest NICs are matched by MAC (kvmnet's generated MACs are stable, salted with
+  the spec's owner and the host; a NIC kvmnet attached keeps the MAC it has live).
+- Owners: every network and guest NIC kvmnet makes records the spec's `owner`. A
+  spec changes and removes only its owner's objects; other owners' are left alone
+  (Plan.left_alone) and taken over only with adopt. A bare mark (a kvmnet from
+  before owners) is claimed by the spec that lists the object; one no spec lists
+  is left alone unless --adopt (or --scope) names it.
 - `scope` (shell globs, `--scope`): when given, a managed network missing from
-  the spec is removed only if its name matches one of them, so several specs
-  (teams, test suites) can share one host; the spec itself must stay inside it.
+  the spec is removed only if its name matches one of them; the spec's networks
+  must stay inside it. Guests are not scoped: their NICs follow their owner.
 
     core      Plan, Action, Update, Finding; the Ctx every step appends to
     host      host bridges, and collisions with the host's links, routes and MACs
@@ -34,8 +40,9 @@ from __future__ import annotations
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.live import LiveState
 from kvmnet.model.spec import Spec
-from kvmnet.plan.core import Action, Ctx, Finding, Impact, Plan, Update, in_scope
-from kvmnet.plan.guests import plan_forgotten_guests, plan_guest
+from kvmnet.model.uri import mac_host
+from kvmnet.plan.core import Action, Ctx, Finding, Impact, LeftAlone, Plan, Update, in_scope
+from kvmnet.plan.guests import live_pins, plan_forgotten_guests, plan_guest
 from kvmnet.plan.host import (
     LIBVIRT_BRIDGED,
     check_host,
@@ -54,6 +61,7 @@ __all__ = [
     "Action",
     "Finding",
     "Impact",
+    "LeftAlone",
     "Plan",
     "Update",
     "attached",
@@ -68,13 +76,19 @@ __all__ = [
 
 
 def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
-              scope: tuple[str, ...] = ()) -> Plan:
-    ctx = Ctx(spec, live, adopt, nic_macs(spec), tuple(scope))
-    for section, names in (("networks", spec.networks), ("guests", spec.guests)):
-        for name in names:
-            if not in_scope(name, ctx.scope):
-                ctx.error((section, name), f"{name} is outside --scope "
-                          f"{' '.join(ctx.scope)}: rename it or widen the scope")
+              scope: tuple[str, ...] = (), host: str | None = None) -> Plan:
+    """`host`: what generated MACs are salted with besides the owner (default: the
+    host live.uri reaches, model.uri.mac_host, and 'test' when nothing real changes:
+    test:///, the fake)."""
+    if host is None:
+        host = "test" if live.is_test else mac_host(live.uri)
+    macs = nic_macs(spec, host=host,
+                    pins=live_pins(spec, live))
+    ctx = Ctx(spec, live, adopt, macs, tuple(scope))
+    for name in spec.networks:
+        if not in_scope(name, ctx.scope):
+            ctx.error(("networks", name), f"{name} is outside --scope "
+                      f"{' '.join(ctx.scope)}: rename it or widen the scope")
     check_host(ctx)
     plan_host_bridges(ctx)
     for name in spec.networks:
@@ -99,4 +113,4 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
         from kvmnet.plan.forwards import plan_firewall
 
         plan_firewall(ctx)
-    return Plan(tuple(ctx.actions), tuple(ctx.findings))
+    return Plan(tuple(ctx.actions), tuple(ctx.findings), tuple(ctx.left_alone), spec.owner)

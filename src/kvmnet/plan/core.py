@@ -6,7 +6,7 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from kvmnet.model.live import LinkDns, LiveState
+from kvmnet.model.live import LinkDns, LiveNetwork, LiveState, NicRecord
 from kvmnet.model.spec import Host, Spec
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
@@ -42,7 +42,7 @@ class Action:
     domain: str | None = None
     mac: str | None = None
     live: bool = False                       # also change the running guest / network
-    managed_macs: tuple[str, ...] | None = None
+    nic_records: tuple[NicRecord, ...] | None = None   # the domain's record of kvmnet's NICs
     needs_allow_destroy: bool = False
     skipped: str | None = None
     host: Host | None = None                # host.bridge: the spec's host section
@@ -83,9 +83,28 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class LeftAlone:
+    """An object kvmnet manages for another owner (or an owner from before owners):
+    this spec neither changes nor removes it, and the plan says so."""
+
+    target: str                   # network/NAME, guest/NAME/MAC
+    owner: str | None             # None: marked by a kvmnet from before owners
+    note: str = ""                # how to take it over, when that is the question
+
+    def text(self) -> str:
+        who = f"owned by {self.owner}" if self.owner else "marked by a kvmnet from before owners"
+        return f"{self.target} ({who})" + (f": {self.note}" if self.note else "")
+
+    def as_dict(self) -> dict[str, object]:
+        return {"target": self.target, "owner": self.owner, "note": self.note}
+
+
+@dataclass(frozen=True)
 class Plan:
     actions: tuple[Action, ...]
     findings: tuple[Finding, ...] = ()
+    left_alone: tuple[LeftAlone, ...] = ()
+    owner: str | None = None
 
     @property
     def changes(self) -> bool:
@@ -94,6 +113,20 @@ class Plan:
     @property
     def errors(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "error"]
+
+    def counts(self) -> dict[str, int]:
+        """terraform's add / change / destroy, kvmnet's impacts, skipped actions and
+        those apply refuses without --allow-destroy (the plan's summary line, its JSON)."""
+        n = [a for a in self.actions if not a.skipped]
+        verb = [a.kind.partition(".")[2] for a in n]
+        c = {"add": sum(1 for v in verb if v in ("create", "attach")),
+             "destroy": sum(1 for v in verb if v in ("remove", "detach"))}
+        c["change"] = len(n) - c["add"] - c["destroy"]
+        c.update({k: sum(1 for a in n if a.impact == k) for k in ("live", "restart",
+                                                                  "disruptive")})
+        c["skipped"] = len(self.actions) - len(n)
+        c["needs_allow_destroy"] = sum(1 for a in n if a.needs_allow_destroy)
+        return c
 
 
 @dataclass
@@ -107,6 +140,26 @@ class Ctx:
     scope: tuple[str, ...] = ()
     actions: list[Action] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
+    left_alone: list[LeftAlone] = field(default_factory=list)
+
+    @property
+    def owner(self) -> str | None:
+        return self.spec.owner
+
+    def others(self, owner: str | None) -> bool:
+        """Is an object of `owner` someone else's? A mark from before owners (None) is
+        nobody's: the spec that lists the object claims it."""
+        return owner is not None and owner != self.owner
+
+    def removable(self, name: str, ln: LiveNetwork) -> bool:
+        """May this spec remove a managed network it does not list? Its own owner's
+        (within --scope); one marked before owners only when --adopt or --scope names
+        it; another owner's only with --adopt NAME."""
+        if not ln.managed or not in_scope(name, self.scope):
+            return False
+        if ln.owner == self.owner or name in self.adopt:
+            return True
+        return ln.owner is None and bool(self.scope)
 
     def error(self, path: tuple[str | int, ...], msg: str) -> None:
         self.findings.append(Finding(path, msg))

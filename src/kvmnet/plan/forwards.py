@@ -8,9 +8,10 @@ by its content) and `hook`. What the plan ignores: counters and handles; the ord
 kvmnet's rules (they never overlap: check refuses clashing host ports); rules outside
 kvmnet's own table and chains.
 
-Which forwards are wanted: the spec's, plus, when --scope is given, those of the state
-file (what kvmnet installed before) whose network is outside the scope, so specs that
-share a host do not remove each other's forwards.
+Which forwards are wanted: the spec's, plus those of the state file (what kvmnet
+installed before) that are not this spec's to remove: a forward belongs to its network's
+owner, so one on another owner's network (or, with --scope, on a network outside the
+scope) stays, and specs that share a host do not remove each other's forwards.
 """
 
 from __future__ import annotations
@@ -40,8 +41,14 @@ from kvmnet.render.iptables import ipt_accepts
 
 def plan_firewall(ctx: Ctx) -> None:
     """One firewall.sync action after the networks (or the errors that stop it)."""
-    p = plan_forwards(ctx.spec, ctx.live.firewall, lambda n: not in_scope(n, ctx.scope),
-                      ctx.live.is_test)
+    def keep(network: str) -> bool:
+        if network in ctx.spec.networks:
+            return False
+        ln = ctx.live.networks.get(network)
+        return not in_scope(network, ctx.scope) or (
+            ln is not None and ln.managed and not ctx.removable(network, ln))
+
+    p = plan_forwards(ctx.spec, ctx.live.firewall, keep, ctx.live.is_test)
     if p is None:
         return
     for path, msg in p.errors:

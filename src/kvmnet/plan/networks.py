@@ -15,7 +15,7 @@ from kvmnet.model.live import LiveNetwork, LiveState
 from kvmnet.model.spec import Dns, Model, Network
 from kvmnet.model.types import not_one_line
 from kvmnet.parse.network import parse_network
-from kvmnet.plan.core import Action, Ctx, Impact, in_scope
+from kvmnet.plan.core import Action, Ctx, Impact, LeftAlone, in_scope
 from kvmnet.plan.netxml import (
     dns_updates,
     host_updates,
@@ -123,21 +123,8 @@ def plan_network(ctx: Ctx, name: str) -> None:
                   f"network {name} already exists on {ctx.live.uri}, is not managed by kvmnet, "
                   f"and kvmnet cannot read it ({ln.problem}): rename the network in the spec")
         return
-    if not ln.managed:
-        if not (spec_net.adopt or name in ctx.adopt):
-            ctx.error(("networks", name),
-                      f"network {name} already exists on {ctx.live.uri} and is not managed by "
-                      f"kvmnet: to let kvmnet take it over, add 'adopt: true' to networks."
-                      f"{name} (or pass --adopt {name}); plan then shows the difference; "
-                      "or rename the network in the spec")
-            return
-        restart = ln.active and not ln.split_config
-        ctx.actions.append(Action(
-            "network.adopt", target, _restart_impact(ctx, name) if restart else "live",
-            f"adopt {name}: mark it as managed by kvmnet"
-            + (" (this driver shows the mark only after a restart)" if restart
-               else " (no restart)"),
-            xml=mark_managed(ln.xml), restart=restart))
+    if not _claim(ctx, name, ln, spec_net.adopt or name in ctx.adopt):
+        return
     live_net = _xml_fields(ln.network)
     wanted = _normalise(wanted, live_net)
     if wanted != live_net:
@@ -151,6 +138,38 @@ def plan_network(ctx: Ctx, name: str) -> None:
             "network.autostart", target, "live",
             f"{'enable' if spec_net.autostart else 'disable'} autostart of {name}",
             autostart=spec_net.autostart))
+
+
+def _claim(ctx: Ctx, name: str, ln: LiveNetwork, adopt: bool) -> bool:
+    """Is the live network this spec's to change? Its owner's: yes. Not kvmnet's, or
+    another owner's: only with adopt (an action that marks it as this owner's). Marked
+    by a kvmnet from before owners: the spec that lists it claims it (marks it)."""
+    if ln.managed and ln.owner == ctx.owner:
+        return True
+    if not ln.managed and not adopt:
+        ctx.error(("networks", name),
+                  f"network {name} already exists on {ctx.live.uri} and is not managed by "
+                  f"kvmnet: to let kvmnet take it over, add 'adopt: true' to networks."
+                  f"{name} (or pass --adopt {name}); plan then shows the difference; "
+                  "or rename the network in the spec")
+        return False
+    if ln.managed and ctx.others(ln.owner) and not adopt:
+        ctx.error(("networks", name),
+                  f"network {name} on {ctx.live.uri} is owned by {ln.owner} (another spec): "
+                  f"rename the network in this spec, or move it to this spec's owner "
+                  f"({ctx.owner}) with 'adopt: true' on networks.{name} (or --adopt {name})")
+        return False
+    restart = ln.active and not ln.split_config
+    what = (f"adopt {name}: mark it as managed by kvmnet" if not ln.managed else
+            f"adopt {name}: move it from owner {ln.owner} to {ctx.owner}" if ln.owner else
+            f"claim {name}: record its owner {ctx.owner} (marked by a kvmnet from before "
+            "owners)")
+    ctx.actions.append(Action(
+        "network.adopt", f"network/{name}", _restart_impact(ctx, name) if restart else "live",
+        what + (" (this driver shows the mark only after a restart)" if restart
+                else " (no restart)"),
+        xml=mark_managed(ln.xml, ctx.owner), restart=restart))
+    return True
 
 
 def _strip_live_updatable(net: Network) -> Network:
@@ -321,9 +340,16 @@ def _flatten(v: object, prefix: str = "") -> dict[str, object]:
 
 
 def plan_removals(ctx: Ctx) -> None:
-    """Managed networks the spec no longer lists (within --scope) are removed."""
+    """Managed networks of this owner the spec no longer lists (within --scope) are
+    removed; other owners' are left alone (and listed as such)."""
     for name, ln in sorted(ctx.live.networks.items()):
         if name in ctx.spec.networks or not ln.managed or not in_scope(name, ctx.scope):
+            continue
+        if not ctx.removable(name, ln):
+            ctx.left_alone.append(LeftAlone(
+                f"network/{name}", ln.owner,
+                "" if ln.owner else f"list it in this spec (or pass --adopt {name}) to "
+                "manage or remove it"))
             continue
         guests = attached(ctx.live, name)
         running = attached(ctx.live, name, running_only=True)

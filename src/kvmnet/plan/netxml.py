@@ -13,8 +13,9 @@ from kvmnet.plan.core import Update
 from kvmnet.render.network import KVMNET_NS
 
 
-def mark_managed(xml: str) -> str:
-    """The same network XML with kvmnet's ownership mark added."""
+def mark_managed(xml: str, owner: str | None = None) -> str:
+    """The same network XML with kvmnet's ownership mark, naming `owner` (a mark there
+    already, bare or another owner's, is given this owner)."""
     root = etree.fromstring(xml.encode())
     md = root.find("metadata")
     if md is None:
@@ -26,8 +27,11 @@ def mark_managed(xml: str) -> str:
             anchor.addnext(md)
         else:
             root.insert(0, md)
-    if md.find(f"{{{KVMNET_NS}}}managed") is None:
-        etree.SubElement(md, f"{{{KVMNET_NS}}}managed", nsmap={"kvmnet": KVMNET_NS})
+    mark = md.find(f"{{{KVMNET_NS}}}managed")
+    if mark is None:
+        mark = etree.SubElement(md, f"{{{KVMNET_NS}}}managed", nsmap={"kvmnet": KVMNET_NS})
+    if owner is not None:
+        mark.set("owner", owner)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from kvmnet.model.spec import Spec
 
 
-def render_all(spec: Spec) -> dict[str, str]:
+def render_all(spec: Spec, host: str = "") -> dict[str, str]:
+    """Every artefact; `host`: what generated MACs are salted with besides the owner
+    (model.uri.mac_host of the URI apply will use)."""
     # imported here: `import kvmnet.render.network` (validate, plan) runs this
     # package first and needs none of the host renderers
     from kvmnet.model.derive import nic_macs
@@ -33,11 +35,11 @@ def render_all(spec: Spec) -> dict[str, str]:
     from kvmnet.render.routes import render_routes
 
     files: dict[str, str] = {}
-    macs = nic_macs(spec)
+    macs = nic_macs(spec, host=host)
     for name, net in spec.networks.items():
         if net.mode != "overlay":
             files[f"networks/{name}.xml"] = network_xml(spec, name, macs)
-    files.update(render_interfaces(spec))
+    files.update(render_interfaces(spec, macs))
     if spec.firewalls:
         from kvmnet.render.nwfilter import render_filters
 

@@ -95,9 +95,10 @@ def interface_xml(spec: Spec, guest: str, idx: int,
     return etree.tostring(el, pretty_print=True, encoding="unicode")
 
 
-def render_interfaces(spec: Spec) -> dict[str, str]:
+def render_interfaces(spec: Spec, macs: dict[tuple[str, int], str] | None = None
+                      ) -> dict[str, str]:
     """{'guests/GUEST/nicN.xml': xml} for every NIC of every guest (N from 0)."""
-    macs = nic_macs(spec)
+    macs = nic_macs(spec) if macs is None else macs
     return {f"guests/{g}/nic{i}.xml": interface_xml(spec, g, i, macs)
             for g, guest in spec.guests.items()
             for i in range(len(guest.interfaces))}

@@ -98,7 +98,7 @@ def render_network(spec: Spec, name: str,
     net = spec.networks[name]
     if net.mode == "overlay":
         raise NetworkXMLError(f"network {name} is mode overlay: OVN, not a libvirt network")
-    return build_network(name, net, hosts=dhcp_hosts(spec, name, macs))
+    return build_network(name, net, hosts=dhcp_hosts(spec, name, macs), owner=spec.owner)
 
 
 # check renders every network (to find what cannot be written as XML) and plan renders
@@ -120,8 +120,10 @@ def network_xml(spec: Spec, name: str, macs: dict[tuple[str, int], str] | None =
 
 
 def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] | None = None,
-                  uuid: str | None = None, managed: bool = True) -> Element:
-    """<network> for one Network; `hosts` per IP block replaces its own `hosts:`."""
+                  uuid: str | None = None, managed: bool = True,
+                  owner: str | None = None) -> Element:
+    """<network> for one Network; `hosts` per IP block replaces its own `hosts:`;
+    `managed`: with kvmnet's mark, naming `owner` (a spec's owner) when given."""
     root = etree.Element("network")
     if net.allow_guest_ipv6:
         root.set("ipv6", "yes")
@@ -129,7 +131,9 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
     if uuid:
         sub(root, "uuid").text = uuid
     if managed:
-        etree.SubElement(sub(root, "metadata"), MARK, nsmap={"kvmnet": KVMNET_NS})
+        mark = etree.SubElement(sub(root, "metadata"), MARK, nsmap={"kvmnet": KVMNET_NS})
+        if owner is not None:
+            mark.set("owner", owner)
     _forward(root, net)
     if net.bridge is not None or net.stp is not None or net.delay is not None:
         sub(root, "bridge", ("name", net.bridge), ("stp", on_off(net.stp)), ("delay", net.delay))

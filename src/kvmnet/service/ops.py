@@ -18,6 +18,7 @@ from kvmnet.model.uri import is_local
 from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.spec.check import check_file, errors
 from kvmnet.spec.load import Positions
+from kvmnet.spec.owner import default_owner
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,20 @@ class Planned:
 
 
 def load_spec(path: Path) -> tuple[Spec, Positions, list[Problem]]:
-    """The checked spec and its warnings; SpecError with every type and semantic error."""
+    """The checked spec, with its owner (default_owner), and its warnings; SpecError with
+    every type and semantic error."""
     spec, pos, problems = check_file(path)
     if errors(problems):
         raise SpecError(problems)
+    if spec.owner is None:
+        spec = spec.model_copy(update={"owner": default_owner(path)})
     return spec, pos, problems
+
+
+def teardown(spec: Spec) -> Spec:
+    """What `kvmnet destroy` plans: the spec's owner (and hosts) with no networks, guests,
+    host bridges or OVN; plan then removes everything that owner holds."""
+    return Spec(owner=spec.owner, hosts=spec.hosts)
 
 
 def ssh_session_addr() -> str | None:
@@ -142,7 +152,7 @@ def import_spec(live: LiveState, names: list[str] | None = None,
     notes: list[str] = []
     nets = _import_networks(live, names, notes)
     guests = _import_guests(live, nets, names, notes)
-    spec = Spec(networks=nets, guests=guests)
+    spec = Spec(networks=nets, guests=guests, owner=_import_owner(live, nets, notes))
     if live.nwfilters:  # guest firewalls: kvmnet's nwfilters
         spec = _import_firewalls(spec, live)
     if live.firewall is not None:  # the port forwards kvmnet installed (kvmnet.plan.forwards)
@@ -177,6 +187,17 @@ def _import_firewalls(spec: Spec, live: LiveState) -> Spec:
                                                          else {})}))
         guests[g] = guest.model_copy(update={"interfaces": nics})
     return spec.model_copy(update={"firewalls": sets, "guests": guests})
+
+
+def _import_owner(live: LiveState, nets: dict[str, Network], notes: list[str]) -> str | None:
+    """The owner of the imported networks kvmnet manages, when they have one: plan of the
+    imported spec then changes nothing. Several owners: none, and a note."""
+    owners = sorted({ln.owner for n in nets if (ln := live.networks[n]).managed and ln.owner})
+    if len(owners) > 1:
+        notes.append(f"the imported networks have several owners ({', '.join(owners)}): "
+                     "import each owner's networks by name (kvmnet import NETWORK...), or "
+                     "adopt them into one owner")
+    return owners[0] if len(owners) == 1 else None
 
 
 def _import_networks(live: LiveState, names: list[str] | None,

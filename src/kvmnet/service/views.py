@@ -27,7 +27,8 @@ def show_data(live: LiveState, leases: list[dict[str, Any]]) -> dict[str, Any]:
     addrs = addresses_by_mac(leases)
     nets = [{"name": n.name, "mode": n.network.mode, "bridge": n.bridge,
              "subnets": [str(c.address) for c in n.network.all_ips()], "active": n.active,
-             "autostart": n.autostart, "owner": "kvmnet" if n.managed else "unmanaged",
+             "autostart": n.autostart, "managed": n.managed,
+             "owner": (n.owner or "kvmnet") if n.managed else "unmanaged",
              **({"unreadable": n.problem} if n.problem else {})}
             for n in sorted(live.networks.values(), key=lambda n: n.name)]
     from kvmnet.parse.nwfilter import nic_sets
@@ -51,8 +52,10 @@ def leases_data(uri: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def plan_data(plan: Plan, uri: str, file: str, warnings: Sequence[Problem]) -> dict[str, Any]:
     """`plan --json` of one host (and each host's part of a spec with hosts:)."""
-    return {"kvmnet": 1, "uri": uri, "file": file, "changes": plan.changes,
+    return {"kvmnet": 1, "uri": uri, "file": file, "owner": plan.owner,
+            "changes": plan.changes, "counts": plan.counts(),
             "actions": [a.as_dict() for a in plan.actions],
+            "left_alone": [x.as_dict() for x in plan.left_alone],
             "warnings": [w.as_dict() for w in warnings]}
 
 
