@@ -439,7 +439,8 @@ def test_dnsmasq_cannot_start(raw: libvirt.virConnect, libvirtd: Libvirtd, tmp_p
     import json
 
     shown = {n["name"]: n for n in json.loads(s.stdout)["networks"]}
-    assert shown[DNS_NET]["active"] is False and shown[DNS_NET]["owner"] == "kvmnet"
+    assert shown[DNS_NET]["active"] is False and shown[DNS_NET]["managed"] is True \
+        and shown[DNS_NET]["owner"] == "kvt-rel-df"
 
     # the same again: the same clear error, still nothing else touched
     r = cli("apply", str(spec), "-c", "qemu:///system", "--scope", SCOPE, "--yes")

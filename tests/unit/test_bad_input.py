@@ -137,14 +137,18 @@ def test_control_characters_cannot_forge_a_line(capsys: pytest.CaptureFixture[st
 
 # ------------------------------------------------------------------ generated inputs
 
-def test_empty_file_is_an_empty_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_file_is_no_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 19, item 4: an empty file is refused, saying what to write; `networks: {}`
+    is the spec that has nothing on purpose."""
     for text in ("", "\n", "# only a comment\n", "---\n"):
         f = tmp_path / "empty.yaml"
         f.write_text(text)
         rc, out, err = validate(capsys, str(f))
-        assert rc == 0, err
-        assert f"{f}: valid (0 network(s), 0 guest(s), 0 host bridge(s))" in out
-        assert err == ""
+        assert rc == 1 and out == ""
+        assert f"{f}:1:1: error: the spec is empty: write at least one of networks:, " in err
+    f.write_text("networks: {}\n")
+    rc, out, err = validate(capsys, str(f))
+    assert rc == 0 and f"{f}: valid (0 network(s), 0 guest(s), 0 host bridge(s))" in out
 
 
 def test_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

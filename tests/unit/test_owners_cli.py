@@ -253,3 +253,49 @@ def test_apply_json_keeps_the_warnings(tmp_path: Path, held: libvirt.virConnect,
     assert data["ok"] and [w["message"] for w in data["warnings"]] == [
         "guests.nosuch: guest nosuch is not defined on test:///default: its NICs are not "
         "attached (kvmnet never creates guests); its DHCP reservations are still made"]
+
+
+# -- checks (issue 19, item 4) --------------------------------------------------------------
+
+V6 = """networks:
+  kvt-ua-v6:
+    mode: nat
+    bridge: kvtuav6
+    ipv4: {address: 10.153.9.1/24, dhcp: 10.153.9.100-10.153.9.199}
+    ipv6: {address: "fd00:153:9::1/64", dhcp: "fd00:153:9::100-fd00:153:9::1ff"}
+guests:
+  test:
+    interfaces: [{network: kvt-ua-v6, ipv6: "fd00:153:9::10"}]
+"""
+
+
+def test_a_nics_ipv6_is_a_dhcpv6_reservation(tmp_path: Path, held: libvirt.virConnect,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """libvirt's IPv6 <host> has no MAC: the reservation is by the guest's name; libvirt
+    (its own XML parser, in the test driver) takes it, and a second plan is empty."""
+    f = tmp_path / "v6.yaml"
+    f.write_text(V6)
+    rc, out, err = kvmnet(capsys, "apply", "--yes", str(f))
+    assert rc == 0, err
+    # IPv6 on NAT without nat: {ipv6: true} is routed: said, not refused
+    assert "IPv6 on NAT network kvt-ua-v6 is routed, not masqueraded" in err
+    assert "nat: {ipv6: true}" in err
+    root = etree.fromstring(held.networkLookupByName("kvt-ua-v6").XMLDesc(0).encode())
+    hosts = [dict(h.attrib) for h in root.iterfind("ip[@family='ipv6']/dhcp/host")]
+    assert hosts == [{"name": "test", "ip": "fd00:153:9::10"}]
+    assert kvmnet(capsys, "plan", "--detailed-exitcode", str(f))[0] == 0
+
+
+def test_a_new_network_may_not_overlap_one_it_does_not_own(
+        tmp_path: Path, held: libvirt.virConnect, capsys: pytest.CaptureFixture[str]) -> None:
+    """test:///default's own network 'default' (192.168.122.0/24, virbr0) is not
+    kvmnet's: a spec may not take its subnet, and says so before any write."""
+    f = tmp_path / "clash.yaml"
+    f.write_text("networks:\n  kvt-ua-clash:\n    mode: nat\n    bridge: kvtuacl\n"
+                 "    ipv4: {address: 192.168.122.129/25}\n")
+    before = nets(held)
+    rc, _, err = kvmnet(capsys, "apply", "--yes", str(f))
+    assert rc == 1
+    assert ("192.168.122.128/25 overlaps 192.168.122.0/24 of network default (not kvmnet's): "
+            "pick a subnet no other network uses") in err
+    assert nets(held) == before

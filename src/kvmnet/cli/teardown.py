@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands
-from kvmnet.cli.live import AdoptOpt, HostOpt, NetnsOpt, RootOpt, ScopeOpt, connect, do_apply
+from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands, connect
+from kvmnet.cli.live import AdoptOpt, HostOpt, NetnsOpt, RootOpt, ScopeOpt, do_apply
 from kvmnet.cli.output import err
 
 app = commands()

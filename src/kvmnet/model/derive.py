@@ -110,7 +110,9 @@ def ip_config_for(net: Network, addr: ipaddress.IPv4Address | ipaddress.IPv6Addr
 def dhcp_hosts(spec: Spec, netname: str, macs: dict[tuple[str, int], str] | None = None
                ) -> dict[int, list[DhcpHost]]:
     """Reservations per IP block index of a network: the spec's `hosts:` plus one per
-    guest NIC with an `ipv4:` on this network (name = guest name), in a stable order."""
+    guest NIC with an `ipv4:` on this network (its MAC, name = guest name) and one per
+    NIC with an `ipv6:` (DHCPv6: libvirt's IPv6 <host> has no MAC, so it is matched by
+    name, the guest's, which the guest sends as its hostname), in a stable order."""
     net = spec.networks[netname]
     ips = net.all_ips()
     out: dict[int, list[DhcpHost]] = {i: list(c.hosts) for i, c in enumerate(ips)}
@@ -119,16 +121,22 @@ def dhcp_hosts(spec: Spec, netname: str, macs: dict[tuple[str, int], str] | None
     for gname, idx in macs.on_network.get(netname, ()):
         guest = spec.guests.get(gname)  # macs may cover more than spec (a host's share)
         nic = guest.interfaces[idx] if guest and idx < len(guest.interfaces) else None
-        if nic is None or nic.network != netname or nic.ipv4 is None:
+        if nic is None or nic.network != netname:
             continue
-        for i, c in enumerate(ips):
-            if nic.ipv4 in c.address.network:
-                mac = macs[(gname, idx)]
-                if any(h.mac == mac and h.ip == nic.ipv4 for h in out[i]):
-                    break
-                out[i].append(DhcpHost(ip=nic.ipv4, mac=mac, name=gname))
-                break
+        if nic.ipv4 is not None:
+            _reserve(out, ips, DhcpHost(ip=nic.ipv4, mac=macs[(gname, idx)], name=gname))
+        if nic.ipv6 is not None:
+            _reserve(out, ips, DhcpHost(ip=nic.ipv6, name=gname))
     return out
+
+
+def _reserve(out: dict[int, list[DhcpHost]], ips: list[IPConfig], h: DhcpHost) -> None:
+    """h into the block that holds its address (once)."""
+    for i, c in enumerate(ips):
+        if h.ip in c.address.network:
+            if not any(o.mac == h.mac and o.ip == h.ip for o in out[i]):
+                out[i].append(h)
+            return
 
 
 def _indexed(spec: Spec, macs: dict[tuple[str, int], str]) -> NicMacs:

@@ -117,6 +117,27 @@ def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostL
                   "from the console")
 
 
+def _host_overlap(ctx: Ctx, where: tuple[str, str], sub: ipaddress.IPv4Network |
+                  ipaddress.IPv6Network, ours: set[str]) -> None:
+    """A host route, or an address on a host link, that overlaps a new network's subnet."""
+    path = ("networks", *where, "address")
+    for r in ctx.live.host.routes:
+        if r.dev in ours or r.net.prefixlen == 0 or r.net.version != sub.version:
+            continue
+        if r.net.overlaps(sub):
+            ctx.error(path, f"{sub} overlaps the host route {r.dst} on {r.dev}: pick a "
+                      "subnet the host does not use")
+            return
+    for link in ctx.live.host.links.values():
+        for a in link.addresses:
+            net = ipaddress.ip_interface(a).network
+            if link.name not in ours and net.version == sub.version and net.overlaps(sub) \
+                    and not net.is_link_local:
+                ctx.error(path, f"{sub} overlaps the host's address {a} on {link.name}: "
+                          "pick a subnet the host does not use")
+                return
+
+
 def ctx_bridge(path: tuple[str | int, ...]) -> str:
     return str(path[2]) if len(path) > 2 else "the bridge"
 
@@ -153,7 +174,32 @@ def host_needed(spec: Spec, live: LiveState) -> bool:
         if net.mode != "overlay")
 
 
+def check_live_networks(ctx: Ctx) -> None:
+    """A new network's subnet or bridge must not be one a live network this spec does
+    not own (another owner's, or not kvmnet's) already uses: libvirt would refuse it
+    half way through apply, after what came before had been changed."""
+    others = [ln for n, ln in sorted(ctx.live.networks.items())
+              if n not in ctx.spec.networks and not ctx.removable(n, ln)]
+    for name, net in ctx.spec.networks.items():
+        if name in ctx.live.networks or net.mode == "overlay":
+            continue
+        for ln in others:
+            whose = (f"owned by {ln.owner}" if ln.managed and ln.owner else
+                     "kvmnet's, from before owners" if ln.managed else "not kvmnet's")
+            if net.bridge and net.bridge == ln.bridge:
+                ctx.error(("networks", name, "bridge"), f"bridge {net.bridge} is network "
+                          f"{ln.name}'s ({whose}): pick another bridge name")
+            for key, ipc in (("ipv4", net.ipv4), ("ipv6", net.ipv6)):
+                hit = next((c.address.network for c in ln.network.all_ips() if ipc is not None
+                            and c.address.network.overlaps(ipc.address.network)), None)
+                if ipc is not None and hit is not None:
+                    ctx.error(("networks", name, key, "address"), f"{ipc.address.network} "
+                              f"overlaps {hit} of network {ln.name} ({whose}): pick a subnet "
+                              "no other network uses")
+
+
 def check_host(ctx: Ctx) -> None:
+    check_live_networks(ctx)
     host = ctx.live.host
     lv_bridges = {ln.bridge for ln in ctx.live.networks.values() if ln.bridge}
     if host.readable:
@@ -173,14 +219,7 @@ def check_host(ctx: Ctx) -> None:
                 if ipc is None:
                     continue
                 sub = ipc.address.network
-                for r in host.routes:
-                    if r.dev in ours or r.net.prefixlen == 0 or r.net.version != sub.version:
-                        continue
-                    if r.net.overlaps(sub):
-                        ctx.error(("networks", name, key, "address"), f"{sub} overlaps the "
-                                  f"host route {r.dst} on {r.dev}: pick a subnet the host does "
-                                  "not use")
-                        break
+                _host_overlap(ctx, (name, key), sub, ours)
     by_mac: dict[str, str] = {}
     for d in ctx.live.domains.values():
         for n in d.nics:

@@ -124,8 +124,12 @@ def message(e: Any, loc: Path_) -> str:
             empty = "[]" if kind == "list_type" else "{}"
             hint = (f": write {empty} for an empty one, or indent what belongs under "
                     f"{loc[-1] if loc else 'it'!s} further than it")
-        if kind == "list_type" and isinstance(got, str | int):
+        if kind == "list_type" and isinstance(got, str | int) and not isinstance(got, bool):
             hint = f": write a list, e.g. [{got}]"
+        if kind == "list_type" and loc and loc[-1] == "dhcp":
+            hint = (": dhcp is the range of addresses libvirt's DHCP hands out, START-END "
+                    "in the subnet (e.g. dhcp: 10.0.0.100-10.0.0.199), or a list of them; "
+                    "leave dhcp out for no DHCP")
         if kind == "model_type" and loc and loc[-1] == "lease_time":
             return f"expected a lease time like 1h, 30m, 600s or infinite, got {_describe(got)}"
         if isinstance(got, str) and (

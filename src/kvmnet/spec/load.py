@@ -230,7 +230,11 @@ def compose(text: str, file: str, problems: list[Problem],
         msg = " ".join(str(e).split())  # one line: it must not forge another
         raise SpecError([Problem(file, 1, 1, f"YAML: {msg}")]) from None
     walker = _Walker(problems, file)
-    if root is None:
+    if root is None:  # empty, only comments, or '---' alone
+        problems.append(Problem(file, 1, 1, "the spec is empty: write at least one of "
+                                "networks:, guests: or host: (docs/SPEC.md and `kvmnet schema "
+                                "--markdown` list every key; examples/seed.yaml is a whole "
+                                "spec); `networks: {}` is a spec that has none on purpose"))
         return {}, walker.pos
     try:
         data = walker.value(root, ())

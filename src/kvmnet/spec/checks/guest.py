@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kvmnet.errors import close_matches
 from kvmnet.model.derive import ip_config_for, nic_macs
-from kvmnet.model.spec import GuestNic, Spec
+from kvmnet.model.spec import GuestNic, IPConfig, Spec
 from kvmnet.spec.checks.network import LIBVIRT_BRIDGED, NO_IP_MODES, ip_blocks
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.positions import Path_
@@ -82,12 +82,31 @@ def _addresses(f: Findings, spec: Spec, path: Path_, nic: GuestNic,
                 sub.version == 4 and addr == sub.broadcast_address):
             f.error(path + (fam,), f"{addr} is the network or broadcast address of "
                     f"{sub}: pick a host address", refs=subnets)
+        if fam == "ipv6":
+            _one_v6_name(f, spec, path, nic, ipc)
         if addr in ips:
             og, oi = ips[addr]
             f.error(path + (fam,), f"{addr} is also given to {og} (NIC {oi + 1}): "
                     "each address once", refs=[("guests", og, "interfaces")])
         else:
             ips[addr] = (str(path[1]), int(path[3]))
+
+
+def _one_v6_name(f: Findings, spec: Spec, path: Path_, nic: GuestNic, ipc: IPConfig) -> None:
+    """A NIC's ipv6 is a DHCPv6 reservation matched by the guest's name (libvirt's IPv6
+    <host> has no MAC): one per guest and network, and no `hosts:` entry of that name."""
+    gname, idx = str(path[1]), int(path[3])
+    others = [j for j, n in enumerate(spec.guests[gname].interfaces)
+              if j < idx and n.network == nic.network and n.ipv6 is not None]
+    if others:
+        f.error(path + ("ipv6",), f"{gname} already has an ipv6 on {nic.network} (NIC "
+                f"{others[0] + 1}): a DHCPv6 reservation is matched by the guest's name "
+                "(libvirt's IPv6 reservations have no MAC), so one guest gets one per "
+                "network; remove this one", refs=[("guests", gname, "interfaces")])
+    if any(h.name == gname for h in ipc.hosts):
+        f.error(path + ("ipv6",), f"network {nic.network} also reserves an address for the "
+                f"name {gname} (hosts:): a DHCPv6 reservation is matched by name; keep one "
+                "of them", refs=[("networks", str(nic.network))])
 
 
 def macs(f: Findings, spec: Spec) -> None:

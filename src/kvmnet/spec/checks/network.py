@@ -47,6 +47,7 @@ def network(f: Findings, name: str, net: Network) -> None:
     if net.macvtap_mode and net.mode != "macvtap":
         f.error(base + ("macvtap_mode",), "macvtap_mode only applies to mode: macvtap",
                 refs=mode)
+    _addressed(f, name, net)
     if net.nat and net.mode != "nat":
         f.error(base + ("nat",), f"nat settings only apply to mode: nat, not {net.mode}",
                 key=True, refs=mode)
@@ -62,6 +63,23 @@ def network(f: Findings, name: str, net: Network) -> None:
                 key=True, refs=mode)
     for path, ipc in ip_blocks(net):
         _ip_block(f, base + path, ipc, path[0])
+
+
+def _addressed(f: Findings, name: str, net: Network) -> None:
+    """nat and route need the host's address on the network; IPv6 on NAT is routed."""
+    base: Path_ = ("networks", name)
+    if net.mode in ("nat", "route") and not net.all_ips():
+        what = "NAT" if net.mode == "nat" else "routing"
+        f.warn(base + ("mode",), f"mode: {net.mode} needs an address for the host on the "
+                "network (ipv4: {address: 10.0.0.1/24, dhcp: 10.0.0.100-10.0.0.199}): without "
+                f"one libvirt makes a bridge with no {what} and no DHCP; for a bare bridge "
+                "write mode: isolated",
+                refs=[base + ("ipv4",), base + ("ipv6",), base + ("more_ips",)], key=False)
+    if net.mode == "nat" and net.ipv6 is not None and not (net.nat and net.nat.ipv6):
+        f.warn(base + ("ipv6",), f"IPv6 on NAT network {name} is routed, not masqueraded "
+               "(libvirt NATs IPv4 only by default): the LAN's router must route "
+               f"{net.ipv6.address.network} to this host, or write nat: {{ipv6: true}} to "
+               "masquerade it too", refs=[base + ("nat",)])
 
 
 def _suggest_host(ipc: IPConfig, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:
