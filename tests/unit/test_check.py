@@ -99,7 +99,7 @@ guests:
       - {network: lan}
       - {bridge: br0}
       - {network: direct}
-""", []),
+""", [(W, "5:54", "IPv6 on NAT network")]),
     # --- addresses
     ("overlap", """\
 networks:
@@ -110,7 +110,7 @@ networks:
 networks:
   a: {ipv4: {address: 10.0.0.1/24}, ipv6: {address: fd00::1/64}}
   b: {ipv4: {address: 10.1.0.1/24}, ipv6: {address: fd01::1/64}}
-""", []),
+""", [(W, "2:43", "IPv6 on NAT network"), (W, "3:43", "IPv6 on NAT network")]),
     ("host-network-address", """\
 networks:
   r: {mode: route, ipv4: {address: 203.0.113.88/29}}
@@ -159,7 +159,8 @@ networks:
     ipv6:
       address: "fd00::ffff:ffff:ffff:ffff/64"
       dhcp: "fd00::ffff:ffff:ffff:fff0-fd00::ffff:ffff:ffff:ffff"
-""", [(E, "5:13", "covers the host's own address fd00::ffff:ffff:ffff:ffff: end it before")]),
+""", [(E, "5:13", "covers the host's own address fd00::ffff:ffff:ffff:ffff: end it before"),
+    (W, "4:7", "IPv6 on NAT network")]),
     ("dhcp-network-and-broadcast", """\
 networks:
   a: {ipv4: {address: 10.0.0.1/24, dhcp: [10.0.0.0-10.0.0.0, 10.0.0.200-10.0.0.255]}}
@@ -192,7 +193,8 @@ networks:
     ("reservation-ipv6-needs-id-or-name", """\
 networks:
   a: {ipv6: {address: fd00::1/64, hosts: [{ip: "fd00::5", mac: "52:54:00:00:00:01"}]}}
-""", [(E, None, "an IPv6 reservation needs id: (DUID) or name:")]),
+""", [(E, None, "an IPv6 reservation needs id: (DUID) or name:"),
+    (W, "2:13", "IPv6 on NAT network")]),
     ("reservation-disagrees-with-nic", """\
 networks:
   a: {ipv4: {address: 10.0.0.1/24, hosts: [{ip: 10.0.0.5, mac: "52:54:00:00:00:01"}]}}
@@ -205,11 +207,12 @@ networks: {a: {}}
 guests:
   g1: {interfaces: [{network: a, mac: "52:54:00:AB:CD:EF"}]}
   g2: {interfaces: [{network: a, mac: "52-54-00-ab-cd-ef"}]}
-""", [(E, "4:39", "MAC 52:54:00:ab:cd:ef is also used by g1 NIC 1")]),
+""", [(E, "4:39", "MAC 52:54:00:ab:cd:ef is also used by g1 NIC 1"),
+    (W, "1:15", "needs an address for the host")]),
     ("multicast-mac", """\
 networks: {a: {mac: "01:00:5e:00:00:01"}}
 """, [(E, None, "01:00:5e:00:00:01 is a multicast MAC (the first byte is odd); a NIC needs "
-       "a unicast one: e.g. 00:00:5e:00:00:01")]),
+       "a unicast one: e.g. 00:00:5e:00:00:01"), (W, "1:15", "needs an address for the host")]),
     ("multicast-mac-in-reservation", """\
 networks:
   a: {ipv4: {address: 10.0.0.1/24, hosts: [{ip: 10.0.0.5, mac: "ff:ff:ff:ff:ff:ff"}]}}
@@ -219,7 +222,8 @@ networks:
 networks:
   a: {mode: nat, bridge: virbr5}
   b: {mode: isolated, bridge: virbr5}
-""", [(E, None, "networks.b.bridge: bridge virbr5 is already used by network a")]),
+""", [(E, None, "networks.b.bridge: bridge virbr5 is already used by network a"),
+    (W, "2:13", "needs an address for the host")]),
     ("two-bridge-mode-networks-may-share", BASE_LAN + """\
 networks:
   lan1: {mode: bridge, bridge: br0}
@@ -230,7 +234,9 @@ networks:
   default: {mode: nat, bridge: virbr0}
   oops: {mode: nat, bridge: br0}
 """, [(E, "6:29", "br0 is a host bridge (under host.bridges); libvirt creates the bridge "
-       "of a nat network itself: use another name (e.g. virbr1)")]),
+       "of a nat network itself: use another name (e.g. virbr1)"),
+    (W, "5:19", "needs an address for the host"),
+    (W, "6:16", "needs an address for the host")]),
     ("bridge-network-on-unknown-host-bridge", """\
 networks:
   lan: {mode: bridge, bridge: br7}
@@ -260,11 +266,13 @@ networks:
       (E, None, "a macvtap network has no bridge"),
       (E, None, "macvtap_mode only applies to mode: macvtap"),
       (E, None, "devices only apply to mode: macvtap; for nat write uplink: NIC"),
-      (E, None, "uplink (the host NIC traffic leaves by) only applies to mode: nat or route")]),
+      (E, None, "uplink (the host NIC traffic leaves by) only applies to mode: nat or route"),
+    (W, "4:14", "needs an address for the host")]),
     ("nat-settings-on-route", """\
 networks:
   r: {mode: route, nat: {ports: 1024-65535}}
-""", [(E, "2:20", "nat settings only apply to mode: nat, not route")]),
+""", [(E, "2:20", "nat settings only apply to mode: nat, not route"),
+    (W, "2:13", "needs an address for the host")]),
     ("host-bridge-ports", """\
 host:
   bridges:
@@ -283,7 +291,8 @@ networks: {default: {}}
 guests:
   g: {interfaces: [{network: defualt}, {network: zzz}]}
 """, [(E, None, "unknown network 'defualt': did you mean 'default'?"),
-      (E, None, "unknown network 'zzz': define it under networks:, or use one of default")]),
+      (E, None, "unknown network 'zzz': define it under networks:, or use one of default"),
+    (W, "1:21", "needs an address for the host")]),
     ("nic-on-nat-bridge", BASE_LAN + """\
 networks:
   default: {mode: nat, bridge: virbr0}
@@ -292,14 +301,14 @@ guests:
   g: {interfaces: [{bridge: virbr0}]}
 """, [(E, "8:29", "virbr0 is the bridge of libvirt network default (mode nat), not a host "
        "bridge: for the LAN write network: lan, or bridge: br0; to use default write "
-       "network: default")]),
+       "network: default"), (W, "5:19", "needs an address for the host")]),
     ("nic-on-nat-bridge-without-lan", """\
 networks:
   default: {mode: nat, bridge: virbr0}
 guests:
   g: {interfaces: [{bridge: virbr0}]}
 """, [(E, None, "for the LAN write bridge: <your host bridge>; to use default write "
-       "network: default")]),
+       "network: default"), (W, "2:19", "needs an address for the host")]),
     ("nic-on-unknown-bridge", """\
 guests:
   g: {interfaces: [{bridge: br9}]}

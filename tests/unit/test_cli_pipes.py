@@ -103,7 +103,7 @@ def test_validate_json_has_the_version_and_each_problems_path_and_hint(
     assert (rc, err) == (1, "")
     doc = json.loads(out)
     assert (doc["kvmnet"], doc["ok"]) == (1, False)
-    p = doc["problems"][1]
+    p = [x for x in doc["problems"] if x["severity"] == "error"][1]
     assert (p["path"], p["hint"]) == ("guests.web1.interfaces.1.mac",
                                       "write six hex pairs separated by ':', e.g. "
                                       '"52:54:00:12:34:56"')

@@ -384,7 +384,8 @@ def test_removal_with_guests_needs_allow_destroy(tmp_path: Path, held: libvirt.v
     for cmd in COMMANDS.values():
         rc, out, err, t = run(capsys, [*cmd, str(empty), "-c", "test:///default"])
         if cmd[0] == "plan":
-            assert rc == 0 and "needs_allow_destroy" not in out  # plan just shows it
+            # plan shows it, marked, and exits 3: apply would refuse it
+            assert rc == 3 and "[needs --allow-destroy]" in out
             t.assert_clean()
             continue
         assert_refused(rc, out, err, t)

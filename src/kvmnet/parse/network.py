@@ -127,12 +127,10 @@ class _Parser(Leftovers):
         self.keep(r)
         return value
 
-    def metadata(self, el: Element | None) -> tuple[bool, str | None]:
-        """Is kvmnet's mark there, and its owner (None: a mark without one)."""
+    def metadata(self, el: Element | None) -> tuple[bool, str | None]:  # mark?, its owner
         if el is None:
             return False, None
-        r = Reader(el, "metadata")
-        marks = r.children(MARK)
+        marks = (r := Reader(el, "metadata")).children(MARK)
         self.keep(r)
         return bool(marks), next((m.get("owner") for m in marks if m.get("owner")), None)
 

@@ -23,11 +23,17 @@ def forwards(f: Findings, spec: Spec) -> None:
                 f.error(path + ("address",), f"{fw.address} is not in network {name}'s "
                         "subnet", refs=[("networks", name, k)
                                         for k in ("ipv4", "ipv6", "more_ips")])
-            if fw.guest_port and fw.guest_port.size != fw.host_port.size:
+            if fw.guest_port and fw.guest_port.size not in (1, fw.host_port.size):
                 f.error(path + ("guest_port",), f"host_port {fw.host_port} has "
                         f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
-                        f"{fw.guest_port.size}: map one port to one port, or a range to a "
-                        "range of the same length (each host port to its own guest port)")
+                        f"{fw.guest_port.size}: map a range to a range of the same length, "
+                        "or to one port")
+            elif fw.guest_port and fw.guest_port.size == 1 < fw.host_port.size:
+                f.warn(path + ("guest_port",), f"host_port {fw.host_port} is "
+                       f"{fw.host_port.size} ports and guest_port {fw.guest_port} one: every "
+                       f"one of them reaches guest port {fw.guest_port}. If each should reach "
+                       "its own, write a guest_port range as long; if one host port is "
+                       "meant, write one")
             _forward_families(f, path, fw)
             for proto, hp, listen, j in used:
                 if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
