@@ -186,7 +186,9 @@ def check_live_networks(ctx: Ctx) -> None:
         for ln in others:
             whose = (f"owned by {ln.owner}" if ln.managed and ln.owner else
                      "kvmnet's, from before owners" if ln.managed else "not kvmnet's")
-            if net.bridge and net.bridge == ln.bridge:
+            # (networks of mode bridge may share a host bridge; a bridge libvirt makes, not)
+            if net.bridge and net.bridge == ln.bridge and LIBVIRT_BRIDGED.count(net.mode) + \
+                    LIBVIRT_BRIDGED.count(ln.network.mode):
                 ctx.error(("networks", name, "bridge"), f"bridge {net.bridge} is network "
                           f"{ln.name}'s ({whose}): pick another bridge name")
             for key, ipc in (("ipv4", net.ipv4), ("ipv6", net.ipv6)):
