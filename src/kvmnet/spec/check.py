@@ -25,6 +25,10 @@ from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts
 from kvmnet.spec.load import Path_, Positions, load_partial
 
+EMPTY = ("the spec is empty: write at least one of networks:, guests: or host: "
+         "(docs/SPEC.md and `kvmnet schema --markdown` list every key; examples/seed.yaml "
+         "is a whole spec); `networks: {}` is a spec that has none on purpose")
+
 
 def check_file(path: str | os.PathLike[str]) -> tuple[Spec, Positions, list[Problem]]:
     """load + check in one run: the file's YAML and type errors, and the findings of
@@ -33,6 +37,8 @@ def check_file(path: str | os.PathLike[str]) -> tuple[Spec, Positions, list[Prob
     loaded = load_partial(path)
     file = "<stdin>" if os.fspath(path) == "-" else os.fspath(path)  # (spec.sources)
     found = check(loaded.spec, loaded.pos, file, loaded.pruned)
+    if not loaded.pos.keys and not loaded.problems:  # no key at all: empty, comments, null
+        found.insert(0, Problem(file, 1, 1, EMPTY))
     return (loaded.spec, loaded.pos,
             sorted(loaded.problems + found, key=Problem.sort_key) if loaded.problems
             else found)

@@ -230,8 +230,7 @@ def compose(text: str, file: str, problems: list[Problem],
         msg = " ".join(str(e).split())  # one line: it must not forge another
         raise SpecError([Problem(file, 1, 1, f"YAML: {msg}")]) from None
     walker = _Walker(problems, file)
-    if root is None:  # empty, or only comments
-        problems.append(Problem(file, 1, 1, EMPTY))
+    if root is None:
         return {}, walker.pos
     try:
         data = walker.value(root, ())
@@ -282,11 +281,6 @@ def load_text(text: str, file: str = "<spec>") -> tuple[Spec, Positions]:
     return loaded.spec, loaded.pos
 
 
-EMPTY = ("the spec is empty: write at least one of networks:, guests: or host: "
-         "(docs/SPEC.md and `kvmnet schema --markdown` list every key; examples/seed.yaml "
-         "is a whole spec); `networks: {}` is a spec that has none on purpose")
-
-
 def load_text_partial(text: str, file: str = "<spec>") -> Loaded:
     """Like load_text, but type errors are returned with the model of the rest of the
     file; SpecError only when no model can be built (YAML syntax, not a mapping)."""
@@ -322,8 +316,7 @@ def _load(text: str | None, file: str, partial_ok: bool) -> Loaded:
             read_text(f), f, problems, bad, partial), problems, partial)
     else:
         data, pos = compose(text, file, problems, bad, partial)
-    if data is None:  # '---' alone, or 'null' (an empty file: compose)
-        problems.append(Problem(file, 1, 1, EMPTY))
+    if data is None:  # '---' alone, or 'null': as empty as an empty file
         data = {}
     if not isinstance(data, dict):
         problems.append(Problem(file, *pos.find(()),
