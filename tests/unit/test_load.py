@@ -194,7 +194,7 @@ def test_did_you_mean(text: str, key: str, suggestion: str) -> None:
 
 def test_unknown_key_without_a_close_match_lists_the_allowed_keys() -> None:
     (_, _, msg), = where("guests: {g: {zzz: 1}}\n")
-    assert msg == "guests.g.zzz: unknown key 'zzz': allowed keys here are interfaces, hosts"
+    assert msg == "guests.g.zzz: unknown key 'zzz': allowed keys here are interfaces, hosts, adopt"
 
 
 # ------------------------------------------------------------------ types
