@@ -215,7 +215,8 @@ def test_fuzz_network_xml_parser(raw: bytes) -> None:
         return
     # what the parser accepts, kvmnet can write back without a crash
     try:
-        build_network(parsed.name, parsed.network, uuid=parsed.uuid, managed=parsed.managed)
+        build_network(parsed.name, parsed.network, uuid=parsed.uuid, managed=parsed.managed,
+                      owner=parsed.owner)
     except NetworkXMLError:
         return  # (a value the model holds but libvirt XML cannot: refused, not a crash)
     # when libvirt takes it too, parse -> render of libvirt's own text is a no-op
@@ -223,7 +224,8 @@ def test_fuzz_network_xml_parser(raw: bytes) -> None:
     if desc is None:
         return
     mine = parse_network(desc)
-    again = build_network(mine.name, mine.network, uuid=mine.uuid, managed=mine.managed)
+    again = build_network(mine.name, mine.network, uuid=mine.uuid, managed=mine.managed,
+                          owner=mine.owner)
     try:
         ours = canonical(without_empty_metadata(etree.tostring(again, encoding="unicode")))
         theirs = canonical(without_empty_metadata(desc))
