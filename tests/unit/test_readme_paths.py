@@ -107,3 +107,19 @@ def test_adopt_my_existing_host(home: Path) -> None:
     actions = [x for x in plan.splitlines() if re.match(r"  [-+~] \[", x)]
     assert [a.split()[2] for a in actions] == ["network.adopt"], plan
     assert "Applied 1 change(s)" in outs[3]
+
+
+def test_two_specs_and_removing_everything_are_valid_commands(home: Path) -> None:
+    """The files of "Two specs on one host" are valid specs, each with its owner, and
+    the commands of both paths exist (their run on a real libvirtd, which keeps what
+    each command did: tests/integration/test_readme_owners.py)."""
+    specs = blocks(section("Two specs on one host"), "yaml")
+    assert len(specs) == 2
+    for text, owner in zip(specs, ("team-a", "team-b"), strict=True):
+        assert f"owner: {owner}" in text
+        (home / f"{owner}.yaml").write_text(text)
+        res = sh(f"kvmnet validate {owner}.yaml", home)
+        assert res.returncode == 0, res.stderr
+    [destroy] = blocks(section("Removing everything"), "sh")
+    assert destroy.split()[:2] == ["sudo", "kvmnet"]
+    assert sh(f"{destroy.split()[1]} {destroy.split()[2]} --help", home).returncode == 0
