@@ -422,11 +422,11 @@ def test_a_failed_write_leaves_the_old_file_and_no_temp_file(tmp_path: Path,
     f = tmp_path / "x.conf"
     fsutil.write_atomic(f, "old\n")
 
-    def boom(*_a: object) -> None:
+    def boom(*_a: object, **_k: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(LiveError, match=f"cannot write {f}: No space left on device"):
         fsutil.write_atomic(f, "new\n")
     assert f.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["x.conf"]

@@ -51,11 +51,16 @@ def state_lock(state: Path) -> Iterator[None]:
 
 
 def _read(path: Path) -> str | None:
+    """The state file's text, when root owns it and no one else can write it (its
+    forwards become rules: kvmnet.backend.files.read_trusted)."""
+    from kvmnet.backend.files import read_trusted
+
     try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
+        data = read_trusted(path, "the forwards state file")
+        return None if data is None else data.decode()
+    except (OSError, UnicodeDecodeError) as e:
+        if isinstance(e, UnicodeDecodeError):
+            raise LiveError(f"cannot read {path}: it is not UTF-8 text") from None
         raise LiveError(f"cannot read {path}: {e.strerror or e}") from None
 
 
@@ -120,7 +125,9 @@ def sync(fwds: Sequence[Fwd], netns: str | None = None, root: Path = Path("/")) 
     with state_lock(path):
         msg = _sync(fwds, netns, root, path)
     if not fwds:
-        path.with_suffix(".lock").unlink(missing_ok=True)
+        from kvmnet.backend.files import remove
+
+        remove(path.with_suffix(".lock"))
     return msg
 
 
@@ -153,15 +160,15 @@ def _sync(fwds: Sequence[Fwd], netns: str | None, root: Path, path: Path) -> str
 
 
 def _set_state(path: Path, text: str | None) -> None:
-    from kvmnet.backend.files import (
-        write_bytes_atomic,  # here: a run that only reads never needs it
+    from kvmnet.backend.files import (  # here: a run that only reads never needs them
+        remove,
+        write_bytes_atomic,
     )
 
     try:
         if text is None:
-            path.unlink(missing_ok=True)
+            remove(path)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, text.encode(), 0o644)
     except OSError as e:
         raise LiveError(f"cannot write {path}: {e.strerror or e}") from None

@@ -108,7 +108,6 @@ def install(root: Path) -> bool:
     if hook_status(root) == "ok":
         return False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, hook_text(root).encode(), 0o755)
     except OSError as e:
         raise LiveError(f"cannot write the libvirt hook {path}: {e.strerror or e}") from None
@@ -116,11 +115,6 @@ def install(root: Path) -> bool:
 
 
 def remove(root: Path) -> bool:
-    path = hook_path(root)
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as e:
-        raise LiveError(f"cannot remove the libvirt hook {path}: {e.strerror or e}") from None
-    return True
+    from kvmnet.backend import files
+
+    return files.remove(hook_path(root))

@@ -9,24 +9,22 @@ place would have root create or truncate any file on the host. So `open_lock`:
 
 - opens with O_NOFOLLOW (a symlink in the lock's place: refused, nothing followed);
 - only in a folder that no user but root (or whoever runs kvmnet) can change, reached
-  through such folders only (kvmnet.backend.files.check_dir);
+  through such folders only (kvmnet.backend.files.open_file);
 - keeps the file only if it is a plain file with one link, owned by root or us.
 """
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import math
 import os
-import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kvmnet.backend.files import make_dirs
+from kvmnet.backend.files import open_file
 from kvmnet.errors import LiveError, LockError, UnsafePathError
 
 LOCK_DIR = os.environ.get("KVMNET_LOCK_DIR", "/run/kvmnet")
@@ -40,23 +38,14 @@ def open_lock(path: Path, what: str, mode: int = 0o600, hint: str = "run kvmnet 
     else could have planted it) when it cannot be taken safely."""
     path = Path(path)
     try:
-        make_dirs(path.parent)  # (checks the folders on the way, before and after)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                     mode)  # (O_NONBLOCK: a fifo in its place cannot hang us)
+        # (the folders on the way checked; O_NONBLOCK: a fifo in its place cannot hang us)
+        fd = open_file(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, mode)
     except PermissionError:
         raise LiveError(f"cannot take {what} {path}: permission denied ({hint})") from None
     except UnsafePathError as e:
         raise UnsafePathError(f"cannot take {what}: {e}") from None
     except OSError as e:
-        if e.errno == errno.ELOOP:
-            raise UnsafePathError(f"cannot take {what}: {path} is a symlink; remove it") \
-                from None
         raise LiveError(f"cannot take {what} {path}: {e.strerror or e}") from None
-    st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or st.st_uid not in (0, os.geteuid()):
-        os.close(fd)
-        raise UnsafePathError(f"cannot take {what}: {path} is not a plain file of ours (a "
-                              "hard link, another user's file, or not a file); remove it")
     return fd
 
 

@@ -89,14 +89,13 @@ def graph(
     if kind is None:
         raise typer.BadParameter(f"unknown extension {output.suffix or '(none)'}: use "
                                  f"{', '.join(GRAPH_FORMATS)}", param_hint="-o")
-    from kvmnet.backend.files import make_dirs, write_bytes_atomic
+    from kvmnet.backend.files import write_bytes_atomic
     from kvmnet.render.graph_text import to_dot, to_mermaid
 
     g = topology(file, connect_, netns)
     data = (to_mermaid(g).encode() if kind == "mermaid" else to_dot(g).encode()
             if kind == "dot" else draw(g, kind))
-    make_dirs(output.parent)
-    write_bytes_atomic(output, data, 0o644)
+    write_bytes_atomic(output, data, 0o644)  # (the picture came from dot's stdout)
     out.print(f"wrote {output}")
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import stat
 import subprocess
 import sys
 import time
@@ -54,10 +53,10 @@ from kvmnet.apply.bridge.store import (
     tx_lock,
     write_copy,
 )
-from kvmnet.backend.files import make_dirs, write_bytes_atomic
+from kvmnet.backend.files import make_dirs, symlink_atomic, write_bytes_atomic
 from kvmnet.backend.host import iproute
 from kvmnet.backend.netns import netns_path
-from kvmnet.errors import LiveError, UnsafePathError
+from kvmnet.errors import LiveError
 
 BOOT_ID = "proc/sys/kernel/random/boot_id"
 NETWORK_DAEMONS = ("systemd-networkd.service", "NetworkManager.service",
@@ -170,29 +169,8 @@ def install_unit(root: Path) -> str:
             return "systemctl enable"
     link = root / WANTS_DIR / UNIT
     make_dirs(link.parent)
-    _symlink(f"../{UNIT}", link)
+    symlink_atomic(f"../{UNIT}", link)
     return f"{WANTS_DIR}/{UNIT}"
-
-
-def _symlink(target: str, link: Path) -> None:
-    """link -> target, replacing only a symlink (rename never follows one)."""
-    try:
-        st = os.lstat(link)
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISLNK(st.st_mode):
-            raise UnsafePathError(f"{link} exists and is not a symlink: kvmnet does not "
-                                  "replace it")
-        if os.readlink(link) == target:
-            return
-    tmp = link.with_name(f".{link.name}.{os.getpid()}")
-    os.symlink(target, tmp)
-    try:
-        os.replace(tmp, link)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # -- at boot ------------------------------------------------------------------------

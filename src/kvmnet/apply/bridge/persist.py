@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-from kvmnet.backend.files import check_target, write_bytes_atomic
+from kvmnet.backend.files import read_regular, remove, write_bytes_atomic
 from kvmnet.errors import LiveError
 
 BACKUP_DIR = "var/backups/kvmnet"
@@ -110,16 +110,16 @@ def prepare(root: Path, files: Mapping[str, str], stamp: str | None = None
     for rel in sorted(files):
         text = files[rel]
         path = under(root, rel)
-        check_target(path)  # a symlink: refused before anything is read or written
-        if path.is_dir():
+        if os.path.isdir(path) and not os.path.islink(path):
             raise LiveError(f"cannot write {path}: it is a folder")
+        found = read_regular(path)  # a symlink: refused before anything is read or written
         before: bytes | None = None
         mode, uid, gid = file_mode(rel), 0, 0
-        if path.exists():
-            before = path.read_bytes()
+        if found is not None:
+            before = found[0]
             if before == text.encode():
                 continue
-            st = path.stat()
+            st = os.stat(path, follow_symlinks=False)
             mode, uid, gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
         backup = _free_backup(root, rel, stamp) if before is not None else None
         dirs = _missing_dirs(root, rel, planned_dirs)
@@ -132,7 +132,7 @@ def prepare(root: Path, files: Mapping[str, str], stamp: str | None = None
 def _free_backup(root: Path, rel: str, stamp: str) -> str:
     name = f"{BACKUP_DIR}/{rel}.{stamp}"
     n = 1
-    while under(root, name).exists():
+    while os.path.lexists(under(root, name)):
         n += 1
         name = f"{BACKUP_DIR}/{rel}.{stamp}.{n}"
     return name
@@ -158,11 +158,8 @@ def write(root: Path, changes: Iterable[FileChange]) -> None:
 
     for c in changes:
         path = under(root, c.path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         if c.backup and c.before is not None:
-            bak = under(root, c.backup)
-            bak.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(bak, c.before, 0o600)
+            write_bytes_atomic(under(root, c.backup), c.before, 0o600)
         write_bytes_atomic(path, c.text.encode(), file_mode(c.path))
 
 
@@ -176,19 +173,13 @@ def restore(root: Path, changes: Iterable[FileChange]) -> list[str]:
     for c in reversed(changes):
         path = under(root, c.path)
         if c.before is None:
-            if path.exists():
-                path.unlink()
+            if remove(path):
                 done.append(f"removed {c.path}")
-        elif not path.exists() or path.read_bytes() != c.before or _meta(path) != (
-                c.mode, c.uid, c.gid):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            write_bytes_atomic(path, c.before, c.mode)
-            _chown(path, c.uid, c.gid)
+        elif _now(path) != (c.before, c.mode, c.uid, c.gid):
+            write_bytes_atomic(path, c.before, c.mode, owner=(c.uid, c.gid))
             done.append(f"restored {c.path}")
         if c.backup:
-            bak = under(root, c.backup)
-            if bak.exists():
-                bak.unlink()
+            remove(under(root, c.backup))
     for c in reversed(changes):
         for d in reversed(c.new_dirs):
             try:
@@ -198,12 +189,13 @@ def restore(root: Path, changes: Iterable[FileChange]) -> list[str]:
     return done
 
 
-def _meta(path: Path) -> tuple[int, int, int]:
-    st = path.stat()
-    return stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-
-
-def _chown(path: Path, uid: int, gid: int) -> None:
-    st = path.stat()
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(path, uid, gid)
+def _now(path: Path) -> tuple[bytes, int, int, int] | None:
+    """What path holds now: content, mode, owner (None: nothing, or not a plain file)."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+        found = read_regular(path)
+    except (OSError, LiveError):
+        return None
+    if found is None:
+        return None
+    return found[0], stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid

@@ -23,8 +23,6 @@ Every write is atomic, 0600, never through a symlink (kvmnet.backend.files).
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,7 +39,7 @@ from kvmnet.apply.bridge.journal import (
     Outcome,
     Registration,
 )
-from kvmnet.backend.files import make_dirs, read_regular, write_bytes_atomic
+from kvmnet.backend.files import make_dirs, read_trusted, remove, write_bytes_atomic
 from kvmnet.backend.lock import locked
 from kvmnet.errors import LiveError
 
@@ -79,10 +77,10 @@ def _read(codec: Codec[T], path: Path) -> T | None:
     """The record in path, None when there is no file; LiveError when it is not one
     (or not a regular file: never read through a symlink)."""
     try:
-        found = read_regular(path)
+        found = read_trusted(path, f"the {codec.what}")
     except OSError as e:
         raise LiveError(f"cannot read the {codec.what} {path}: {e.strerror or e}") from None
-    return None if found is None else codec.loads(found[0], str(path))
+    return None if found is None else codec.loads(found, str(path))
 
 
 def _write(codec: Codec[T], path: Path, record: T) -> None:
@@ -148,14 +146,7 @@ def clear(root: Path, j: Journal | None) -> None:
     only a symlink is removed (anything else there is not kvmnet's)."""
     root = Path(root)
     for rel in (f"{STATE_DIR}/host-tx.json", f"{UNIT_DIR}/{UNIT}", f"{WANTS_DIR}/{UNIT}"):
-        path = root / rel
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode) or (stat.S_ISREG(st.st_mode)
-                                        and not rel.startswith(WANTS_DIR)):
-            path.unlink()
+        remove(root / rel, symlink_only=rel.startswith(WANTS_DIR))
     for d in reversed(j.persisted.new_dirs if j and j.persisted else ()):
         try:
             (root / d).rmdir()
@@ -173,5 +164,5 @@ def end(root: Path, j: Journal, outcome: Kind, reason: str, seconds: float | Non
                    done=None if done is None else tuple(done), boot=boot)
     _write(OUTCOME, outcome_path(root), last)
     clear(root, j)
-    journal_path(root).unlink(missing_ok=True)
+    remove(journal_path(root))
     return last

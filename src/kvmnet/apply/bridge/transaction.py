@@ -52,6 +52,7 @@ from kvmnet.apply.bridge.store import (
     tx_lock,
     write_journal,
 )
+from kvmnet.backend.files import remove as remove_file
 from kvmnet.backend.host import iproute, wireless_links
 from kvmnet.errors import LiveError
 
@@ -152,7 +153,7 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
         watchdog.spawn(opts.root, opts.txid)
     except LiveError:
         clear(opts.root, j)
-        journal_path(opts.root).unlink(missing_ok=True)
+        remove_file(journal_path(opts.root))
         raise
     return before, changes, j
 

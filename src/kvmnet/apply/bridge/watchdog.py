@@ -112,10 +112,10 @@ def _detach(root: Path) -> None:
         pass  # already a session leader (start_new_session)
     if os.fork() > 0:
         os._exit(0)
-    folder = registration_path(root).parent
-    folder.mkdir(parents=True, exist_ok=True)
-    log = os.open(folder / "watchdog.log",
-                  os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+    from kvmnet.backend.files import open_file
+
+    log = open_file(registration_path(root).parent / "watchdog.log",
+                    os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.dup2(log, 1)
