@@ -137,13 +137,13 @@ def readline(proc: subprocess.Popen[str], within: float) -> str:
 class EchoSession:
     """A TCP connection from the LAN to a server on the host, kept busy."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = PORT) -> None:
         self.server = subprocess.Popen(
-            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(PORT)],
+            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(port)],
             stdout=subprocess.PIPE, text=True)
         assert readline(self.server, 10).strip() == "listening"
         self.client = subprocess.Popen(
-            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP, str(PORT)],
+            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP, str(port)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert json.loads(readline(self.client, 10)) == {"ready": True}
 
@@ -521,20 +521,34 @@ def test_host_only_spec_plans_and_applies_without_libvirt(tmp_path: Path, bare: 
 
 def test_moving_the_ssh_sessions_address_without_gateway_is_refused(tmp_path: Path,
                                                                    bare: None) -> None:
+    """An SSH session is a TCP connection from the LAN to port 22 on the host's address
+    (a real listening socket and a real established connection in the namespaces), as
+    `sudo kvmnet apply` sees it: no $SSH_CONNECTION (sudo drops it). kvmnet finds it in
+    the kernel's socket table; a forged $SSH_CONNECTION changes nothing."""
     spec = tmp_path / "nogw.yaml"
     spec.write_text(SPEC.format(stp="false", delay="", check="").replace(
         f"      gateway: {GW}\n", ""))
-    env = {**os.environ, "SSH_CONNECTION": f"10.230.1.50 51234 {HOST_IP} 22"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SSH_")}
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(KVMNET), *args, "-c", NO_LIBVIRT, "--netns", HOST_NS],
+                              capture_output=True, text=True, env={**env, **extra}, timeout=60)
+
     before = netstate(HOST_NS)
-    r = subprocess.run([str(KVMNET), "apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS,
-                        "--yes", "--root", str(tmp_path / "root")],
-                       capture_output=True, text=True, env=env, timeout=60)
-    assert r.returncode == 1
-    assert f"this SSH session came in on {HOST_IP}" in r.stderr
-    assert f"gateway: {GW}" in r.stderr and "Traceback" not in r.stderr
-    assert netstate(HOST_NS) == before
-    # with the gateway in the spec the same session is fine to plan
-    ok = subprocess.run([str(KVMNET), "plan", str(Lab(tmp_path, NO_LIBVIRT, tmp_path).spec()),
-                         "-c", NO_LIBVIRT, "--netns", HOST_NS], capture_output=True, text=True,
-                        env=env, timeout=60)
-    assert ok.returncode == 0, ok.stderr
+    session = EchoSession(22)
+    try:
+        r = run("apply", str(spec), "--yes", "--root", str(tmp_path / "root"))
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert f"an SSH session is open to {HOST_IP}, which is on {NIC}" in r.stderr
+        assert f"gateway: {GW}" in r.stderr and "Traceback" not in r.stderr
+        assert netstate(HOST_NS) == before
+        # with the gateway in the spec the same session is fine to plan
+        ok = run("plan", str(Lab(tmp_path, NO_LIBVIRT, tmp_path).spec()))
+        assert ok.returncode == 0, ok.stderr
+        assert session.finish()["after"]  # the session was up all along
+    finally:
+        session.close()
+    # no session now: a forged $SSH_CONNECTION does not make one
+    gone = run("plan", str(spec), SSH_CONNECTION=f"10.230.1.50 51234 {HOST_IP} 22")
+    assert gone.returncode == 0, gone.stderr
+    assert "SSH session" not in gone.stdout + gone.stderr

@@ -21,7 +21,9 @@ live.yaml, every key optional but `about`:
       NAME: {xml: "<network>...", active: true, autostart: false}
     after: {stop: [NAME], undefine: [NAME], autostart: {NAME: false}}   # behind kvmnet's back
     host: {links: {NAME: {kind: bridge, addresses: [CIDR], ...}}, routes: [...],
-           session_addr: ADDR}          # a real host (is_test false); else like test:///
+           listening: [{proto: tcp, addr: 0.0.0.0, port: 22, dev: null, dual: false}],
+           ssh_sessions: [ADDR]}   # a real host (is_test false); else like test:///
+                                   # (sockets: kvmnet.backend.sockets)
     firewall: {installed: [FORWARD], rules: present|missing, hook: ok, legacy: false,
                backends: [nftables]}   # the port forwards kvmnet installed (state file)
     ovn: {switches: [...], ports: [...], dhcp: [...]}   # northbound rows (model.overlay)
@@ -54,6 +56,7 @@ from kvmnet.model.live import (
     HostRoute,
     HostState,
     LinkDns,
+    Listener,
     LiveState,
     NamesLive,
     NicRecord,
@@ -195,8 +198,11 @@ def _host(data: dict[str, Any]) -> HostState:
                                master=link.pop("master", None), up=link.pop("up", True),
                                addresses=tuple(link.pop("addresses", ())), **link)
     routes = tuple(HostRoute(**r) for r in data.get("routes") or ())
+    listening = data.get("listening")
     return HostState(links=links, routes=routes, readable=True,
-                     session_addr=data.get("session_addr"))
+                     listening=None if listening is None else tuple(
+                         Listener(**s) for s in listening),
+                     ssh_sessions=tuple(data.get("ssh_sessions") or ()))
 
 
 def _names(data: dict[str, Any]) -> NamesLive:

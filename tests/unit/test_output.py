@@ -51,11 +51,12 @@ def test_long_lines_are_not_wrapped_in_a_pipe() -> None:
 
 def test_lines_and_tabs_arrive_as_written() -> None:
     """render prints files: tabs stay tabs (rich's Text would expand them), and many
-    lines in one call come out in order, each ended once."""
+    lines in one call come out in order, each ended once. A styled() line is one line:
+    a tab or line break in it (a name from libvirt) is shown as \\t, \\n."""
     o, buf = pipe()
-    o.print("a\tb", styled(("c", "red"), "\td"), "", end="")
+    o.print("a\tb", styled(("c", "red"), "\td\ne"), "", end="")
     o.print("last")
-    assert buf.getvalue() == "a\tb\nc\td\nlast\n"   # ("" then end="": nothing)
+    assert buf.getvalue() == "a\tb\nc\\td\\ne\nlast\n"   # ("" then end="": nothing)
 
 
 def test_text_is_never_markup() -> None:

@@ -256,3 +256,103 @@ def victim(tmp_path: Path) -> Path:
     v.write_text("secret\n")
     v.chmod(0o600)
     return v
+
+
+# ---------------------------------------------------------------- the libvirt hook
+
+HOOK_NAMES = ["-h", "--help", "--state=/kvt-sc/evil.json", "--log=/kvt-sc/evil.log", "--",
+              "-", "-x y", "web"]
+STATE_ATTACKS = ["another user's", "writable by others", "a symlink", "damaged"]
+
+
+@pytest.mark.parametrize("attack", STATE_ATTACKS)
+@pytest.mark.parametrize("network", HOOK_NAMES)
+def test_the_hook_takes_its_arguments_as_names_and_trusts_only_roots_state(
+        tmp_path: Path, network: str, attack: str) -> None:
+    """libvirt runs the hook with the network's name first: `--` keeps a name that looks
+    like an option a name. The state file becomes firewall rules as root, so one another
+    user owns or can write, or a symlink, is not read; the hook logs why and exits 0."""
+    import subprocess
+
+    from kvmnet.backend.forward_files import HOOK_FILE, LOG_FILE, STATE_FILE, install
+
+    root = tmp_path / "root"
+    (root / "etc/libvirt").mkdir(parents=True)
+    install(root)
+    state = root / STATE_FILE
+    state.parent.mkdir(parents=True, exist_ok=True)
+    other = tmp_path / "elsewhere.json"
+    other.write_text('{"kvmnet": 1, "forwards": []}\n')
+    if attack == "a symlink":
+        state.symlink_to(other)
+    else:
+        state.write_text('{"kvmnet": 1, "forwards": []}\n' if attack != "damaged" else "{")
+        if attack == "another user's":
+            os.chown(state, OTHER, OTHER)
+        elif attack == "writable by others":
+            state.chmod(0o666)
+    r = subprocess.run([str(root / HOOK_FILE), network, "started", "begin", "-"],
+                       input="<network/>", capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and not r.stdout and not r.stderr, r
+    log = (root / LOG_FILE).read_text()
+    assert log.count("\n") == 1, log
+    assert "kvmnet-hook[" in log and f"] {network} started: cannot read {state}" in log, log
+    reason = {"another user's": f"owned by uid {OTHER}", "writable by others": "(mode 0666)",
+              "a symlink": "is a symlink", "damaged": ""}[attack]
+    assert reason in log, log
+    assert not Path("/kvt-sc").exists()
+    assert stat.S_IMODE((root / LOG_FILE).stat().st_mode) == 0o640
+
+
+# ---------------------------------------------------------------- the journals
+
+JOURNALS = {"run journal": ("run/kvmnet/host-tx.json", "v1-changing.json"),
+            "copy on disk": ("var/lib/kvmnet/host-tx.json", "v1-disk-copy.json")}
+JOURNAL_ATTACKS = ["another user's", "group-writable", "world-writable", "a symlink",
+                   "a fifo"]
+
+
+@pytest.mark.parametrize("cmd", [["rollback"], ["rollback", "--boot"], ["confirm"]],
+                         ids=" ".join)
+@pytest.mark.parametrize("attack", JOURNAL_ATTACKS)
+@pytest.mark.parametrize("which", sorted(JOURNALS))
+def test_a_journal_is_trusted_only_when_root_owns_it_alone(
+        tmp_path: Path, which: str, attack: str, cmd: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """rollback, rollback --boot and confirm act as root on what the journal says (files
+    to put back, links to move): one another user owns or can write, or that is not a
+    plain file, is refused with one line naming it, and left as it is."""
+    rel, sample = JOURNALS[which]
+    path = tmp_path / rel
+    path.parent.mkdir(parents=True)
+    good = (ROOT / "tests/data/journal" / sample).read_bytes()
+    if attack == "a symlink":
+        (tmp_path / "elsewhere.json").write_bytes(good)
+        path.symlink_to(tmp_path / "elsewhere.json")
+        _give(path)
+    elif attack == "a fifo":
+        os.mkfifo(path)
+    else:
+        path.write_bytes(good)
+        if attack == "another user's":
+            _give(path)
+        else:
+            os.chown(path, 0, OTHER)
+            path.chmod(0o660 if attack == "group-writable" else 0o666)
+    before = path.lstat()
+    if which == "run journal" and "--boot" in cmd:  # it reads only the copy on disk
+        assert main([*cmd, "--root", str(tmp_path)]) == 0
+        assert "Nothing to roll back at boot" in capsys.readouterr().out
+        assert path.lstat() == before
+        return
+    assert main([*cmd, "--root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert str(path) in err, err
+    reason = {"another user's": f"owned by uid {OTHER}", "group-writable": "(mode 0660)",
+              "world-writable": "(mode 0666)", "a symlink": "is a symlink",
+              "a fifo": "not a regular file"}[attack]
+    assert reason in err, err
+    after = path.lstat()
+    assert (after.st_mode, after.st_uid, after.st_mtime_ns) == (
+        before.st_mode, before.st_uid, before.st_mtime_ns)

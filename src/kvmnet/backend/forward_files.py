@@ -64,8 +64,8 @@ PY={py}
 STATE={state}
 LOG={log}
 if [ "$2" = started ] && [ -x "$PY" ] && [ -f "$STATE" ]; then
-    mkdir -p "$(dirname "$LOG")" 2>/dev/null
-    "$PY" -m kvmnet.backend.hook --state "$STATE" "$@" </dev/null >>"$LOG" 2>&1
+    "$PY" -m kvmnet.backend.hook --state "$STATE" --log "$LOG" -- "$@" </dev/null \
+        >/dev/null 2>&1
 fi
 exit 0
 """

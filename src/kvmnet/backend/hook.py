@@ -49,10 +49,13 @@ def run_hook(state: Path, network: str, operation: str) -> str:
     """What the hook does for one libvirt call; a line for the log."""
     if operation != "started":
         return f"{network} {operation}: nothing to do"
+    from kvmnet.backend.files import read_trusted
+
     with state_lock(state):
-        try:
-            fwds = parse_state(state.read_text())
-        except (OSError, ValueError) as e:
+        try:  # (root's own file only: its forwards become rules)
+            data = read_trusted(state, "the forwards state file")
+            fwds = parse_state(data.decode() if data is not None else "")
+        except (OSError, ValueError, KvmnetError) as e:
             return f"{network} started: cannot read {state}: {e}"
         try:
             done = install_rules(fwds)
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m kvmnet.backend.hook",
                                 description="kvmnet's libvirt network hook (see module doc)")
     p.add_argument("--state", type=Path, required=True)
+    p.add_argument("--log", type=Path, help="append the line here (else stdout)")
     p.add_argument("network")
     p.add_argument("operation")
     p.add_argument("rest", nargs="*")
@@ -77,7 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the hook must never fail libvirt's start
         line = f"{args.network} {args.operation}: FAILED: {e!r}"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    print(f"{stamp} kvmnet-hook[{os.getpid()}] {line}", flush=True)
+    text = f"{stamp} kvmnet-hook[{os.getpid()}] {line}\n"
+    if args.log is None:
+        print(text, end="", flush=True)
+        return 0
+    try:  # never through a symlink, in a folder only root can change
+        from kvmnet.backend.files import open_file
+
+        fd = open_file(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "a") as log:
+            log.write(text)
+    except (OSError, KvmnetError):
+        pass  # the hook must never fail libvirt's start
     return 0
 
 

@@ -58,6 +58,16 @@ def _useful(ip: str) -> bool:
     return not (a.is_loopback or a.is_link_local or a.is_multicast or a.is_unspecified)
 
 
+def canonical(ip: object) -> str:
+    """The address's canonical text: what a guest agent or a lease reports is any string
+    the guest chose (a scope id after '%' with escape sequences, say), so only the
+    address itself is kept; '' when it is none."""
+    try:
+        return str(ipaddress.ip_address(str(ip).split("%", 1)[0]))
+    except ValueError:
+        return ""
+
+
 def parse_agent(domain: str, ifaces: dict[str, Any] | None) -> list[AgentAddr]:
     """virDomain.interfaceAddresses(SRC_AGENT) -> addresses of NICs that have a MAC."""
     out: list[AgentAddr] = []
@@ -66,8 +76,8 @@ def parse_agent(domain: str, ifaces: dict[str, Any] | None) -> list[AgentAddr]:
         if not mac or mac == "00:00:00:00:00:00":
             continue
         for a in info.get("addrs") or ():
-            ip = str(a.get("addr") or "")
-            if _useful(ip):
+            ip = canonical(a.get("addr"))
+            if ip and _useful(ip):
                 out.append(AgentAddr(domain, mac, ip, a.get("prefix")))
     return out
 
@@ -173,7 +183,7 @@ def fetch_leases(conn: Any, live: LiveState, only: Sequence[str] | None = None
             continue  # vanished, or a driver without leases (test:///)
         for x in leases:
             rows.append({"network": name, "mac": (x.get("mac") or "").lower(),
-                         "ip": f"{x.get('ipaddr')}", "prefix": x.get("prefix"),
+                         "ip": canonical(x.get("ipaddr")) or "?", "prefix": x.get("prefix"),
                          "hostname": x.get("hostname"), "expiry": x.get("expirytime"),
                          "source": "dhcp-lease"})
     return rows

@@ -149,7 +149,7 @@ def doctor(
         for c in checks:
             out.print(styled(_MARK[c.status], f" {c.title}: {c.message}"))
             for line in c.fix.splitlines() if c.status in ("warn", "fail") else ():
-                out.print(f"       fix: {line}")
+                out.print(styled(f"       fix: {line}"))
         counts = {s: sum(1 for c in checks if c.status == s) for s in _MARK}
         (err if failed else out).print(
             f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['ok']} ok, "

@@ -256,7 +256,7 @@ def import_(
         out.json({"kvmnet": 1, "uri": live.uri, "spec": to_data(spec), "notes": list(notes)})
         return
     for n in notes:
-        err.print(f"note: {n}")
+        err.print(styled(f"note: {n}"))
     out.print(dump(spec, f"# kvmnet spec imported from {live.uri}\n"), end="")
 
 
@@ -273,24 +273,24 @@ def demo(file: SpecFile, connect_: ConnectOpt = "test:///default") -> None:
         if not conn.is_test:
             raise KvmnetError("demo runs only against a test:/// URI; use plan/apply for "
                               "real hosts")
-        out.print(styled((f"\n$ kvmnet validate {file}", "bold")))
+        out.print("", styled((f"$ kvmnet validate {file}", "bold")))
         from kvmnet.cli.local import validate
 
         validate(file)
-        out.print(styled((f"\n$ kvmnet plan {file} -c {conn.uri}", "bold")))
+        out.print("", styled((f"$ kvmnet plan {file} -c {conn.uri}", "bold")))
         p = plan_file(file, conn, frozenset())
         print_problems(p.warnings)
         show_plan(p.plan, conn.uri)
-        out.print(styled((f"\n$ kvmnet apply {file} -c {conn.uri} --yes", "bold")))
+        out.print("", styled((f"$ kvmnet apply {file} -c {conn.uri} --yes", "bold")))
         do_apply(file, conn, True, False, False, frozenset(), None, 0)
-        out.print(styled((f"\n$ kvmnet show -c {conn.uri}", "bold")))
+        out.print("", styled((f"$ kvmnet show -c {conn.uri}", "bold")))
         from kvmnet.cli.show import all_leases, show_tables
         from kvmnet.service.ops import read_live
         from kvmnet.service.views import show_data
 
         live = read_live(conn)
         show_tables(show_data(live, all_leases(conn, live)))
-        out.print(styled((f"\n$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
+        out.print("", styled((f"$ kvmnet plan {file} -c {conn.uri}   # again: nothing left to do",
                           "bold")))
         p = plan_file(file, conn, frozenset())
         show_plan(p.plan, conn.uri)

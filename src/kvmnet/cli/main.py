@@ -28,7 +28,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from kvmnet.cli.output import err, out, print_problems
+from kvmnet.cli.output import err, out, print_problems, styled
 from kvmnet.errors import KvmnetError, SpecError
 
 # Each command's module, in the order --help lists them.
@@ -213,7 +213,7 @@ def _main(argv: list[str] | None) -> int:
         return 1
     except KvmnetError as e:
         if not failed_json(args, [_problem(str(e))]):
-            err.print(f"kvmnet: error: {e}")
+            err.print(styled(f"kvmnet: error: {e}"))  # one line: it may name live things
         return 1
     except typer.Abort:
         if not failed_json(args, [_problem("aborted; nothing was changed")]):

@@ -53,6 +53,14 @@ def safe(text: str) -> str:
     return _UNSAFE.sub(_visible, text)
 
 
+def one_line(text: str, tab: bool = False) -> str:
+    """safe(text) on one line: a line break (and, unless `tab`, a tab) shown as \\n
+    (\\t). For what is one line or one cell by nature, such as a name from libvirt in a
+    plan line or a guest's hostname in a table: a line break there would forge a row."""
+    text = safe(text).replace("\n", "\\n")
+    return text if tab else text.replace("\t", "\\t")
+
+
 def _json_safe(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group()):04x}"   # the same character, spelled as JSON allows
 
@@ -61,12 +69,13 @@ Part = str | tuple[str, str]
 
 
 def styled(*parts: Part) -> Line:
-    """A line from plain strings and (string, style) pairs, each string made safe."""
+    """One line from plain strings and (string, style) pairs, each string made safe and
+    kept on the line (one_line: a line break or tab in a name shows as \\n, \\t)."""
     from rich.segment import Segment
     from rich.style import Style
 
-    return [Segment(safe(p)) if isinstance(p, str) else Segment(safe(p[0]), Style.parse(p[1]))
-            for p in parts]
+    return [Segment(one_line(p)) if isinstance(p, str)
+            else Segment(one_line(p[0]), Style.parse(p[1])) for p in parts]
 
 
 class Out:
@@ -166,7 +175,7 @@ def print_table(title: str, columns: Sequence[Column], rows: Iterable[Sequence[s
     in capitals and no title or box characters, for awk, cut and sort."""
     keep = [i for i, c in enumerate(columns) if view.wide or not c.wide]
     names = [columns[i].name for i in keep]
-    cells = [[safe(row[i]) for i in keep] for row in rows]
+    cells = [[one_line(row[i]) for i in keep] for row in rows]  # a row per row
     if out.console.is_terminal:
         _rich_table(title, names, cells, view.headers)
         return
@@ -183,7 +192,7 @@ def _rich_table(title: str, names: Sequence[str], cells: Sequence[Sequence[str]]
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=Text(safe(title)) if headers else None, show_header=headers)
+    t = Table(title=Text(one_line(title)) if headers else None, show_header=headers)
     for name in names:
         t.add_column(name, no_wrap=True)
     for row in cells:

@@ -71,6 +71,22 @@ class Facts:
                          line.startswith("#") else line for line in text.split("\n"))
 
 
+def sh(word: str) -> str:
+    """A name from the live system (libvirt, the kernel) as one shell word on one line,
+    for the fix commands doctor prints to be pasted: shlex.quote, or bash's $'...' with
+    escapes when the name holds a line break or another control character (quoted as
+    is, it would be two lines: a second, forged command)."""
+    import shlex
+
+    if word.isprintable():
+        return shlex.quote(word)
+    body = "".join(c if c.isprintable() and c not in "\\'" else
+                   f"\\{c}" if c in "\\'" else f"\\x{ord(c):02x}" if ord(c) < 0x80
+                   else f"\\u{ord(c):04x}" if ord(c) < 0x10000 else f"\\U{ord(c):08x}"
+                   for c in word)
+    return f"$'{body}'"
+
+
 @dataclass(frozen=True)
 class Net:
     name: str
@@ -335,8 +351,8 @@ def check_backend(f: Facts) -> Check:
             return Check("firewall_backend", "warn", title,
                          f"no libvirt rules found although {_names(active)} are active: "
                          "firewalld, or a firewall reload removed them.",
-                         "\n".join(f"virsh net-destroy {n.name} && virsh net-start {n.name}"
-                                   for n in active))
+                         "\n".join(f"virsh net-destroy {sh(n.name)} && virsh net-start "
+                                   f"{sh(n.name)}" for n in active))
         return Check("firewall_backend", "skip", title,
                      "no active NAT or routed network: libvirt has no rules to look at yet.")
     text = (f"libvirt writes its rules with {' and '.join(backend)} "

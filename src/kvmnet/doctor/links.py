@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from kvmnet.doctor.checks import Check, Facts, Net, networks
+from kvmnet.doctor.checks import Check, Facts, Net, networks, sh
 from kvmnet.model.derive import stable_mac
 from kvmnet.model.live import HostLink, HostState
 from kvmnet.model.types import IPNet
@@ -92,9 +92,9 @@ def _free_fix(f: Facts, n: Net, sub: IPNet, taken: list[IPNet]) -> str:
     addr = f"{next(free.hosts())}/{free.prefixlen}"
     if n.origin == "spec":
         return f"# in {f.spec_file}: networks.{n.name}.{key}.address: {addr}"
-    return (f"virsh net-edit {n.name}   # <ip address='{next(free.hosts())}' "
-            f"prefix='{free.prefixlen}'>, then: virsh net-destroy {n.name} && "
-            f"virsh net-start {n.name}")
+    return (f"virsh net-edit {sh(n.name)}   # <ip address='{next(free.hosts())}' "
+            f"prefix='{free.prefixlen}'>, then: virsh net-destroy {sh(n.name)} && "
+            f"virsh net-start {sh(n.name)}")
 
 
 def _free_subnet(sub: IPNet, taken: list[IPNet]) -> IPNet | None:
@@ -126,7 +126,7 @@ def check_mtu(f: Facts) -> Check:
     return Check("mtu", "warn", title,
                  text + ": frames bigger than the smaller MTU are dropped without an error "
                  "(large transfers stall while pings work).",
-                 "\n".join(f.cmd(f"ip link set dev {p.name} mtu {br.mtu}") for br, p in bad))
+                 "\n".join(f.cmd(f"ip link set dev {sh(p.name)} mtu {br.mtu}") for br, p in bad))
 
 
 def check_bridges(f: Facts) -> Check:
@@ -147,7 +147,8 @@ def check_bridges(f: Facts) -> Check:
         if link is None:
             if libvirt_made:
                 fails.append(f"{n.name}: its bridge {n.bridge} is missing")
-                fixes.append(f"virsh net-destroy {n.name} && virsh net-start {n.name}")
+                fixes.append(f"virsh net-destroy {sh(n.name)} && virsh net-start "
+                             f"{sh(n.name)}")
             elif n.bridge in spec_bridges:
                 warns.append(f"{n.name}: host bridge {n.bridge} is not there yet")
                 fixes.append(f"{f.apply_cmd()}   # creates host.bridges.{n.bridge}")
@@ -157,13 +158,13 @@ def check_bridges(f: Facts) -> Check:
                              f"{f.spec_file}, then: {f.apply_cmd()}")
             else:
                 fails.append(f"{n.name}: host bridge {n.bridge} is missing")
-                fixes.append(f.cmd(f"ip link add name {n.bridge} type bridge") + "\n"
-                             + f.cmd(f"ip link set dev {n.bridge} up") + "\n"
+                fixes.append(f.cmd(f"ip link add name {sh(n.bridge)} type bridge") + "\n"
+                             + f.cmd(f"ip link set dev {sh(n.bridge)} up") + "\n"
                              f"# then move the LAN NIC into it (kvmnet: host.bridges."
                              f"{n.bridge} in a spec, kvmnet apply)")
         elif not link.up:
             fails.append(f"{n.name}: its bridge {n.bridge} is down")
-            fixes.append(f.cmd(f"ip link set dev {n.bridge} up"))
+            fixes.append(f.cmd(f"ip link set dev {sh(n.bridge)} up"))
     if fails:
         return Check("bridges", "fail", title,
                      "; ".join(fails + warns) + ": guests attached there have no network.",

@@ -108,12 +108,35 @@ class HostRoute:
         return ipaddress.ip_network(self.dst, strict=False)
 
 
+@dataclass(frozen=True, order=True)
+class Listener:
+    """A socket the host serves on (the kernel's socket table: kvmnet.backend.sockets)."""
+
+    proto: str                    # tcp | udp
+    addr: str                     # a local address; 0.0.0.0 or :: for all of a family's
+    port: int
+    dev: str | None = None        # bound to this device: serves its addresses only
+    dual: bool = False            # an IPv6 socket (::) that takes IPv4 too (not V6ONLY)
+
+    def serves(self, addr: str) -> bool:
+        """Does a connection to local address `addr` reach this socket?"""
+        a = ipaddress.ip_address(addr)
+        mine = ipaddress.ip_address(self.addr)
+        if mine == a:
+            return True
+        if not mine.is_unspecified:
+            return False
+        return mine.version == a.version or (self.dual and a.version == 4)
+
+
 @dataclass(frozen=True)
 class HostState:
     links: dict[str, HostLink] = field(default_factory=dict)
     routes: tuple[HostRoute, ...] = ()
     readable: bool = True          # False against test:/// (no host to look at)
-    session_addr: str | None = None  # the host address this SSH session came in on
+    # the socket table (kvmnet.backend.sockets); None: not read
+    listening: tuple[Listener, ...] | None = None
+    ssh_sessions: tuple[str, ...] = ()   # local addresses of established SSH sessions
 
 
 @dataclass(frozen=True)

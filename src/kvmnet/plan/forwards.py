@@ -41,6 +41,10 @@ from kvmnet.render.iptables import ipt_accepts
 
 def plan_firewall(ctx: Ctx) -> None:
     """One firewall.sync action after the networks (or the errors that stop it)."""
+    from kvmnet.plan.forward_ports import check_forward_ports
+
+    check_forward_ports(ctx)
+
     def keep(network: str) -> bool:
         if network in ctx.spec.networks:
             return False

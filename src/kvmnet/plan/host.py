@@ -102,16 +102,17 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
 
 def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostLink,
                    hb: HostBridge) -> None:
-    """Refuse to move the address this SSH session uses when the spec gives no gateway:
-    the default route would not come back on the bridge after a reboot."""
-    sess = ctx.live.host.session_addr
-    if not sess or hb.gateway is not None or hb.dhcp:
+    """Refuse to move an address an SSH session is open to (the kernel's socket table,
+    kvmnet.backend.sockets) when the spec gives no gateway: the default route would not
+    come back on the bridge after a reboot."""
+    if hb.gateway is not None or hb.dhcp:
         return
-    if any(str(ipaddress.ip_interface(a).ip) == sess for a in link.addresses):
+    on_port = {str(ipaddress.ip_interface(a).ip) for a in link.addresses}
+    for sess in sorted(set(ctx.live.host.ssh_sessions) & on_port)[:1]:
         gws = sorted({r.gateway for r in ctx.live.host.routes
                       if r.dev == port and r.gateway and r.net.prefixlen == 0})
         hint = f"gateway: {gws[0]}" if gws else "gateway: <your LAN router>"
-        ctx.error(path, f"this SSH session came in on {sess}, which is on {port}, and the "
+        ctx.error(path, f"an SSH session is open to {sess}, which is on {port}, and the "
                   f"spec gives {ctx_bridge(path)} no gateway: the host could lose this "
                   f"session after a reboot. Add {hint} (and keep address:), or run "
                   "from the console")
@@ -166,10 +167,11 @@ def _port_problem(port: str, link: HostLink | None, bridge: str) -> str | None:
 
 
 def host_needed(spec: Spec, live: LiveState) -> bool:
-    """Does plan look at the host's links and routes? For host bridges, and for the
-    networks libvirt does not have yet (their bridges and subnets must not collide
-    with the host's, check_host); not when every network exists (a no-op)."""
-    return bool(spec.host.bridges) or any(
+    """Does plan look at the host's links, routes and sockets? For host bridges, port
+    forwards (kvmnet.plan.forward_ports), and the networks libvirt does not have yet
+    (their bridges and subnets must not collide with the host's, check_host); not when
+    every network exists (a no-op)."""
+    return bool(spec.host.bridges) or spec.has_forwards() or any(
         name not in live.networks for name, net in spec.networks.items()
         if net.mode != "overlay")
 

@@ -3,7 +3,6 @@ import, show. Returns typed results; never prints, never exits."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -46,12 +45,6 @@ def teardown(spec: Spec) -> Spec:
     return Spec(owner=spec.owner, hosts=spec.hosts)
 
 
-def ssh_session_addr() -> str | None:
-    """The host address this SSH session came in on ($SSH_CONNECTION's third field)."""
-    parts = os.environ.get("SSH_CONNECTION", "").split()
-    return parts[2] if len(parts) == 4 else None
-
-
 def needs_libvirt(spec: Spec) -> bool:
     """A spec with only `host:` (bridges) is applied without a libvirt connection."""
     return bool(spec.networks or spec.guests)
@@ -77,9 +70,7 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
         reading = start_read_firewall(netns, root or Path("/"))
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
-        from kvmnet.backend.host import read_host
-
-        live = replace(live, host=replace(read_host(netns), session_addr=ssh_session_addr()))
+        live = replace(live, host=read_host_and_sockets(netns))
     if local:
         from kvmnet.backend.names import read_names
 
@@ -93,6 +84,18 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
 def _real_root(root: Path | None) -> bool:
     """Is --root the host itself (not a tree of files for tests or an image)?"""
     return root is None or Path(root).resolve() == Path("/")
+
+
+def read_host_and_sockets(netns: str | None = None) -> HostState:
+    """The host's links and routes, and its socket table: what it listens on, and the
+    SSH sessions open now (kvmnet.backend.sockets; not $SSH_CONNECTION, which sudo
+    drops)."""
+    from kvmnet.backend.host import read_host
+    from kvmnet.backend.sockets import read_sockets
+
+    host = read_host(netns)
+    listening, sessions = read_sockets(netns, {ln.index: ln.name for ln in host.links.values()})
+    return replace(host, listening=listening, ssh_sessions=sessions)
 
 
 def _forwards_needed(spec: Spec, root: Path | None) -> bool:
