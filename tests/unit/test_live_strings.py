@@ -30,10 +30,11 @@ from lxml import etree
 from kvmnet.backend.fake import FakeBackend
 from kvmnet.backend.neigh import merge_addresses, parse_agent
 from kvmnet.backend.read import read_state
-from kvmnet.cli import live as live_cli
 from kvmnet.cli import output
+from kvmnet.cli import show as show_cli
 from kvmnet.cli.main import main
 from kvmnet.model.live import HostState
+from kvmnet.service.views import show_data
 
 BUDGET = float(os.environ.get("KVMNET_FUZZ_SECONDS", "20"))
 EXAMPLES = max(50, int(300 * BUDGET / 20))
@@ -73,9 +74,9 @@ def _domain(name: str, net: str) -> str:
 
 @pytest.fixture(autouse=True)
 def _consoles() -> Iterator[None]:
-    saved = output.out, live_cli.out
+    saved = output.out, show_cli.out
     yield
-    output.out, live_cli.out = saved
+    output.out, show_cli.out = saved
 
 
 def _capture(terminal: bool) -> io.StringIO:
@@ -84,7 +85,7 @@ def _capture(terminal: bool) -> io.StringIO:
     if terminal:
         opts.update(force_terminal=True, color_system="truecolor")
     o = output.Out(**opts)
-    for mod in (output, live_cli):
+    for mod in (output, show_cli):
         mod.out = o  # type: ignore[attr-defined]
     return buf
 
@@ -94,6 +95,8 @@ def _plain(buf: io.StringIO) -> str:
 
 
 def _check(text: str, lines: int, *values: str) -> None:
+    """No raw control character, as many lines as the same tables with plain names
+    have (no forged row), and each value there as text."""
     assert not RAW.search(text), repr(text)
     assert len(text.splitlines()) == lines, text
     for v in values:
@@ -120,21 +123,40 @@ def test_show_and_leases_print_live_strings_as_text(net: str, guest: str, hostna
         {"type": 0, "addr": agent_addr, "prefix": 24}]}})
     assert [a.ip for a in agent] == ["2001:db8::5"]  # the text the guest sent is not kept
     rows = merge_addresses(live, [lease], (), agent)
-    data = live_cli.show_data(live, rows)
+    _print_all(terminal, live, rows)
+    plain = _lines(terminal, "net", "vm", "host")
+    text = _print_all(terminal, live, rows)
+    _check(text, plain, net, guest, hostname)
     buf = _capture(terminal)
-    live_cli.show_tables(data)
-    # two tables: title, top, header, rule, one row, bottom; the NIC's one row
-    _check(_plain(buf), 12, net, guest)
-    buf = _capture(terminal)
-    output.out.show(output.table("guest addresses", ("network", "mac", "ip", "hostname"),
-                                 ([r["network"], r["mac"], r["ip"], r["hostname"] or "-"]
-                                  for r in rows)))
-    _check(_plain(buf), 7, net, hostname)
-    buf = _capture(terminal)
-    output.out.json(data)
+    output.out.json(show_data(live, rows))
     back = json.loads(_plain(buf))
     assert back["networks"][0]["name"] == net and back["interfaces"][0]["guest"] == guest
     assert not RAW.search(_plain(buf))
+
+
+def _print_all(terminal: bool, live: Any, rows: list[dict[str, Any]]) -> str:
+    """show's tables and the leases table, as the commands print them."""
+    buf = _capture(terminal)
+    show_cli.show_tables(show_data(live, rows))
+    output.print_table("guest addresses", [output.Column(c) for c in
+                                           ("network", "mac", "ip", "hostname")],
+                       ([r["network"], r["mac"], r["ip"], r["hostname"] or "-"]
+                        for r in rows))
+    return _plain(buf)
+
+
+def _lines(terminal: bool, net: str, guest: str, hostname: str) -> int:
+    """How many lines the same tables take with plain names."""
+    fake = FakeBackend()
+    fake.load_network(_network(net), active=True)
+    fake.load_domain(_domain(guest, net), running=True)
+    live = read_state(fake, HostState(readable=False))
+    lease = {"network": net, "mac": MAC, "ip": "10.151.0.5", "prefix": 24,
+             "hostname": hostname, "expiry": 1, "source": "dhcp-lease"}
+    agent = parse_agent(guest, {"eth0": {"hwaddr": MAC, "addrs": [
+        {"type": 1, "addr": "2001:db8::5", "prefix": 64}]}})
+    return len(_print_all(terminal, live, merge_addresses(live, [lease], (), agent))
+               .splitlines())
 
 
 @settings(max_examples=max(20, EXAMPLES // 6), deadline=None, database=None,
