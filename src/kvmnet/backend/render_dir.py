@@ -13,12 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kvmnet.backend.files import check_dir, check_target, write_atomic, write_tree
-from kvmnet.errors import UnsafePathError
+from kvmnet.backend.files import read_regular, remove, write_atomic, write_tree
+from kvmnet.errors import LiveError
 
 MANIFEST = ".kvmnet-render.json"
 
@@ -38,8 +37,9 @@ def _old(root: Path) -> dict[str, str]:
     """The last render's manifest ({path: sha256}); {} when there is none or it is not
     one of ours (then nothing is removed)."""
     try:
-        data = json.loads((root / MANIFEST).read_text())
-    except (OSError, ValueError):
+        found = read_regular(root / MANIFEST)  # (never through a symlink)
+        data = json.loads(found[0]) if found is not None else None
+    except (OSError, ValueError, LiveError):
         return {}
     files = data.get("files") if isinstance(data, dict) and data.get("kvmnet") == 1 else None
     if not isinstance(files, dict):
@@ -57,16 +57,19 @@ def write_rendered(root: Path, files: dict[str, str]) -> Rendered:
         path = base / rel
         if ".." in Path(rel).parts or Path(rel).is_absolute() or rel == MANIFEST:
             continue   # (a manifest names only paths under root; this one was edited)
-        try:
-            check_dir(path.parent)
-            check_target(path)
-            st = os.lstat(path)
-        except (FileNotFoundError, UnsafePathError):
-            continue   # gone already, or not a file of ours to touch
-        if not stat.S_ISREG(st.st_mode) or _digest(path.read_bytes()) != old[rel]:
+        try:  # (the folders on the way checked, never through a symlink)
+            found = read_regular(path)
+        except (OSError, LiveError):
+            found = None
+            if os.path.lexists(path):
+                done.kept.append(rel)  # not a file of ours to touch
+            continue
+        if found is None:
+            continue   # gone already
+        if _digest(found[0]) != old[rel]:
             done.kept.append(rel)
             continue
-        path.unlink()
+        remove(path)
         done.removed.append(rel)
         _prune(base, path.parent)
     manifest = {"kvmnet": 1, "about": "files kvmnet render wrote here; the next render "
