@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,32 @@ def test_the_hook_sets_resolved_again_when_a_network_starts(tmp_path: Path) -> N
         hook.read_text()
     assert names_hook.install(tmp_path) is None            # once
     assert names_hook.install(tmp_path / "nothing") is None  # no libvirt here: no hook
+
+
+def test_the_hook_logs_through_the_safe_path_and_takes_no_options_from_names(
+        tmp_path: Path) -> None:
+    """The installed script, run as libvirt runs it: a network named like an option is a
+    name (the script passes `--`), and a symlink planted at the log is never followed."""
+    from kvmnet.backend import names_hook
+    from kvmnet.backend.forward_files import LOG_FILE
+
+    (tmp_path / "etc/libvirt").mkdir(parents=True)
+    assert names_hook.install(tmp_path) is not None
+    hook = tmp_path / names_hook.HOOK_FILE
+    log = tmp_path / LOG_FILE
+    xml = "<network><name>--log=/x</name></network>"   # not kvmnet's: nothing to set
+
+    def call() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(hook), "--log=/x", "started", "begin", "-"], input=xml,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    r = call()
+    assert r.returncode == 0 and r.stdout == "", r
+    assert "--log=/x started: no domain of kvmnet's to route" in log.read_text()
+    victim = tmp_path / "victim"
+    victim.write_text("root's file\n")
+    log.unlink()
+    log.symlink_to(victim)
+    r = call()
+    assert r.returncode == 0, r                       # libvirt's start never fails
+    assert victim.read_text() == "root's file\n" and log.is_symlink()

@@ -73,8 +73,7 @@ export PATH
 PY={py}
 LOG={log}
 if [ "$2" = started ] && [ -x "$PY" ]; then
-    mkdir -p "$(dirname "$LOG")" 2>/dev/null
-    "$PY" -m kvmnet.backend.names_hook "$@" >>"$LOG" 2>&1
+    "$PY" -m kvmnet.backend.names_hook --log "$LOG" -- "$@" >/dev/null 2>&1
 else
     cat >/dev/null
 fi
@@ -84,7 +83,7 @@ exit 0
 
 def install(root: Path) -> str | None:
     """Write the hook (0755) when libvirt's folder is there; what was done, or None."""
-    from kvmnet.backend.files import read_regular, write_bytes_atomic
+    from kvmnet.backend.files import make_dirs, read_regular, write_bytes_atomic
 
     if not (Path(root) / LIBVIRT_CONF).is_dir():
         return None
@@ -93,20 +92,45 @@ def install(root: Path) -> str | None:
     old = read_regular(path)
     if old is not None and old[0].decode(errors="replace") == text:
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     write_bytes_atomic(path, text.encode(), 0o755)
     return f"wrote the libvirt hook {path} (reload libvirtd once so it sees it)"
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    network, operation = (args + ["", ""])[:2]
+    """`python -m kvmnet.backend.names_hook [--log FILE] -- NETWORK OPERATION ...`, the
+    network XML on stdin. The line goes to FILE through the safe path (never through a
+    symlink, only in a folder root alone can change), else to stdout. Always 0."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m kvmnet.backend.names_hook")
+    p.add_argument("--log", type=Path, help="append the line here (else stdout)")
+    p.add_argument("network")
+    p.add_argument("operation")
+    p.add_argument("rest", nargs="*")
+    args = p.parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        line = run_names_hook(sys.stdin.read(), network, operation)
+        line = run_names_hook(sys.stdin.read(), args.network, args.operation)
     except Exception as e:  # noqa: BLE001 - the hook must never fail libvirt's start
-        line = f"{network} {operation}: FAILED: {e!r}"
+        line = f"{args.network} {args.operation}: FAILED: {e!r}"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    print(f"{stamp} kvmnet-names[{os.getpid()}] {line}", flush=True)
+    text = f"{stamp} kvmnet-names[{os.getpid()}] {line}\n"
+    if args.log is None:
+        print(text, end="", flush=True)
+        return 0
+    try:
+        from kvmnet.backend.files import make_dirs, open_file
+        from kvmnet.errors import KvmnetError
+
+        try:
+            make_dirs(args.log.parent, 0o750)
+            fd = open_file(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        except (OSError, KvmnetError):
+            return 0  # the hook must never fail libvirt's start
+        with os.fdopen(fd, "a") as log:
+            log.write(text)
+    except OSError:
+        pass
     return 0
 
 
