@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from kvmnet.errors import LiveError
+from kvmnet.errors import KvmnetError, LiveError
 
 HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
 # (the one other path under libvirt's folders: host.resolve_guests' hook, backend.names_hook)
@@ -118,3 +118,17 @@ def remove(root: Path) -> bool:
     from kvmnet.backend import files
 
     return files.remove(hook_path(root))
+
+
+def append_line(path: Path | str, text: str) -> None:
+    """Append text to a log (0640) opened as files.open_file opens it; a log that cannot be
+    written safely is skipped, never raised: the libvirt hooks log with it, and a hook
+    must never fail libvirt's start of a network."""
+    from kvmnet.backend import files
+
+    try:
+        fd = files.open_file(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+        with os.fdopen(fd, "a") as log:
+            log.write(text)
+    except (OSError, KvmnetError):
+        pass

@@ -85,14 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.log is None:
         print(text, end="", flush=True)
         return 0
-    try:  # never through a symlink, in a folder only root can change
-        from kvmnet.backend.files import open_file
+    from kvmnet.backend.forward_files import append_line
 
-        fd = open_file(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        with os.fdopen(fd, "a") as log:
-            log.write(text)
-    except (OSError, KvmnetError):
-        pass  # the hook must never fail libvirt's start
+    append_line(args.log, text)  # never through a symlink, in a folder only root can change
     return 0
 
 

@@ -118,19 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.log is None:
         print(text, end="", flush=True)
         return 0
-    try:
-        from kvmnet.backend.files import make_dirs, open_file
-        from kvmnet.errors import KvmnetError
+    from kvmnet.backend.forward_files import append_line
 
-        try:
-            make_dirs(args.log.parent, 0o750)
-            fd = open_file(args.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-        except (OSError, KvmnetError):
-            return 0  # the hook must never fail libvirt's start
-        with os.fdopen(fd, "a") as log:
-            log.write(text)
-    except OSError:
-        pass
+    append_line(args.log, text)  # never through a symlink, in a folder only root can change
     return 0
 
 

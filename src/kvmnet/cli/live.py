@@ -39,6 +39,11 @@ ScopeOpt = Annotated[list[str] | None, typer.Option(
 RootOpt = Annotated[Path, typer.Option(
     "--root", metavar="DIR", help="Where kvmnet's host files are (port forwards' state "
                                   "file and libvirt hook) instead of /.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")]
+AllowDestroyOpt = Annotated[bool, typer.Option(
+    "--allow-destroy", help="Allow removing networks that guests are attached to.")]
+LockWaitOpt = Annotated[float, typer.Option(
+    "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")]
 HostOpt = Annotated[list[str] | None, typer.Option(
     "--host", metavar="NAME", autocompletion=complete.hosts,
     help="A spec with hosts: only this host of it (default: every host). Repeatable.")]
@@ -178,14 +183,12 @@ def do_apply(file: Path, conn: Connection, yes: bool, allow_destroy: bool, as_js
 def apply(
     file: SpecFile,
     connect_: ConnectOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")] = False,
-    allow_destroy: Annotated[bool, typer.Option(
-        "--allow-destroy", help="Allow removing networks that guests are attached to.")] = False,
+    yes: YesOpt = False,
+    allow_destroy: AllowDestroyOpt = False,
     as_json: JsonOpt = False,
     adopt: AdoptOpt = None,
     netns: NetnsOpt = None,
-    lock_wait: Annotated[float, typer.Option(
-        "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
+    lock_wait: LockWaitOpt = 60.0,
     scope: ScopeOpt = None,
     confirm_timeout: Annotated[float, typer.Option(
         "--confirm-timeout", metavar="SECONDS", min=0,

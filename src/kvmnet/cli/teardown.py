@@ -4,12 +4,21 @@ confirmation and --allow-destroy rules."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 import typer
 
 from kvmnet.cli.common import ConnectOpt, JsonOpt, SpecFile, commands, connect
-from kvmnet.cli.live import AdoptOpt, HostOpt, NetnsOpt, RootOpt, ScopeOpt, do_apply
+from kvmnet.cli.live import (
+    AdoptOpt,
+    AllowDestroyOpt,
+    HostOpt,
+    LockWaitOpt,
+    NetnsOpt,
+    RootOpt,
+    ScopeOpt,
+    YesOpt,
+    do_apply,
+)
 from kvmnet.cli.output import err
 
 app = commands()
@@ -19,14 +28,12 @@ app = commands()
 def destroy(
     file: SpecFile,
     connect_: ConnectOpt = None,
-    yes: Annotated[bool, typer.Option("--yes", "-y", help="Don't ask for confirmation.")] = False,
-    allow_destroy: Annotated[bool, typer.Option(
-        "--allow-destroy", help="Allow removing networks that guests are attached to.")] = False,
+    yes: YesOpt = False,
+    allow_destroy: AllowDestroyOpt = False,
     as_json: JsonOpt = False,
     adopt: AdoptOpt = None,
     netns: NetnsOpt = None,
-    lock_wait: Annotated[float, typer.Option(
-        "--lock-wait", metavar="SECONDS", help="How long to wait for another apply.")] = 60.0,
+    lock_wait: LockWaitOpt = 60.0,
     scope: ScopeOpt = None,
     root: RootOpt = Path("/"),
     host_: HostOpt = None,
