@@ -93,8 +93,10 @@ class Fw:
         self.others: list[str] = []
 
     def write(self, name: str, d: dict[str, Any]) -> Path:
+        """One owner for every file this test writes (a spec's default owner is its
+        file's path: plan.yaml and apply.yaml would be two owners)."""
         p = self.workdir / name
-        p.write_text(yaml.safe_dump(d, sort_keys=False))
+        p.write_text(yaml.safe_dump({"owner": "kvt-fw", **d}, sort_keys=False))
         return p
 
     def args(self) -> list[str]:

@@ -83,8 +83,10 @@ class Lab:
                 str(self.root), "--scope", SCOPE]
 
     def write(self, name: str, spec: dict[str, Any]) -> Path:
+        """One owner for every file this test writes (a spec's default owner is its
+        file's path: spec.yaml and changed.yaml would be two owners)."""
         path = self.work / name
-        path.write_text(yaml.safe_dump(spec, sort_keys=False))
+        path.write_text(yaml.safe_dump({"owner": "kvt-wb", **spec}, sort_keys=False))
         return path
 
     def apply(self, path: Path, *extra: str) -> None:
