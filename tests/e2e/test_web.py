@@ -180,7 +180,7 @@ def test_1_page_shows_the_applied_networks_and_guest(lab, served, page):
     expect(nat).to_contain_text("svc.wb.test")
     expect(nat).to_contain_text(f"tcp :18022 → {GUEST}:80")
     expect(nat.locator("td.state")).to_have_text("active")
-    expect(nat).to_contain_text("kvmnet")
+    expect(nat).to_contain_text("kvt-wb")          # the owner the spec names
     expect(page.locator(f'tr[data-network="{ISO}"]')).to_contain_text("isolated")
     lab.shot(page, "networks")
     page.goto(served.url + "guests")
