@@ -87,7 +87,9 @@ FORWARDS = [
 
 def spec(forwards: list[dict[str, Any]]) -> dict[str, Any]:
     net = dict(NETWORK, forwards=forwards) if forwards else dict(NETWORK)
-    return {"networks": {NET: net}}
+    # one owner for net.yaml, fwd.yaml, one.yaml and none.yaml (a spec's default owner
+    # is its file's path)
+    return {"owner": "kvt-fwd", "networks": {NET: net}}
 
 
 @dataclass(frozen=True)
