@@ -12,7 +12,8 @@ def plan_ovn(ctx: Ctx) -> None:
     if ctx.live.ovn is None:
         ctx.error(("ovn",), "the OVN northbound database was not read")
         return
-    p = plan_nb(ctx.spec, ctx.live.ovn, ctx.adopt, lambda n: in_scope(n, ctx.scope))
+    p = plan_nb(ctx.spec, ctx.live.ovn, ctx.adopt, lambda n: in_scope(n, ctx.scope),
+                ctx.macs)
     ctx.findings += [Finding(f.path, f.message, f.severity) for f in p.findings]
     ctx.actions += [Action(f"ovn.{c.op}", c.target, c.impact, c.summary, c.details,
                            needs_allow_destroy=c.needs_allow_destroy, skipped=c.skipped, ovn=c)

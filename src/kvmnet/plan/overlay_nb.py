@@ -50,9 +50,10 @@ def _all(_name: str) -> bool:
 
 
 def plan_nb(spec: Spec, live: NbState, adopt: frozenset[str] = frozenset(),
-            in_scope: Callable[[str], bool] = _all) -> NbPlan:
+            in_scope: Callable[[str], bool] = _all,
+            macs: dict[tuple[str, int], str] | None = None) -> NbPlan:
     assert spec.ovn is not None
-    want = wanted_nb(spec)
+    want = wanted_nb(spec, macs)
     p = _Planner(spec.ovn, want, live, in_scope)
     for name, sw in want.switches.items():
         net = sw.external_ids[NETWORK_KEY]

@@ -114,8 +114,11 @@ def dhcp_for(name: str, net: Network) -> Dhcp:
                 {OWNER_KEY: OWNER_VALUE, NETWORK_KEY: name})
 
 
-def _ports(spec: Spec, nets: dict[str, Network]) -> Iterator[Port]:
-    macs = nic_macs(spec)
+def _ports(spec: Spec, nets: dict[str, Network],
+           macs: dict[tuple[str, int], str] | None = None) -> Iterator[Port]:
+    """`macs`: the plan's (salted with its owner and host, live NICs pinned), so each
+    logical port has the MAC of the NIC libvirt plugs for it."""
+    macs = nic_macs(spec) if macs is None else macs
     for gname in sorted(spec.guests):
         for idx, nic in enumerate(spec.guests[gname].interfaces):
             net = nets.get(nic.network or "")
@@ -171,10 +174,10 @@ def router_rows(name: str, net: Network) -> tuple[Router, Switch, list[Port]]:
     return router, switch, ports
 
 
-def wanted_nb(spec: Spec) -> NbState:
+def wanted_nb(spec: Spec, macs: dict[tuple[str, int], str] | None = None) -> NbState:
     nets = {n: net for n, net in overlay_networks(spec).items() if net.ipv4 is not None}
     switches = {n: switch_for(n, net) for n, net in nets.items()}
-    ports = {p.name: p for p in _ports(spec, nets)}
+    ports = {p.name: p for p in _ports(spec, nets, macs)}
     routers: dict[str, Router] = {}
     for n, net in nets.items():
         if net.router is not None:
