@@ -90,8 +90,11 @@ def iproute2_host(netns: str | None) -> HostState:
 
 
 def comparable(h: HostState) -> tuple[Any, ...]:
-    """Order aside (the kernel's dump order and ip's may differ), and Wi-Fi aside."""
-    links = {n: replace(x, addresses=tuple(sorted(x.addresses)), wireless=False)
+    """Order aside (the kernel's dump order and ip's may differ), and Wi-Fi aside; a
+    permanent MAC equal to the current one counts as none (`ip -j` prints `permaddr`
+    only when they differ, netlink always)."""
+    links = {n: replace(x, addresses=tuple(sorted(x.addresses)), wireless=False,
+                        perm_mac=None if x.perm_mac == x.mac else x.perm_mac)
              for n, x in h.links.items()}
     return links, sorted(h.routes, key=repr), h.readable
 
