@@ -26,6 +26,7 @@ networks' XML and the namespaces' links in its report.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import re
@@ -255,6 +256,14 @@ def world(libvirtd: Libvirtd, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _teardown(conn: Any, lab: str, procs: list[subprocess.Popen[str]]) -> None:
+    try:  # another file's test may have restarted libvirtd under this connection
+        alive = conn.isAlive() == 1 and conn.listAllDomains() is not None
+    except libvirt.libvirtError:
+        alive = False
+    if not alive:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.close()
+        conn = libvirt.open(URI)
     try:
         cleanup(conn, lab, procs)
         left = leftovers(conn, lab)
