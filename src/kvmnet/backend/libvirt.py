@@ -81,6 +81,9 @@ class Connection:
         return is_test(self.uri)
 
     def close(self) -> None:
+        # the cached handles hold the connection: dropped first, so that closing it
+        # really closes it (a test:/// driver resets only when its last reference goes)
+        self._nets.clear()
         try:
             self.raw.close()
         except libvirt.libvirtError:
