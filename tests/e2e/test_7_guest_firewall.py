@@ -366,13 +366,20 @@ def libvirt_base(item: dict[str, Any]) -> bool:
     """libvirt's nwfilter base chains, made the first time a filter is instantiated in a
     namespace and kept, empty, after the last goes (nwfilter_ebiptables_driver.c:
     iptablesCreateBaseChainsFW; ebtables-nft's table bridge nat with its base chains):
-    libvirt's, not kvmnet's, and the same whoever instantiated a filter."""
+    libvirt's, not kvmnet's, and the same whoever instantiated a filter. Where libvirt's
+    network driver uses nftables (Debian 13's second leg) nothing made iptables-nft's
+    tables ip/ip6 filter before, so nwfilter's iptables calls make them and their hooked
+    INPUT/FORWARD chains too; what those chains hold is checked rule by rule below."""
     if "table" in item:
-        return item["table"]["family"] == "bridge" and item["table"]["name"] == "nat"
+        t = item["table"]
+        return (t["family"], t["name"]) in (("bridge", "nat"), ("ip", "filter"),
+                                            ("ip6", "filter"))
     if "chain" in item:
         c = item["chain"]
         return (c["name"] in BASE_CHAINS or c["family"] == "bridge" and c["table"] == "nat"
-                and c["name"] in ("PREROUTING", "POSTROUTING", "OUTPUT"))
+                and c["name"] in ("PREROUTING", "POSTROUTING", "OUTPUT")
+                or c["family"] in ("ip", "ip6") and c["table"] == "filter"
+                and c["name"] in ("INPUT", "FORWARD"))
     r = item.get("rule", {})
     jumps = [e["jump"]["target"] for e in r.get("expr", ()) if "jump" in e]
     return r.get("chain") in ("FORWARD", "INPUT") and jumps in ([c] for c in BASE_CHAINS)
