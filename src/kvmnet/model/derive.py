@@ -6,7 +6,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from kvmnet.model.spec import DhcpHost, IPConfig, Network, Spec
+from kvmnet.model.spec import DhcpHost, GuestNic, IPConfig, Network, Spec
+from kvmnet.model.vlan import Vlans
 
 QEMU_OUI = "52:54:00"
 
@@ -147,3 +148,30 @@ def _indexed(spec: Spec, macs: dict[tuple[str, int], str]) -> NicMacs:
             if nic.network is not None:
                 out.on_network.setdefault(nic.network, []).append((gname, i))
     return out
+
+
+def nic_bridge(spec: Spec, nic: GuestNic) -> str | None:
+    """The host bridge a NIC's port is on: its `bridge:`, or its `mode: bridge`
+    network's; None for a network whose bridge libvirt makes (or that is not there)."""
+    if nic.bridge is not None:
+        return nic.bridge
+    net = spec.networks.get(nic.network or "")
+    return net.bridge if net is not None and net.mode == "bridge" else None
+
+
+def nic_vlans(spec: Spec, guest: str, idx: int) -> Vlans | None:
+    """The VLANs NIC `idx` of `guest` is on: its own (`vlan:`/`vlans:`), else those of
+    the portgroup it names, else those of its network's default portgroup (libvirt's
+    rule); None: none (the bridge's PVID, untagged, on a bridge with vlan_filtering)."""
+    nic = spec.guests[guest].interfaces[idx]
+    own = nic.vlan_set()
+    if own is not None:
+        return own
+    net = spec.networks.get(nic.network or "")
+    if net is None or not net.portgroups:
+        return None
+    if nic.portgroup is not None:
+        pg = net.portgroups.get(nic.portgroup)
+    else:
+        pg = next((p for p in net.portgroups.values() if p.default), None)
+    return pg.vlan_set() if pg is not None else None

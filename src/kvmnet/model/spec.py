@@ -36,6 +36,8 @@ from kvmnet.model.ipconfig import PrefixForm as PrefixForm
 from kvmnet.model.ipconfig import StaticRoute as StaticRoute
 from kvmnet.model.types import Addr, DnsName, Iface, IfName, Mac, Name, Net, Ports, Range, Text
 from kvmnet.model.value_schema import END, OVSDB_REMOTE, OVSDB_REMOTE_SCHEMA
+from kvmnet.model.vlan import Portgroup as Portgroup
+from kvmnet.model.vlan import VlanId, Vlans
 
 Mode = Literal["nat", "route", "open", "isolated", "bridge", "macvtap", "overlay"]
 MODES: tuple[str, ...] = ("nat", "route", "open", "isolated", "bridge", "macvtap", "overlay")
@@ -162,6 +164,10 @@ class Network(Model):
                             "NIC says otherwise.")
     hosts: list[Name] | None = Field(None, description="Several hypervisors: those it is "
                                      "defined on; default: all of them.", examples=[["hv1"]])
+    portgroups: dict[Name, Portgroup] = Field(default_factory=dict, description="libvirt "
+                                              "portgroups by name (mode bridge over a "
+                                              "bridge with vlan_filtering): the VLANs of "
+                                              "the NICs that name one.")
     # libvirt XML kvmnet does not model, kept verbatim for round trips:
     # parent path ('' = <network>, 'forward', 'dns', 'ip[0]') -> XML strings;
     # a key ending in '@' holds attributes instead ('bridge@': ['zone="x"']).
@@ -205,6 +211,15 @@ class HostBridge(Model):
                             "keeps its lease). Default: apply pins the first port's "
                             "permanent MAC, read from the host; `kvmnet render` pins only "
                             "a MAC written here.", examples=["52:54:00:12:34:56"])
+    vlan_filtering: bool = Field(False, description="VLAN-aware: the bridge switches by "
+                                 "VLAN (802.1Q), like a switch; guests' NICs on it take "
+                                 "`vlan:` or `vlans:`.")
+    pvid: VlanId = Field(1, description="vlan_filtering: the VLAN of untagged frames on "
+                         "its ports (the uplink's native VLAN), 1-4094.", examples=[1])
+    vlans: list[VlanId] = Field(default_factory=list, description="vlan_filtering: the "
+                                "VLANs its ports carry tagged (the uplink's trunk); a "
+                                "guest NIC can only be on one of these or on `pvid`.",
+                                examples=[[100, 200]])
 
     @field_validator("address", mode="before")
     @classmethod
@@ -255,6 +270,17 @@ class GuestNic(Model):
                                    "ipv4 reservation: it cannot send as another address "
                                    "(libvirt's clean-traffic filter; IPv4 and ARP only); "
                                    "default: its network's antispoof.")
+    vlan: VlanId | None = Field(None, description="Access port: the NIC is on this VLAN "
+                                "of a bridge with vlan_filtering, untagged.", examples=[100])
+    vlans: list[VlanId] = Field(default_factory=list, description="Trunk port: these "
+                                "VLANs reach the NIC tagged (instead of `vlan:`).",
+                                examples=[[100, 200]])
+    native: VlanId | None = Field(None, description="Trunk port: the one of `vlans` that "
+                                  "reaches the NIC untagged.", examples=[100])
+
+    def vlan_set(self) -> Vlans | None:
+        """The VLANs the NIC itself names (not its portgroup's); None: none."""
+        return Vlans.of(self.vlan, self.vlans, self.native)
 
     @model_validator(mode="after")
     def _one_target(self) -> GuestNic:

@@ -103,6 +103,9 @@ _TYPE_WORDS = {
 }
 
 
+_VLAN_KEYS = ("vlan", "vlans", "native", "pvid")
+
+
 def message(e: Any, loc: Path_) -> str:
     """One pydantic error (a dict of ValidationError.errors()) in kvmnet's words."""
     kind = e["type"]
@@ -139,7 +142,9 @@ def message(e: Any, loc: Path_) -> str:
             hint = ": write it without quotes"
         return f"expected {_TYPE_WORDS[kind]}, got {_describe(got)}{hint}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{got!r} is out of range: {e['msg'].lower()}"
+        hint = (": a VLAN id is 1-4094" if loc and any(k in loc for k in _VLAN_KEYS)
+                else "")
+        return f"{got!r} is out of range: {e['msg'].lower()}{hint}"
     if kind == "too_short":
         return f"must not be empty ({e['msg'].lower()})"
     return f"{e['msg']} (got {_describe(got)})"
