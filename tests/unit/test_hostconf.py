@@ -62,6 +62,11 @@ def test_rendering_is_stable(case: str) -> None:
         assert render(spec) == render(spec.model_copy(deep=True))
 
 
+def _nics(spec: Spec, ports: list[str]) -> list[str]:
+    """The ports that are NICs (bonds and VLANs: tests/unit/test_hostconf_links.py)."""
+    return [p for p in ports if p not in spec.host.bonds and p not in spec.host.vlans]
+
+
 def _ini(text: str) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None,
                                        comment_prefixes=("#",))
@@ -85,7 +90,7 @@ def test_netplan_is_valid_yaml_of_the_spec(case: str) -> None:
         assert br["dhcp4"] is hb.dhcp
         assert br.get("addresses", []) == [str(a) for a in hb.address]
         assert br["parameters"]["stp"] is hb.stp
-        for port in hb.ports:
+        for port in _nics(spec, hb.ports):
             assert net["ethernets"][port]["dhcp4"] is False
         if hb.gateway:
             assert br["routes"][0]["to"] == "default"
@@ -109,14 +114,15 @@ def test_keyfiles_parse_and_link_ports(case: str) -> None:
         assert br["connection"]["interface-name"] == name
         assert br["bridge"]["stp"] == ("true" if hb.stp else "false")
         uuids.add(br["connection"]["uuid"])
-        for port in hb.ports:
+        for port in _nics(spec, hb.ports):
             p = _ini(files[f"{host_nm.DIR}/kvmnet-{name}-port-{port}.nmconnection"])
             c = p["connection"]
             assert (c["type"], c["interface-name"]) == ("ethernet", port)
             assert c["controller"] == c["master"] == name
             assert c["port-type"] == c["slave-type"] == "bridge"
             uuids.add(c["uuid"])
-    assert len(uuids) == sum(1 + len(hb.ports) for hb in spec.host.bridges.values())
+    assert len(uuids) == sum(1 + len(_nics(spec, hb.ports))
+                             for hb in spec.host.bridges.values())
 
 
 def test_keyfile_uuid_is_deterministic() -> None:
@@ -215,6 +221,8 @@ def test_ifupdown_stanzas_are_well_formed(case: str) -> None:
         stanzas = _stanzas(text)
         assert f"auto {name}" in text.splitlines()
         for port in hb.ports:
+            if port in spec.host.bonds:  # (its own file: tests/unit/test_hostconf_links.py)
+                continue
             assert f"iface {port} inet manual" in stanzas
         ours = [h for h in stanzas if h.split()[1] == name]
         assert ours and all(h.split()[2] in ("inet", "inet6") for h in ours)

@@ -21,6 +21,8 @@ from kvmnet.model.base import Model as Model
 from kvmnet.model.base import exactly_one, one_or_list
 from kvmnet.model.firewall import FirewallRule as FirewallRule
 from kvmnet.model.firewall import FirewallSet as FirewallSet
+from kvmnet.model.hostlink import HostBond as HostBond
+from kvmnet.model.hostlink import HostVlan as HostVlan
 from kvmnet.model.ipconfig import DhcpHost as DhcpHost
 from kvmnet.model.ipconfig import DhcpRange as DhcpRange
 from kvmnet.model.ipconfig import Dns as Dns
@@ -235,6 +237,12 @@ class Host(Model):
                                "NetworkManager, systemd-networkd or ifupdown).")
     bridges: dict[IfName, HostBridge] = Field(default_factory=dict, description="Host "
                                               "bridges by name.")
+    bonds: dict[IfName, HostBond] = Field(default_factory=dict, description="Bonds of "
+                                          "host NICs by name, each a port of a bridge or "
+                                          "the link of VLANs.")
+    vlans: dict[IfName, HostVlan] = Field(default_factory=dict, description="VLAN "
+                                          "sub-interfaces by name (e.g. bond0.100), each "
+                                          "a port of a bridge.")
     resolve_guests: bool = Field(False, description="Make guests' names resolve on the "
                                  "host itself (`getent hosts web1`, `ping web1.lab`): "
                                  "libvirt's NSS module in /etc/nsswitch.conf and, where "

@@ -44,7 +44,7 @@ def render_all(spec: Spec, host: str = "") -> dict[str, str]:
         from kvmnet.render.nwfilter import render_filters
 
         files.update(render_filters(spec))
-    if spec.host.bridges:
+    if spec.host.bridges or spec.host.bonds or spec.host.vlans:
         for rname, fn in RENDERERS.items():
             for path, text in fn(spec).items():
                 files[f"host/{rname}/{path}"] = text

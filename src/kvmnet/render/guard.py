@@ -91,3 +91,53 @@ def require_address(what: str, *values: object) -> None:
         if not isinstance(v, ipaddress.IPv4Address | ipaddress.IPv6Address):
             raise RenderError(f"{what}: not writing {v!r}: an IP address belongs there")
         require_one_line(what, v)
+
+
+def require_ifname(what: str, *names: object) -> None:
+    """Raise RenderError unless each value is a Linux interface name as the spec takes
+    it (model.types.parse_ifname: ASCII letters, digits, '-', '_', '.', '@', '+'):
+    ifupdown's hooks and `post-up` lines hand names to /bin/sh."""
+    from kvmnet.model.types import parse_ifname
+
+    for n in names:
+        try:
+            parse_ifname(n)
+        except ValueError as e:
+            raise RenderError(f"{what}: not writing {n!r}: {e}") from None
+
+
+def require_host_links(what: str, host: object) -> None:
+    """The second wall for host.bonds and host.vlans (a Host): every name an interface
+    name, every bond option one of the values kvmnet knows, every VLAN id 1-4094, every
+    number an int, before any of it reaches a config file."""
+    from kvmnet.model.hostlink import BOND_MODES, XMIT_HASH_POLICIES
+
+    bonds = getattr(host, "bonds", {})
+    vlans = getattr(host, "vlans", {})
+    for name, bond in bonds.items():
+        require_ifname(what, name, *bond.ports, *([bond.primary] if bond.primary else []))
+        _choice(what, bond.mode, BOND_MODES)
+        _choice(what, bond.lacp_rate, ("slow", "fast", None))
+        _choice(what, bond.xmit_hash_policy, (*XMIT_HASH_POLICIES, None))
+        _number(what, bond.miimon, 0, 60000)
+    for name, v in vlans.items():
+        require_ifname(what, name, v.link)
+        _number(what, v.id, 1, 4094)
+
+
+def require_vlan_ids(what: str, *ids: object) -> None:
+    """Raise RenderError unless each value is a VLAN id, an int 1-4094."""
+    for i in ids:
+        _number(what, i, 1, 4094)
+
+
+def _choice(what: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        raise RenderError(f"{what}: not writing {value!r}: one of "
+                          f"{', '.join(str(a) for a in allowed if a)} belongs there")
+
+
+def _number(what: str, value: object, low: int, high: int) -> None:
+    if not (type(value) is int and low <= value <= high):
+        raise RenderError(f"{what}: not writing {value!r}: a whole number {low}-{high} "
+                          "belongs there")

@@ -1,5 +1,8 @@
 """Host bridges for Debian's ifupdown: one file per bridge under
-/etc/network/interfaces.d/.
+/etc/network/interfaces.d/, and one per bond (host.bonds: ifenslave's bond-*
+keywords), named kvmnet-0-BOND so that `source .../*` reads it before the bridges
+that use it. A VLAN (host.vlans) is made by the bridge it is a port of, in that
+bridge's first stanza, before bridge-utils enslaves its ports.
 
 Several `iface BR inet…` stanzas for one interface are how ifupdown (0.8+)
 gives it several addresses; the bridge_* options go in the first stanza
@@ -8,9 +11,9 @@ only, as the bridge-utils hook runs once per stanza that carries them.
 
 from __future__ import annotations
 
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
 from kvmnet.render.guard import require_one_line
-from kvmnet.render.host_common import HEADER, by_family
+from kvmnet.render.host_common import HEADER, by_family, port_mtu, require_links
 
 DIR = "etc/network/interfaces.d"
 
@@ -18,15 +21,41 @@ DIR = "etc/network/interfaces.d"
 def render_ifupdown(spec: Spec) -> dict[str, str]:
     """{'etc/network/interfaces.d/kvmnet-BR': text} for every host bridge. /bin/sh runs
     its post-up lines at boot: nothing that could end a line reaches them."""
-    require_one_line("ifupdown stanzas of host.bridges", spec.host.bridges)
-    return {f"{DIR}/kvmnet-{name}": _file(name, hb)
-            for name, hb in spec.host.bridges.items()}
+    host = spec.host
+    require_one_line("ifupdown stanzas of host.bridges", host.bridges, host.bonds,
+                     host.vlans)
+    require_links("ifupdown stanzas", host)
+    out = {f"{DIR}/kvmnet-{name}": _file(name, hb, host)
+           for name, hb in host.bridges.items()}
+    mtu = port_mtu(host)
+    for name, bond in host.bonds.items():
+        out[f"{DIR}/kvmnet-0-{name}"] = _bond_file(name, bond, mtu.get(name))
+    return out
 
 
-def _file(name: str, hb: HostBridge) -> str:
-    stanzas = [_port(p, hb) for p in hb.ports]
-    stanzas += _bridge(name, hb)
+def _file(name: str, hb: HostBridge, host: Host) -> str:
+    stanzas = [_port(p, hb.mtu) for p in hb.ports if p not in host.bonds]
+    stanzas += _bridge(name, hb, host)
     return HEADER + _hint(name, hb) + "\n" + "\n".join(stanzas)
+
+
+def _bond_file(name: str, bond: HostBond, mtu: int | None) -> str:
+    """The bond and its NICs (ifenslave's hooks read bond-*; it needs that package)."""
+    hint = ("# hint: the bond-* options need the ifenslave package. Remove any stanza of "
+            f"{', '.join(bond.ports)} from /etc/network/interfaces: {name} takes over.\n")
+    lines = [f"auto {name}", f"iface {name} inet manual",
+             "    bond-slaves " + " ".join(bond.ports),
+             f"    bond-mode {bond.mode}", f"    bond-miimon {bond.miimon}"]
+    if bond.primary is not None:
+        lines.append(f"    bond-primary {bond.primary}")
+    if bond.lacp_rate is not None:
+        lines.append(f"    bond-lacp-rate {bond.lacp_rate}")
+    if bond.xmit_hash_policy is not None:
+        lines.append(f"    bond-xmit-hash-policy {bond.xmit_hash_policy}")
+    if mtu is not None:
+        lines.append(f"    mtu {mtu}")
+    stanzas = [_port(p, mtu) for p in bond.ports] + ["\n".join(lines) + "\n"]
+    return HEADER + hint + "\n" + "\n".join(stanzas)
 
 
 def _hint(name: str, hb: HostBridge) -> str:
@@ -45,14 +74,27 @@ def _hint(name: str, hb: HostBridge) -> str:
     return "".join(f"# {line}\n" for line in lines)
 
 
-def _port(port: str, hb: HostBridge) -> str:
+def _port(port: str, mtu: int | None) -> str:
     lines = [f"iface {port} inet manual"]
-    if hb.mtu is not None:
-        lines.append(f"    mtu {hb.mtu}")
+    if mtu is not None:
+        lines.append(f"    mtu {mtu}")
     return "\n".join(lines) + "\n"
 
 
-def _bridge(name: str, hb: HostBridge) -> list[str]:
+def _vlan_lines(hb: HostBridge, host: Host) -> list[str]:
+    """Make each VLAN port before bridge-utils enslaves it (pre-up lines run before the
+    if-pre-up.d hooks), and remove it after the bridge is down."""
+    lines = []
+    for p in hb.ports:
+        v = host.vlans.get(p)
+        if v is not None:
+            lines += [f"    pre-up ip link show dev {p} >/dev/null 2>&1 || ip link add link "
+                      f"{v.link} name {p} type vlan id {v.id}",
+                      f"    post-down ip link del dev {p} 2>/dev/null || true"]
+    return lines
+
+
+def _bridge(name: str, hb: HostBridge, host: Host) -> list[str]:
     """The stanzas of the bridge itself: the first one creates it."""
     v4, v6 = by_family(hb.address, 4), by_family(hb.address, 6)
     stanzas: list[list[str]] = []
@@ -67,6 +109,7 @@ def _bridge(name: str, hb: HostBridge) -> list[str]:
     if not stanzas:
         stanzas.append([f"iface {name} inet manual"])
     first = stanzas[0]
+    first += _vlan_lines(hb, host)
     first += _bridge_options(hb)
     if hb.mac is not None:
         first.append(f"    hwaddress {hb.mac}")

@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import HostBond, HostBridge, Spec
 from kvmnet.render.guard import require_one_line
-from kvmnet.render.host_common import HEADER
+from kvmnet.render.host_common import HEADER, require_links
 
 PATH = "etc/netplan/90-kvmnet.yaml"
 
@@ -22,28 +22,61 @@ PATH = "etc/netplan/90-kvmnet.yaml"
 def render_netplan(spec: Spec) -> dict[str, str]:
     """{'etc/netplan/90-kvmnet.yaml': text}, or {} when the spec has no host bridge.
     (YAML quotes a line break, but netplan hands the values to networkd and NM.)"""
-    require_one_line("netplan file of host.bridges", spec.host.bridges)
+    host = spec.host
+    require_one_line("netplan file of host.bridges", host.bridges, host.bonds, host.vlans)
+    require_links("netplan file", host)
     bridges = spec.host.bridges
     if not bridges:
         return {}
     ethernets: dict[str, Any] = {}
+    mtu = {p: hb.mtu for hb in bridges.values() for p in hb.ports}
     for hb in bridges.values():
         for port in hb.ports:
-            ethernets[port] = _port(hb)
+            if port not in host.bonds and port not in host.vlans:
+                ethernets[port] = _port(hb.mtu)
+    for name, bond in host.bonds.items():
+        for port in bond.ports:
+            ethernets[port] = _port(mtu.get(name))
+    for v in host.vlans.values():  # a VLAN's NIC must be defined; its own config merges
+        if v.link not in host.bonds and v.link not in ethernets:
+            ethernets[v.link] = {}
     network: dict[str, Any] = {"version": 2}
     if ethernets:
         network["ethernets"] = ethernets
+    if host.bonds:
+        network["bonds"] = {name: _bond(bond, mtu.get(name))
+                            for name, bond in host.bonds.items()}
+    if host.vlans:
+        network["vlans"] = {name: {"id": v.id, "link": v.link, "dhcp4": False,
+                                   "dhcp6": False, "accept-ra": False}
+                            for name, v in host.vlans.items()}
     network["bridges"] = {name: _bridge(hb) for name, hb in bridges.items()}
     body = yaml.safe_dump({"network": network}, sort_keys=False, default_flow_style=False)
     hint = "# netplan wants this file mode 0600; apply with: netplan try\n"
     return {PATH: HEADER + hint + body}
 
 
-def _port(hb: HostBridge) -> dict[str, Any]:
+def _port(mtu: int | None) -> dict[str, Any]:
     port: dict[str, Any] = {"dhcp4": False}
-    if hb.mtu is not None:
-        port["mtu"] = hb.mtu
+    if mtu is not None:
+        port["mtu"] = mtu
     return port
+
+
+def _bond(bond: HostBond, mtu: int | None) -> dict[str, Any]:
+    params: dict[str, Any] = {"mode": bond.mode, "mii-monitor-interval": bond.miimon}
+    if bond.lacp_rate is not None:
+        params["lacp-rate"] = bond.lacp_rate
+    if bond.xmit_hash_policy is not None:
+        params["transmit-hash-policy"] = bond.xmit_hash_policy
+    if bond.primary is not None:
+        params["primary"] = bond.primary
+    out: dict[str, Any] = {"interfaces": list(bond.ports), "dhcp4": False, "dhcp6": False,
+                           "accept-ra": False}
+    if mtu is not None:
+        out["mtu"] = mtu
+    out["parameters"] = params
+    return out
 
 
 def _bridge(hb: HostBridge) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Host bridges for systemd-networkd: a .netdev that creates the bridge, a
-.network that addresses it, and a .network per port that enslaves it.
+.network that addresses it, and a .network per port that enslaves it; a .netdev for
+each bond and VLAN (host.bonds, host.vlans), a .network per bond NIC that enslaves it,
+and VLAN= in the .network of the link that carries the VLAN.
 
 networkd takes the first .network file (in name order) that matches a link,
 so the 50- prefix puts kvmnet's files ahead of a distro's catch-all 80-/99-.
@@ -7,23 +9,53 @@ so the 50- prefix puts kvmnet's files ahead of a distro's catch-all 80-/99-.
 
 from __future__ import annotations
 
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
 from kvmnet.render.guard import require_one_line
-from kvmnet.render.host_common import Section, ini
+from kvmnet.render.host_common import Section, ini, port_mtu, require_links, vlans_on
 
 DIR = "etc/systemd/network"
 
 
 def render_networkd(spec: Spec) -> dict[str, str]:
     """50-kvmnet-BR.netdev, 50-kvmnet-BR.network and 50-kvmnet-PORT.network files."""
-    require_one_line("systemd-networkd units of host.bridges", spec.host.bridges)
+    host = spec.host
+    require_one_line("systemd-networkd units of host.bridges", host.bridges, host.bonds,
+                     host.vlans)
+    require_links("systemd-networkd units", host)
     out: dict[str, str] = {}
-    for name, hb in spec.host.bridges.items():
+    mtu = port_mtu(host)
+    for name, hb in host.bridges.items():
         out[f"{DIR}/50-kvmnet-{name}.netdev"] = _netdev(name, hb)
-        out[f"{DIR}/50-kvmnet-{name}.network"] = _network(name, hb)
+        out[f"{DIR}/50-kvmnet-{name}.network"] = _network(name, hb, host)
         for port in hb.ports:
-            out[f"{DIR}/50-kvmnet-{port}.network"] = _port(name, port, hb)
+            out[f"{DIR}/50-kvmnet-{port}.network"] = _port(port, mtu.get(port), host,
+                                                           ("Bridge", name))
+    for name, bond in host.bonds.items():
+        out[f"{DIR}/50-kvmnet-{name}.netdev"] = _bond(name, bond)
+        if name not in mtu:  # (not a bridge's port: it only carries VLANs)
+            out[f"{DIR}/50-kvmnet-{name}.network"] = _port(name, None, host)
+        for port in bond.ports:
+            out[f"{DIR}/50-kvmnet-{port}.network"] = _port(
+                port, mtu.get(name), host, ("Bond", name), primary=port == bond.primary)
+    for name, v in host.vlans.items():
+        out[f"{DIR}/50-kvmnet-{name}.netdev"] = ini([
+            ("NetDev", [("Name", name), ("Kind", "vlan")]), ("VLAN", [("Id", str(v.id))])])
+        link = f"{DIR}/50-kvmnet-{v.link}.network"
+        if link not in out:  # a NIC that only carries VLANs
+            out[link] = _port(v.link, None, host, comments=[
+                f"{v.link} carries VLANs of the spec: this file is the .network networkd "
+                f"uses for {v.link} (the first in name order), so an address of "
+                f"{v.link} belongs in the spec (put {v.link} in a host bridge)"])
     return out
+
+
+def _bond(name: str, bond: HostBond) -> str:
+    opts = [("Mode", bond.mode), ("MIIMonitorSec", f"{bond.miimon}ms")]
+    if bond.lacp_rate is not None:
+        opts.append(("LACPTransmitRate", bond.lacp_rate))
+    if bond.xmit_hash_policy is not None:
+        opts.append(("TransmitHashPolicy", bond.xmit_hash_policy))
+    return ini([("NetDev", [("Name", name), ("Kind", "bond")]), ("Bond", opts)])
 
 
 def _netdev(name: str, hb: HostBridge) -> str:
@@ -36,7 +68,7 @@ def _netdev(name: str, hb: HostBridge) -> str:
     return ini([("NetDev", netdev), ("Bridge", bridge)])
 
 
-def _network(name: str, hb: HostBridge) -> str:
+def _network(name: str, hb: HostBridge, host: Host) -> str:
     net = [("Address", str(a)) for a in hb.address]
     gw_route: list[tuple[str, str]] = []
     if hb.gateway is not None and hb.metric is not None:
@@ -47,6 +79,7 @@ def _network(name: str, hb: HostBridge) -> str:
     net.append(("DHCP", "ipv4" if hb.dhcp else "no"))
     # A host bridge carries guests even while its uplink is unplugged.
     net.append(("ConfigureWithoutCarrier", "yes"))
+    net += [("VLAN", v) for v in vlans_on(host, name)]
     sections: list[Section] = [("Match", [("Name", name)]), ("Network", net)]
     if hb.mtu is not None:
         sections.append(("Link", [("MTUBytes", str(hb.mtu))]))
@@ -57,10 +90,20 @@ def _network(name: str, hb: HostBridge) -> str:
     return ini(sections)
 
 
-def _port(bridge: str, port: str, hb: HostBridge) -> str:
-    sections: list[Section] = [("Match", [("Name", port)]),
-                               ("Network", [("Bridge", bridge)])]
-    if hb.mtu is not None:
+def _port(port: str, mtu: int | None, host: Host, master: tuple[str, str] | None = None,
+          primary: bool = False, comments: list[str] | None = None) -> str:
+    """A link kvmnet configures without addresses: a bridge's or bond's port (master:
+    ('Bridge', br) or ('Bond', bond)), a bond, a NIC that carries VLANs."""
+    net = [master] if master else []
+    if primary:
+        net.append(("PrimarySlave", "yes"))
+    if port in host.bonds or port in host.vlans or (master and master[0] == "Bond"):
+        net.append(("LinkLocalAddressing", "no"))
+    if port in host.bonds:
+        net.append(("ConfigureWithoutCarrier", "yes"))
+    net += [("VLAN", v) for v in vlans_on(host, port)]
+    sections: list[Section] = [("Match", [("Name", port)]), ("Network", net)]
+    if mtu is not None:
         # The bridge's MTU does not reach its ports: set both (systemd#24311).
-        sections.append(("Link", [("MTUBytes", str(hb.mtu))]))
-    return ini(sections)
+        sections.append(("Link", [("MTUBytes", str(mtu))]))
+    return ini(sections, comments or ())

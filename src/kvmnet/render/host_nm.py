@@ -1,5 +1,6 @@
 """Host bridges for NetworkManager: keyfiles, one profile for the bridge and
-one per port, under /etc/NetworkManager/system-connections/.
+one per port, under /etc/NetworkManager/system-connections/; a bond (host.bonds) or a
+VLAN (host.vlans) in a bridge is that port's profile, and a bond has one per NIC.
 
 UUIDs are uuid5 of the bridge (and port) name, so rendering again gives the
 same profile. Ports carry both spellings of the link to their bridge:
@@ -12,18 +13,19 @@ from __future__ import annotations
 import uuid
 
 from kvmnet.errors import RenderError
-from kvmnet.model.spec import HostBridge, Spec
+from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
 from kvmnet.render.guard import require_one_line
-from kvmnet.render.host_common import Section, by_family, ini
+from kvmnet.render.host_common import Section, by_family, ini, port_mtu, require_links
 
 DIR = "etc/NetworkManager/system-connections"
 UUID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://kvmnet.invalid/networkmanager")
 NM_FORWARD_DELAY = (2, 30)  # NM rejects a profile outside this range
 
 
-def profile_uuid(bridge: str, port: str | None = None) -> str:
-    """Stable UUID of kvmnet's profile for a bridge, or for one of its ports."""
-    key = f"bridge/{bridge}" if port is None else f"bridge/{bridge}/port/{port}"
+def profile_uuid(bridge: str, port: str | None = None, kind: str = "bridge") -> str:
+    """Stable UUID of kvmnet's profile for a bridge (a bond, a VLAN: kind), or for one
+    of its ports."""
+    key = f"{kind}/{bridge}" if port is None else f"{kind}/{bridge}/port/{port}"
     return str(uuid.uuid5(UUID_NAMESPACE, key))
 
 
@@ -35,8 +37,12 @@ def profile_id(bridge: str, port: str | None = None) -> str:
 
 
 def render_networkmanager(spec: Spec) -> dict[str, str]:
-    """kvmnet-BR.nmconnection and kvmnet-BR-port-PORT.nmconnection for every bridge."""
-    require_one_line("NetworkManager keyfiles of host.bridges", spec.host.bridges)
+    """kvmnet-BR.nmconnection and kvmnet-BR-port-PORT.nmconnection for every bridge;
+    kvmnet-BOND and kvmnet-BOND-port-NIC for every bond, kvmnet-VLAN for every VLAN."""
+    host = spec.host
+    require_one_line("NetworkManager keyfiles of host.bridges", host.bridges, host.bonds,
+                     host.vlans)
+    require_links("NetworkManager keyfiles", host)
     out: dict[str, str] = {}
 
     def put(pid: str, text: str) -> None:
@@ -46,11 +52,63 @@ def render_networkmanager(spec: Spec) -> dict[str, str]:
                               "a host bridge")
         out[path] = text
 
-    for name, hb in spec.host.bridges.items():
+    bridge_of = {p: br for br, hb in host.bridges.items() for p in hb.ports}
+    for name, hb in host.bridges.items():
         put(profile_id(name), _bridge(name, hb))
         for port in hb.ports:
-            put(profile_id(name, port), _port(name, port, hb))
+            if port not in host.bonds and port not in host.vlans:
+                put(profile_id(name, port), _port(name, port, hb.mtu))
+    mtu = port_mtu(host)
+    for name, bond in host.bonds.items():
+        put(profile_id(name), _bond(name, bond, bridge_of.get(name), mtu.get(name)))
+        for port in bond.ports:
+            put(profile_id(name, port), _port(name, port, mtu.get(name), "bond"))
+    for name in host.vlans:
+        put(profile_id(name), _vlan(name, host, bridge_of.get(name), mtu.get(name)))
     return out
+
+
+def _controller(bridge: str | None, kind: str = "bridge") -> list[tuple[str, str]]:
+    """A port's link to its bridge or bond: both spellings (NM 1.46+, older NM)."""
+    if bridge is None:
+        return []
+    return [("controller", bridge), ("port-type", kind), ("master", bridge),
+            ("slave-type", kind)]
+
+
+def _no_ip(bridge: str | None) -> list[Section]:
+    """A link without addresses of its own: a port has none; anything else says so."""
+    if bridge is not None:
+        return [("bridge-port", [])]
+    return [("ipv4", [("method", "disabled")]), ("ipv6", [("method", "ignore")])]
+
+
+def _bond(name: str, bond: HostBond, bridge: str | None, mtu: int | None) -> str:
+    opts = [("mode", bond.mode), ("miimon", str(bond.miimon))]
+    if bond.primary is not None:
+        opts.append(("primary", bond.primary))
+    if bond.lacp_rate is not None:
+        opts.append(("lacp_rate", bond.lacp_rate))
+    if bond.xmit_hash_policy is not None:
+        opts.append(("xmit_hash_policy", bond.xmit_hash_policy))
+    sections: list[Section] = [("connection", [
+        ("id", profile_id(name)), ("uuid", profile_uuid(name, kind="bond")),
+        ("type", "bond"), ("interface-name", name), *_controller(bridge)])]
+    if mtu is not None:
+        sections.append(("ethernet", [("mtu", str(mtu))]))
+    sections.append(("bond", opts))
+    return ini(sections + _no_ip(bridge))
+
+
+def _vlan(name: str, host: Host, bridge: str | None, mtu: int | None) -> str:
+    v = host.vlans[name]
+    sections: list[Section] = [("connection", [
+        ("id", profile_id(name)), ("uuid", profile_uuid(name, kind="vlan")),
+        ("type", "vlan"), ("interface-name", name), *_controller(bridge)])]
+    if mtu is not None:
+        sections.append(("ethernet", [("mtu", str(mtu))]))
+    sections.append(("vlan", [("parent", v.link), ("id", str(v.id))]))
+    return ini(sections + _no_ip(bridge))
 
 
 def _bridge(name: str, hb: HostBridge) -> str:
@@ -112,18 +170,17 @@ def _method(hb: HostBridge, version: int, static: bool, needs_ip: bool) -> str:
     return "auto" if needs_ip else "ignore"
 
 
-def _port(bridge: str, port: str, hb: HostBridge) -> str:
+def _port(master: str, port: str, mtu: int | None, kind: str = "bridge") -> str:
+    """A NIC in a bridge (kind bridge) or in a bond (kind bond)."""
     sections: list[Section] = [("connection", [
-        ("id", profile_id(bridge, port)),
-        ("uuid", profile_uuid(bridge, port)),
+        ("id", profile_id(master, port)),
+        ("uuid", profile_uuid(master, port, kind)),
         ("type", "ethernet"),
         ("interface-name", port),
-        ("controller", bridge),
-        ("port-type", "bridge"),
-        ("master", bridge),
-        ("slave-type", "bridge"),
+        *_controller(master, kind),
     ])]
-    if hb.mtu is not None:
-        sections.append(("ethernet", [("mtu", str(hb.mtu))]))
-    sections.append(("bridge-port", []))
+    if mtu is not None:
+        sections.append(("ethernet", [("mtu", str(mtu))]))
+    if kind == "bridge":
+        sections.append(("bridge-port", []))
     return ini(sections)

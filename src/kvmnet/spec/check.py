@@ -20,7 +20,7 @@ import os
 from kvmnet.errors import Problem
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
-from kvmnet.spec.checks import dns, firewall, forward, guest, network, overlay, vlan
+from kvmnet.spec.checks import dns, firewall, forward, guest, host, network, overlay, vlan
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts
 from kvmnet.spec.load import Path_, Positions, load_partial
@@ -55,6 +55,7 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     dns.guest_names(f, spec)
     network.subnets(f, spec)
     network.bridges(f, spec)
+    host.host_links(f, spec)
     guest.guests(f, spec)
     guest.macs(f, spec)
     vlan.vlans(f, spec)

@@ -3,7 +3,8 @@ files merged into one spec, as netplan merges /etc/netplan/*.yaml.
 
 A folder's files (*.yaml and *.yml, not hidden, in name order) are each read and
 composed on their own; their top-level mappings are then merged key by key:
-`networks`, `guests`, `hosts` and `host.bridges` by name, `host.renderer` and `ovn`
+`networks`, `guests`, `hosts` and `host.bridges`, `host.bonds` and
+`host.vlans` by name, `host.renderer` and `ovn`
 from the one file that sets them. A name in two files is an error at the second,
 pointing at the first: unlike netplan, kvmnet does not let a later file override part
 of an earlier one, so no file silently changes what another says. Every position is
@@ -22,7 +23,8 @@ from kvmnet.spec.positions import Path_, Positions
 
 STDIN = "-"
 STDIN_NAME = "<stdin>"
-_BY_NAME = (("networks",), ("guests",), ("hosts",), ("host", "bridges"))
+_BY_NAME = (("networks",), ("guests",), ("hosts",), ("host", "bridges"), ("host", "bonds"),
+            ("host", "vlans"))
 _ONE_FILE = (("host", "renderer"), ("ovn",))
 _stdin: bytes | None = None   # standard input, read once a process
 

@@ -273,19 +273,25 @@ def _profile_names(f: Findings, spec: Spec) -> None:
     from kvmnet.render.host_nm import profile_id
 
     seen: dict[str, tuple[Path_, str]] = {}
+    named: list[tuple[Path_, str, str]] = []
     for br, hb in spec.host.bridges.items():
-        named: list[tuple[Path_, str, str]] = [
-            (("host", "bridges", br), profile_id(br), f"bridge {br}")]
+        named.append((("host", "bridges", br), profile_id(br), f"bridge {br}"))
         named += [(("host", "bridges", br, "ports", i), profile_id(br, p),
-                   f"port {p} of bridge {br}") for i, p in enumerate(hb.ports)]
-        for path, pid, what in named:
-            if pid not in seen:
-                seen[pid] = (path, what)
-                continue
-            f.error(path, f"NetworkManager would name the profile of {what} {pid}, "
-                    f"which is already the profile of {seen[pid][1]}: rename one of the "
-                    "two bridges",
-                    key=len(path) == 3, refs=[seen[pid][0]])
+                   f"port {p} of bridge {br}") for i, p in enumerate(hb.ports)
+                  if p not in spec.host.bonds and p not in spec.host.vlans]
+    for bond, hbond in spec.host.bonds.items():
+        named.append((("host", "bonds", bond), profile_id(bond), f"bond {bond}"))
+        named += [(("host", "bonds", bond, "ports", i), profile_id(bond, p),
+                   f"port {p} of bond {bond}") for i, p in enumerate(hbond.ports)]
+    named += [(("host", "vlans", v), profile_id(v), f"VLAN {v}") for v in spec.host.vlans]
+    for path, pid, what in named:
+        if pid not in seen:
+            seen[pid] = (path, what)
+            continue
+        f.error(path, f"NetworkManager would name the profile of {what} {pid}, "
+                f"which is already the profile of {seen[pid][1]}: rename one of the "
+                f"two {'bridges' if path[1] == seen[pid][0][1] == 'bridges' else 'links'}",
+                key=len(path) == 3, refs=[seen[pid][0]])
 
 
 def _free_virbr(spec: Spec) -> str:
