@@ -77,7 +77,7 @@ NETWORK = {"mode": "nat", "bridge": BRIDGE,
            "ipv4": {"address": f"{GW}/24", "dhcp": "10.232.10.100-10.232.10.199"}}
 FORWARDS = [
     {"proto": "tcp", "host_port": 8080, "address": G1_IP, "guest_port": 80},
-    {"proto": "tcp", "host_port": "9000-9001", "address": G2_IP, "guest_port": 80},
+    {"proto": "tcp", "host_port": "9000-9001", "address": G2_IP, "guest_port": "80-81"},
     {"proto": "tcp", "host_port": 8443, "address": G2_IP, "guest_port": 80,
      "sources": ["192.0.2.0/28"]},          # the outside (.254) is not in it
     {"proto": "tcp", "host_port": 8081, "address": G1_IP, "guest_port": 80,
@@ -140,12 +140,16 @@ def build(t: Topo) -> list[subprocess.Popen[str]]:
         ip("-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
         ip("-n", ns, "link", "set", "eth0", "up")
         ip("-n", ns, "route", "add", "default", "via", GW)
+    # g2 also answers on 81: the range 9000-9001 reaches its ports 80-81, one to one
+    servers = ((t.g1, G1_IP, 80), (t.g2, G2_IP, 80), (t.g2, G2_IP, 81))
+    for ns, _addr, sport in servers:
         procs.append(subprocess.Popen(
-            ["ip", "netns", "exec", ns, sys.executable, str(PEER_SERVER), "80", os.devnull],
+            ["ip", "netns", "exec", ns, sys.executable, str(PEER_SERVER), str(sport),
+             os.devnull],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     deadline = time.monotonic() + 15
-    for ns, addr in ((t.g1, G1_IP), (t.g2, G2_IP)):
-        while wget(ns, f"http://{addr}/ready", 1)[0] != 0:
+    for ns, addr, sport in servers:
+        while wget(ns, f"http://{addr}:{sport}/ready", 1)[0] != 0:
             assert time.monotonic() < deadline, f"peer server in {ns} does not answer"
             time.sleep(0.1)
     return procs
@@ -175,8 +179,8 @@ def reaches_everything(t: Topo) -> None:
     assert get(t.out, HOST_UP, 8080, "/out") == f"PEER {OUT_UP} /out"
     assert get(t.host, HOST_UP, 8080, "/host") == f"PEER {HOST_UP} /host"
     assert get(t.g2, HOST_UP, 8080, "/g2") == f"PEER {GW} /g2"
-    assert get(t.g1, HOST_UP, 9000, "/g1") == f"PEER {GW} /g1"           # range -> one port
-    assert get(t.out, HOST_UP, 9001, "/range") == f"PEER {OUT_UP} /range"
+    assert get(t.g1, HOST_UP, 9000, "/g1") == f"PEER {GW} /g1"        # range -> range: 80
+    assert get(t.out, HOST_UP, 9001, "/range") == f"PEER {OUT_UP} /range"  # and 81
 
 
 def reaches_nothing(t: Topo) -> None:

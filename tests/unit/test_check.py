@@ -208,11 +208,12 @@ guests:
   g1: {interfaces: [{network: a, mac: "52:54:00:AB:CD:EF"}]}
   g2: {interfaces: [{network: a, mac: "52-54-00-ab-cd-ef"}]}
 """, [(E, "4:39", "MAC 52:54:00:ab:cd:ef is also used by g1 NIC 1"),
-    (W, "1:15", "needs an address for the host")]),
+    (E, "1:15", "needs the host's address on the network")]),
     ("multicast-mac", """\
 networks: {a: {mac: "01:00:5e:00:00:01"}}
 """, [(E, None, "01:00:5e:00:00:01 is a multicast MAC (the first byte is odd); a NIC needs "
-       "a unicast one: e.g. 00:00:5e:00:00:01"), (W, "1:15", "needs an address for the host")]),
+       "a unicast one: e.g. 00:00:5e:00:00:01"),
+    (E, "1:15", "needs the host's address on the network")]),
     ("multicast-mac-in-reservation", """\
 networks:
   a: {ipv4: {address: 10.0.0.1/24, hosts: [{ip: 10.0.0.5, mac: "ff:ff:ff:ff:ff:ff"}]}}
@@ -223,7 +224,7 @@ networks:
   a: {mode: nat, bridge: virbr5}
   b: {mode: isolated, bridge: virbr5}
 """, [(E, None, "networks.b.bridge: bridge virbr5 is already used by network a"),
-    (W, "2:13", "needs an address for the host")]),
+    (E, "2:13", "needs the host's address on the network")]),
     ("two-bridge-mode-networks-may-share", BASE_LAN + """\
 networks:
   lan1: {mode: bridge, bridge: br0}
@@ -235,8 +236,8 @@ networks:
   oops: {mode: nat, bridge: br0}
 """, [(E, "6:29", "br0 is a host bridge (under host.bridges); libvirt creates the bridge "
        "of a nat network itself: use another name (e.g. virbr1)"),
-    (W, "5:19", "needs an address for the host"),
-    (W, "6:16", "needs an address for the host")]),
+    (E, "5:19", "needs the host's address on the network"),
+    (E, "6:16", "needs the host's address on the network")]),
     ("bridge-network-on-unknown-host-bridge", """\
 networks:
   lan: {mode: bridge, bridge: br7}
@@ -267,12 +268,12 @@ networks:
       (E, None, "macvtap_mode only applies to mode: macvtap"),
       (E, None, "devices only apply to mode: macvtap; for nat write uplink: NIC"),
       (E, None, "uplink (the host NIC traffic leaves by) only applies to mode: nat or route"),
-    (W, "4:14", "needs an address for the host")]),
+    (E, "4:14", "needs the host's address on the network")]),
     ("nat-settings-on-route", """\
 networks:
   r: {mode: route, nat: {ports: 1024-65535}}
 """, [(E, "2:20", "nat settings only apply to mode: nat, not route"),
-    (W, "2:13", "needs an address for the host")]),
+    (E, "2:13", "needs the host's address on the network")]),
     ("host-bridge-ports", """\
 host:
   bridges:
@@ -292,7 +293,7 @@ guests:
   g: {interfaces: [{network: defualt}, {network: zzz}]}
 """, [(E, None, "unknown network 'defualt': did you mean 'default'?"),
       (E, None, "unknown network 'zzz': define it under networks:, or use one of default"),
-    (W, "1:21", "needs an address for the host")]),
+    (E, "1:21", "needs the host's address on the network")]),
     ("nic-on-nat-bridge", BASE_LAN + """\
 networks:
   default: {mode: nat, bridge: virbr0}
@@ -301,14 +302,14 @@ guests:
   g: {interfaces: [{bridge: virbr0}]}
 """, [(E, "8:29", "virbr0 is the bridge of libvirt network default (mode nat), not a host "
        "bridge: for the LAN write network: lan, or bridge: br0; to use default write "
-       "network: default"), (W, "5:19", "needs an address for the host")]),
+       "network: default"), (E, "5:19", "needs the host's address on the network")]),
     ("nic-on-nat-bridge-without-lan", """\
 networks:
   default: {mode: nat, bridge: virbr0}
 guests:
   g: {interfaces: [{bridge: virbr0}]}
 """, [(E, None, "for the LAN write bridge: <your host bridge>; to use default write "
-       "network: default"), (W, "2:19", "needs an address for the host")]),
+       "network: default"), (E, "2:19", "needs the host's address on the network")]),
     ("nic-on-unknown-bridge", """\
 guests:
   g: {interfaces: [{bridge: br9}]}
@@ -358,7 +359,7 @@ guests:
 """, [(E, "5:44", "unknown guest 'webl': did you mean 'web1'?"),
       (E, "6:44", "kvmnet does not know db's address on a"),
       (E, "7:33", "tcp port 80-90 is already forwarded by entry 1 (80): each host port once"),
-      (E, None, "host_port 100-109 has 10 ports but guest_port 1-5 has 5"),
+      (E, None, "host_port 100-109 is 10 ports but guest_port 1-5 is 5 ports"),
       (E, "9:9", "a forward needs exactly one of guest: NAME or address: IP"),
       (E, "10:9", "a forward needs exactly one of guest: NAME or address: IP")]),
     ("forward-clash-across-networks", """\

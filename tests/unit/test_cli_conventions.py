@@ -130,11 +130,45 @@ def test_dash_reads_the_spec_from_stdin() -> None:
     res = kvmnet("validate", "-", stdin=NETS.replace("nat", "natt"))
     assert res.returncode == 1
     assert res.stderr.startswith("<stdin>:3:11: error: networks.kvt-ub-a.mode: ")
-    res = kvmnet("plan", "-", "-c", T, stdin=NETS)
+    owned = "owner: kvt-ub\n" + NETS
+    res = kvmnet("plan", "-", "-c", T, stdin=owned)
     assert res.returncode == 0 and "network.create network/kvt-ub-a" in res.stdout
     # apply reads it once (plan and apply of one run), then asks nothing: --yes
-    res = kvmnet("apply", "-", "-c", T, "--yes", stdin=NETS)
+    res = kvmnet("apply", "-", "-c", T, "--yes", stdin=owned)
     assert res.returncode == 0 and "Applied 1 change(s)" in res.stdout
+
+
+NO_OWNER = ("says no owner:, and has no file path to take one from (kvmnet records the "
+            "owner on every network and NIC it makes; the path of a pipe differs from run "
+            "to run): write owner: NAME at the top of the spec")
+
+
+@pytest.mark.parametrize("argv", [["plan", "-", "-c", T], ["apply", "-", "-c", T, "--yes"],
+                                  ["destroy", "-", "-c", T, "--yes"],
+                                  ["mac", "--spec", "-", "--for", "web1/0"]])
+def test_a_spec_from_stdin_must_name_its_owner(argv: list[str]) -> None:
+    """Its owner cannot be its path (there is none that stays): every command that needs
+    the owner refuses it, saying what to write, and changes nothing; validate needs none."""
+    res = kvmnet(*argv, stdin=NETS + GUESTS)
+    assert (res.returncode, res.stdout) == (1, "")
+    assert res.stderr == (f"<stdin>: error: a spec read from standard input {NO_OWNER}\n"
+                          "1 error(s); nothing was changed.\n")
+    res = kvmnet(*argv, "--json", stdin=NETS + GUESTS)
+    doc = json.loads(res.stdout)
+    assert (res.returncode, doc["ok"]) == (1, False)
+    assert [(p["file"], p["hint"]) for p in doc["problems"]] == [
+        ("<stdin>", "write owner: NAME at the top of the spec")]
+    assert kvmnet("validate", "-", stdin=NETS + GUESTS).returncode == 0
+
+
+def test_a_spec_from_a_pipe_must_name_its_owner() -> None:
+    """/dev/stdin (and a shell's <(...)) resolves to a new pipe:[N] each run: as `-`."""
+    res = kvmnet("plan", "/dev/stdin", "-c", T, stdin=NETS)
+    assert res.returncode == 1
+    assert res.stderr.startswith(f"/dev/stdin: error: a spec read from a pipe or a device "
+                                 f"{NO_OWNER}\n"), res.stderr
+    res = kvmnet("plan", "/dev/stdin", "-c", T, stdin="owner: kvt-ub\n" + NETS)
+    assert res.returncode == 0 and "network.create network/kvt-ub-a" in res.stdout
 
 
 def test_a_folder_is_one_spec(folder: Path) -> None:

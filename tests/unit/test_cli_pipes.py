@@ -157,3 +157,21 @@ def test_mac_json(capsys: pytest.CaptureFixture[str]) -> None:
     rc2, text, _ = run(capsys, "mac", "--for", "web1/1")
     assert json.loads(out) == {"kvmnet": 1, "guest": "web1", "index": 1,
                                "macs": [text.strip()]}
+
+
+def test_import_notes_a_nat_network_validate_refuses() -> None:
+    """A live NAT network with no address imports as it is, with a note that validate
+    refuses it and what to write (the spec says it plainly rather than being changed)."""
+    from kvmnet.backend.fake import FakeBackend, FakeNetwork
+    from kvmnet.backend.read import read_state
+    from kvmnet.service.ops import import_spec
+
+    fake = FakeBackend()
+    xml = ("<network><name>kvt-ux-bare</name><forward mode='nat'/>"
+           "<bridge name='kvtux-bare0'/></network>")
+    fake.networks["kvt-ux-bare"] = FakeNetwork(xml, running=xml)
+    spec, notes = import_spec(read_state(fake))
+    assert spec.networks["kvt-ux-bare"].mode == "nat"
+    assert ("network kvt-ux-bare is mode nat with no address, which validate refuses (it "
+            "NATs or routes nothing): give it an ipv4: address, or write mode: isolated"
+            ) in notes

@@ -138,17 +138,17 @@ HV = "hosts:\n  hv1: {uri: 'test:///default'}\n  hv2: {uri: 'qemu+ssh://hv2/syst
 
 
 @pytest.mark.parametrize(("text", "expected"), [
-    ("networks:\n  a: {mode: nat, hosts: [hv1]}\n",
-     "2:18: error: networks.a.hosts: hosts: names hypervisors of the top-level hosts: "
+    ("networks:\n  a: {mode: isolated, hosts: [hv1]}\n",
+     "2:23: error: networks.a.hosts: hosts: names hypervisors of the top-level hosts: "
      "section, which this spec has not"),
-    (HV + "networks:\n  a: {mode: nat, hosts: [hv11]}\n",
-     "5:26: error: networks.a.hosts.0: unknown host 'hv11': did you mean 'hv1'?"),
-    (HV + "networks:\n  a: {mode: nat, hosts: [zz]}\n",
-     "5:26: error: networks.a.hosts.0: unknown host 'zz': the hosts are hv1, hv2"),
-    (HV + "networks:\n  a: {mode: nat, hosts: []}\n",
-     "5:18: error: networks.a.hosts: an empty hosts: list puts it nowhere"),
-    (HV + "networks:\n  a: {mode: nat, hosts: [hv1, hv1]}\n",
-     "5:31: error: networks.a.hosts.1: host hv1 is listed twice"),
+    (HV + "networks:\n  a: {mode: isolated, hosts: [hv11]}\n",
+     "5:31: error: networks.a.hosts.0: unknown host 'hv11': did you mean 'hv1'?"),
+    (HV + "networks:\n  a: {mode: isolated, hosts: [zz]}\n",
+     "5:31: error: networks.a.hosts.0: unknown host 'zz': the hosts are hv1, hv2"),
+    (HV + "networks:\n  a: {mode: isolated, hosts: []}\n",
+     "5:23: error: networks.a.hosts: an empty hosts: list puts it nowhere"),
+    (HV + "networks:\n  a: {mode: isolated, hosts: [hv1, hv1]}\n",
+     "5:36: error: networks.a.hosts.1: host hv1 is listed twice"),
     (HV + "ovn: {northbound: 'unix:/run/ovn/nb.sock'}\nnetworks:\n"
      "  o: {mode: overlay, hosts: [hv1], ipv4: {address: 10.1.0.1/24, dhcp: 10.1.0.9-10.1.0.99}}\n",
      "6:22: error: networks.o.hosts: an overlay network lives in OVN"),
@@ -162,11 +162,11 @@ HV = "hosts:\n  hv1: {uri: 'test:///default'}\n  hv2: {uri: 'qemu+ssh://hv2/syst
      "2:37: error: hosts.a.netns: 'a/b' is not a network namespace name"),
     (HV + "host:\n  bridges: {br0: {ports: [eth0]}}\n",
      "4:1: error: host: host bridges describe one machine"),
-    (HV + "networks:\n  a: {mode: nat, hosts: [hv1]}\n"
+    (HV + "networks:\n  a: {mode: isolated, hosts: [hv1]}\n"
      "guests:\n  g: {hosts: [hv1, hv2], interfaces: [{network: a}]}\n",
      "7:49: error: guests.g.interfaces.0.network: network a lives on hv1, not on hv2 where g "
      "is pinned"),
-    (HV + "networks:\n  a: {mode: nat, hosts: [hv1]}\n  b: {mode: nat, hosts: [hv2]}\n"
+    (HV + "networks:\n  a: {mode: isolated, hosts: [hv1]}\n  b: {mode: isolated, hosts: [hv2]}\n"
      "guests:\n  g: {interfaces: [{network: a}, {network: b}]}\n",
      "8:3: error: guests.g: no host has all of g's networks (a: hv1; b: hv2)"),
     ("guests:\n  g: {hosts: [hv1], interfaces: []}\n",

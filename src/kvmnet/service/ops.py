@@ -229,6 +229,10 @@ def _import_networks(live: LiveState, names: list[str] | None,
             notes.append(f"network {n} is not managed by kvmnet yet: imported with adopt: true")
         if ln.unmodelled:
             notes.append(f"network {n}: kept verbatim (xml_extra): {', '.join(ln.unmodelled)}")
+        if ln.network.mode in ("nat", "route") and not ln.network.all_ips():
+            notes.append(f"network {n} is mode {ln.network.mode} with no address, which "
+                         "validate refuses (it NATs or routes nothing): give it an ipv4: "
+                         "address, or write mode: isolated")
         nets[n] = ln.network.model_copy(update=upd)
     return nets
 

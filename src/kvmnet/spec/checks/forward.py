@@ -23,17 +23,8 @@ def forwards(f: Findings, spec: Spec) -> None:
                 f.error(path + ("address",), f"{fw.address} is not in network {name}'s "
                         "subnet", refs=[("networks", name, k)
                                         for k in ("ipv4", "ipv6", "more_ips")])
-            if fw.guest_port and fw.guest_port.size not in (1, fw.host_port.size):
-                f.error(path + ("guest_port",), f"host_port {fw.host_port} has "
-                        f"{fw.host_port.size} ports but guest_port {fw.guest_port} has "
-                        f"{fw.guest_port.size}: map a range to a range of the same length, "
-                        "or to one port")
-            elif fw.guest_port and fw.guest_port.size == 1 < fw.host_port.size:
-                f.warn(path + ("guest_port",), f"host_port {fw.host_port} is "
-                       f"{fw.host_port.size} ports and guest_port {fw.guest_port} one: every "
-                       f"one of them reaches guest port {fw.guest_port}. If each should reach "
-                       "its own, write a guest_port range as long; if one host port is "
-                       "meant, write one")
+            if fw.guest_port and fw.guest_port.size != fw.host_port.size:
+                f.error(path + ("guest_port",), _port_lengths(fw))
             _forward_families(f, path, fw)
             for proto, hp, listen, j in used:
                 if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
@@ -52,6 +43,29 @@ def forwards(f: Findings, spec: Spec) -> None:
             f.error(("networks", n1, "forwards", i1, "host_port"), f"{a.proto} port "
                     f"{a.host_port} is already forwarded by network {n2}",
                     refs=[("networks", n2, "forwards")])
+
+
+def _port_lengths(fw: PortForward) -> str:
+    """Why a host_port and a guest_port of different lengths are refused, and what to
+    write instead. A range reaches a range as long, port by port; many host ports to
+    one guest port was only a warning once, and is refused since issue 19: it is
+    rarely meant, and one host port says it plainly."""
+    h, g = fw.host_port, fw.guest_port or fw.host_port
+
+    def span(first: int, size: int) -> str:
+        return str(first) if size == 1 else f"{first}-{first + size - 1}"
+
+    ways = []
+    if g.first + h.size - 1 <= 65535:
+        ways.append(f"guest_port: {span(g.first, h.size)} (each host port to its own)")
+    if h.first + g.size - 1 <= 65535:
+        ways.append(f"host_port: {span(h.first, g.size)}")
+    def ports(n: int) -> str:
+        return "one port" if n == 1 else f"{n} ports"
+
+    return (f"host_port {h} is {ports(h.size)} but guest_port {g} is {ports(g.size)}: "
+            "host ports reach guest ports one to one (a range to a range as long). Write "
+            + " or ".join(ways))
 
 
 def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:

@@ -66,14 +66,15 @@ def network(f: Findings, name: str, net: Network) -> None:
 
 
 def _addressed(f: Findings, name: str, net: Network) -> None:
-    """nat and route need the host's address on the network; IPv6 on NAT is routed."""
+    """nat and route need the host's address on the network (refused without: libvirt
+    would make a bare bridge that NATs or routes nothing); IPv6 on NAT is routed."""
     base: Path_ = ("networks", name)
     if net.mode in ("nat", "route") and not net.all_ips():
         what = "NAT" if net.mode == "nat" else "routing"
-        f.warn(base + ("mode",), f"mode: {net.mode} needs an address for the host on the "
-                "network (ipv4: {address: 10.0.0.1/24, dhcp: 10.0.0.100-10.0.0.199}): without "
-                f"one libvirt makes a bridge with no {what} and no DHCP; for a bare bridge "
-                "write mode: isolated",
+        f.error(base + ("mode",), f"mode: {net.mode} needs the host's address on the "
+                f"network: without one libvirt makes a bridge with no {what}, no DHCP and "
+                "no DNS. Write ipv4: {address: 10.0.0.1/24, dhcp: 10.0.0.100-10.0.0.199} "
+                "(a subnet of your own), or mode: isolated for a bare bridge",
                 refs=[base + ("ipv4",), base + ("ipv6",), base + ("more_ips",)], key=False)
     if net.mode == "nat" and net.ipv6 is not None and not (net.nat and net.nat.ipv6):
         f.warn(base + ("ipv6",), f"IPv6 on NAT network {name} is routed, not masqueraded "
