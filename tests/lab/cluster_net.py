@@ -15,6 +15,7 @@ Quirks (Debian 12: OpenSSH 9.2, OVS 3.1, OVN 23.03, libvirt 9.0):
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import subprocess
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 from pyroute2.ethtool import Ethtool
+from pyroute2.netlink.exceptions import NetlinkError
 
 from lab.cluster_proc import NETNS_DIR, run, stop_pidfile, wait_for
 
@@ -270,11 +272,17 @@ def ovs(cluster: Cluster, hv: Hv) -> None:
 # ---------------------------------------------------------------- teardown
 
 def remove_links_and_namespaces() -> None:
-    for ns in sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else []:
-        if ns.startswith(C.PREFIX):
-            run(["ip", "netns", "del", ns], check=False)
+    """The kvtc* links on the admin side (their peers go with them), then the kvt-cl-*
+    namespaces (a link may vanish on its own meanwhile: ENODEV is fine)."""
     with IPRoute() as ipr:
         for name in ("kvtc-hv1", "kvtc-hv2", "kvtc-hv3", "kvtc-ctr", "kvtc-inet",
                      C.UNDERLAY_BR):
             for idx in ipr.link_lookup(ifname=name):
-                ipr.link("del", index=idx)
+                try:
+                    ipr.link("del", index=idx)
+                except NetlinkError as e:
+                    if e.code != errno.ENODEV:
+                        raise
+    for ns in sorted(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else []:
+        if ns.startswith(C.PREFIX):
+            run(["ip", "netns", "del", ns], check=False)
