@@ -61,6 +61,20 @@ def one_line(text: str, tab: bool = False) -> str:
     return text if tab else text.replace("\t", "\\t")
 
 
+def cell(text: str) -> str:
+    """A cell of a plain table (a pipe or a file): one_line(text), with whitespace inside
+    it spelled \\x20 (\\u00a0, ...) and an empty cell as "", so that awk, cut and sort
+    see exactly one field per column and a name's leading or trailing space is visible."""
+    text = one_line(text)
+    if not text:
+        return '""'
+    return _SPACE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
+                      else f"\\u{ord(m.group()):04x}", text)
+
+
+_SPACE = re.compile(r"\s")
+
+
 def _json_safe(m: re.Match[str]) -> str:
     return f"\\u{ord(m.group()):04x}"   # the same character, spelled as JSON allows
 
@@ -175,10 +189,11 @@ def print_table(title: str, columns: Sequence[Column], rows: Iterable[Sequence[s
     in capitals and no title or box characters, for awk, cut and sort."""
     keep = [i for i, c in enumerate(columns) if view.wide or not c.wide]
     names = [columns[i].name for i in keep]
-    cells = [[one_line(row[i]) for i in keep] for row in rows]  # a row per row
     if out.console.is_terminal:
-        _rich_table(title, names, cells, view.headers)
+        _rich_table(title, names, [[one_line(row[i]) for i in keep] for row in rows],
+                    view.headers)
         return
+    cells = [[cell(row[i]) for i in keep] for row in rows]  # a row per row, a field a cell
     lines = ([[n.upper() for n in names]] if view.headers else []) + cells
     widths = [max((len(line[i]) for line in lines), default=0) for i in range(len(names))]
     text = "\n".join("   ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True))
