@@ -27,6 +27,9 @@ live.yaml, every key optional but `about`:
     firewall: {installed: [FORWARD], rules: present|missing, hook: ok, legacy: false,
                backends: [nftables]}   # the port forwards kvmnet installed (state file)
     ovn: {switches: [...], ports: [...], dhcp: [...]}   # northbound rows (model.overlay)
+    vlans: {native: false, bridges: {BR: [true, 1]}, ports: {vnet0: [[100, true, true]]},
+            hook: ok}   # guests' VLANs on the host (model.vlan.VlanLive); records may
+                        # carry tagged: "100,200" and untagged: "100"
     is_test: true      # LiveState.is_test; default: true unless `host` is given
 
 A spec.yaml without `owner:` is owned by 'case' (not its path: the golden files would
@@ -63,6 +66,7 @@ from kvmnet.model.live import (
 )
 from kvmnet.model.overlay import Dhcp, NbState, Port, Switch
 from kvmnet.model.spec import Spec
+from kvmnet.model.vlan import VlanLive, Vlans
 from kvmnet.parse.domain import nic_records_xml
 from kvmnet.plan import Plan, make_plan
 from kvmnet.plan.forwards import wanted_rule_parts
@@ -73,7 +77,9 @@ from kvmnet.spec.load import load_text
 ROOT = Path(__file__).resolve().parents[2]
 CASES = ROOT / "tests" / "cases"
 FILES = ("expected.yaml", "live.yaml", "spec.yaml")
-APPLIED_KINDS = ("network.", "nic.", "nwfilter.")   # what the fake holds; other doors are not faked
+# what the fake holds; other doors are not faked (nic.vlans: a tap's VLAN table)
+APPLIED_KINDS = ("network.", "nic.attach", "nic.update", "nic.detach", "nic.adopt",
+                 "nwfilter.")
 
 
 def case_dirs() -> list[Path]:
@@ -139,7 +145,8 @@ class Case:
                        firewall=_firewall(self.live["firewall"])
                        if "firewall" in self.live else None,
                        ovn=_nb(self.live["ovn"]) if "ovn" in self.live else None,
-                       names=_names(self.live["names"]) if "names" in self.live else None)
+                       names=_names(self.live["names"]) if "names" in self.live else None,
+                       vlans=_vlans(self.live["vlans"]) if "vlans" in self.live else None)
 
     def plan(self, fake: FakeBackend) -> Plan:
         return make_plan(self.spec, self.live_state(fake),
@@ -171,7 +178,9 @@ def _load_domain(fake: FakeBackend, name: str, d: dict[str, Any]) -> None:
     nics = d.get("nics") or []
     running = d.get("running", False)
     managed = d.get("managed")
-    records = [NicRecord(r["mac"], r.get("owner"), r.get("index")) for r in d.get("records", ())]
+    records = [NicRecord(r["mac"], r.get("owner"), r.get("index"),
+                         Vlans.from_attrs(r.get("tagged"), r.get("untagged")))
+               for r in d.get("records", ())]
     records += [NicRecord(m) for m in managed or ()]
     fake.load_domain(_domain_xml(name, nics, False), running,
                      nic_records_xml(records) if records else None,
@@ -203,6 +212,17 @@ def _host(data: dict[str, Any]) -> HostState:
                      listening=None if listening is None else tuple(
                          Listener(**s) for s in listening),
                      ssh_sessions=tuple(data.get("ssh_sessions") or ()))
+
+
+def _vlans(data: dict[str, Any]) -> VlanLive:
+    """Guests' VLANs on the host: libvirt sets them (native) or not, bridges'
+    (vlan_filtering, default PVID), taps' tables as [vid, pvid, untagged], the hook."""
+    return VlanLive(native=bool(data.get("native")),
+                    bridges={b: (bool(v[0]), int(v[1]))
+                             for b, v in (data.get("bridges") or {}).items()},
+                    ports={t: frozenset((int(e[0]), bool(e[1]), bool(e[2])) for e in es)
+                           for t, es in (data.get("ports") or {}).items()},
+                    hook=data.get("hook"))
 
 
 def _names(data: dict[str, Any]) -> NamesLive:

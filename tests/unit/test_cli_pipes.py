@@ -55,7 +55,8 @@ def test_wide_adds_columns_and_no_headers_drops_them(capsys: pytest.CaptureFixtu
     rc, out, _ = run(capsys, "show", "-c", T, "-o", "wide")
     assert rc == 0
     assert out.split("\n\n")[1].splitlines()[0].split() == [
-        "GUEST", "STATE", "MAC", "ATTACHED", "TO", "MODEL", "IP", "ADDRESSES", "FIREWALL"]
+        "GUEST", "STATE", "MAC", "ATTACHED", "TO", "MODEL", "IP", "ADDRESSES", "FIREWALL",
+        "VLANS"]
     rc, out, _ = run(capsys, "show", "-c", T, "--no-headers")
     assert rc == 0
     assert [b.splitlines()[0].split()[0] for b in out.split("\n\n")] == ["default", "test"]

@@ -295,6 +295,8 @@ def test_guest_nic_vlans_are_read_from_the_domain_xml():
         "</interface>"
         "<interface type='network'><mac address='52:54:00:aa:00:02'/>"
         "<source network='n1'/></interface></devices></domain>")
-    assert [n.vlans for n in nics] == [(42, 43), ()]
+    from kvmnet.model.vlan import Vlans
+
+    assert [n.vlans for n in nics] == [Vlans((42,), 43), None]
     live = LiveState("test:///default", {}, {"g": LiveDomain("g", True, nics)})
-    assert nic_vlans(live) == {"52:54:00:aa:00:01": [42, 43]}
+    assert nic_vlans(live) == {"52:54:00:aa:00:01": ["trunk 42,43 native 43"]}

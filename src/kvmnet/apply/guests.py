@@ -28,7 +28,29 @@ def _nic(a: Action, step: Step, op: NicOp) -> str:
     note = step.backend.change_nic(a.domain, op, a.mac, a.xml, a.live)
     if op != "attach":  # (a detach is recorded once the NIC is gone)
         _record(a, step, a.domain)
+    if a.set_vlans:
+        note = "; ".join(n for n in (note, vlans(a, step)) if n)
     return note
+
+
+def vlans(a: Action, step: Step) -> str:
+    """nic.vlans (and after a NIC of a running guest was attached or changed): its tap's
+    VLANs, set by kvmnet (kvmnet.backend.vlans)."""
+    from kvmnet.backend.vlans import set_port
+
+    if a.domain is None or a.mac is None:
+        raise LiveError(f"{a.kind} {a.target}: the action names no domain or MAC")
+    tap = step.backend.nic_tap(a.domain, a.mac)
+    if tap is None:
+        raise LiveError(f"NIC {a.mac} of {a.domain} has no tap: cannot set its VLANs")
+    return set_port(tap, a.vlans, step.netns)
+
+
+def vlan_hook(a: Action, step: Step) -> str:
+    """host.vlans: write or remove kvmnet's libvirt qemu hook."""
+    from kvmnet.backend import vlan_hook as hook
+
+    return (hook.install if a.text == "install" else hook.remove)(step.host.root)
 
 
 def attach(a: Action, step: Step) -> str:

@@ -36,6 +36,8 @@ HANDLERS: dict[str, Handler] = {
     "nwfilter.redefine": firewalls.redefine,
     "nwfilter.remove": firewalls.remove,
     "nic.adopt": guests.adopt,
+    "nic.vlans": guests.vlans,
+    "host.vlans": guests.vlan_hook,
     "host.bridge": host.bridge,
     "host.names": host.names,
     "host.resolved": host.resolved,

@@ -130,6 +130,11 @@ class Backend(Protocol):
         """Replace kvmnet's metadata element of the domain's definition."""
         ...
 
+    def nic_tap(self, domain: str, mac: str) -> str | None:
+        """The tap of the running guest's NIC with this MAC (its live `<target dev>`);
+        None when it has none."""
+        ...
+
     def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
         """Define or redefine (same name and UUID) an nwfilter: libvirt re-instantiates
         it on every running guest that uses it."""

@@ -228,6 +228,9 @@ class FakeBackend:
         d = self._dom(domain)
         self.write(f"record kvmnet's NICs of {domain}", lambda: setattr(d, "metadata", xml))
 
+    def nic_tap(self, domain: str, mac: str) -> str | None:
+        return None  # (no taps: the fake changes no host)
+
 
     def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
         self.write(f"{verb} nwfilter {name}", lambda: self._define_filter(name, xml))

@@ -20,6 +20,8 @@ from kvmnet.errors import KvmnetError, LiveError
 HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-forwards"
 # (the one other path under libvirt's folders: host.resolve_guests' hook, backend.names_hook)
 NAMES_HOOK_FILE = "etc/libvirt/hooks/network.d/kvmnet-names"
+# (and guests' VLANs' qemu hook, where libvirt cannot set them: backend.vlan_hook)
+VLAN_HOOK_FILE = "etc/libvirt/hooks/qemu.d/kvmnet-vlans"
 LIBVIRT_CONF = "etc/libvirt"
 LOG_FILE = "var/log/kvmnet/hook.log"
 MARK = "# kvmnet-hook v1"

@@ -250,6 +250,13 @@ class Connection:
                    lambda: dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, xml, "kvmnet",
                                            KVMNET_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG))
 
+    def nic_tap(self, domain: str, mac: str) -> str | None:
+        from kvmnet.parse.domain import parse_nics
+
+        dom = self._dom(domain)
+        xml = self.read(f"domain {domain}", lambda: dom.XMLDesc(0))
+        return next((n.target for n in parse_nics(xml) if n.mac == mac), None)
+
     def define_nwfilter(self, name: str, xml: str, verb: str = "define") -> None:
         self.write(f"{verb} nwfilter {name}", lambda: self.raw.nwfilterDefineXML(xml))
 

@@ -75,7 +75,7 @@ NETWORK_COLUMNS = (Column("name"), Column("mode"), Column("bridge"), Column("sub
                    Column("active"), Column("autostart"), Column("owner"))
 NIC_COLUMNS = (Column("guest"), Column("state"), Column("mac"), Column("attached to"),
                Column("model", wide=True), Column("ip"), Column("addresses", wide=True),
-               Column("firewall"))
+               Column("firewall"), Column("vlans", wide=True))
 
 
 def show_tables(data: dict[str, Any], view: TableView = DEFAULT_VIEW) -> None:
@@ -89,7 +89,8 @@ def show_tables(data: dict[str, Any], view: TableView = DEFAULT_VIEW) -> None:
                 ([x["guest"], "running" if x["running"] else "shut-off", x["mac"],
                   f"{x['type']}:{x['source'] or '-'}", x["model"] or "-", x["ip"] or "-",
                   ",".join(f"{a['ip']}({a['source']})" for a in x.get("addresses", ()))
-                  or "-", _firewall(x)] for x in data["interfaces"]), view)
+                  or "-", _firewall(x), x.get("vlans") or "-"] for x in data["interfaces"]),
+                view)
     if data.get("forwards"):
         from kvmnet.cli.forwards import forwards_table
 

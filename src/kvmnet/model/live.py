@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from kvmnet.model.spec import Network
+from kvmnet.model.vlan import VlanLive, Vlans
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
     from kvmnet.model.forward import FirewallLive
@@ -48,6 +49,9 @@ class NicRecord:
     mac: str
     owner: str | None = None      # None: recorded by a kvmnet from before owners
     index: int | None = None      # the NIC's place in the guest's `interfaces:` then
+    # the VLANs kvmnet sets on its tap where libvirt does not (libvirt 9: the qemu hook
+    # reads them here at every start of the guest); None: none
+    vlans: Vlans | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class LiveNic:
     portgroup: str | None = None
     mtu: int | None = None
     xml: str = ""                 # the <interface> element as read (persistent)
-    vlans: tuple[int, ...] = ()   # <vlan><tag id=...>: kvmnet reads them, never sets them
+    vlans: Vlans | None = None    # its <vlan> (libvirt sets these on the tap itself)
     filterref: str | None = None  # the nwfilter it names (guest firewall)
     filter_params: tuple[tuple[str, str], ...] = ()   # its <parameter>s, sorted
 
@@ -171,6 +175,7 @@ class LiveState:
     names: NamesLive | None = None        # host.resolve_guests: read when the spec sets it
     # nwfilters by name (guest firewalls); None: the driver has none (test:///)
     nwfilters: dict[str, LiveFilter] | None = None
+    vlans: VlanLive | None = None  # read when the spec or a domain has VLAN NICs
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ bridge port's VLAN table read from the kernel, and for the libvirt qemu hook's r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import Field
@@ -26,6 +26,42 @@ def vlan_ok(v: object) -> bool:
     """Is v a VLAN id (1-4094, an int, not a bool)? For values that come from outside the
     spec: libvirt's XML, kvmnet's domain metadata, the hook's stdin."""
     return type(v) is int and VLAN_MIN <= v <= VLAN_MAX
+
+
+PortVlan = tuple[int, bool, bool]   # (vid, pvid, untagged): one entry of a port's table
+
+
+def parse_id(text: str) -> int:
+    """A VLAN id written as text: digits only, 1-4094 (ValueError otherwise)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 4):
+        raise ValueError(f"not a VLAN id: {text[:20]!r}")
+    v = int(text)
+    if not vlan_ok(v):
+        raise ValueError(f"VLAN id {v} is outside 1-4094")
+    return v
+
+
+def entries_text(entries: frozenset[PortVlan] | None) -> str:
+    """A port's VLAN table as plan shows it: '100 (pvid, untagged), 200'."""
+    if not entries:
+        return "no VLAN"
+    return ", ".join(f"{v}" + (" (" + ", ".join(w for w, on in (("pvid", p), ("untagged", u))
+                                              if on) + ")" if p or u else "")
+                     for v, p, u in sorted(entries))
+
+
+@dataclass(frozen=True)
+class VlanLive:
+    """What plan needs to know of VLANs on the live host: whether libvirt sets them
+    itself (`native`: libvirt 11 and later: `<vlan>` on a Linux bridge's port), each
+    bridge's vlan_filtering and default PVID, the VLAN table of each guest tap, and
+    kvmnet's qemu hook (ok / stale / None: libvirt 9, where kvmnet sets them)."""
+
+    native: bool = False
+    bridges: dict[str, tuple[bool, int]] = field(default_factory=dict)
+    ports: dict[str, frozenset[PortVlan]] = field(default_factory=dict)
+    hook: str | None = None
+    readable: bool = True           # False: no host to look at (test:///, remote)
 
 
 @dataclass(frozen=True, order=True)
@@ -60,6 +96,30 @@ class Vlans:
         ids = sorted(self.ids)
         native = f" native {self.untagged}" if self.untagged else ""
         return "trunk " + ",".join(map(str, ids)) + native
+
+    def entries(self) -> frozenset[PortVlan]:
+        """As a bridge port's VLAN table holds them: (vid, pvid, untagged)."""
+        out = {(v, False, False) for v in self.tagged}
+        if self.untagged is not None:
+            out.add((self.untagged, True, True))
+        return frozenset(out)
+
+    def attrs(self) -> dict[str, str]:
+        """As kvmnet's record of a NIC keeps them (domain metadata): tagged="100,200"
+        untagged="100"."""
+        out = {"tagged": ",".join(map(str, self.tagged))} if self.tagged else {}
+        if self.untagged is not None:
+            out["untagged"] = str(self.untagged)
+        return out
+
+    @classmethod
+    def from_attrs(cls, tagged: str | None, untagged: str | None) -> Vlans | None:
+        """The record's attributes back (None when neither is there); ValueError on
+        anything that is not VLAN ids (the record is read by the hook too)."""
+        if not tagged and not untagged:
+            return None
+        return cls(tuple(parse_id(t) for t in tagged.split(",")) if tagged else (),
+                   parse_id(untagged) if untagged else None)
 
     @classmethod
     def of(cls, vlan: int | None, vlans: list[int] | tuple[int, ...],

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from lxml import etree
 
 from kvmnet.model.live import LiveNic, NicRecord
+from kvmnet.model.vlan import Vlans, parse_id
 
 KVMNET_NS = "https://kvmnet.dev/xmlns/1"
 
@@ -43,12 +44,34 @@ def parse_nics(xml: str) -> tuple[LiveNic, ...]:
             portgroup=portgroup,
             mtu=int(mtu.get("size", "0")) or None if mtu is not None else None,
             xml=etree.tostring(el, encoding="unicode"),
-            vlans=tuple(int(t.get("id", "")) for t in el.iterfind("vlan/tag")
-                        if t.get("id", "").isdigit()),
+            vlans=parse_vlan(el.find("vlan")),
             filterref=ref.get("filter") if ref is not None else None,
             filter_params=params,
         ))
     return tuple(nics)
+
+
+def parse_vlan(el: etree._Element | None) -> Vlans | None:
+    """libvirt's `<vlan [trunk='yes']><tag id=N [nativeMode='untagged']/>...</vlan>`: one
+    tag without trunk is an access VLAN; a trunk's tag with nativeMode untagged is its
+    native VLAN (nativeMode tagged, which a Linux bridge cannot do, reads as tagged).
+    None when absent or not VLAN ids."""
+    if el is None:
+        return None
+    tags = [(t.get("id", ""), t.get("nativeMode")) for t in el.iterfind("tag")]
+    try:
+        ids = [parse_id(i) for i, _ in tags]
+    except ValueError:
+        return None
+    if not ids:
+        return None
+    if el.get("trunk") != "yes" and len(ids) == 1:
+        return Vlans((), ids[0])
+    native = next((parse_id(i) for i, m in tags if m == "untagged"), None)
+    try:
+        return Vlans(tuple(sorted(set(ids) - {native})), native)
+    except ValueError:
+        return None
 
 
 def parse_managed_macs(metadata_xml: str | None) -> frozenset[str]:
@@ -72,8 +95,13 @@ def parse_nic_records(metadata_xml: str | None) -> tuple[NicRecord, ...]:
         if not mac:
             continue
         index = n.get("index")
+        try:
+            vlans = Vlans.from_attrs(n.get("tagged"), n.get("untagged"))
+        except ValueError:
+            vlans = None  # (not kvmnet's writing: no VLAN is set from it)
         out.append(NicRecord(mac, n.get("owner") or None,
-                             int(index) if index is not None and index.isdigit() else None))
+                             int(index) if index is not None and index.isdigit() else None,
+                             vlans))
     return tuple(out)
 
 
@@ -90,6 +118,9 @@ def nic_records_xml(records: Iterable[NicRecord]) -> str:
             el.set("owner", r.owner)
         if r.index is not None:
             el.set("index", str(r.index))
+        if r.vlans is not None:
+            for k, v in r.vlans.attrs().items():
+                el.set(k, v)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -54,6 +54,7 @@ from kvmnet.plan.names import plan_names
 from kvmnet.plan.networks import LIBVIRT_FILLS, attached, diff_lines, plan_network, plan_removals
 from kvmnet.plan.netxml import mark_managed, with_uuid
 from kvmnet.plan.overlay import plan_ovn
+from kvmnet.plan.vlans import plan_hook as plan_vlan_hook
 
 __all__ = [
     "LIBVIRT_BRIDGED",
@@ -105,6 +106,7 @@ def make_plan(spec: Spec, live: LiveState, adopt: frozenset[str] = frozenset(),
     for gname in spec.guests:
         plan_guest(ctx, gname)
     plan_forgotten_guests(ctx)
+    plan_vlan_hook(ctx)
     if firewalls:
         plan_nwfilter_removals(ctx)
     plan_removals(ctx)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 from kvmnet.model.live import LinkDns, LiveNetwork, LiveState, NicRecord
 from kvmnet.model.spec import Host, Spec
+from kvmnet.model.vlan import Vlans
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
     from kvmnet.model.forward import Fwd
@@ -50,6 +51,8 @@ class Action:
     forwards: tuple[Fwd, ...] = ()          # firewall.sync: every forward the host should hold
     text: str = ""                          # host.names: the new /etc/nsswitch.conf
     link: LinkDns | None = None             # host.resolved: the bridge's DNS in resolved
+    vlans: Vlans | None = None              # nic.*: the VLANs kvmnet sets on the NIC's tap
+    set_vlans: bool = False                 # nic.*: and it sets them (a running guest)
 
     @property
     def marker(self) -> str:

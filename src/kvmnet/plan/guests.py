@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from lxml import etree
 
-from kvmnet.model.derive import legacy_macs, spec_macs
+from kvmnet.model.derive import legacy_macs, nic_vlans, spec_macs
 from kvmnet.model.firewall import PREFIX
 from kvmnet.model.live import LiveDomain, LiveNic, LiveState, NicRecord
 from kvmnet.model.spec import GuestNic, Spec
 from kvmnet.plan.core import Action, Ctx, LeftAlone
+from kvmnet.plan.vlans import check_bridge, kvmnet_sets, live_vlans, plan_drift, vlan_xml
 from kvmnet.render.interface import OVN_BRIDGE, interface_element
 
 
@@ -164,7 +165,10 @@ def _plan_nic(ctx: Ctx, gname: str, i: int, nic: GuestNic, dom: LiveDomain,
     """One NIC of the spec: attach it, change it, or record this owner on it. Returns
     (old source, new source) when it moves to another network or bridge."""
     mac = ctx.macs[(gname, i)]
-    el = interface_element(ctx.spec, gname, i, ctx.macs)
+    in_xml = vlan_xml(ctx)
+    el = interface_element(ctx.spec, gname, i, ctx.macs, vlan_xml=in_xml)
+    want = nic_vlans(ctx.spec, gname, i)
+    check_bridge(ctx, gname, i)
     _keep_foreign_filter(el, cur)
     xml = etree.tostring(el, encoding="unicode")
     src = nic.network or nic.bridge
@@ -173,30 +177,41 @@ def _plan_nic(ctx: Ctx, gname: str, i: int, nic: GuestNic, dom: LiveDomain,
         src, kind = OVN_BRIDGE, "bridge"
     target = f"guest/{gname}/{mac}"
     # the index matters for a generated MAC (live_pins); a NIC with mac: keeps what it had
-    mine = NicRecord(mac, ctx.owner, (rec.index if rec else None) if nic.mac else i)
+    mine = NicRecord(mac, ctx.owner, (rec.index if rec else None) if nic.mac else i,
+                     None if in_xml else want)
+    sets = dom.running and kvmnet_sets(ctx)
     if cur is None:
         ctx.actions.append(Action(
             "nic.attach", target, "live",
             f"attach NIC {mac} ({kind} {src}) to {gname}"
             + (" (running: also live)" if dom.running else ""),
-            xml=xml, domain=gname, mac=mac, live=dom.running, nic_records=records.set(mine)))
+            (f"+ vlans: {want.text()}",) if want else (),
+            xml=xml, domain=gname, mac=mac, live=dom.running, nic_records=records.set(mine),
+            vlans=want, set_vlans=sets and want is not None))
         return None
-    changes = _nic_changes(cur, nic, kind, src) + _filter_changes(cur, el)
-    stale = rec is not None and rec.owner != ctx.owner and ctx.owner is not None
+    had = live_vlans(ctx, cur, rec)
+    changes = _nic_changes(cur, nic, kind, src) + _filter_changes(cur, el) + (
+        [f"~ vlans: {had.text() if had else 'none'} -> {want.text() if want else 'none'} "
+         "(live)"] if had != want else [])
+    stale = rec is not None and ((rec.owner != ctx.owner and ctx.owner is not None)
+                                 or rec.vlans != mine.vlans)
     if changes:
         only_model = all(c.startswith("~ model") for c in changes)
-        calm = all(c.startswith(("~ model", "~ firewall")) for c in changes)
+        calm = all(c.startswith(("~ model", "~ firewall", "~ vlans")) for c in changes)
         ctx.actions.append(Action(
             "nic.update", target, "disruptive" if dom.running and not calm else "live",
             f"change NIC {mac} of {gname}", tuple(changes), xml=xml, domain=gname, mac=mac,
             live=dom.running and not only_model,
-            nic_records=records.set(mine) if stale else None))
+            nic_records=records.set(mine) if stale else None,
+            vlans=want, set_vlans=sets and had != want))
     elif stale and rec is not None:
-        what = (f"move NIC {mac} of {gname} from owner {rec.owner} to {ctx.owner}"
+        what = (f"update kvmnet's record of NIC {mac} of {gname}" if rec.owner == ctx.owner
+                else f"move NIC {mac} of {gname} from owner {rec.owner} to {ctx.owner}"
                 if rec.owner else f"record owner {ctx.owner} of NIC {mac} of {gname} "
                 "(attached by a kvmnet from before owners)")
         ctx.actions.append(Action("nic.adopt", target, "live", what, domain=gname, mac=mac,
                                   nic_records=records.set(mine)))
+    plan_drift(ctx, gname, i, dom, planned=bool(changes))
     if cur.type != kind or cur.source != src:
         return f"{cur.type} {cur.source}", f"{kind} {src}"
     return None

@@ -141,3 +141,12 @@ def _number(what: str, value: object, low: int, high: int) -> None:
     if not (type(value) is int and low <= value <= high):
         raise RenderError(f"{what}: not writing {value!r}: a whole number {low}-{high} "
                           "belongs there")
+
+
+def require_vlan(v: object, what: str = "VLAN") -> int:
+    """v itself when it is a VLAN id (an int 1-4094, not a bool), else RenderError: a
+    value that reaches libvirt's XML, kvmnet's domain record or a bridge port's VLAN table
+    is checked again where it is written."""
+    require_vlan_ids(what, v)
+    assert isinstance(v, int)
+    return v

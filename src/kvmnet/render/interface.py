@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from kvmnet.model.derive import nic_macs
+from kvmnet.model.derive import nic_macs, nic_vlans
 from kvmnet.model.spec import GuestNic, Spec
+from kvmnet.model.vlan import Vlans
+from kvmnet.render.guard import require_vlan
 
 OVN_BRIDGE = "br-int"
 
@@ -30,8 +32,12 @@ def overlay_port_id(network: str, guest: str, index: int) -> str:
 
 
 def interface_element(spec: Spec, guest: str, idx: int,
-                      macs: dict[tuple[str, int], str] | None = None) -> etree._Element:
-    """`<interface>` of NIC `idx` of `guest`; macs from derive.nic_macs (computed if None)."""
+                      macs: dict[tuple[str, int], str] | None = None,
+                      vlan_xml: bool = True) -> etree._Element:
+    """`<interface>` of NIC `idx` of `guest`; macs from derive.nic_macs (computed if None).
+    `vlan_xml`: its VLANs as libvirt's `<vlan>` (libvirt 11 and later set them on the
+    tap of a Linux bridge with vlan_filtering); False: left out, kvmnet sets them
+    (libvirt 9: kvmnet.backend.vlans)."""
     nic = spec.guests[guest].interfaces[idx]
     mac = (macs if macs is not None else nic_macs(spec))[(guest, idx)]
     overlay = nic.network is not None and (
@@ -53,9 +59,29 @@ def interface_element(spec: Spec, guest: str, idx: int,
     else:
         assert nic.bridge is not None
         src.set("bridge", nic.bridge)
+    vlans = nic_vlans(spec, guest, idx) if vlan_xml and not overlay else None
+    if vlans is not None:
+        el.append(vlan_element(vlans))
     _tail(el, nic)
     if not overlay:
         _filterref(el, spec, guest, idx)
+    return el
+
+
+def vlan_element(vlans: Vlans) -> etree._Element:
+    """libvirt's `<vlan>`: one tag for an access port; a trunk (trunk='yes') with its
+    native VLAN's tag nativeMode='untagged'. Ids are checked again here (render.guard's
+    rule: refused where written)."""
+    el = etree.Element("vlan")
+    if not vlans.trunk:
+        assert vlans.untagged is not None
+        etree.SubElement(el, "tag", id=str(require_vlan(vlans.untagged)))
+        return el
+    el.set("trunk", "yes")
+    for v in sorted(vlans.ids):
+        tag = etree.SubElement(el, "tag", id=str(require_vlan(v)))
+        if v == vlans.untagged:
+            tag.set("nativeMode", "untagged")
     return el
 
 
@@ -90,8 +116,8 @@ def _tail(el: etree._Element, nic: GuestNic) -> None:
 
 
 def interface_xml(spec: Spec, guest: str, idx: int,
-                  macs: dict[tuple[str, int], str] | None = None) -> str:
-    el = interface_element(spec, guest, idx, macs)
+                  macs: dict[tuple[str, int], str] | None = None, vlan_xml: bool = True) -> str:
+    el = interface_element(spec, guest, idx, macs, vlan_xml)
     return etree.tostring(el, pretty_print=True, encoding="unicode")
 
 

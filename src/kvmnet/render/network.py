@@ -152,6 +152,7 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
     for ipc in ips:
         for r in ipc.routes:
             _route(root, r)
+    _portgroups(root, net)
     _dnsmasq_options(root, dnsmasq.options(net, [h for hs in block_hosts for h in hs]))
     before = _forward_of(root)
     try:
@@ -168,6 +169,14 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
             "xml_extra")
     _order(root)
     return root
+
+
+def _portgroups(root: Element, net: Network) -> None:
+    """libvirt portgroups by name (and which is the default). Their VLANs go on each NIC
+    that uses one (render.interface): libvirt 9 refuses `<vlan>` in a network on a Linux
+    bridge, so a portgroup's VLANs there would not even define."""
+    for pname, pg in net.portgroups.items():
+        sub(root, "portgroup", ("name", pname), ("default", "yes" if pg.default else None))
 
 
 def _forward_of(root: Element) -> tuple[str, str] | None:

@@ -48,7 +48,7 @@ class HostLook:
     doctor: dict[str, Any] | None = None       # `kvmnet doctor --json`
     plan: dict[str, Any] | None = None         # `kvmnet plan --json` (this host's part)
     details: dict[str, dict[str, Any]] = field(default_factory=dict)   # views.network_details
-    vlans: dict[str, list[int]] = field(default_factory=dict)          # MAC -> VLAN tags
+    vlans: dict[str, list[str]] = field(default_factory=dict)          # MAC -> its VLANs
     graph: Graph | None = None
     drift: frozenset[str] = frozenset()        # graph node ids and MACs the plan changes
     error: str | None = None

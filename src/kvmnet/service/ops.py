@@ -3,6 +3,7 @@ import, show. Returns typed results; never prints, never exits."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -10,10 +11,11 @@ from typing import Any
 
 from kvmnet.backend.base import Backend
 from kvmnet.errors import Problem, SpecError
-from kvmnet.model.live import HostState, LiveState
+from kvmnet.model.live import HostState, LiveDomain, LiveNic, LiveState
 from kvmnet.model.spec import Guest, GuestNic, Network, Ovn, Spec
 from kvmnet.model.types import Addr
 from kvmnet.model.uri import is_local
+from kvmnet.model.vlan import VlanLive
 from kvmnet.plan import Plan, host_needed, make_plan
 from kvmnet.spec.check import check_file, errors
 from kvmnet.spec.load import Positions
@@ -52,14 +54,16 @@ def needs_libvirt(spec: Spec) -> bool:
 
 def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
               host_if: Callable[[LiveState], bool] | None = None,
-              firewall: bool = True, resolve: bool = False) -> LiveState:
+              firewall: bool = True, resolve: bool = False,
+              vlans: Callable[[LiveState], bool] | None = None) -> LiveState:
     """`root`: where kvmnet's host files are (port forwards' state file and hook).
     `host_if`: read the host's links and routes only when it says so of what libvirt
     has (plan.host_needed: a no-op apply then skips netlink, its largest cost).
     `firewall`: False skips the nft read (plan of a spec without forwards, where
     kvmnet has none installed: backend/forward_files.has_forward_state).
     `resolve`: host.resolve_guests is on: ask systemd-resolved about the bridges too
-    (the nsswitch.conf side is read on every local plan: kvmnet may have to undo it)."""
+    (the nsswitch.conf side is read on every local plan: kvmnet may have to undo it).
+    `vlans`: read guests' VLANs (bridges, taps, the qemu hook) when it says so."""
     from kvmnet.backend.read import read_state
 
     reading = None
@@ -71,6 +75,8 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
         live = replace(live, host=read_host_and_sockets(netns))
+    if local and vlans is not None and vlans(live):
+        live = replace(live, vlans=read_live_vlans(conn, netns, root))
     if local:
         from kvmnet.backend.names import read_names
 
@@ -79,6 +85,40 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
         live = replace(live, names=read_names(root or Path("/"), bridges,
                                               resolved=resolve and _real_root(root)))
     return replace(live, firewall=reading() if reading else None)
+
+
+def read_live_vlans(conn: Backend, netns: str | None, root: Path | None) -> VlanLive:
+    """Bridges' and taps' VLANs, whether libvirt sets them itself, kvmnet's qemu hook."""
+    from kvmnet.backend.vlan_hook import hook_status
+    from kvmnet.backend.vlans import LIBVIRT_NATIVE, read_vlans
+
+    raw = getattr(conn, "raw", None)
+    version = raw.getLibVersion() if raw is not None else 0
+    return read_vlans(netns, int(version) >= LIBVIRT_NATIVE, hook_status(root or Path("/")))
+
+
+def vlans_needed(spec: Spec, live: LiveState, root: Path | None = None) -> bool:
+    """Does plan need the live VLANs? When a NIC of the spec has VLANs, or kvmnet set
+    some it may have to take back (its records), or its qemu hook may have to go."""
+    from kvmnet.backend.forward_files import VLAN_HOOK_FILE as HOOK_FILE
+
+    return (any(nic.vlan is not None or nic.vlans or nic.portgroup
+                for g in spec.guests.values() for nic in g.interfaces)
+            or any(r.vlans is not None for d in live.domains.values() for r in d.records)
+            or any(n.vlans is not None for d in live.domains.values() for n in d.nics)
+            or os.path.lexists((root or Path("/")) / HOOK_FILE))
+
+
+def _vlan_keys(d: LiveDomain, nic: LiveNic) -> dict[str, Any]:
+    """A NIC's VLANs as the spec writes them: its `<vlan>`, or kvmnet's record (libvirt
+    9, where kvmnet sets them)."""
+    rec = d.record(nic.mac)
+    v = nic.vlans or (rec.vlans if rec is not None else None)
+    if v is None:
+        return {}
+    if not v.trunk:
+        return {"vlan": v.untagged}
+    return {"vlans": sorted(v.ids), "native": v.untagged}
 
 
 def _real_root(root: Path | None) -> bool:
@@ -125,7 +165,8 @@ def plan_spec(spec: Spec, pos: Positions, file: str, conn: Backend,
         raise PlanError(f"{file} names several hosts (hosts:): plan and apply it with "
                         "kvmnet plan/apply FILE, which reach each host at its own URI")
     live = read_live(conn, netns, root, host_if=lambda lv: host_needed(spec, lv),
-                     firewall=_forwards_needed(spec, root), resolve=spec.host.resolve_guests)
+                     firewall=_forwards_needed(spec, root), resolve=spec.host.resolve_guests,
+                     vlans=lambda lv: vlans_needed(spec, lv, root))
     if spec.ovn is not None:  # OVN: overlay networks are rows in OVN northbound
         live = with_nb(live, spec.ovn)
     plan = make_plan(spec, live, adopt, scope)
@@ -251,10 +292,11 @@ def _import_guests(live: LiveState, nets: dict[str, Network], names: list[str] |
                 if ipv4 is not None:
                     nets[nic.source] = _drop_host(nets[nic.source], nic.mac)
                 nics.append(GuestNic(network=nic.source, mac=nic.mac, model=nic.model,
-                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu))
+                                     ipv4=ipv4, portgroup=nic.portgroup, mtu=nic.mtu,
+                                     **_vlan_keys(d, nic)))
             elif nic.type == "bridge" and nic.source and not names:
                 nics.append(GuestNic(bridge=nic.source, mac=nic.mac, model=nic.model,
-                                     mtu=nic.mtu))
+                                     mtu=nic.mtu, **_vlan_keys(d, nic)))
             elif not names:
                 notes.append(f"guest {dname}: NIC {nic.mac} of type {nic.type} is not "
                              "modelled by kvmnet: left out")

@@ -34,12 +34,14 @@ def show_data(live: LiveState, leases: list[dict[str, Any]]) -> dict[str, Any]:
     from kvmnet.parse.nwfilter import nic_sets
 
     mine = {f.name: f.xml for f in (live.nwfilters or {}).values() if f.owned}
+    vl = nic_vlans(live)
     nics = [{"guest": d.name, "running": d.running, "mac": nic.mac, "type": nic.type,
              "source": nic.source, "model": nic.model,
              "ip": (addrs.get(nic.mac) or [{"ip": None}])[0]["ip"],
              "addresses": addrs.get(nic.mac, []), "filter": nic.filterref,
              "firewalls": nic_sets(nic.filterref, mine)[0],
-             "antispoof": nic_sets(nic.filterref, mine)[1]}
+             "antispoof": nic_sets(nic.filterref, mine)[1],
+             "vlans": vl[nic.mac][0] if nic.mac in vl else None}
             for d in live.domains.values() for nic in d.nics]
     return {"kvmnet": 1, "uri": live.uri, "networks": nets, "interfaces": nics,
             "forwards": show_rows(live.firewall)}
@@ -86,10 +88,17 @@ def network_details(live: LiveState) -> dict[str, dict[str, Any]]:
     return out
 
 
-def nic_vlans(live: LiveState) -> dict[str, list[int]]:
-    """MAC -> the VLAN tags on that NIC (guests' NICs view)."""
-    return {nic.mac: list(nic.vlans) for d in live.domains.values() for nic in d.nics
-            if nic.vlans}
+def nic_vlans(live: LiveState) -> dict[str, list[str]]:
+    """MAC -> the VLANs of that NIC (guests' NICs view): libvirt's `<vlan>`, or the ones
+    kvmnet sets on its tap (its record, where libvirt cannot)."""
+    out: dict[str, list[str]] = {}
+    for d in live.domains.values():
+        for nic in d.nics:
+            rec = d.record(nic.mac)
+            v = nic.vlans or (rec.vlans if rec is not None else None)
+            if v is not None:
+                out[nic.mac] = [v.text()]
+    return out
 
 
 # -- the topology of what is live -------------------------------------------------
