@@ -10,7 +10,9 @@ stays alive. Two CGI scripts let tests drive the guest over HTTP (lab guests onl
                            its output, then a last line "KVMNET-RC <exit code>"
                            (see :func:`run_url`)
  The name comes from the kernel command line (``kvmnet.name=``), so one
-cached initramfs serves every guest. It prints markers on its serial console
+cached initramfs serves every guest; ``kvmnet.vlans=100,200`` there makes it a trunk
+guest (802.1Q modules loaded, eth0.100 and eth0.200 made and leased like an ethN).
+It prints markers on its serial console
 (ttyS0, a ``<serial type='file'>`` log):
 
     KVMNET-BOOT <name> <uptime>
@@ -56,6 +58,8 @@ VIRTIO_MODULES = (
     "net_failover",
     "virtio_net",
 )
+# 802.1Q, loaded only by a trunk guest (kvmnet.vlans= on its kernel command line)
+VLAN_MODULES = ("llc", "stp", "garp", "mrp", "8021q")
 
 INIT_SCRIPT = r"""#!/bin/sh
 # kvmnet lab guest: PID 1 from a busybox initramfs
@@ -66,8 +70,12 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
 exec </dev/console >/dev/console 2>&1
 NAME=guest
+VLANS=
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in kvmnet.name=*) NAME="${arg#kvmnet.name=}" ;; esac
+  case "$arg" in
+    kvmnet.name=*) NAME="${arg#kvmnet.name=}" ;;
+    kvmnet.vlans=*) VLANS="${arg#kvmnet.vlans=}" ;;
+  esac
 done
 hostname "$NAME"
 echo "KVMNET-BOOT $NAME $(cut -d' ' -f1 /proc/uptime)"
@@ -79,6 +87,15 @@ echo "KVMNET-GUEST $NAME" > /www/index.html
 httpd -p 80 -h /www && echo "KVMNET-HTTPD $NAME port 80"
 n=0
 while [ ! -e /sys/class/net/eth0 ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n+1)); done
+# a trunk: eth0.V for each V of kvmnet.vlans=V,W (tagged), each leased below like ethN
+if [ -n "$VLANS" ]; then
+  for m in @VLAN_MODULES@; do
+    insmod "/lib/modules/$m.ko" || echo "KVMNET-ERROR insmod $m"
+  done
+  for v in $(echo "$VLANS" | tr , ' '); do
+    ip link add link eth0 name "eth0.$v" type vlan id "$v" || echo "KVMNET-ERROR vlan $v"
+  done
+fi
 for dev in /sys/class/net/eth*; do
   [ -e "$dev" ] || { echo "KVMNET-ERROR no ethN"; break; }
   ifc="${dev##*/}"
@@ -222,12 +239,15 @@ class CpioWriter:
 
 
 def init_script(modules: Iterable[str]) -> str:
-    return INIT_SCRIPT.replace("@MODULES@", " ".join(modules))
+    modules = list(modules)
+    return INIT_SCRIPT.replace(
+        "@MODULES@", " ".join(m for m in modules if m not in VLAN_MODULES)).replace(
+        "@VLAN_MODULES@", " ".join(m for m in modules if m in VLAN_MODULES))
 
 
 def build_initramfs(version: str, cache_dir: Path = CACHE_DIR) -> Path:
     """The gzip'd cpio for kernel VERSION, built once and cached by content hash."""
-    mods = module_payloads(version)
+    mods = module_payloads(version, VIRTIO_MODULES + VLAN_MODULES)
     init = init_script(mods)
     busybox = BUSYBOX.read_bytes()
     h = hashlib.sha256()

@@ -206,3 +206,53 @@ def test_import_writes_a_nic_s_vlans_back() -> None:
     st2 = LiveState(st.uri, {}, {"g": LiveDomain("g", False, nics)}, st.host)
     (nic,) = import_spec(st2)[0].guests["g"].interfaces
     assert (nic.vlan, nic.vlans, nic.native) == (None, [100, 200], 200)
+
+
+def test_attach_on_libvirt_9_keeps_the_link_down_until_the_tap_is_on_its_vlans(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NIC hot-plugged into a running guest comes with its link down; kvmnet sets the
+    tap's VLANs, then brings the link up: no frame on the bridge's default VLAN."""
+    from kvmnet.apply.runner import run
+    from kvmnet.backend import vlans as backend_vlans
+    from kvmnet.backend.fake import FakeBackend
+    from kvmnet.backend.read import read_state
+
+    class Taps(FakeBackend):
+        def nic_tap(self, domain: str, mac: str) -> str | None:
+            return "vnet0"
+
+    seen: list[tuple[str, str]] = []
+    fake = Taps()
+    fake.load_domain("<domain><name>g</name><devices/></domain>", running=True)
+
+    def set_port(tap: str, want: Vlans | None, netns: str | None = None) -> str:
+        running = fake.domains["g"].running or ""
+        seen.append((tap, "down" if "state=\"down\"" in running else "up"))
+        return f"{tap}: {want.text() if want else 'none'}"
+
+    monkeypatch.setattr(backend_vlans, "set_port", set_port)
+    s = load_text(SPEC.replace("      - {network: lan, vlans: [100, 200], native: 200}\n"
+                               "      - {network: lan}\n", ""), "t.yaml")[0]
+    vl = VlanLive(native=False, bridges={"br0": (True, 1)}, hook="ok")
+    live = read_state(fake)
+    live = LiveState(live.uri, live.networks, live.domains, HostState(readable=False),
+                     vlans=vl)
+    plan = make_plan(s, live)
+    (attach,) = [a for a in plan.actions if a.kind == "nic.attach"]
+    assert attach.set_vlans and "<vlan" not in attach.xml
+    report = run(type(plan)(tuple(a for a in plan.actions if a.kind == "nic.attach")),
+                 fake, live)
+    assert report.ok, [r.message for r in report.results]
+    assert seen == [("vnet0", "down")]                   # set while the link was down
+    dom = fake.domains["g"]
+    assert "<link" not in dom.xml and "<link" not in (dom.running or "")   # then up
+    rec = parse_nic_records(dom.metadata or "")
+    assert [r.vlans for r in rec] == [Vlans((), 100)]
+    # a stop between the two (link left down) is planned again: up, on its VLANs
+    (nic,) = parse_nics(dom.running.replace("</interface>", "<link state='down'/>"
+                                            "</interface>"))
+    stopped = LiveState(live.uri, live.networks, {"g": LiveDomain(
+        "g", True, (nic,), (nic,), frozenset({nic.mac}), rec)}, live.host, vlans=vl)
+    (again,) = guest_side(make_plan(s, stopped))
+    assert again.kind == "nic.update" and again.set_vlans
+    assert again.details == ("~ link: down -> up (live)",)

@@ -67,6 +67,7 @@ class LiveNic:
     vlans: Vlans | None = None    # its <vlan> (libvirt sets these on the tap itself)
     filterref: str | None = None  # the nwfilter it names (guest firewall)
     filter_params: tuple[tuple[str, str], ...] = ()   # its <parameter>s, sorted
+    link_down: bool = False       # <link state='down'/>: the guest sees no carrier
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ def parse_nics(xml: str) -> tuple[LiveNic, ...]:
             vlans=parse_vlan(el.find("vlan")),
             filterref=ref.get("filter") if ref is not None else None,
             filter_params=params,
+            link_down=el.find("link[@state='down']") is not None,
         ))
     return tuple(nics)
 

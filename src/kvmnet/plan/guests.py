@@ -190,20 +190,23 @@ def _plan_nic(ctx: Ctx, gname: str, i: int, nic: GuestNic, dom: LiveDomain,
             vlans=want, set_vlans=sets and want is not None))
         return None
     had = live_vlans(ctx, cur, rec)
+    # a link kvmnet took down to put the tap on its VLANs first: an apply stopped midway
+    down = sets and want is not None and cur.link_down
     changes = _nic_changes(cur, nic, kind, src) + _filter_changes(cur, el) + (
         [f"~ vlans: {had.text() if had else 'none'} -> {want.text() if want else 'none'} "
-         "(live)"] if had != want else [])
+         "(live)"] if had != want else []) + (["~ link: down -> up (live)"] if down else [])
     stale = rec is not None and ((rec.owner != ctx.owner and ctx.owner is not None)
                                  or rec.vlans != mine.vlans)
     if changes:
         only_model = all(c.startswith("~ model") for c in changes)
-        calm = all(c.startswith(("~ model", "~ firewall", "~ vlans")) for c in changes)
+        calm = all(c.startswith(("~ model", "~ firewall", "~ vlans", "~ link"))
+                   for c in changes)
         ctx.actions.append(Action(
             "nic.update", target, "disruptive" if dom.running and not calm else "live",
             f"change NIC {mac} of {gname}", tuple(changes), xml=xml, domain=gname, mac=mac,
             live=dom.running and not only_model,
             nic_records=records.set(mine) if stale else None,
-            vlans=want, set_vlans=sets and had != want))
+            vlans=want, set_vlans=sets and (had != want or down)))
     elif stale and rec is not None:
         what = (f"update kvmnet's record of NIC {mac} of {gname}" if rec.owner == ctx.owner
                 else f"move NIC {mac} of {gname} from owner {rec.owner} to {ctx.owner}"

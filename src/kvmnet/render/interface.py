@@ -85,6 +85,18 @@ def vlan_element(vlans: Vlans) -> etree._Element:
     return el
 
 
+def link_down(xml: str) -> str:
+    """The same `<interface>` with its link down (`<link state='down'/>`, where libvirt
+    writes it: after `<model>`'s siblings it orders itself; libvirt accepts any place)."""
+    from kvmnet.render.xmlutil import parse_xml
+
+    el = parse_xml(xml)
+    for old in el.findall("link"):
+        el.remove(old)
+    etree.SubElement(el, "link", state="down")
+    return etree.tostring(el, encoding="unicode")
+
+
 def _filterref(el: etree._Element, spec: Spec, guest: str, idx: int) -> None:
     """The guest firewall's `<filterref>` (kvmnet.render.nwfilter), before `<mtu>`, where
     libvirt writes it."""
