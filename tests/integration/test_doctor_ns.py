@@ -88,6 +88,27 @@ def test_ip_forward_off_in_the_namespace(ns: str) -> None:
     assert checks(ns, nat("kvt-nat1", 1))["ip_forward"].status == "ok"
 
 
+def test_ip6_forward_off_in_the_namespace() -> None:
+    """(issue 23; its own namespace, kvt-v6-*: the IPv6 helper's prefix and subnets)"""
+    ns = f"kvt-v6-doc{os.getpid() % 10000}"
+    subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+    run("ip", "netns", "add", ns)
+    try:
+        spec = Spec.model_validate({"networks": {"kvt-v6-doc": {
+            "mode": "nat", "bridge": "kvt6doc0", "nat": {"ipv6": True},
+            "ipv4": {"address": "10.162.200.1/24"}, "ipv6": {"address": "fd00:162:200::1/64"}}}})
+        in_ns(ns, "sysctl", "-w", "net.ipv6.conf.all.forwarding=0")
+        c = checks(ns, spec)["ip6_forward"]
+        assert c.status == "fail" and "kvt-v6-doc" in c.message
+        assert c.fix.splitlines()[0] == (
+            f"ip netns exec {ns} sysctl -w net.ipv6.conf.all.forwarding=1")
+        run_fix(c)
+        assert in_ns(ns, "cat", "/proc/sys/net/ipv6/conf/all/forwarding").stdout.strip() == "1"
+        assert checks(ns, spec)["ip6_forward"].status == "ok"
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
 def test_forward_drop_policy(ns: str) -> None:
     in_ns(ns, "nft", "add", "table", "ip", "filter")
     in_ns(ns, "nft", "add", "chain", "ip", "filter", "FORWARD",

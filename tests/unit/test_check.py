@@ -129,8 +129,63 @@ networks:
 """, []),
     ("ipv6-has-no-broadcast", """\
 networks:
-  v6: {mode: route, ipv6: {address: "fd00::ffff:ffff:ffff:ffff/64"}}
+  v6: {mode: route, ipv6: {address: "2001:db8::ffff:ffff:ffff:ffff/64"}}
 """, []),
+    # --- IPv6 addressing (issue 23): SLAAC, DHCPv6, both; ULA or global; NAT66
+    ("ipv6-slaac-and-dhcpv6", """\
+networks:
+  n:
+    mode: nat
+    nat: {ipv6: true}
+    ipv6: {address: "fd00:1::1/64", dhcp: "fd00:1::100-fd00:1::1ff", slaac: true}
+""", []),
+    ("ipv6-slaac-on-ipv4", """\
+networks:
+  n: {ipv4: {address: 10.0.0.1/24, slaac: true}}
+""", [(E, "2:36", "slaac is for IPv6 blocks")]),
+    ("ipv6-slaac-false-without-dhcpv6", """\
+networks:
+  n: {mode: route, ipv6: {address: "2001:db8::1/64", slaac: false}}
+""", [(E, "2:61", "slaac: false, and the block has no DHCPv6 either")]),
+    ("ipv6-slaac-false-with-a-guests-reservation", """\
+networks:
+  n: {mode: route, ipv6: {address: "2001:db8::1/64", slaac: false}}
+guests:
+  g: {interfaces: [{network: n, ipv6: "2001:db8::10"}]}
+""", []),
+    ("ipv6-slaac-needs-a-64", """\
+networks:
+  n: {mode: route, ipv6: {address: "2001:db8::1/80", dhcp: "2001:db8::10-2001:db8::20",
+                          slaac: true}}
+""", [(E, "3:34", "write address: 2001:db8::1/64, or remove slaac: true")]),
+    ("ipv6-no-dhcpv6-and-no-64", """\
+networks:
+  n: {mode: route, ipv6: {address: "2001:db8::1/112"}}
+""", [(W, "2:36", "guests make no SLAAC address in it (SLAAC needs a /64)")]),
+    ("ipv6-ula-routed", """\
+networks:
+  n: {mode: route, ipv6: {address: "fd00:1::1/64"}}
+""", [(W, "2:36", "is a unique local (ULA) prefix")]),
+    ("ipv6-global-masqueraded", """\
+networks:
+  n: {mode: nat, nat: {ipv6: true}, ipv6: {address: "2a01:4f8::1/64"}}
+""", [(W, "2:53", "is a global prefix, masqueraded")]),
+    ("ipv6-nat66-without-ipv6", """\
+networks:
+  n: {mode: nat, nat: {ipv6: true}, ipv4: {address: 10.0.0.1/24}}
+""", [(E, "2:30", "but it has no IPv6 block")]),
+    ("ipv6-range-over-the-anycast-address", """\
+networks:
+  n: {mode: route, ipv6: {address: "2001:db8::ff/64", dhcp: "2001:db8::-2001:db8::f"}}
+""", [(E, "2:61", "the subnet-router anycast address")]),
+    ("ipv6-dhcpv6-on-two-blocks", """\
+networks:
+  n:
+    mode: route
+    ipv6: {address: "2001:db8::1/64", dhcp: "2001:db8::10-2001:db8::20"}
+    more_ips:
+      - {address: "2001:db8:1::1/64", dhcp: "2001:db8:1::10-2001:db8:1::20"}
+""", [(E, "6:9", "libvirt serves DHCPv6 on one IPv6 block of a network only")]),
     ("ipv6-under-ipv4", """\
 networks:
   a: {ipv4: {address: fd00::1/64}}

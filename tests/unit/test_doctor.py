@@ -79,6 +79,25 @@ def test_libvirt_ok() -> None:
 
 # -- ip_forward ---------------------------------------------------------------------
 
+def test_ip6_forward() -> None:
+    from kvmnet.doctor.forwarding6 import check_ip6_forward
+
+    v6 = spec(nat9={**NAT, "nat": {"ipv6": True}, "ipv6": {"address": "fd00:220:9::1/64"}})
+    off = check_ip6_forward(facts(ip6_forward="0", spec=v6))
+    assert off.status == "fail" and "guests on nat9 reach the host over IPv6" in off.message
+    assert off.fix.splitlines()[:2] == [
+        "sysctl -w net.ipv6.conf.all.forwarding=1",
+        "echo 'net.ipv6.conf.all.forwarding = 1' > /etc/sysctl.d/60-kvmnet-forward6.conf"
+        "   # persist"]
+    in_ns = check_ip6_forward(facts(ip6_forward="0", spec=v6, netns="kvt-doc-x"))
+    assert in_ns.fix.startswith("ip netns exec kvt-doc-x sysctl -w net.ipv6")
+    assert check_ip6_forward(facts(ip6_forward="1", spec=v6)).status == "ok"
+    assert check_ip6_forward(facts(ip6_forward=None, spec=v6)).status == "skip"
+    assert check_ip6_forward(facts(ip6_forward="0")).status == "skip"   # IPv4 only
+    iso = spec(i={"mode": "isolated", "ipv6": {"address": "fd00:220:8::1/64"}})
+    assert check_ip6_forward(facts(ip6_forward="0", spec=iso)).status == "skip"
+
+
 def test_ip_forward() -> None:
     off = check_ip_forward(facts(ip_forward="0"))
     assert off.status == "fail" and "nat9" in off.message
@@ -292,7 +311,7 @@ def test_duplicate_macs() -> None:
 
 def test_run_checks_order_and_remote() -> None:
     ids = [c.id for c in run_checks(facts(host=host()))]
-    assert ids == ["libvirt", "ip_forward", "br_netfilter", "forward_policy",
+    assert ids == ["libvirt", "ip_forward", "ip6_forward", "br_netfilter", "forward_policy",
                    "firewall_backend", "dnsmasq", "wireless", "route_collision", "mtu",
                    "bridges", "names", "duplicate_macs"]
     remote = replace(facts(), uri="qemu+ssh://h/system", host_error="runs on another machine")

@@ -88,6 +88,11 @@ class Backend(Protocol):
         """Every nwfilter; None when the driver has none (test:///)."""
         ...
 
+    def lib_version(self) -> int | None:
+        """The connected libvirt's version (major * 1000000 + minor * 1000 + micro, as
+        getLibVersion); None when unknown."""
+        ...
+
     def network_active(self, name: str) -> bool | None:
         """Is it running? None: there is no such network (any more)."""
         ...

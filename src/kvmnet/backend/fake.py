@@ -62,6 +62,7 @@ class FakeBackend:
     writes: list[str] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)   # write -> libvirt's reason
     nwfilters: dict[str, str] | None = field(default_factory=dict)  # name -> XML; None: none
+    version: int | None = None    # what lib_version() answers (None: unknown)
 
     @property
     def is_test(self) -> bool:
@@ -88,6 +89,9 @@ class FakeBackend:
                 "domains": {n: vars(x).copy() for n, x in sorted(self.domains.items())}}
 
     # -- reads ----------------------------------------------------------------------
+    def lib_version(self) -> int | None:
+        return self.version
+
     def fetch_networks(self) -> list[NetworkRecord]:
         return [NetworkRecord(name, n.uuid, n.xml, n.running is not None, n.autostart,
                               n.persistent, fake_xml.network_bridge(n.running)

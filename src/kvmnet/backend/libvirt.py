@@ -119,6 +119,14 @@ class Connection:
     def fetch_domains(self) -> list[DomainRecord]:
         return fetch_domains(self)
 
+    def lib_version(self) -> int | None:
+        if isinstance(self.raw, NoLibvirt):   # (no libvirt was asked: nothing to tell)
+            return None
+        try:
+            return int(self.raw.getLibVersion())
+        except (libvirt.libvirtError, *BINDING_ERRORS):
+            return None
+
     def fetch_nwfilters(self) -> list[FilterRecord] | None:
         try:
             filters = self.raw.listAllNWFilters()

@@ -101,4 +101,4 @@ def read_state(backend: Backend, host: HostState | None = None) -> LiveState:
     return LiveState(uri=backend.uri, networks=read_networks(backend),
                      domains=read_domains(backend), host=host or HostState(readable=False),
                      is_test=backend.is_test,
-                     nwfilters=read_nwfilters(backend))
+                     nwfilters=read_nwfilters(backend), libvirt_version=backend.lib_version())

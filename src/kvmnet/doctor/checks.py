@@ -50,6 +50,7 @@ class Facts:
     spec_file: str = "FILE"
     connect: str | None = None           # -c as the user gave it (None: the default URI)
     ip_forward: str | None = None
+    ip6_forward: str | None = None       # net.ipv6.conf.all.forwarding
     bridge_nf: dict[str, str | None] = field(default_factory=dict)  # iptables/ip6tables/...
     ruleset: dict[str, Any] | None = None   # `nft -j list ruleset`
     ruleset_error: str | None = None

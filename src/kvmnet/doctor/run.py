@@ -28,6 +28,7 @@ from kvmnet.doctor.checks import (
     check_libvirt,
     forward_drop_chains,
 )
+from kvmnet.doctor.forwarding6 import check_ip6_forward
 from kvmnet.doctor.links import (
     check_bridges,
     check_macs,
@@ -144,11 +145,13 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
                             if n.network.bridge})) if live else ()
     names_live = read_names(Path("/"), bridges)
     fwd = reader.read("/proc/sys/net/ipv4/ip_forward")
+    fwd6 = reader.read("/proc/sys/net/ipv6/conf/all/forwarding")
     bridge_nf = {k: _strip(reader.read(f"/proc/sys/net/bridge/bridge-nf-call-{k}"))
                  for k in ("iptables", "ip6tables", "arptables")}
     return replace(
         base, live_on_host=live is not None and not is_test(u), host=host,
-        host_error=host_error, ip_forward=_strip(fwd), bridge_nf=bridge_nf, ruleset=ruleset,
+        host_error=host_error, ip_forward=_strip(fwd), ip6_forward=_strip(fwd6),
+        bridge_nf=bridge_nf, ruleset=ruleset,
         ruleset_error=rs_error, dnsmasq=dnsmasq if os.access(dnsmasq, os.X_OK) else None,
         wireless=wireless, names=names_live)
 
@@ -161,7 +164,7 @@ def run_checks(f: Facts) -> list[Check]:
     """Every check, in the order a person would fix things."""
     if f.host is None and f.host_error and not is_local(f.uri):
         host_checks = [Check(cid, "skip", title, f.host_error) for cid, title in (
-            ("ip_forward", "IPv4 forwarding"),
+            ("ip_forward", "IPv4 forwarding"), ("ip6_forward", "IPv6 forwarding"),
             ("br_netfilter", "br_netfilter (bridged traffic through the firewall)"),
             ("forward_policy", "FORWARD policy"), ("firewall_backend", "libvirt firewall "
                                                                         "backend"),
@@ -172,7 +175,8 @@ def run_checks(f: Facts) -> list[Check]:
             ("names", "guests' names on the host"))]
     else:
         drop = bool(f.ruleset and forward_drop_chains(f.ruleset))
-        host_checks = [check_ip_forward(f), check_bridge_nf(f, drop), check_forward_policy(f),
+        host_checks = [check_ip_forward(f), check_ip6_forward(f), check_bridge_nf(f, drop),
+                       check_forward_policy(f),
                        check_backend(f), check_dnsmasq(f), check_wireless(f),
                        check_route_collision(f), check_mtu(f), check_bridges(f),
                        check_names(f)]

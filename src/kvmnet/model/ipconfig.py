@@ -137,6 +137,13 @@ class IPConfig(Model):
     bootp: dict[Text, Text] | None = Field(None, description="Network boot: `file` (the "
                                            "boot file) and `server` (the TFTP server).",
                                            examples=[{"file": "pxelinux.0"}])
+    slaac: bool | None = Field(None, description="IPv6: guests also make their own "
+                               "addresses from the host's router advertisements (SLAAC). "
+                               "Not set: yes on a block without DHCPv6 (no `dhcp:` and no "
+                               "reservations), no on one with it (libvirt then advertises "
+                               "DHCPv6 only); true with `dhcp:`: both (kvmnet adds the "
+                               "dnsmasq option libvirt has no XML for). SLAAC needs a /64.",
+                               examples=[True])
     xml_prefix: PrefixForm = Field("prefix", description=_PREFIX_FORM)
 
     @field_validator("dhcp", mode="before")

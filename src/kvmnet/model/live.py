@@ -177,6 +177,7 @@ class LiveState:
     # nwfilters by name (guest firewalls); None: the driver has none (test:///)
     nwfilters: dict[str, LiveFilter] | None = None
     vlans: VlanLive | None = None  # read when the spec or a domain has VLAN NICs
+    libvirt_version: int | None = None    # getLibVersion(); None: unknown
 
 
 @dataclass(frozen=True)

@@ -99,8 +99,28 @@ def _xml_fields(net: Network) -> Network:
                                   "firewalls": [], "antispoof": False})
 
 
+# libvirt masquerades IPv6 (<nat ipv6='yes'/>) since 6.5.0; an older one drops the
+# attribute without a word, and the guests' IPv6 would only be routed
+NAT66_SINCE = 6_005_000
+
+
+def _nat66_refused(ctx: Ctx, name: str, net: Network) -> bool:
+    v = ctx.live.libvirt_version
+    if not (net.nat and net.nat.ipv6) or v is None or v >= NAT66_SINCE:
+        return False
+    ctx.error(("networks", name, "nat", "ipv6"),
+              f"nat: {{ipv6: true}} needs libvirt 6.5 or newer to masquerade IPv6; "
+              f"{ctx.live.uri} runs libvirt {v // 1_000_000}.{v // 1000 % 1000}."
+              f"{v % 1000}, which would ignore it: remove it and make the LAN's router "
+              f"route the network's IPv6 prefix to this host (mode: route, whose upstream "
+              "route `kvmnet render` writes), or upgrade libvirt")
+    return True
+
+
 def plan_network(ctx: Ctx, name: str) -> None:
     spec_net = ctx.spec.networks[name]
+    if _nat66_refused(ctx, name, spec_net):
+        return
     xml = network_xml(ctx.spec, name, ctx.macs)
     wanted = _xml_fields(parse_network(xml).network)
     if _extra_overrides(ctx, name, wanted):

@@ -87,20 +87,28 @@ from kvmnet.render.iptables import IPT_TOOLS, iptables_restore
 
 def resolve(spec: Spec) -> tuple[Fwd, ...]:
     """Every forward of every NAT network, in spec order; forwards check() refuses
-    (no known guest address, address outside the network) are left out."""
+    (no known guest address, address outside the network) are left out.
+
+    A forward to `guest:` is one Fwd per family the guest has a reservation for on the
+    network (its ipv4:, its ipv6:): the host's IPv4 port reaches the guest's IPv4
+    address, the host's IPv6 port its IPv6 one. `listen` picks the family of its own;
+    with `sources`, a family none of them is in gets no Fwd (nobody of it may connect).
+    Never across families: netfilter's DNAT cannot turn IPv6 into IPv4 (that is NAT64,
+    not a port forward)."""
     out: list[Fwd] = []
     for name, net in spec.networks.items():
         if net.mode != "nat":
             continue
         for fw in net.forwards:
-            target = fw.address if fw.address is not None else _guest_address(spec, name,
-                                                                               fw.guest)
-            ipc = ip_config_for(net, target) if target is not None else None
-            if target is None or ipc is None:
-                continue
-            require_one_line("port forwards (nft, iptables-restore, the hook's state)",
-                             name, fw, target, ipc.address)
-            out.append(_fwd(name, fw, str(target), str(ipc.address.network)))
+            targets = [fw.address] if fw.address is not None else _guest_addresses(
+                spec, name, fw)
+            for target in targets:
+                ipc = ip_config_for(net, target)
+                if ipc is None:
+                    continue
+                require_one_line("port forwards (nft, iptables-restore, the hook's state)",
+                                 name, fw, target, ipc.address)
+                out.append(_fwd(name, fw, str(target), str(ipc.address.network)))
     return tuple(out)
 
 
@@ -108,22 +116,33 @@ def _fwd(network: str, fw: PortForward, target: str, subnet: str) -> Fwd:
     """The Fwd of a checked spec's forward; RenderError if a value got past the checks
     that Fwd refuses (its rules would be built from it)."""
     gp = fw.guest_port or fw.host_port
+    family = ipaddress.ip_address(target).version
     try:
         return Fwd(network=network, proto=fw.proto,
                    host_ports=(fw.host_port.first, fw.host_port.last), target=target,
                    guest_ports=(gp.first, gp.last), subnet=subnet,
                    listen=str(fw.listen) if fw.listen else None,
-                   sources=tuple(str(s) for s in fw.sources), guest=fw.guest)
+                   sources=tuple(str(s) for s in fw.sources
+                                 if fw.address is not None or s.version == family),
+                   guest=fw.guest)
     except ValueError as e:
         raise RenderError(f"port forward of network {network!r}: {e}") from None
 
 
-def _guest_address(spec: Spec, network: str, guest: str | None) -> Any:
-    g = spec.guests.get(guest or "")
-    for nic in g.interfaces if g else ():
-        if nic.network == network and nic.ipv4 is not None:
-            return nic.ipv4
-    return None
+def _guest_addresses(spec: Spec, network: str, fw: PortForward) -> list[Any]:
+    """The guest's reserved addresses on the network a `guest:` forward reaches: its
+    first NIC there with an ipv4 gives the IPv4 one, with an ipv6 the IPv6 one; only
+    listen's family when it has one, only the sources' families when there are any."""
+    g = spec.guests.get(fw.guest or "")
+    families = ({fw.listen.version} if fw.listen is not None else {4, 6}) & (
+        {s.version for s in fw.sources} if fw.sources else {4, 6})
+    out: list[Any] = []
+    for key, family in (("ipv4", 4), ("ipv6", 6)):
+        addr = next((getattr(nic, key) for nic in (g.interfaces if g else ())
+                     if nic.network == network and getattr(nic, key) is not None), None)
+        if addr is not None and family in families:
+            out.append(addr)
+    return out
 
 
 # -- nftables rules, as nft's JSON ---------------------------------------------------

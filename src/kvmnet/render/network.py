@@ -153,7 +153,8 @@ def build_network(name: str, net: Network, *, hosts: dict[int, list[DhcpHost]] |
         for r in ipc.routes:
             _route(root, r)
     _portgroups(root, net)
-    _dnsmasq_options(root, dnsmasq.options(net, [h for hs in block_hosts for h in hs]))
+    _dnsmasq_options(root, dnsmasq.options(net, [h for hs in block_hosts for h in hs],
+                                           block_hosts))
     before = _forward_of(root)
     try:
         insert_extras(root, net.xml_extra, _ATTRS)

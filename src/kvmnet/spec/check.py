@@ -20,7 +20,17 @@ import os
 from kvmnet.errors import Problem
 from kvmnet.model.derive import nic_macs
 from kvmnet.model.spec import Spec
-from kvmnet.spec.checks import dns, firewall, forward, guest, host, network, overlay, vlan
+from kvmnet.spec.checks import (
+    dns,
+    firewall,
+    forward,
+    guest,
+    host,
+    ipv6,
+    network,
+    overlay,
+    vlan,
+)
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import check_hosts
 from kvmnet.spec.load import Path_, Positions, load_partial
@@ -59,6 +69,7 @@ def check(spec: Spec, pos: Positions | None = None, file: str = "<spec>",
     guest.guests(f, spec)
     guest.macs(f, spec)
     vlan.vlans(f, spec)
+    ipv6.ipv6(f, spec)
     forward.forwards(f, spec)
     if spec.has_firewalls():
         firewall.firewalls(f, spec)

@@ -25,7 +25,7 @@ def forwards(f: Findings, spec: Spec) -> None:
                                         for k in ("ipv4", "ipv6", "more_ips")])
             if fw.guest_port and fw.guest_port.size != fw.host_port.size:
                 f.error(path + ("guest_port",), _port_lengths(fw))
-            _forward_families(f, path, fw)
+            _forward_families(f, path, fw, _guest_families(spec, name, fw))
             for proto, hp, listen, j in used:
                 if proto == fw.proto and hp.overlaps(fw.host_port) and (  # type: ignore[attr-defined]
                         listen is None or fw.listen is None or listen == fw.listen):
@@ -68,24 +68,43 @@ def _port_lengths(fw: PortForward) -> str:
             + " or ".join(ways))
 
 
-def _forward_families(f: Findings, path: Path_, fw: PortForward) -> None:
-    """listen and sources in the guest address's family (a guest: forwards to its ipv4);
+def _guest_families(spec: Spec, netname: str, fw: PortForward) -> set[int]:
+    """The families the forward's target has: address:'s, or those of the guest's
+    reservations (ipv4:, ipv6:) on the network."""
+    if fw.address is not None:
+        return {fw.address.version}
+    g = spec.guests.get(fw.guest or "")
+    return {v for nic in (g.interfaces if g else ()) if nic.network == netname
+            for v, a in ((4, nic.ipv4), (6, nic.ipv6)) if a is not None}
+
+
+def _forward_families(f: Findings, path: Path_, fw: PortForward, have: set[int]) -> None:
+    """listen and sources in a family the target has (a guest: its ipv4 and/or ipv6 on
+    the network); never across families (IPv6 to IPv4 is NAT64, not a port forward);
     no loopback listen: a packet from 127.0.0.1 may not leave the host."""
-    version = fw.address.version if fw.address is not None else 4
+    if not have:
+        return   # (no address known: _forward_guest says so)
     guest = [path + ("address",), path + ("guest",)]   # (what says the family)
+    what = (f"the guest address is IPv{next(iter(have))}" if fw.address is not None
+            else f"{fw.guest} has only an ipv{next(iter(have))} on this network")
+    fix = ("forward within one address family" if fw.address is not None else
+           f"give {fw.guest}'s NIC an ipv{6 if 4 in have else 4}: (a reservation), or "
+           "forward within its family")
     if fw.listen is not None and fw.listen.is_loopback:
         f.error(path + ("listen",), f"{fw.listen} is a loopback address, which the host "
                 "cannot forward to a guest: listen on one of the host's other addresses, "
                 "or leave listen out (every address of the host)")
-    elif fw.listen is not None and fw.listen.version != version:
-        f.error(path + ("listen",), f"listen {fw.listen} is IPv{fw.listen.version} but the "
-                f"guest address is IPv{version}: forward within one address family",
-                refs=guest)
+    elif fw.listen is not None and fw.listen.version not in have:
+        f.error(path + ("listen",), f"listen {fw.listen} is IPv{fw.listen.version} but "
+                f"{what}: {fix}", refs=guest)
     for k, src in enumerate(fw.sources):
-        if src.version != version:
-            f.error(path + ("sources", k), f"source {src} is IPv{src.version} but the guest "
-                    f"address is IPv{version}: forward within one address family",
-                    refs=guest)
+        if src.version not in have:
+            f.error(path + ("sources", k), f"source {src} is IPv{src.version} but {what}: "
+                    f"{fix}", refs=guest)
+        elif fw.listen is not None and src.version != fw.listen.version:
+            f.error(path + ("sources", k), f"source {src} is IPv{src.version} but listen "
+                    f"{fw.listen} is IPv{fw.listen.version}: no connection from it can "
+                    "arrive there; remove one of the two", refs=[path + ("listen",)])
 
 
 def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: str) -> None:
@@ -96,10 +115,11 @@ def _forward_guest(f: Findings, spec: Spec, netname: str, path: Path_, guest: st
             f": did you mean {close[0]!r}?" if close else ": define it under guests:"),
             refs=[("guests", guest)])
         return
-    if not any(nic.network == netname and nic.ipv4 for nic in g.interfaces):
+    if not any(nic.network == netname and (nic.ipv4 or nic.ipv6) for nic in g.interfaces):
         f.error(path + ("guest",), f"kvmnet does not know {guest}'s address on {netname}: "
-                f"give the guest's NIC on {netname} an ipv4: (a DHCP reservation), or "
-                "forward to address: IP", refs=[("guests", guest, "interfaces")])
+                f"give the guest's NIC on {netname} an ipv4: or ipv6: (a DHCP reservation; "
+                "the forward reaches each one it has), or forward to address: IP",
+                refs=[("guests", guest, "interfaces")])
 
 
 # -- overlay networks (OVN; OVN) ---------------------------------------
