@@ -78,7 +78,8 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 out /root/kvmvm \
   || echo "KVMVM-ERROR 9p out"
 ip link set lo up
 echo "KVMVM-UP $(cut -d' ' -f1 /proc/uptime)"
-chroot /root /bin/sh -c 'cd /kvmvm && /bin/sh /kvmvm/script.sh > /kvmvm/output.txt 2>&1; echo $? > /kvmvm/rc'
+chroot /root /bin/sh -c \
+  'cd /kvmvm && /bin/sh /kvmvm/script.sh > /kvmvm/output.txt 2>&1; echo $? > /kvmvm/rc'
 echo "KVMVM-DONE $(cat /root/kvmvm/rc)"
 sync
 poweroff -f

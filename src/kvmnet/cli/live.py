@@ -197,6 +197,11 @@ def apply(
     root: Annotated[Path, typer.Option(
         "--root", metavar="DIR", help="Read and write host config files (and the rollback "
                                       "journal) under DIR instead of /.")] = Path("/"),
+    check_within: Annotated[float | None, typer.Option(
+        "--check-within", metavar="SECONDS", min=0.1,
+        help="When host interfaces change: how long the self-check waits for the gateway "
+             "(or check:) to answer before it rolls back; default 5 s, plus twice the "
+             "forward delay with STP.")] = None,
     host_: HostOpt = None,
 ) -> None:
     """Make the host match FILE: shows the plan, asks, then applies it with progress.
@@ -217,10 +222,11 @@ def apply(
         raise typer.Exit(apply_hosts(
             file, spec, pos, warnings, connect_=connect_, netns=netns, only=host_,
             as_json=as_json, yes=yes, allow_destroy=allow_destroy, adopt=adopt, scope=scope,
-            lock_wait=lock_wait, host=HostOptions(root, confirm_timeout)))
+            lock_wait=lock_wait, host=HostOptions(root, confirm_timeout, check_within)))
     with connect(connect_, needs_libvirt(spec)) as conn:
         ok = do_apply(file, conn, yes, allow_destroy, as_json, frozenset(adopt or ()), netns,
-                      lock_wait, tuple(scope or ()), HostOptions(root, confirm_timeout),
+                      lock_wait, tuple(scope or ()),
+                      HostOptions(root, confirm_timeout, check_within),
                       (spec, pos, warnings))
     if not ok:
         raise typer.Exit(1)

@@ -99,6 +99,9 @@ class HostLink:
     wireless: bool = False
     addresses: tuple[str, ...] = ()       # CIDRs
     perm_mac: str | None = None   # the NIC's own (burnt-in) MAC, whatever it is set to now
+    bond_mode: str | None = None  # a bond's mode (active-backup, 802.3ad, balance-xor, ...)
+    vlan: tuple[str, int] | None = None   # a VLAN sub-interface's (link, id)
+    vlan_filtering: bool | None = None    # a bridge's VLAN filtering (None: not a bridge)
 
 
 @dataclass(frozen=True)

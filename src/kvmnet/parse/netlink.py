@@ -21,6 +21,8 @@ IFF_UP = 0x1
 MAIN_TABLE = 254
 AF_INET, AF_INET6 = 2, 10
 _DEFAULT = {AF_INET: "0.0.0.0/0", AF_INET6: "::/0"}
+BOND_MODES = {0: "balance-rr", 1: "active-backup", 2: "balance-xor", 3: "broadcast",
+              4: "802.3ad", 5: "balance-tlb", 6: "balance-alb"}
 
 
 class Msg(Protocol):
@@ -56,12 +58,31 @@ def parse_link(msg: Msg, names: dict[int, str], addresses: Sequence[str] = (),
         return None
     info = msg.get("linkinfo")
     kind = info.get("kind") if info is not None else None
+    data = info.get("data") if info is not None else None
     master = msg.get("master")
     return HostLink(name=str(name), index=int(msg.get("index")), kind=kind or "",
                     master=names.get(master) if master is not None else None,
                     up=bool(int(msg.get("flags") or 0) & IFF_UP), mac=msg.get("address"),
                     mtu=msg.get("mtu"), wireless=wireless, addresses=tuple(addresses),
-                    perm_mac=_perm_mac(msg.get("perm_address")))
+                    perm_mac=_perm_mac(msg.get("perm_address")),
+                    **_kind_data(kind or "", data, msg.get("link"), names))
+
+
+def _kind_data(kind: str, data: Msg | None, link: Any, names: dict[int, str]
+               ) -> dict[str, Any]:
+    """What a bond, a VLAN and a bridge say of themselves (IFLA_INFO_DATA; its
+    attributes answer by their full names only)."""
+    if data is None or not hasattr(data, "get"):
+        return {}
+    mode, vid = data.get("IFLA_BOND_MODE"), data.get("IFLA_VLAN_ID")
+    filtering = data.get("IFLA_BR_VLAN_FILTERING")
+    if kind == "bond" and mode is not None:
+        return {"bond_mode": BOND_MODES.get(int(mode), str(mode))}
+    if kind == "vlan" and vid is not None and link is not None:
+        return {"vlan": (names.get(int(link), str(link)), int(vid))}
+    if kind == "bridge" and filtering is not None:
+        return {"vlan_filtering": bool(filtering)}
+    return {}
 
 
 def _perm_mac(value: Any) -> str | None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from kvmnet.model.live import HostLink, LiveState
 from kvmnet.model.spec import Host, HostBridge, Spec
 from kvmnet.plan.core import Action, Ctx
+from kvmnet.plan.host_lower import first_nic, lower_diff, nics_below, stranded
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
 
@@ -17,7 +18,12 @@ def plan_host_bridges(ctx: Ctx) -> None:
     """A bridge that is missing, a port not in it yet, addresses still on a port or
     missing on the bridge -> one host.bridge action: apply moves the ports in live
     (their addresses and routes follow) and rolls back unless confirmed."""
-    for br, hb in ctx.spec.host.bridges.items():
+    host = ctx.spec.host
+    # bridges over bonds and NICs first: a VLAN's bond may be theirs to make
+    order = sorted(host.bridges, key=lambda b: any(p in host.vlans
+                                                    for p in host.bridges[b].ports))
+    for br in order:
+        hb = host.bridges[br]
         if ctx.live.is_test:
             ctx.actions.append(Action(
                 "host.bridge", f"host/{br}", "host",
@@ -35,13 +41,14 @@ def plan_host_bridges(ctx: Ctx) -> None:
                 tuple(details), host=pinned_host(ctx.spec.host, ctx.live.host.links)))
 
 
-def port_mac(hb: HostBridge, links: Mapping[str, HostLink]) -> tuple[str, str] | None:
+def port_mac(hb: HostBridge, links: Mapping[str, HostLink], host: Host | None = None
+             ) -> tuple[str, str] | None:
     """(MAC, where it comes from) the bridge gets: the spec's mac:, else its first port's
     permanent MAC (its current one when the kernel knows no permanent one). None when
     neither is known (no ports, or the port is missing)."""
     if hb.mac is not None:
         return hb.mac, "the spec's mac"
-    for port in hb.ports:
+    for port in [first_nic(host, p) for p in hb.ports] if host else hb.ports:
         link = links.get(port)
         if link is not None and (link.perm_mac or link.mac):
             return (link.perm_mac or link.mac or "",
@@ -55,7 +62,7 @@ def pinned_host(host: Host, links: Mapping[str, HostLink]) -> Host:
     derive one from /etc/machine-id, and a DHCP server give the host a new address)."""
     bridges = {}
     for br, hb in host.bridges.items():
-        mac = port_mac(hb, links)
+        mac = port_mac(hb, links, host)
         bridges[br] = hb if mac is None else hb.model_copy(update={"mac": mac[0]})
     return host.model_copy(update={"bridges": bridges})
 
@@ -67,7 +74,7 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
     out: list[str] = []
     if link is None:
         delay = f", forward delay {hb.forward_delay} s" if hb.forward_delay is not None else ""
-        mac = port_mac(hb, host.links)
+        mac = port_mac(hb, host.links, ctx.spec.host)
         pin = f", MAC {mac[0]} ({mac[1]})" if mac else ""
         out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}{pin}")
     elif link.kind != "bridge":
@@ -75,15 +82,22 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
                   "a bridge: pick another bridge name")
         return []
     moved: list[str] = []
-    for i, port in enumerate(hb.ports):
+    spec_host = ctx.spec.host
+    out += _lower(ctx, br, path)
+    for port in nics_below(spec_host, br):
+        i = hb.ports.index(port) if port in hb.ports else None
+        where = (*path, "ports", i) if i is not None else _bond_path(spec_host, port)
         pl = host.links.get(port)
         problem = _port_problem(port, pl, br)
+        if i is None and pl is not None and pl.master in spec_host.bonds:
+            problem = None  # (in its bond: lower_diff looked at it)
         if pl is None or problem:
-            ctx.error((*path, "ports", i), problem or f"{port} is missing")
+            if i is not None:
+                ctx.error(where, problem or f"{port} is missing")
             continue
-        if pl.master != br:
+        if pl.master != br and i is not None:
             out.append(f"~ {port}: enslave to {br}")
-        _session_guard(ctx, (*path, "ports", i), port, pl, hb)
+        _session_guard(ctx, where, port, pl, hb, br)
         for a in pl.addresses:
             if not _v6_link_local(a):  # the kernel makes those per link
                 out.append(f"~ address {a}: {port} -> {br}")
@@ -101,7 +115,7 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
 
 
 def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostLink,
-                   hb: HostBridge) -> None:
+                   hb: HostBridge, bridge: str) -> None:
     """Refuse to move an address an SSH session is open to (the kernel's socket table,
     kvmnet.backend.sockets) when the spec gives no gateway: the default route would not
     come back on the bridge after a reboot."""
@@ -113,7 +127,7 @@ def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostL
                       if r.dev == port and r.gateway and r.net.prefixlen == 0})
         hint = f"gateway: {gws[0]}" if gws else "gateway: <your LAN router>"
         ctx.error(path, f"an SSH session is open to {sess}, which is on {port}, and the "
-                  f"spec gives {ctx_bridge(path)} no gateway: the host could lose this "
+                  f"spec gives {bridge} no gateway: the host could lose this "
                   f"session after a reboot. Add {hint} (and keep address:), or run "
                   "from the console")
 
@@ -137,6 +151,28 @@ def _host_overlap(ctx: Ctx, where: tuple[str, str], sub: ipaddress.IPv4Network |
                 ctx.error(path, f"{sub} overlaps the host's address {a} on {link.name}: "
                           "pick a subnet the host does not use")
                 return
+
+
+def _lower(ctx: Ctx, br: str, path: tuple[str | int, ...]) -> list[str]:
+    """The plan lines of the bridge's bond and VLAN ports; their problems as errors."""
+    host, links = ctx.spec.host, dict(ctx.live.host.links)
+    out: list[str] = []
+    for i, port in enumerate(host.bridges[br].ports):
+        if port in host.bonds or port in host.vlans:
+            lines, errs = lower_diff(host, links, br, port, _port_problem)
+            out += lines
+            for _, msg in errs:
+                ctx.error((*path, "ports", i), msg)
+    for _, msg in stranded(host, links, br):
+        ctx.error((*path, "ports"), msg)
+    return out
+
+
+def _bond_path(host: Host, nic: str) -> tuple[str | int, ...]:
+    for b, bond in host.bonds.items():
+        if nic in bond.ports:
+            return ("host", "bonds", b, "ports", bond.ports.index(nic))
+    return ("host",)
 
 
 def ctx_bridge(path: tuple[str | int, ...]) -> str:

@@ -31,9 +31,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from kvmnet.apply.bridge.links import FOREVER, Addr, Link, Route
 from kvmnet.errors import LiveError
 from kvmnet.plan.host import wireless_port
+from kvmnet.plan.host_lower import nics_below
 
 if TYPE_CHECKING:
-    from kvmnet.model.spec import HostBridge
+    from kvmnet.model.spec import Host, HostBridge
 
 T = TypeVar("T")
 
@@ -175,17 +176,38 @@ def link_index(ipr: Any, name: str) -> int:
     return int(found[0])
 
 
-def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> list[str]:
-    """Make `bridge` with hb's ports, moving their addresses and routes; returns notes."""
+def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
+            host: Host | None = None) -> list[str]:
+    """Make `bridge` with hb's ports, moving their addresses and routes; returns notes.
+    `host`: the spec's host section, for ports that are bonds or VLANs
+    (kvmnet.apply.bridge.lower); without it the ports are NICs."""
+    from kvmnet.apply.bridge import lower
+    from kvmnet.model.spec import Host
+
+    host = host or Host(bridges={bridge: hb})
     snap = {x.name: x for x in before}
-    br, ports = snap[bridge], [snap[p] for p in hb.ports]
-    bi = _bridge(ipr, bridge, hb, br, ports)
-    notes = _wait_up(ipr, bi, bridge, hb)
-    moved = _addresses(ipr, bi, bridge, hb, br, ports)
-    routes = [r for p in ports for r in p.routes]
-    for r in routes:
-        nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
+    br = snap[bridge]
+    nics = [snap[n] for n in nics_below(host, bridge)]
+    mac = hb.mac or next((n.mac for n in nics if n.mac), None) or next(
+        (snap[p].mac for p in hb.ports if snap[p].mac), None)
+    made = lower.make(ipr, host, bridge, before, mac)
+    lower.check_made(ipr, host, bridge)
+    pending = lower.pending_nics(host, bridge, before)
+    bi = _bridge(ipr, bridge, hb, br, [snap.get(p) or Link(p, False) for p in hb.ports],
+                 mac, lower.bridge_options(host, bridge))
+    made += lower.filtering(ipr, host, bridge)
+    if pending:  # addresses and routes first: a NIC loses its routes going down
+        notes: list[str] = []
+        moved, routes = _move(ipr, bi, bridge, hb, br, nics)
+        for p in nics:
+            copy_neighbours(ipr, link_index(ipr, p.name), bi)
+        made += lower.enslave_nics(ipr, host, bridge)
+        notes += _wait_up(ipr, bi, bridge, hb)
+    else:
+        notes = _wait_up(ipr, bi, bridge, hb)
+        moved, routes = _move(ipr, bi, bridge, hb, br, nics)
     notes.insert(0, f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}")
+    notes[1:1] = made
     if hb.gateway is not None and not hb.dhcp:
         fam = 2 if hb.gateway.version == 4 else 10
         if not any(r.family == fam and r.dst_len == 0 for r in list(br.routes) + routes):
@@ -193,9 +215,10 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
             nl(f"add default route via {hb.gateway} on {bridge}",
                ipr.route, "replace", **route_args(gw, bi))
             notes.append(f"default route via {hb.gateway} added")
-    for p in ports:
+    for p in nics:
         pi = link_index(ipr, p.name)
-        copy_neighbours(ipr, pi, bi)  # the port forgets them with its last address
+        if not pending:
+            copy_neighbours(ipr, pi, bi)  # the port forgets them with its last address
         for a in reversed(p.addresses):  # secondaries first: a primary takes them along
             nl(f"remove {a} from {p.name}", ipr.addr, "del", **addr_key(a, pi),
                ok=(errno.EADDRNOTAVAIL, errno.ENODEV))
@@ -204,10 +227,21 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link]) -> li
     return notes
 
 
-def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link]) -> int:
+def _move(ipr: Any, bi: int, bridge: str, hb: HostBridge, br: Link,
+          nics: Sequence[Link]) -> tuple[int, list[Route]]:
+    """The NICs' addresses, then the spec's, onto the bridge; their routes replaced
+    onto it. (addresses moved, routes moved)"""
+    moved = _addresses(ipr, bi, bridge, hb, br, nics)
+    routes = [r for p in nics for r in p.routes]
+    for r in routes:
+        nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
+    return moved, routes
+
+
+def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link],
+            mac: str | None, vlan_opts: dict[str, Any]) -> int:
     """Create (or set up) the bridge with the MAC its files pin (the plan's pinned_host:
-    the first port's permanent MAC), else the first port's MAC; up, ports enslaved."""
-    mac = hb.mac or next((p.mac for p in ports if p.mac), None)
+    the first NIC's permanent MAC), else the first NIC's MAC; up, ports enslaved."""
     opts: dict[str, Any] = {"br_stp_state": int(hb.stp)}
     if hb.forward_delay is not None:
         opts["br_forward_delay"] = hb.forward_delay * 100
@@ -216,7 +250,7 @@ def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Lin
         if hb.mtu:
             extra["mtu"] = hb.mtu
         nl(f"create bridge {bridge}",
-           ipr.link, "add", ifname=bridge, kind="bridge", **opts, **extra)
+           ipr.link, "add", ifname=bridge, kind="bridge", **opts, **vlan_opts, **extra)
     else:
         nl(f"set STP of {bridge}",
            ipr.link, "set", index=link_index(ipr, bridge), kind="bridge", **opts)

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kvmnet.apply.bridge import boot, persist, watchdog
+from kvmnet.apply.bridge import boot, lower, persist, watchdog
 from kvmnet.apply.bridge import migrate as hostbridge
 from kvmnet.apply.bridge.journal import Journal, Outcome, Step, describe
 from kvmnet.apply.bridge.links import Link
@@ -55,6 +55,8 @@ from kvmnet.apply.bridge.store import (
 from kvmnet.backend.files import remove as remove_file
 from kvmnet.backend.host import iproute, wireless_links
 from kvmnet.errors import LiveError
+from kvmnet.plan.host import wireless_port
+from kvmnet.plan.host_lower import step_links
 
 if TYPE_CHECKING:
     from kvmnet.model.spec import Host, HostBridge
@@ -99,9 +101,9 @@ def apply_bridge(action: Action, netns: str | None, opts: HostOptions) -> str:
     renderer, files = render_files(action.host, opts.root)
     budget = check_budget(hb, opts)
     with tx_lock(opts.root):
-        before, changes, j = _begin(br, hb, files, netns, opts, budget)
+        before, changes, j = _begin(br, hb, files, netns, opts, budget, action.host)
         try:
-            notes, changed = _change(br, hb, before, changes, netns, opts)
+            notes, changed = _change(action.host, br, before, changes, netns, opts)
         except Exception as e:  # whatever broke: the journal knows how to undo it
             failed: Exception | None = e
         else:
@@ -118,18 +120,30 @@ def apply_bridge(action: Action, netns: str | None, opts: HostOptions) -> str:
 
 
 def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
-           opts: HostOptions, budget: float) -> tuple[list[Link], list[FileChange], Journal]:
+           opts: HostOptions, budget: float, host: Host | None = None
+           ) -> tuple[list[Link], list[FileChange], Journal]:
     """Under the lock: refuse or record (the journal, before anything changes) and make
-    sure the watchdog runs. Returns the links as they are, the file changes, the journal."""
+    sure the watchdog runs. Returns the links as they are, the file changes, the journal.
+    `host`: the spec's host section (its bonds and VLANs); default: hb alone."""
+    from kvmnet.model.spec import Host
+
+    host = host or Host(bridges={br: hb})
     j = read_journal(opts.root)
     if j is not None and j.txid != opts.txid:
         raise pending_error(opts.root)
     kept = read_copy(opts.root)
     if kept is not None and kept.txid != opts.txid:
         raise pending_error(opts.root, persisted_path(opts.root))
+    names = step_links(host, br)
     with iproute(netns) as ipr:
-        before = hostbridge.snapshot(ipr, [br, *hb.ports])
-    reasons = hostbridge.refusals(br, hb, before, wireless_links(hb.ports, netns))
+        before = hostbridge.snapshot(ipr, names)
+    nics = [n for n in names[1:] if n not in host.bonds and n not in host.vlans]
+    plain = [p for p in hb.ports if p not in host.bonds and p not in host.vlans]
+    reasons = hostbridge.refusals(br, hb.model_copy(update={"ports": plain}), before,
+                                  wireless_links(nics, netns))
+    reasons += lower.refusals(host, br, before)
+    reasons += [wireless_port(n) for n in sorted(wireless_links(nics, netns))
+                if n not in plain]
     if reasons:
         raise LiveError(f"not changing {br}: " + "; ".join(reasons))
     changes = persist.prepare(opts.root, files, time.strftime("%Y%m%dT%H%M%S-")
@@ -158,13 +172,13 @@ def _begin(br: str, hb: HostBridge, files: dict[str, str], netns: str | None,
     return before, changes, j
 
 
-def _change(br: str, hb: HostBridge, before: list[Link], changes: list[FileChange],
+def _change(host: Host, br: str, before: list[Link], changes: list[FileChange],
             netns: str | None, opts: HostOptions) -> tuple[list[str], float]:
     """The change itself: files, then links. (notes, seconds the netlink part took)"""
     persist.write(opts.root, changes)
     with iproute(netns) as ipr:
         t0 = time.monotonic()
-        notes = hostbridge.migrate(ipr, br, hb, before)
+        notes = hostbridge.migrate(ipr, br, host.bridges[br], before, host)
         return notes, time.monotonic() - t0
 
 

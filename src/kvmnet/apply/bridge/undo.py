@@ -33,7 +33,9 @@ def restore(ipr: Any, links: Sequence[Link]) -> list[str]:
     gets its addresses and routes back (a route is *replaced*, which moves it off
     the bridge), then the extras go, then a bridge that did not exist hands its
     neighbours to its ports, drops its addresses and is deleted (taking its ports
-    out), and last masters, MACs, MTUs, STP and up/down are set.
+    out), and last masters, MACs, MTUs, STP and up/down are set. Links it made below a
+    bridge (bonds, VLANs: kvmnet.apply.bridge.lower) are deleted after it, top down: a
+    bond lets its NICs go down, so they get their addresses and routes once more.
     """
     done: list[str] = []
     present = [x for x in links if x.exists]
@@ -54,7 +56,8 @@ def restore(ipr: Any, links: Sequence[Link]) -> list[str]:
             done.append(f"deleted {link.name}")
     for link in present:
         done += _settings(ipr, link)
-    for link in present:  # deleting a bridge may have taken a route along
+    for link in present:  # deleting a bridge may have taken a route along, and a bond
+        done += _add_addresses(ipr, link)  # lets its NICs go down (IPv6 addresses too)
         done += _add_routes(ipr, link)
         if not link.up:
             nl(f"bring {link.name} down", ipr.link, "set", index=link_index(ipr, link.name),

@@ -72,8 +72,9 @@ def stop(root: Path, txid: str) -> None:
         pass
 
 
-def spawn(root: Path, txid: str, wait: float = 10.0) -> int:
-    """Start the watchdog for txid, detached; its pid once it has registered."""
+def spawn(root: Path, txid: str, wait: float = 30.0) -> int:
+    """Start the watchdog for txid, detached; its pid once it has registered (within
+    `wait` s: ample on a loaded or slow machine, where Python alone may take seconds)."""
     import kvmnet
 
     root = Path(root).resolve()

@@ -1,0 +1,372 @@
+"""A host NIC moved into bond -> bridge (and a VLAN of the bond into a second bridge),
+live, with the host-bridge transaction: run INSIDE the kernel VM (tests/lab/kernelvm.py)
+by tests/integration/test_hostbond.py, because this machine's kernel has no bonding and
+no 802.1Q. Not collected on its own (its name does not start with test_).
+
+The set-up of test_hostbridge.py with two NICs and names of its own: ``kvt-bd-host``
+plays the host, its NICs are the veths ``kvtbeth0`` (10.161.1.2/24 + 10.161.1.3/24, a
+default route with metric 100, one more static route) and ``kvtbeth1`` (up, no
+address); ``kvt-bd-lan`` plays the LAN: both peers in the switch ``kvtblansw`` with the
+gateway 10.161.1.1. The spec bonds the two NICs (active-backup, kvtbeth0 primary) under
+``kvtbbr0``, which takes the host's addresses, and puts the bond's VLAN 100
+(``kvtbbond0.100``) into ``kvtbbr100``. Measured as test_hostbridge.py measures: the
+TCP session's longest pause (a probe every 2 ms), the rollback time after SIGKILL of
+apply, the undo at boot; and the failover: a ping stream from the LAN while the active
+bond port's link goes down. Timings go to $KVMNET_HB_TIMINGS (JSON lines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyroute2 import IPRoute
+from pyroute2 import netns as pr_netns
+
+from kvmnet.apply.bridge.watchdog import start_time
+from lab.hostnet import make_root, netstate, wait_settled, watchdog_pid
+
+HOST_NS, LAN_NS = "kvt-bd-host", "kvt-bd-lan"
+NICS, PEERS, SWITCH = ("kvtbeth0", "kvtbeth1"), ("kvtblan0", "kvtblan1"), "kvtblansw"
+BOND, VLAN, BRIDGE, BR100 = "kvtbbond0", "kvtbbond0.100", "kvtbbr0", "kvtbbr100"
+HOST_IP, HOST_IP2, GW = "10.161.1.2", "10.161.1.3", "10.161.1.1"
+KVMNET = Path(sys.executable).parent / "kvmnet"
+NO_LIBVIRT = "qemu+unix:///system?socket=/nonexistent/kvmnet-no-libvirtd"
+TIMINGS = os.environ.get("KVMNET_HB_TIMINGS")
+
+SPEC = f"""\
+host:
+  bonds:
+    {BOND}: {{ports: [{NICS[0]}, {NICS[1]}], mode: active-backup, miimon: 50,
+              primary: {NICS[0]}}}
+  vlans:
+    {VLAN}: {{link: {BOND}, id: 100}}
+  bridges:
+    {BRIDGE}:
+      ports: [{BOND}]
+      stp: @STP@
+@DELAY@      address: [{HOST_IP}/24, {HOST_IP2}/24]
+      gateway: {GW}
+      metric: 100
+    {BR100}: {{ports: [{VLAN}]}}
+"""
+
+SERVER = """
+import socket, sys, threading
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+def echo(c):
+    while data := c.recv(4096):
+        c.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# as test_hostbridge.py's CLIENT: gap = the longest time between two answered probes
+CLIENT = """
+import json, select, socket, sys, time
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def echo(msg):
+    c.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = c.recv(len(msg) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == msg
+before = echo(b"before\\n")
+print(json.dumps({"ready": before}), flush=True)
+last, gap, probes = time.monotonic(), 0.0, 0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    if not echo(b"p"):
+        break
+    now = time.monotonic()
+    gap = max(gap, now - last)
+    last, probes = now, probes + 1
+    time.sleep(0.002)
+after = echo(b"after\\n")
+print(json.dumps({"before": before, "after": after, "gap": gap, "probes": probes}), flush=True)
+"""
+
+
+def record(name: str, **values: float) -> None:
+    if TIMINGS:
+        with open(TIMINGS, "a") as f:
+            f.write(json.dumps({"test": name, **{k: round(v, 4) for k, v in values.items()}})
+                    + "\n")
+
+
+def remove() -> None:
+    for ns in (HOST_NS, LAN_NS):
+        if ns in pr_netns.listnetns():
+            pr_netns.remove(ns)
+
+
+def make() -> None:
+    for ns in (HOST_NS, LAN_NS):
+        pr_netns.create(ns)
+        with IPRoute(netns=ns, flags=0) as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+    with IPRoute(netns=LAN_NS, flags=0) as lan:
+        lan.link("add", ifname=SWITCH, kind="bridge", br_stp_state=0)
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        for nic, peer in zip(NICS, PEERS, strict=True):
+            ipr.link("add", ifname=nic, kind="veth", peer=peer)
+            ipr.link("set", index=ipr.link_lookup(ifname=peer)[0], net_ns_fd=LAN_NS)
+            ipr.link("set", index=ipr.link_lookup(ifname=nic)[0], state="up")
+        nic = ipr.link_lookup(ifname=NICS[0])[0]
+        ipr.addr("add", index=nic, address=HOST_IP, prefixlen=24)
+        ipr.addr("add", index=nic, address=HOST_IP2, prefixlen=24, label=f"{NICS[0]}:1")
+        ipr.route("add", dst="0.0.0.0/0", gateway=GW, oif=nic, priority=100)
+        ipr.route("add", dst="10.161.50.0/24", gateway=GW, oif=nic, priority=20)
+    with IPRoute(netns=LAN_NS, flags=0) as lan:
+        sw = lan.link_lookup(ifname=SWITCH)[0]
+        for peer in PEERS:
+            i = lan.link_lookup(ifname=peer)[0]
+            lan.link("set", index=i, master=sw)
+            lan.link("set", index=i, state="up")
+        lan.addr("add", index=sw, address=GW, prefixlen=24)
+        lan.link("set", index=sw, state="up")
+
+
+def tree(root: Path) -> dict[str, tuple[bytes | str | None, int]]:
+    out: dict[str, tuple[bytes | str | None, int]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root).as_posix()
+        if rel.split("/")[0] in ("run", "proc"):
+            continue
+        st = p.lstat()
+        out[rel] = (os.readlink(p) if p.is_symlink() else None if p.is_dir()
+                    else p.read_bytes(), st.st_mode)
+    return out
+
+
+def kvmnet(*args: str, within: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(KVMNET), *args], capture_output=True, text=True,
+                          timeout=within)
+
+
+class Lab:
+    def __init__(self, root: Path, spec_dir: Path) -> None:
+        self.root, self.spec_dir = root, spec_dir
+
+    def spec(self, stp: bool = False, delay: int | None = None) -> Path:
+        path = self.spec_dir / "bd.yaml"
+        path.write_text(SPEC.replace("@STP@", str(stp).lower()).replace(
+            "@DELAY@", f"      forward_delay: {delay}\n" if delay is not None else ""))
+        return path
+
+    def args(self, spec: Path, timeout: float) -> list[str]:
+        return ["apply", str(spec), "-c", NO_LIBVIRT, "--netns", HOST_NS, "--yes",
+                "--root", str(self.root), "--confirm-timeout", str(timeout),
+                "--check-within", "60"]  # (TCG: seconds for what takes ms)
+
+    def apply(self, spec: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+        return kvmnet(*self.args(spec, timeout))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[Lab]:
+    remove()
+    root = tmp_path / "root"
+    make_root(root, "netplan")
+    try:
+        make()
+        wait_settled(HOST_NS, 30)
+        yield Lab(root, tmp_path)
+    finally:
+        pid = watchdog_pid(root)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+        remove()
+
+
+class Session:
+    """A TCP connection from the LAN to a server on the host, kept busy."""
+
+    def __init__(self, port: int = 7007) -> None:
+        self.server = subprocess.Popen(
+            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(port)],
+            stdout=subprocess.PIPE, text=True)
+        assert self.server.stdout is not None
+        assert self.server.stdout.readline().strip() == "listening"
+        self.client = subprocess.Popen(
+            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP,
+             str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.client.stdout is not None
+        assert json.loads(self.client.stdout.readline()) == {"ready": True}
+
+    def finish(self) -> dict[str, Any]:
+        assert self.client.stdin is not None and self.client.stdout is not None
+        self.client.stdin.write("stop\n")
+        self.client.stdin.flush()
+        return dict(json.loads(self.client.stdout.readline()))
+
+    def close(self) -> None:
+        for p in (self.client, self.server):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+
+
+def wait_outcome(root: Path, within: float) -> dict[str, Any]:
+    end = time.monotonic() + within
+    last = root / "run/kvmnet/last-tx.json"
+    while time.monotonic() < end:
+        if last.exists() and not (root / "run/kvmnet/host-tx.json").exists():
+            return dict(json.loads(last.read_text()))
+        time.sleep(0.05)
+    log = root / "run/kvmnet/watchdog.log"
+    raise AssertionError(f"no outcome within {within} s:\n"
+                         + (log.read_text() if log.exists() else "(no watchdog.log)"))
+
+
+def assert_bonded(before: dict[str, Any]) -> None:
+    links = netstate(HOST_NS)["links"]
+    assert links[BOND]["kind"] == "bond" and links[BOND]["master"] == BRIDGE
+    assert [links[n]["master"] for n in NICS] == [BOND, BOND]
+    assert links[BRIDGE]["mac"] == before["links"][NICS[0]]["mac"]  # pinned: the NIC's
+    assert links[VLAN]["kind"] == "vlan" and links[VLAN]["master"] == BR100
+    now = netstate(HOST_NS)
+    v4 = sorted((a[0], a[2]) for a in now["addresses"] if a[1] == 2 and a[0] != "lo")
+    assert v4 == [(BRIDGE, HOST_IP), (BRIDGE, HOST_IP2)]
+    default = [r for r in now["routes"] if r[0] == 2 and r[3] == 0 and r[1] == 254]
+    assert [(r[4], r[5], r[9]) for r in default] == [(GW, 100, BRIDGE)]
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        info = ipr.get_links(ifname=VLAN)[0].get_attr("IFLA_LINKINFO")
+        assert info.get_attr("IFLA_INFO_DATA").get_attr("IFLA_VLAN_ID") == 100
+
+
+def test_bond_migration_keeps_the_session_and_confirm_keeps_it(lab: Lab) -> None:
+    before = netstate(HOST_NS)
+    session = Session()
+    try:
+        t0 = time.monotonic()
+        res = lab.apply(lab.spec(), timeout=60)
+        took = time.monotonic() - t0
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert_bonded(before)
+        result = session.finish()
+    finally:
+        session.close()
+    assert result["before"] and result["after"], result
+    plan = kvmnet("plan", str(lab.spec()), "-c", NO_LIBVIRT, "--netns", HOST_NS,
+                  "--detailed-exitcode")
+    assert plan.returncode == 0, plan.stdout + plan.stderr  # nothing left to do
+    res = kvmnet("confirm", "--root", str(lab.root))
+    assert res.returncode == 0, res.stderr
+    netplan = (lab.root / "etc/netplan/90-kvmnet.yaml").read_text()
+    assert BOND in netplan and VLAN in netplan
+    record("bond migration", apply_s=took, tcp_gap_s=result["gap"], probes=result["probes"])
+
+
+def test_bond_no_confirm_rolls_back_exactly(lab: Lab) -> None:
+    before, files = netstate(HOST_NS), tree(lab.root)
+    session = Session()
+    try:
+        res = lab.apply(lab.spec(), timeout=5)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert_bonded(before)
+        last = wait_outcome(lab.root, within=120)
+        result = session.finish()
+    finally:
+        session.close()
+    assert last["outcome"] == "rolled back" and "confirm" in last["reason"], last
+    wait_settled(HOST_NS, 30)
+    assert netstate(HOST_NS) == before
+    assert tree(lab.root) == files
+    assert result["after"], result  # the session survived both ways
+    record("bond rollback by timeout", rollback_s=last["seconds"], tcp_gap_s=result["gap"])
+
+
+def test_bond_watchdog_rolls_back_after_apply_is_killed(lab: Lab) -> None:
+    """STP with a 2 s forward delay keeps apply busy once the NICs are in the bond:
+    SIGKILL it there; the watchdog rolls back."""
+    before, files = netstate(HOST_NS), tree(lab.root)
+    proc = subprocess.Popen([str(KVMNET), *lab.args(lab.spec(stp=True, delay=2), 120)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and netstate(HOST_NS)["links"].get(
+                NICS[1], {}).get("master") != BOND:
+            time.sleep(0.01)
+        assert netstate(HOST_NS)["links"][NICS[1]]["master"] == BOND
+        proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        assert proc.wait(30) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    last = wait_outcome(lab.root, within=120)
+    assert last["outcome"] == "rolled back", last
+    wait_settled(HOST_NS, 30)
+    assert netstate(HOST_NS) == before
+    assert tree(lab.root) == files
+    record("bond rollback after SIGKILL of apply", rollback_s=last["seconds"],
+           after_kill_s=time.monotonic() - killed)
+
+
+def test_bond_reboot_before_confirm_is_undone_at_boot(lab: Lab) -> None:
+    before, files = netstate(HOST_NS), tree(lab.root)
+    res = lab.apply(lab.spec(), timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert_bonded(before)
+    pid = watchdog_pid(lab.root)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)  # what a reboot does: the watchdog dies, /run empties
+    end = time.monotonic() + 30
+    while start_time(pid) is not None and time.monotonic() < end:
+        time.sleep(0.02)
+    shutil.rmtree(lab.root / "run/kvmnet")
+    boot_id = lab.root / "proc/sys/kernel/random/boot_id"
+    boot_id.parent.mkdir(parents=True)
+    boot_id.write_text("00000000-kvbd-4000-8000-000000000001\n")
+    t0 = time.monotonic()
+    res = kvmnet("rollback", "--boot", "--root", str(lab.root))
+    took = time.monotonic() - t0
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"Rolled back ({BRIDGE}, {BR100}) at boot" in res.stdout, res.stdout
+    wait_settled(HOST_NS, 30)
+    assert netstate(HOST_NS) == before
+    assert tree(lab.root) == files
+    record("bond undo at boot", rollback_cmd_s=took)
+
+
+def test_active_backup_failover_loses_few_pings(lab: Lab) -> None:
+    """The LAN pings the host's bridge address every 10 ms while the active bond port's
+    link goes down (its LAN end is taken down: carrier lost, as an unplugged cable)."""
+    res = lab.apply(lab.spec(), timeout=0)
+    assert res.returncode == 0, res.stdout + res.stderr
+    count = 600
+    ping = subprocess.Popen(["ip", "netns", "exec", LAN_NS, "busybox", "ping", "-q",
+                             "-i", "0.01", "-c", str(count), "-W", "1", HOST_IP],
+                            stdout=subprocess.PIPE, text=True)
+    time.sleep(2)
+    with IPRoute(netns=LAN_NS, flags=0) as lan:
+        lan.link("set", index=lan.link_lookup(ifname=PEERS[0])[0], state="down")
+    out, _ = ping.communicate(timeout=120)
+    line = next(x for x in out.splitlines() if "packets transmitted" in x)
+    sent, got = int(line.split()[0]), int(line.split(",")[1].split()[0])
+    with IPRoute(netns=HOST_NS, flags=0) as ipr:
+        data = ipr.get_links(ifname=BOND)[0].get_attr("IFLA_LINKINFO").get_attr(
+            "IFLA_INFO_DATA")
+        active = data.get_attr("IFLA_BOND_ACTIVE_SLAVE")
+        assert active == ipr.link_lookup(ifname=NICS[1])[0]  # the backup took over
+    assert sent == count
+    lost = sent - got
+    assert lost < count // 4, out  # the stream went on
+    record("active-backup failover", pings=sent, lost=lost)
