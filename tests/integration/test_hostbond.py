@@ -46,5 +46,6 @@ export KVMNET_HB_TIMINGS=/kvmvm/timings.jsonl
     assert " passed" in res.output and "failed" not in res.output.splitlines()[-1]
     names = {json.loads(x)["test"] for x in lines}
     assert {"bond migration", "bond rollback by timeout", "bond rollback after SIGKILL of "
-            "apply", "bond undo at boot", "active-backup failover"} <= names, lines
+            "apply", "bond undo at boot", "active-backup failover",
+            "NIC migration, no bond (baseline)"} <= names, lines
     shutil.rmtree(out, ignore_errors=True)

@@ -80,8 +80,10 @@ def _ini(text: str) -> configparser.ConfigParser:
 @pytest.mark.parametrize("case", CASES)
 def test_netplan_is_valid_yaml_of_the_spec(case: str) -> None:
     spec = _spec(case)
-    (path, text), = render_host(spec, "netplan").items()
-    assert path == "etc/netplan/90-kvmnet.yaml"
+    files = render_host(spec, "netplan")
+    text = files["etc/netplan/90-kvmnet.yaml"]
+    assert set(files) - {"etc/netplan/90-kvmnet.yaml"} == {  # VLAN filtering: drop-ins
+        p for p in files if ".d/50-kvmnet-vlan.conf" in p}
     net = yaml.safe_load(text)["network"]
     assert net["version"] == 2 and "renderer" not in net
     for name, hb in spec.host.bridges.items():

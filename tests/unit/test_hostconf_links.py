@@ -23,7 +23,6 @@ from kvmnet.spec.load import load, load_text
 
 DATA = Path(__file__).parent.parent / "data" / "host"
 CASES = sorted(p.name[: -len(".in.yaml")] for p in DATA.glob("*.in.yaml"))
-LINK_CASES = ["bond", "vlanif"]
 NETPLAN = shutil.which("netplan") or "/usr/sbin/netplan"
 IFQUERY = Path(__file__).parents[2] / ".testdata/ifupdown/sbin/ifquery"
 SYS_PYTHON = "/usr/bin/python3"
@@ -54,6 +53,12 @@ for path in sys.argv[1:]:
     v = c.get_setting_vlan()
     if v:
         d["vlan"] = [v.get_parent(), v.get_id()]
+    br = c.get_setting_bridge()
+    if br:
+        d["filtering"] = [br.get_vlan_filtering(), br.get_vlan_default_pvid()]
+    bp = c.get_setting_bridge_port()
+    if bp:
+        d["port_vlans"] = [bp.get_vlan(i).to_str() for i in range(bp.get_num_vlans())]
     out[path] = d
 print(json.dumps(out))
 """
@@ -359,3 +364,63 @@ def test_the_bond_example_is_valid_and_counts_its_bonds() -> None:
     assert errors(check(spec, pos)) == []
     assert list(spec.host.bonds) == ["bond0", "bond1"]
     assert spec.host.vlans["bond0.100"] == HostVlan(link="bond0", id=100)
+
+
+# --- VLAN-aware bridges (vlan_filtering, pvid, vlans) in each format ------------------
+
+def test_netplan_vlan_filtering_dropins_match_the_units_netplan_makes(
+        tmp_path: Path) -> None:
+    spec = _spec("trunk")
+    units = _netplan(tmp_path, spec)
+    dropins = [p for p in render_host(spec, "netplan") if ".d/" in p]
+    assert sorted(Path(p).parent.name[: -len(".d")] for p in dropins) == [
+        "10-netplan-bond0.network", "10-netplan-br0.netdev"]
+    for p in dropins:  # each extends a unit netplan generate really writes
+        assert Path(p).parent.name[: -len(".d")] in units
+    br = _ini((tmp_path / [p for p in dropins if "br0" in p][0]).read_text())
+    assert dict(br["Bridge"]) == {"VLANFiltering": "yes", "DefaultPVID": "1"}
+    port = (tmp_path / [p for p in dropins if "bond0" in p][0]).read_text()
+    assert "[BridgeVLAN]\nPVID=1\nEgressUntagged=1\n" in port
+    assert "[BridgeVLAN]\nVLAN=100\n" in port and "[BridgeVLAN]\nVLAN=200\n" in port
+
+
+def test_libnm_reads_vlan_filtering(tmp_path: Path) -> None:
+    p = _nm(tmp_path, _spec("trunk"))
+    assert p["kvmnet-br0"]["filtering"] == [True, 1]
+    assert p["kvmnet-bond0"]["port_vlans"] == ["100", "200"]
+    assert p["kvmnet-bond0"]["controller"] == "br0"
+
+
+def test_ifquery_reads_vlan_filtering(tmp_path: Path) -> None:
+    text = _ifquery(tmp_path, _spec("trunk"), "br0")
+    assert "bridge_vlan_aware: yes" in text.splitlines()
+    # (ifquery says up: for post-up:, its synonym)
+    assert "up: ip link set dev $IFACE type bridge vlan_default_pvid 1" in text
+    assert "up: bridge vlan add vid 100 dev bond0" in text
+    assert "up: bridge vlan add vid 200 dev bond0" in text
+
+
+def test_networkd_vlan_filtering() -> None:
+    files = render_host(_spec("trunk"), "networkd")
+    netdev = _ini(files["etc/systemd/network/50-kvmnet-br0.netdev"])
+    assert (netdev["Bridge"]["VLANFiltering"], netdev["Bridge"]["DefaultPVID"]) == ("yes", "1")
+    port = files["etc/systemd/network/50-kvmnet-bond0.network"]
+    assert "[BridgeVLAN]\nPVID=1\nEgressUntagged=1\n" in port
+    assert port.count("[BridgeVLAN]\nVLAN=") == 2
+
+
+def test_no_vlan_keys_without_vlan_filtering() -> None:
+    for renderer in RENDERERS:
+        for text in render_host(_spec("bond"), renderer).values():
+            assert "vlan_aware" not in text and "VLANFiltering" not in text
+            assert "vlan-filtering" not in text
+
+
+@pytest.mark.parametrize("renderer", sorted(RENDERERS))
+def test_renderers_refuse_a_vlan_id_that_skipped_validation(renderer: str) -> None:
+    spec = _spec("trunk")
+    hb = spec.host.bridges["br0"].model_copy(update={"vlans": [100, "200; reboot"]})
+    bad = spec.model_copy(update={"host": spec.host.model_copy(
+        update={"bridges": {"br0": hb}})})
+    with pytest.raises(RenderError, match="not writing"):
+        render_host(bad, renderer)

@@ -24,21 +24,24 @@ def _ports(host: HostState, bridge: str) -> list[HostLink]:
 
 
 def check_wireless(f: Facts) -> Check:
-    title = "no Wi-Fi NIC in a bridge"
+    title = "no Wi-Fi NIC in a bridge or bond"
     bad: list[tuple[str, str, str]] = []      # (bridge, port, where)
     if f.spec is not None:
         for br, hb in f.spec.host.bridges.items():
             bad += [(br, p, "spec") for p in hb.ports if p in f.wireless]
+        for bond, b in f.spec.host.bonds.items():  # a bond of Wi-Fi is bridged Wi-Fi too
+            bad += [(bond, p, "bond") for p in b.ports if p in f.wireless]
     if f.host is not None:
         for ln in f.host.links.values():
-            if ln.kind == "bridge":
+            if ln.kind in ("bridge", "bond"):
                 bad += [(ln.name, p.name, "host") for p in _ports(f.host, ln.name)
-                        if p.name in f.wireless and (ln.name, p.name, "spec") not in bad]
+                        if p.name in f.wireless and (ln.name, p.name, "spec") not in bad
+                        and (ln.name, p.name, "bond") not in bad]
     if not bad:
         return Check("wireless", "ok", title, "no bridge has (or is to get) a wireless port.")
     fixes = [f.cmd(f"ip link set dev {p} nomaster") if where == "host" else
-             f"# remove {p} from host.bridges.{br}.ports in {f.spec_file}"
-             for br, p, where in bad]
+             f"# remove {p} from host.{where if where == 'bond' else 'bridge'}s.{br}.ports "
+             f"in {f.spec_file}" for br, p, where in bad]
     fixes.append("# give the guests a NAT or routed network instead (mode: nat / mode: route)")
     pairs = ", ".join(f"{p} in {br}" for br, p, _ in bad)
     return Check("wireless", "fail", title,

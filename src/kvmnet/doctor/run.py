@@ -135,6 +135,7 @@ def gather(uri: str | None = None, spec: Spec | None = None, spec_file: str = "F
     names = set(host.links) if host else set()
     if spec is not None:
         names |= {p for hb in spec.host.bridges.values() for p in hb.ports}
+        names |= {p for b in spec.host.bonds.values() for p in b.ports}
     try:
         wireless = wireless_links(sorted(names), netns, sysfs_root)
     except KvmnetError:
@@ -168,7 +169,7 @@ def run_checks(f: Facts) -> list[Check]:
             ("br_netfilter", "br_netfilter (bridged traffic through the firewall)"),
             ("forward_policy", "FORWARD policy"), ("firewall_backend", "libvirt firewall "
                                                                         "backend"),
-            ("dnsmasq", "dnsmasq installed"), ("wireless", "no Wi-Fi NIC in a bridge"),
+            ("dnsmasq", "dnsmasq installed"), ("wireless", "no Wi-Fi NIC in a bridge or bond"),
             ("route_collision", "subnets free of host routes"),
             ("mtu", "bridge and port MTUs match"),
             ("bridges", "networks' bridges exist and are up"),

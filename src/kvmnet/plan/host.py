@@ -76,11 +76,18 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
         delay = f", forward delay {hb.forward_delay} s" if hb.forward_delay is not None else ""
         mac = port_mac(hb, host.links, ctx.spec.host)
         pin = f", MAC {mac[0]} ({mac[1]})" if mac else ""
-        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}{pin}")
+        out.append(f"+ bridge {br}: stp {'on' if hb.stp else 'off'}{delay}{pin}"
+                   + _filtering(hb))
     elif link.kind != "bridge":
         ctx.error(path, f"{br} exists on the host as a {link.kind or 'ethernet'} link, not "
                   "a bridge: pick another bridge name")
         return []
+    elif link.vlan_filtering is not None and link.vlan_filtering != hb.vlan_filtering:
+        ctx.error((*path, "vlan_filtering"), f"{br} exists with VLAN filtering "
+                  f"{'on' if link.vlan_filtering else 'off'}: kvmnet sets it only on a "
+                  "bridge it makes (turning it on live would cut off every port's "
+                  f"VLANs at once); write vlan_filtering: {str(link.vlan_filtering).lower()}"
+                  f", or delete {br} from the console and apply again")
     moved: list[str] = []
     spec_host = ctx.spec.host
     out += _lower(ctx, br, path)
@@ -151,6 +158,13 @@ def _host_overlap(ctx: Ctx, where: tuple[str, str], sub: ipaddress.IPv4Network |
                 ctx.error(path, f"{sub} overlaps the host's address {a} on {link.name}: "
                           "pick a subnet the host does not use")
                 return
+
+
+def _filtering(hb: HostBridge) -> str:
+    if not hb.vlan_filtering:
+        return ""
+    tagged = f", {', '.join(map(str, hb.vlans))} tagged on its ports" if hb.vlans else ""
+    return f", VLAN filtering (pvid {hb.pvid}{tagged})"
 
 
 def _lower(ctx: Ctx, br: str, path: tuple[str | int, ...]) -> list[str]:

@@ -15,8 +15,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kvmnet.model.derive import nic_macs
+from kvmnet.model.hostlink import BOND_MODES
 from kvmnet.model.live import HostState
-from kvmnet.model.spec import DhcpRange, HostBridge, Network, PortForward, Spec
+from kvmnet.model.spec import (
+    DhcpRange,
+    HostBond,
+    HostBridge,
+    HostVlan,
+    Network,
+    PortForward,
+    Spec,
+)
 from kvmnet.render.routes import PLACEHOLDER, upstream_routes
 
 Kind = Literal["router", "nic", "bridge", "network", "guest", "forward", "note"]
@@ -102,6 +111,33 @@ def live_host_bridges(host: HostState, skip: Iterable[str] = ()) -> dict[str, Ho
     return out
 
 
+def live_host_links(host: HostState, bridges: Iterable[str]
+                    ) -> tuple[dict[str, HostBond], dict[str, HostVlan]]:
+    """The bonds and VLAN sub-interfaces below `bridges` (their ports, and a VLAN's
+    bond), as `host.bonds` and `host.vlans` of a Spec; a bond in a mode kvmnet does not
+    model is left out (and shows as a plain port)."""
+    ports = [p for b in bridges for p, link in host.links.items() if link.master == b]
+    bonds: dict[str, HostBond] = {}
+    vlans: dict[str, HostVlan] = {}
+    for name in ports:
+        link = host.links[name]
+        if link.kind == "vlan" and link.vlan is not None:
+            try:
+                vlans[name] = HostVlan(link=link.vlan[0], id=link.vlan[1])
+            except ValueError:
+                continue
+            if link.vlan[0] in host.links and host.links[link.vlan[0]].kind == "bond":
+                ports.append(link.vlan[0])
+        elif link.kind == "bond" and link.bond_mode in BOND_MODES and name not in bonds:
+            nics = sorted(n for n, x in host.links.items() if x.master == name)
+            try:
+                bonds[name] = HostBond.model_validate({"ports": nics,
+                                                       "mode": link.bond_mode})
+            except ValueError:
+                continue
+    return bonds, vlans
+
+
 def default_route(host: HostState) -> tuple[str | None, str | None] | None:
     """(device, gateway) of the IPv4 default route, else the IPv6 one."""
     for dst in ("0.0.0.0/0", "::/0"):
@@ -169,6 +205,18 @@ class _Builder:
         """A host bridge or NIC by name (made as a plain NIC if nothing else knows it)."""
         if name in self.spec.host.bridges:
             return f"br:{name}"
+        host = self.spec.host
+        if name in host.bonds:  # a bond: its NICs feed it
+            b = host.bonds[name]
+            nid = self.node(Node(f"nic:{name}", "nic", name, (f"bond {b.mode}",)))
+            for nic in b.ports:
+                self.edge(Edge(self.dev(nic), nid))
+            return nid
+        if name in host.vlans:  # a VLAN: its link carries it
+            v = host.vlans[name]
+            nid = self.node(Node(f"nic:{name}", "nic", name, (f"VLAN {v.id}",)))
+            self.edge(Edge(self.dev(v.link), nid))
+            return nid
         return self.node(Node(f"nic:{name}", "nic", name))
 
     def host(self) -> str | None:

@@ -12,7 +12,7 @@ only, as the bridge-utils hook runs once per stanza that carries them.
 from __future__ import annotations
 
 from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
-from kvmnet.render.guard import require_one_line
+from kvmnet.render.guard import require_one_line, require_vlan_ids
 from kvmnet.render.host_common import HEADER, by_family, port_mtu, require_links
 
 DIR = "etc/network/interfaces.d"
@@ -126,6 +126,14 @@ def _bridge_options(hb: HostBridge) -> list[str]:
              "    bridge_stp " + ("on" if hb.stp else "off")]
     if hb.forward_delay is not None:
         lines.append(f"    bridge_fd {hb.forward_delay}")
+    if hb.vlan_filtering:
+        # bridge-utils turns filtering on; the default PVID (which ports that keep the
+        # old one follow) and each port's tagged VLANs are iproute2's, after the ports
+        require_vlan_ids("ifupdown stanzas", hb.pvid, *hb.vlans)
+        lines += ["    bridge_vlan_aware yes",
+                  f"    post-up ip link set dev $IFACE type bridge vlan_default_pvid {hb.pvid}"]
+        lines += [f"    post-up bridge vlan add vid {v} dev {p}" for p in hb.ports
+                  for v in hb.vlans]
     return lines
 
 

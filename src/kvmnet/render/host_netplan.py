@@ -53,7 +53,31 @@ def render_netplan(spec: Spec) -> dict[str, str]:
     network["bridges"] = {name: _bridge(hb) for name, hb in bridges.items()}
     body = yaml.safe_dump({"network": network}, sort_keys=False, default_flow_style=False)
     hint = "# netplan wants this file mode 0600; apply with: netplan try\n"
-    return {PATH: HEADER + hint + body}
+    out = {PATH: HEADER + hint + body}
+    out.update(_vlan_dropins(spec))
+    return out
+
+
+def _vlan_dropins(spec: Spec) -> dict[str, str]:
+    """netplan has no key for a VLAN-aware bridge: with its networkd backend (the
+    default on servers), drop-ins beside the units it generates (10-netplan-NAME.*)
+    turn filtering on and give each port its VLANs. NetworkManager as netplan's
+    renderer ignores them: use host.renderer: networkmanager there."""
+    from kvmnet.render.host_common import ini
+    from kvmnet.render.host_networkd import DIR, bridge_vlans
+
+    out: dict[str, str] = {}
+    note = ["netplan cannot say vlan_filtering: kvmnet's drop-in for netplan's "
+            "networkd unit"]
+    for name, hb in spec.host.bridges.items():
+        if not hb.vlan_filtering:
+            continue
+        out[f"{DIR}/10-netplan-{name}.netdev.d/50-kvmnet-vlan.conf"] = ini(
+            [("Bridge", [("VLANFiltering", "yes"), ("DefaultPVID", str(hb.pvid))])], note)
+        for port in hb.ports:
+            out[f"{DIR}/10-netplan-{port}.network.d/50-kvmnet-vlan.conf"] = ini(
+                bridge_vlans(hb), note)
+    return out
 
 
 def _port(mtu: int | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ so the 50- prefix puts kvmnet's files ahead of a distro's catch-all 80-/99-.
 from __future__ import annotations
 
 from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
-from kvmnet.render.guard import require_one_line
+from kvmnet.render.guard import require_one_line, require_vlan_ids
 from kvmnet.render.host_common import Section, ini, port_mtu, require_links, vlans_on
 
 DIR = "etc/systemd/network"
@@ -29,10 +29,10 @@ def render_networkd(spec: Spec) -> dict[str, str]:
         out[f"{DIR}/50-kvmnet-{name}.network"] = _network(name, hb, host)
         for port in hb.ports:
             out[f"{DIR}/50-kvmnet-{port}.network"] = _port(port, mtu.get(port), host,
-                                                           ("Bridge", name))
+                                                           ("Bridge", name), vlans=hb)
     for name, bond in host.bonds.items():
         out[f"{DIR}/50-kvmnet-{name}.netdev"] = _bond(name, bond)
-        if name not in mtu:  # (not a bridge's port: it only carries VLANs)
+        if not any(name in hb.ports for hb in host.bridges.values()):  # only VLANs on it
             out[f"{DIR}/50-kvmnet-{name}.network"] = _port(name, None, host)
         for port in bond.ports:
             out[f"{DIR}/50-kvmnet-{port}.network"] = _port(
@@ -62,6 +62,8 @@ def _netdev(name: str, hb: HostBridge) -> str:
     bridge = [("STP", "yes" if hb.stp else "no")]
     if hb.forward_delay is not None:
         bridge.append(("ForwardDelaySec", str(hb.forward_delay)))
+    if hb.vlan_filtering:
+        bridge += [("VLANFiltering", "yes"), ("DefaultPVID", str(hb.pvid))]
     netdev = [("Name", name), ("Kind", "bridge")]
     if hb.mac is not None:  # else networkd derives one from /etc/machine-id
         netdev.append(("MACAddress", hb.mac))
@@ -91,7 +93,8 @@ def _network(name: str, hb: HostBridge, host: Host) -> str:
 
 
 def _port(port: str, mtu: int | None, host: Host, master: tuple[str, str] | None = None,
-          primary: bool = False, comments: list[str] | None = None) -> str:
+          primary: bool = False, comments: list[str] | None = None,
+          vlans: HostBridge | None = None) -> str:
     """A link kvmnet configures without addresses: a bridge's or bond's port (master:
     ('Bridge', br) or ('Bond', bond)), a bond, a NIC that carries VLANs."""
     net = [master] if master else []
@@ -106,4 +109,15 @@ def _port(port: str, mtu: int | None, host: Host, master: tuple[str, str] | None
     if mtu is not None:
         # The bridge's MTU does not reach its ports: set both (systemd#24311).
         sections.append(("Link", [("MTUBytes", str(mtu))]))
+    if vlans is not None and vlans.vlan_filtering:
+        sections += bridge_vlans(vlans)
     return ini(sections, comments or ())
+
+
+def bridge_vlans(hb: HostBridge) -> list[Section]:
+    """A port of a VLAN-aware bridge: its native VLAN (the bridge's PVID) untagged, the
+    bridge's VLANs tagged (networkd sets exactly these on the port)."""
+    require_vlan_ids("systemd-networkd units", hb.pvid, *hb.vlans)
+    out: list[Section] = [("BridgeVLAN", [("PVID", str(hb.pvid)),
+                                          ("EgressUntagged", str(hb.pvid))])]
+    return out + [("BridgeVLAN", [("VLAN", str(v))]) for v in hb.vlans]

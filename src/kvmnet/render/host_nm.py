@@ -14,7 +14,7 @@ import uuid
 
 from kvmnet.errors import RenderError
 from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
-from kvmnet.render.guard import require_one_line
+from kvmnet.render.guard import require_one_line, require_vlan_ids
 from kvmnet.render.host_common import Section, by_family, ini, port_mtu, require_links
 
 DIR = "etc/NetworkManager/system-connections"
@@ -57,10 +57,11 @@ def render_networkmanager(spec: Spec) -> dict[str, str]:
         put(profile_id(name), _bridge(name, hb))
         for port in hb.ports:
             if port not in host.bonds and port not in host.vlans:
-                put(profile_id(name, port), _port(name, port, hb.mtu))
+                put(profile_id(name, port), _port(name, port, hb.mtu, hb=hb))
     mtu = port_mtu(host)
     for name, bond in host.bonds.items():
-        put(profile_id(name), _bond(name, bond, bridge_of.get(name), mtu.get(name)))
+        put(profile_id(name), _bond(name, bond, bridge_of.get(name), mtu.get(name),
+                                    host.bridges.get(bridge_of.get(name, ""))))
         for port in bond.ports:
             put(profile_id(name, port), _port(name, port, mtu.get(name), "bond"))
     for name in host.vlans:
@@ -76,14 +77,15 @@ def _controller(bridge: str | None, kind: str = "bridge") -> list[tuple[str, str
             ("slave-type", kind)]
 
 
-def _no_ip(bridge: str | None) -> list[Section]:
+def _no_ip(bridge: str | None, hb: HostBridge | None = None) -> list[Section]:
     """A link without addresses of its own: a port has none; anything else says so."""
     if bridge is not None:
-        return [("bridge-port", [])]
+        return [("bridge-port", _port_vlans(hb))]
     return [("ipv4", [("method", "disabled")]), ("ipv6", [("method", "ignore")])]
 
 
-def _bond(name: str, bond: HostBond, bridge: str | None, mtu: int | None) -> str:
+def _bond(name: str, bond: HostBond, bridge: str | None, mtu: int | None,
+          hb: HostBridge | None = None) -> str:
     opts = [("mode", bond.mode), ("miimon", str(bond.miimon))]
     if bond.primary is not None:
         opts.append(("primary", bond.primary))
@@ -97,7 +99,7 @@ def _bond(name: str, bond: HostBond, bridge: str | None, mtu: int | None) -> str
     if mtu is not None:
         sections.append(("ethernet", [("mtu", str(mtu))]))
     sections.append(("bond", opts))
-    return ini(sections + _no_ip(bridge))
+    return ini(sections + _no_ip(bridge, hb))
 
 
 def _vlan(name: str, host: Host, bridge: str | None, mtu: int | None) -> str:
@@ -108,7 +110,7 @@ def _vlan(name: str, host: Host, bridge: str | None, mtu: int | None) -> str:
     if mtu is not None:
         sections.append(("ethernet", [("mtu", str(mtu))]))
     sections.append(("vlan", [("parent", v.link), ("id", str(v.id))]))
-    return ini(sections + _no_ip(bridge))
+    return ini(sections + _no_ip(bridge, host.bridges.get(bridge or "")))
 
 
 def _bridge(name: str, hb: HostBridge) -> str:
@@ -131,6 +133,9 @@ def _bridge(name: str, hb: HostBridge) -> str:
     elif fd is not None:
         comments.append(f"forward_delay {fd} left out: NetworkManager takes 2-30 s "
                         "(with STP off, ports forward at once anyway)")
+    if hb.vlan_filtering:
+        require_vlan_ids("NetworkManager keyfiles", hb.pvid, *hb.vlans)
+        bridge += [("vlan-filtering", "true"), ("vlan-default-pvid", str(hb.pvid))]
     sections.append(("bridge", bridge))
     sections.append(("ipv4", _ip(hb, 4)))
     sections.append(("ipv6", _ip(hb, 6)))
@@ -170,7 +175,8 @@ def _method(hb: HostBridge, version: int, static: bool, needs_ip: bool) -> str:
     return "auto" if needs_ip else "ignore"
 
 
-def _port(master: str, port: str, mtu: int | None, kind: str = "bridge") -> str:
+def _port(master: str, port: str, mtu: int | None, kind: str = "bridge",
+          hb: HostBridge | None = None) -> str:
     """A NIC in a bridge (kind bridge) or in a bond (kind bond)."""
     sections: list[Section] = [("connection", [
         ("id", profile_id(master, port)),
@@ -182,5 +188,14 @@ def _port(master: str, port: str, mtu: int | None, kind: str = "bridge") -> str:
     if mtu is not None:
         sections.append(("ethernet", [("mtu", str(mtu))]))
     if kind == "bridge":
-        sections.append(("bridge-port", []))
+        sections.append(("bridge-port", _port_vlans(hb)))
     return ini(sections)
+
+
+def _port_vlans(hb: HostBridge | None) -> list[tuple[str, str]]:
+    """The VLANs a port of a VLAN-aware bridge carries tagged (NM adds the bridge's
+    vlan-default-pvid untagged itself)."""
+    if hb is None or not hb.vlan_filtering or not hb.vlans:
+        return []
+    require_vlan_ids("NetworkManager keyfiles", *hb.vlans)
+    return [("vlans", ",".join(str(v) for v in hb.vlans))]

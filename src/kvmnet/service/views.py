@@ -107,7 +107,7 @@ def live_topology(live: LiveState, rows: Sequence[dict[str, Any]]) -> tuple[Spec
     """The live state as a Spec (kvmnet import), with the host's bridges, the default
     route and the guests' addresses (leases, agent, neighbours: `rows`) as facts."""
     from kvmnet.model.spec import Host
-    from kvmnet.render.graph import Facts, default_route, live_host_bridges
+    from kvmnet.render.graph import Facts, default_route, live_host_bridges, live_host_links
     from kvmnet.service.ops import import_spec
 
     spec, _notes = import_spec(live)
@@ -119,7 +119,10 @@ def live_topology(live: LiveState, rows: Sequence[dict[str, Any]]) -> tuple[Spec
     if live.host.readable:
         own = {ln.bridge for ln in live.networks.values()
                if ln.bridge and ln.network.mode != "bridge"}
-        spec = spec.model_copy(update={"host": Host(bridges=live_host_bridges(live.host, own))})
+        bridges = live_host_bridges(live.host, own)
+        bonds, vlans = live_host_links(live.host, bridges)
+        spec = spec.model_copy(update={"host": Host(bridges=bridges, bonds=bonds,
+                                                    vlans=vlans)})
         dev, gw = default_route(live.host) or (None, None)
         link = live.host.links.get(dev) if dev else None
         addrs_on_dev = link.addresses if link else ()

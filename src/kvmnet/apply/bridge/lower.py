@@ -2,21 +2,24 @@
 sub-interfaces (host.bonds, host.vlans), and a bridge's VLAN filtering.
 
 A NIC enters a bond only while it is down (the kernel refuses an up one), and going
-down takes its routes with it. So when the bridge's step bonds NICs, migrate moves
-their addresses, routes and neighbours to the bridge first (it is up, its port the
-empty bond: traffic waits there), then takes each NIC down, enslaves it (the bond
-brings it up again) and waits for the bridge's carrier: one short pause, measured by
-tests/integration/test_hostbond.py. The way back (kvmnet.apply.bridge.undo) deletes
-what was made, top down; a NIC the bond lets go comes back down and is brought up
-with its addresses and routes again.
+down takes its routes with it. So when the bridge's step bonds NICs, migrate first
+bonds the NICs that carry no address (spare_nics) and waits until the bridge forwards
+through them; then it moves the addresses, routes and neighbours to the bridge (traffic
+takes the bond at once) and only then takes the NIC that had them down and into the
+bond. With no such NIC (a bond of one, or every NIC addressed) the addresses move
+first and traffic waits on the bridge until the bond has its NICs: a longer pause.
+Both are measured by tests/integration/test_hostbond.py. The way back
+(kvmnet.apply.bridge.undo) deletes what was made, top down; a NIC the bond lets go
+comes back down and is brought up with its addresses and routes again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.apply.bridge.links import Link
+from kvmnet.apply.bridge.nl import link_index, nl
 from kvmnet.errors import LiveError
 from kvmnet.plan.host_lower import lower_links, nics_below
 from kvmnet.plan.host_lower import step_links as step_links
@@ -56,8 +59,6 @@ def make(ipr: Any, host: Host, bridge: str, links: Sequence[Link], mac: str | No
          ) -> list[str]:
     """Create the bonds (without their NICs yet) and VLANs the bridge needs that do
     not exist; returns notes."""
-    from kvmnet.apply.bridge.migrate import link_index, nl
-
     snap = {x.name: x for x in links}
     notes = []
     for name in lower_links(host, bridge):
@@ -83,11 +84,10 @@ def make(ipr: Any, host: Host, bridge: str, links: Sequence[Link], mac: str | No
     return notes
 
 
-def enslave_nics(ipr: Any, host: Host, bridge: str) -> list[str]:
-    """Put each bond's NICs in it: down, enslaved (the bond brings them up), up; the
+def enslave_nics(ipr: Any, host: Host, bridge: str,
+                 only: Collection[str] | None = None) -> list[str]:
+    """Put each bond's NICs (those in `only`, if given) in it: down, enslaved, up; the
     bond's primary set once it is there."""
-    from kvmnet.apply.bridge.migrate import link_index, nl
-
     notes = []
     for name in lower_links(host, bridge):
         b = host.bonds.get(name)
@@ -96,16 +96,28 @@ def enslave_nics(ipr: Any, host: Host, bridge: str) -> list[str]:
         bi = link_index(ipr, name)
         for nic in b.ports:
             ni = link_index(ipr, nic)
-            if ipr.get_links(ni)[0].get_attr("IFLA_MASTER") == bi:
+            if ipr.get_links(ni)[0].get_attr("IFLA_MASTER") == bi or (
+                    only is not None and nic not in only):
                 continue
             nl(f"take {nic} down", ipr.link, "set", index=ni, state="down")
             nl(f"enslave {nic} to {name}", ipr.link, "set", index=ni, master=bi)
             nl(f"bring {nic} up", ipr.link, "set", index=ni, state="up")
             notes.append(f"{nic} in {name}")
-        if b.primary is not None:
+        if b.primary is not None and (only is None or b.primary in only):
             nl(f"set {name}'s primary", ipr.link, "set", index=bi, kind="bond",
                bond_primary=link_index(ipr, b.primary))
     return notes
+
+
+def spare_nics(host: Host, bridge: str, links: Sequence[Link]) -> list[str]:
+    """Pending NICs without addresses, when another pending NIC has them: these go into
+    the bond first, so the bridge forwards through them before anything moves, and the
+    NIC with the host's addresses is bonded while the traffic already takes the bond
+    (both reach the same LAN: that is what a bond is for). Empty: no such NIC."""
+    snap = {x.name: x for x in links}
+    pending = pending_nics(host, bridge, links)
+    spare = [n for n in pending if not snap[n].addresses and not snap[n].routes]
+    return spare if spare and len(spare) < len(pending) else []
 
 
 def pending_nics(host: Host, bridge: str, links: Sequence[Link]) -> list[str]:
@@ -117,28 +129,25 @@ def pending_nics(host: Host, bridge: str, links: Sequence[Link]) -> list[str]:
 
 
 def filtering(ipr: Any, host: Host, bridge: str) -> list[str]:
-    """A VLAN-aware bridge: filtering on with its default PVID (set before any port
-    joins, so each port gets it untagged), and the VLANs its uplinks carry tagged."""
-    from kvmnet.apply.bridge.migrate import link_index, nl
-
+    """A VLAN-aware bridge: the VLANs its ports (the uplinks) carry tagged. Filtering and
+    the default PVID came with the bridge (bridge_options), before any port joined, so
+    each port has the PVID untagged already."""
     hb = host.bridges[bridge]
-    if not getattr(hb, "vlan_filtering", False):
+    if not hb.vlan_filtering:
         return []
-    bi = link_index(ipr, bridge)
     for port in hb.ports:
         pi = link_index(ipr, port)
         for vid in hb.vlans:
             nl(f"let {port} carry VLAN {vid}", ipr.vlan_filter, "add", index=pi,
                vlan_info={"vid": vid})
-    return [f"VLAN filtering on {bridge} (pvid {hb.pvid}"
-            + (f"; {', '.join(map(str, hb.vlans))} tagged on its ports)" if hb.vlans
-               else ")")] if bi else []
+    tagged = f"; {', '.join(map(str, hb.vlans))} tagged on its ports" if hb.vlans else ""
+    return [f"VLAN filtering on {bridge} (pvid {hb.pvid}{tagged})"]
 
 
 def bridge_options(host: Host, bridge: str) -> dict[str, Any]:
     """The bridge's VLAN options for its creation (IFLA_BR_*)."""
     hb = host.bridges[bridge]
-    if not getattr(hb, "vlan_filtering", False):
+    if not hb.vlan_filtering:
         return {}
     return {"br_vlan_filtering": 1, "br_vlan_default_pvid": hb.pvid}
 

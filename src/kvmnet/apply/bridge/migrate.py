@@ -22,14 +22,14 @@ The way back is hostundo.restore.
 from __future__ import annotations
 
 import errno
-import os
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvmnet.apply.bridge.links import FOREVER, Addr, Link, Route
-from kvmnet.errors import LiveError
+from kvmnet.apply.bridge.nl import link_index as link_index
+from kvmnet.apply.bridge.nl import nl as nl
 from kvmnet.plan.host import wireless_port
 from kvmnet.plan.host_lower import nics_below
 
@@ -155,27 +155,6 @@ def refusals(bridge: str, hb: HostBridge, links: Sequence[Link],
 
 # -- changing -----------------------------------------------------------------
 
-def nl(what: str, fn: Callable[..., T], *args: Any, ok: tuple[int, ...] = (),
-        **kw: Any) -> T | None:
-    """Run one netlink call; a NetlinkError becomes a LiveError naming the step
-    (error codes in `ok` are expected: the call had nothing to do)."""
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    try:
-        return fn(*args, **kw)
-    except NetlinkError as e:
-        if e.code in ok:
-            return None
-        raise LiveError(f"{what}: {os.strerror(e.code) if e.code else e}") from None
-
-
-def link_index(ipr: Any, name: str) -> int:
-    found = ipr.link_lookup(ifname=name)
-    if not found:
-        raise LiveError(f"link {name} is gone")
-    return int(found[0])
-
-
 def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
             host: Host | None = None) -> list[str]:
     """Make `bridge` with hb's ports, moving their addresses and routes; returns notes.
@@ -196,19 +175,10 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
     bi = _bridge(ipr, bridge, hb, br, [snap.get(p) or Link(p, False) for p in hb.ports],
                  mac, lower.bridge_options(host, bridge))
     made += lower.filtering(ipr, host, bridge)
-    if pending:  # addresses and routes first: a NIC loses its routes going down
-        notes: list[str] = []
-        moved, routes = _move(ipr, bi, bridge, hb, br, nics)
-        for p in nics:
-            copy_neighbours(ipr, link_index(ipr, p.name), bi)
-        made += lower.enslave_nics(ipr, host, bridge)
-        notes += _wait_up(ipr, bi, bridge, hb)
-    else:
-        notes = _wait_up(ipr, bi, bridge, hb)
-        moved, routes = _move(ipr, bi, bridge, hb, br, nics)
+    notes, moved, routes = _switch(ipr, host, bridge, bi, before, made)
     notes.insert(0, f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}")
     notes[1:1] = made
-    if hb.gateway is not None and not hb.dhcp:
+    if hb.gateway is not None and not hb.dhcp:  # (the NICs' routes are moved already)
         fam = 2 if hb.gateway.version == 4 else 10
         if not any(r.family == fam and r.dst_len == 0 for r in list(br.routes) + routes):
             gw = Route(fam, None, 0, gateway=str(hb.gateway), priority=hb.metric, proto=4)
@@ -225,6 +195,35 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
     if hb.dns:
         notes.append("dns: applies after a reboot (kvmnet does not edit resolv.conf live)")
     return notes
+
+
+def _switch(ipr: Any, host: Host, bridge: str, bi: int, before: Sequence[Link],
+            made: list[str]) -> tuple[list[str], int, list[Route]]:
+    """The traffic moves to the bridge: its NICs' addresses, routes and neighbours, in
+    the order that pauses it least (kvmnet.apply.bridge.lower). (notes, addresses moved,
+    routes moved); what was made is added to `made`."""
+    from kvmnet.apply.bridge import lower
+
+    hb = host.bridges[bridge]
+    snap = {x.name: x for x in before}
+    br, nics = snap[bridge], [snap[n] for n in nics_below(host, bridge)]
+    spare = lower.spare_nics(host, bridge, before)
+    if spare:  # the bond forwards through its spare NICs first, then traffic moves
+        made += lower.enslave_nics(ipr, host, bridge, only=spare)
+        notes = _wait_up(ipr, bi, bridge, hb)
+    elif not lower.pending_nics(host, bridge, before):  # NICs in the bridge or a bond
+        notes = _wait_up(ipr, bi, bridge, hb)
+        moved, routes = _move(ipr, bi, bridge, hb, br, nics)
+        return notes, moved, routes
+    else:  # no NIC to go first: addresses and routes wait on the bridge
+        notes = []
+    moved, routes = _move(ipr, bi, bridge, hb, br, nics)
+    for p in nics:
+        copy_neighbours(ipr, link_index(ipr, p.name), bi)
+    made += lower.enslave_nics(ipr, host, bridge)
+    if not spare:
+        notes += _wait_up(ipr, bi, bridge, hb)
+    return notes, moved, routes
 
 
 def _move(ipr: Any, bi: int, bridge: str, hb: HostBridge, br: Link,

@@ -56,7 +56,7 @@ from kvmnet.backend.files import remove as remove_file
 from kvmnet.backend.host import iproute, wireless_links
 from kvmnet.errors import LiveError
 from kvmnet.plan.host import wireless_port
-from kvmnet.plan.host_lower import step_links
+from kvmnet.plan.host_lower import lower_links, step_links
 
 if TYPE_CHECKING:
     from kvmnet.model.spec import Host, HostBridge
@@ -179,7 +179,16 @@ def _change(host: Host, br: str, before: list[Link], changes: list[FileChange],
     with iproute(netns) as ipr:
         t0 = time.monotonic()
         notes = hostbridge.migrate(ipr, br, host.bridges[br], before, host)
-        return notes, time.monotonic() - t0
+        took = time.monotonic() - t0
+    if any(b in host.bonds for b in lower_links(host, br)):
+        # a bond's NICs share one MAC and the LAN's switch learnt it where the bond sent
+        # last (perhaps the NIC that is now the backup, which drops what it gets): a
+        # gratuitous ARP through the active NIC teaches the switch and the neighbours
+        from kvmnet.backend.announce import announce
+
+        if announce(br, netns):
+            notes.append("gratuitous ARP sent through the bond")
+    return notes, took
 
 
 def _self_check(br: str, hb: HostBridge, before: list[Link], netns: str | None,
