@@ -144,6 +144,18 @@ FIELDS = {
     "bridge": "networks:\n  n: {{mode: isolated, bridge: {v}}}\n",
     "host bridge": "host:\n  bridges:\n    {v}: {{}}\n",
     "host bridge port": "host:\n  bridges:\n    br0: {{ports: [{v}]}}\n",
+    "bond name": "host:\n  bonds:\n    {v}: {{ports: [eno1]}}\n",
+    "bond port": "host:\n  bonds:\n    bond0: {{ports: [{v}]}}\n",
+    "bond mode": "host:\n  bonds:\n    bond0: {{ports: [eno1], mode: {v}}}\n",
+    "bond primary": "host:\n  bonds:\n    bond0: {{ports: [eno1], primary: {v}}}\n",
+    "bond lacp rate": ("host:\n  bonds:\n    bond0: {{ports: [eno1], mode: 802.3ad, "
+                       "lacp_rate: {v}}}\n"),
+    "bond hash policy": ("host:\n  bonds:\n    bond0: {{ports: [eno1], mode: 802.3ad, "
+                         "xmit_hash_policy: {v}}}\n"),
+    "bond miimon": "host:\n  bonds:\n    bond0: {{ports: [eno1], miimon: {v}}}\n",
+    "vlan name": "host:\n  vlans:\n    {v}: {{link: eno1, id: 100}}\n",
+    "vlan link": "host:\n  vlans:\n    v100: {{link: {v}, id: 100}}\n",
+    "vlan id": "host:\n  vlans:\n    v100: {{link: eno1, id: {v}}}\n",
     "domain": "networks:\n  n: {{mode: nat, domain: {v}}}\n",
     "dhcp host name": ("networks:\n  n:\n    ipv4:\n      address: 10.1.0.1/24\n"
                        "      hosts: [{{mac: '52:54:00:00:00:01', ip: 10.1.0.5, name: {v}}}]\n"),
