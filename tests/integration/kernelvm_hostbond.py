@@ -481,3 +481,64 @@ def test_baseline_nic_migration_in_the_same_vm(lab: Lab) -> None:
     assert result["after"], result
     record("NIC migration, no bond (baseline)", apply_s=took, tcp_gap_s=result["gap"],
            probes=result["probes"])
+
+
+def test_a_qemu_guest_on_the_bonded_bridge_rides_out_a_failover(lab: Lab) -> None:
+    """Point 4 with a real guest: tests/lab/guest.py's QEMU guest (in this VM, so
+    emulated twice: it boots in minutes) on a tap in kvtbbr0 leases from dnsmasq on the
+    LAN, then the LAN pings it every 10 ms while the active bond NIC's link goes down."""
+    from lab.guest import guest_files
+
+    res = lab.apply(lab.spec(), timeout=0)
+    assert res.returncode == 0, res.stdout + res.stderr
+    work = lab.spec_dir
+    dnsmasq = subprocess.Popen(
+        ["ip", "netns", "exec", LAN_NS, "dnsmasq", "--keep-in-foreground", "--no-resolv",
+         "--no-hosts", "--port=0", "--user=root", f"--interface={SWITCH}",
+         "--bind-interfaces", "--dhcp-range=10.161.1.100,10.161.1.150,1h",
+         f"--dhcp-leasefile={work}/leases", "--pid-file="], stderr=subprocess.DEVNULL)
+    kernel, initrd = guest_files()
+    serial = work / "guest.log"
+    qemu = subprocess.Popen(
+        ["ip", "netns", "exec", HOST_NS, "qemu-system-x86_64", "-accel", "tcg", "-m", "256",
+         "-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd),
+         "-append", "console=ttyS0 panic=-1 loglevel=4 kvmnet.name=kvt-bd-guest",
+         "-netdev", "tap,id=n0,ifname=kvtbtap0,script=no,downscript=no",
+         "-device", "virtio-net-pci,netdev=n0,mac=52:54:00:bd:00:01"],
+        stdout=serial.open("w"), stderr=subprocess.STDOUT)
+    try:
+        end = time.monotonic() + 60
+        while time.monotonic() < end:
+            with IPRoute(netns=HOST_NS, flags=0) as ipr:
+                tap = ipr.link_lookup(ifname="kvtbtap0")
+                if tap:
+                    ipr.link("set", index=tap[0], master=ipr.link_lookup(ifname=BRIDGE)[0])
+                    ipr.link("set", index=tap[0], state="up")
+                    break
+            time.sleep(0.2)
+        ip = None
+        end = time.monotonic() + 900
+        while ip is None and time.monotonic() < end:
+            for line in serial.read_text(errors="replace").splitlines():
+                if line.startswith("KVMNET-LEASE "):
+                    ip = line.split()[1]
+            time.sleep(1)
+        assert ip is not None, serial.read_text(errors="replace")[-3000:]
+        assert busybox_ping(LAN_NS, ip)
+        count = 600
+        ping = subprocess.Popen(["ip", "netns", "exec", LAN_NS, "busybox", "ping", "-q",
+                                 "-i", "0.01", "-c", str(count), "-W", "1", ip],
+                                stdout=subprocess.PIPE, text=True)
+        time.sleep(2)
+        with IPRoute(netns=LAN_NS, flags=0) as lan:
+            lan.link("set", index=lan.link_lookup(ifname=PEERS[0])[0], state="down")
+        out, _ = ping.communicate(timeout=300)
+    finally:
+        for p in (qemu, dnsmasq):
+            p.kill()
+            p.wait()
+    line = next(x for x in out.splitlines() if "packets transmitted" in x)
+    sent, got = int(line.split()[0]), int(line.split(",")[1].split()[0])
+    assert sent == count, out
+    assert sent - got < count // 4, out
+    record("active-backup failover, QEMU guest", pings=sent, lost=sent - got)

@@ -47,5 +47,6 @@ export KVMNET_HB_TIMINGS=/kvmvm/timings.jsonl
     names = {json.loads(x)["test"] for x in lines}
     assert {"bond migration", "bond rollback by timeout", "bond rollback after SIGKILL of "
             "apply", "bond undo at boot", "active-backup failover",
-            "NIC migration, no bond (baseline)"} <= names, lines
+            "NIC migration, no bond (baseline)", "active-backup failover, QEMU guest"
+            } <= names, lines
     shutil.rmtree(out, ignore_errors=True)

@@ -47,7 +47,7 @@ QEMU = "qemu-system-x86_64"
 MODULES = (
     *VIRTIO_MODULES,
     "netfs", "fscache", "9pnet", "9pnet_virtio", "9p", "overlay",
-    "llc", "stp", "garp", "mrp", "8021q", "bridge", "tls", "bonding", "veth",
+    "llc", "stp", "garp", "mrp", "8021q", "bridge", "tls", "bonding", "veth", "tun",
     "inet_diag", "tcp_diag", "udp_diag", "af_packet",
 )
 
