@@ -126,13 +126,15 @@ def ssh_cost(cluster: Any, runs: int) -> dict[str, float]:
     return {"open": statistics.median(opens), "rtt": statistics.median(calls)}
 
 
-def extrapolate(hosts: int, workers: int, per_host: float, cpu_per_host: float,
-                fixed: float) -> float:
-    """Seconds for HOSTS like the measured ones: hosts go WORKERS at a time, so the
-    waiting (ssh login, round trips) takes ceil(HOSTS/WORKERS) x a host's time; the
-    Python work is serialised by the GIL, so it is at least HOSTS x its CPU per host.
-    The larger of the two, plus what a run pays once (spec, OVN)."""
-    return fixed + max(math.ceil(hosts / workers) * per_host, hosts * cpu_per_host)
+def extrapolate(hosts: int, measured: float, measured_hosts: int, per_host: float,
+                cpu_per_host: float, workers: int = WORKERS) -> float:
+    """Seconds for HOSTS hosts like the measured ones. Hosts go WORKERS at a time and
+    a host's time is mostly waiting (ssh login, round trips), so each further wave of
+    WORKERS hosts adds one host's time (PER_HOST) to what MEASURED_HOSTS took
+    concurrently (MEASURED). kvmnet's own Python work is serialised by the GIL, so the
+    run is at least HOSTS x its CPU per host (CPU_PER_HOST)."""
+    waves = math.ceil(hosts / workers) - math.ceil(measured_hosts / workers)
+    return max(measured + max(0, waves) * per_host, hosts * cpu_per_host)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,30 +160,38 @@ def report(cluster: Any, runs: int, out: Path | None) -> int:
             for w in res:      # interleaved: the machine's load hits both alike
                 res[w].append(one_run(cluster, text, path, w))
         clean(cluster)
+    data = {"ssh": ssh, "hosts": [h.name for h in cluster.hvs], "runs": res}
+    if out is not None:
+        out.write_text(json.dumps(data, indent=1, default=str))
+    print(summary(data))
+    return 0
+
+
+def summary(data: dict[str, Any]) -> str:
+    """The tables and the extrapolation (also from a saved --json: `summary(json)`)."""
+    ssh, hosts = data["ssh"], data["hosts"]
+    res = {int(w): rs for w, rs in data["runs"].items()}
     med = {w: {k: statistics.median(r[k] for r in rs) for k in ("apply", "noop", "noop_cpu")}
            for w, rs in res.items()}
-    hosts = [h.name for h in cluster.hvs]
     host_plan = statistics.median(r["noop_host"][h] for r in res[1] for h in hosts)
     host_apply = statistics.median(sum(r["per_host"][h]) for r in res[1] for h in hosts)
     ovn_noop = statistics.median(r["noop_host"]["OVN northbound"] for r in res[1])
     cpu = med[1]["noop_cpu"] / (len(hosts) + 1)
-    print(f"ssh: open+close {ssh['open'] * 1000:.0f} ms, one call {ssh['rtt'] * 1000:.2f} ms")
-    print(f"writes per apply: {res[1][0]['writes']}")
-    print("| workers | apply from nothing (s) | no-op plan (s) |\n|---:|---:|---:|")
-    for w, m in med.items():
-        print(f"| {w} | {m['apply']:.2f} | {m['noop']:.2f} |")
-    print(f"per host (serial, median): no-op plan {host_plan:.2f} s, plan+apply "
-          f"{host_apply:.2f} s; OVN no-op {ovn_noop:.2f} s; CPU of this process per target "
-          f"in a no-op plan {cpu:.3f} s")
-    for n in (3, 10, 50):
-        est = extrapolate(n, WORKERS, host_plan, cpu, ovn_noop)
-        est_apply = extrapolate(n, WORKERS, host_apply, cpu, ovn_noop)
-        print(f"extrapolated, {n} hosts, {WORKERS} workers: no-op plan {est:.1f} s, "
-              f"first apply {est_apply:.1f} s; serial no-op {n * host_plan + ovn_noop:.1f} s")
-    if out is not None:
-        out.write_text(json.dumps({"ssh": ssh, "median": med, "runs": res}, indent=1,
-                                  default=str))
-    return 0
+    lines = [f"ssh: open+close {ssh['open'] * 1000:.0f} ms, one call {ssh['rtt'] * 1000:.2f} ms",
+             f"writes per apply: {res[1][0]['writes']}",
+             "| workers | apply from nothing (s) | no-op plan (s) |", "|---:|---:|---:|"]
+    lines += [f"| {w} | {m['apply']:.2f} | {m['noop']:.2f} |" for w, m in med.items()]
+    lines.append(f"per host (serial, median): no-op plan {host_plan:.2f} s, plan+apply "
+                 f"{host_apply:.2f} s; OVN no-op {ovn_noop:.2f} s; CPU of this process per "
+                 f"target in a no-op plan {cpu:.3f} s")
+    n0 = len(hosts)
+    for n in (10, 50):
+        noop = extrapolate(n, med[WORKERS]["noop"], n0, host_plan, cpu)
+        first = extrapolate(n, med[WORKERS]["apply"], n0, host_apply, cpu)
+        lines.append(f"extrapolated, {n} hosts, {WORKERS} workers: no-op plan {noop:.1f} s, "
+                     f"first apply {first:.1f} s; serial: no-op {n * host_plan + ovn_noop:.1f} "
+                     f"s, first apply {n * host_apply + ovn_noop:.1f} s")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
