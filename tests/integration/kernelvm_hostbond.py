@@ -542,3 +542,24 @@ def test_a_qemu_guest_on_the_bonded_bridge_rides_out_a_failover(lab: Lab) -> Non
     assert sent == count, out
     assert sent - got < count // 4, out
     record("active-backup failover, QEMU guest", pings=sent, lost=sent - got)
+
+
+def test_classic_vlan_of_a_bridged_nic_and_its_rollback(lab: Lab) -> None:
+    """The classic way without a bond: the NIC in kvtbbr0 with the host's addresses and
+    its VLAN 7 (kvtbeth0.7) in a bridge of its own; rolled back exactly."""
+    before, files = netstate(HOST_NS), tree(lab.root)
+    spec = lab.spec_dir / "classic.yaml"
+    spec.write_text(f"host:\n  vlans:\n    kvtbeth0.7: {{link: {NICS[0]}, id: 7}}\n"
+                    f"  bridges:\n    {BRIDGE}:\n      ports: [{NICS[0]}]\n"
+                    f"      address: [{HOST_IP}/24, {HOST_IP2}/24]\n      gateway: {GW}\n"
+                    "      metric: 100\n    kvtbbr7: {ports: [kvtbeth0.7]}\n")
+    res = lab.apply(spec, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    links = netstate(HOST_NS)["links"]
+    assert links[NICS[0]]["master"] == BRIDGE
+    assert links["kvtbeth0.7"]["kind"] == "vlan" and links["kvtbeth0.7"]["master"] == "kvtbbr7"
+    res = kvmnet("rollback", "--root", str(lab.root))
+    assert res.returncode == 0, res.stdout + res.stderr
+    wait_settled(HOST_NS, 30)
+    assert netstate(HOST_NS) == before
+    assert tree(lab.root) == files
