@@ -14,7 +14,9 @@ The topology, in the lab libvirtd's namespace and one of this file's own:
                                                      kvt-vl-trunk: trunk 100, 200 (network:)
 
 Where the kernel has no 802.1Q (CONFIG_VLAN_8021Q off: no VLAN-aware bridge, no VLAN
-sub-interface can exist), the traffic tests skip and say so; the refusal still runs.
+sub-interface can exist), the traffic tests skip and say so; the refusal, the trunk
+guest's own VLAN interfaces and libvirt running the hook still run, and
+tests/integration/test_vlans_kernelvm.py proves the VLAN traffic in Debian's kernel.
 
 The bridge is made here (host bridges' VLAN filtering is issue 20's host side); its
 pvid 1 is the uplink's untagged LAN, where no DHCP server runs: a guest whose VLAN

@@ -256,3 +256,21 @@ def test_attach_on_libvirt_9_keeps_the_link_down_until_the_tap_is_on_its_vlans(
     (again,) = guest_side(make_plan(s, stopped))
     assert again.kind == "nic.update" and again.set_vlans
     assert again.details == ("~ link: down -> up (live)",)
+
+
+def test_a_port_on_no_vlan_at_all_reads_as_an_empty_table() -> None:
+    """The kernel leaves IFLA_AF_SPEC out for a port on no VLAN (seen in Debian's
+    kernel, tests/integration/kernelvm_vlans.py): that is an empty table, so every VLAN
+    taken off a tap by hand still shows as drift."""
+    from kvmnet.parse.vlans import port_tables
+
+    class Spec(list):  # type: ignore[type-arg]
+        def get_attrs(self, name: str) -> list[dict[str, int]]:
+            return list(self)
+
+    msgs = [{"IFLA_IFNAME": "vnet0"},
+            {"IFLA_IFNAME": "vnet1", "IFLA_AF_SPEC": Spec([{"vid": 100, "flags": 6},
+                                                            {"vid": 200, "flags": 0},
+                                                            {"vid": 5000, "flags": 0}])}]
+    assert port_tables(msgs) == {"vnet0": frozenset(),
+                                 "vnet1": frozenset({(100, True, True), (200, False, False)})}

@@ -30,15 +30,18 @@ def bridges_of(links: Iterable[Any]) -> dict[str, tuple[bool, int]]:
 
 def port_tables(msgs: Iterable[Any]) -> dict[str, frozenset[PortVlan]]:
     """Link name -> its VLAN table (vid, pvid, untagged) from an AF_BRIDGE dump with
-    RTEXT_FILTER_BRVLAN (one entry per VLAN, not ranges)."""
+    RTEXT_FILTER_BRVLAN (one entry per VLAN, not ranges): every bridge port, an empty
+    table for one on no VLAN."""
     out: dict[str, frozenset[PortVlan]] = {}
     for m in msgs:
         name = m.get("IFLA_IFNAME")
-        spec = m.get("IFLA_AF_SPEC")
-        if not name or spec is None:
+        if not name:
             continue
+        # a port with no VLAN at all comes without IFLA_AF_SPEC: an empty table, which is
+        # what plan must see (every VLAN taken off a tap by hand)
+        spec = m.get("IFLA_AF_SPEC")
         entries = set()
-        for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO"):
+        for info in spec.get_attrs("IFLA_BRIDGE_VLAN_INFO") if spec is not None else ():
             vid, flags = info.get("vid"), int(info.get("flags") or 0)
             if vlan_ok(vid):
                 entries.add((int(vid), bool(flags & BRIDGE_VLAN_INFO_PVID),
