@@ -20,6 +20,8 @@ live.yaml, every key optional but `about`:
     networks:          # then, verbatim: what libvirt holds (foreign networks, drift)
       NAME: {xml: "<network>...", active: true, autostart: false}
     after: {stop: [NAME], undefine: [NAME], autostart: {NAME: false}}   # behind kvmnet's back
+    hand:              # ... and what `virsh net-edit` changes (drift: plan.drift)
+      NAME: {set: {"mtu@size": "9000"}, add: {"ip/dhcp": "<host mac='M' ip='A'/>"}}
     host: {links: {NAME: {kind: bridge, addresses: [CIDR], ...}}, routes: [...],
            listening: [{proto: tcp, addr: 0.0.0.0, port: 22, dev: null, dual: false}],
            ssh_sessions: [ADDR]}   # a real host (is_test false); else like test:///
@@ -132,6 +134,8 @@ class Case:
             fake.undefine_network(name)
         for name, on in (after.get("autostart") or {}).items():
             fake.set_network_autostart(name, on)
+        for name, edits in (self.live.get("hand") or {}).items():
+            _by_hand(fake, name, edits)
         fake.writes.clear()
         return fake
 
@@ -185,6 +189,21 @@ def _load_domain(fake: FakeBackend, name: str, d: dict[str, Any]) -> None:
     fake.load_domain(_domain_xml(name, nics, False), running,
                      nic_records_xml(records) if records else None,
                      _domain_xml(name, nics, True) if running else None)
+
+
+def _by_hand(fake: FakeBackend, name: str, edits: dict[str, dict[str, str]]) -> None:
+    """Edit a network's persistent XML as `virsh net-edit` would (kvmnet is not told)."""
+    net = fake.networks[name]
+    root = etree.fromstring(net.xml.encode())
+    for where, value in (edits.get("set") or {}).items():
+        path, attr = where.split("@")
+        el = root.find(path)
+        if el is None:
+            el = etree.SubElement(root, path)
+        el.set(attr, value)
+    for path, xml in (edits.get("add") or {}).items():
+        root.find(path).append(etree.fromstring(xml))
+    net.xml = etree.tostring(root, encoding="unicode")
 
 
 def _apply_before(fake: FakeBackend, data: dict[str, Any], owner: str | None) -> None:

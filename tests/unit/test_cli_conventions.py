@@ -177,7 +177,7 @@ def test_a_folder_is_one_spec(folder: Path) -> None:
                                                 "0 host bridge(s))\n")
     res = kvmnet("plan", str(folder), "-c", T)
     assert res.returncode == 0
-    assert "ipv4.hosts[0].name: web1" in res.stdout   # a guest's file, a network's file
+    assert "+ reservation for web1 (" in res.stdout   # a guest's file, a network's file
     # a warning about a guest points into the guests' file
     assert res.stderr.startswith(f"{folder}/20-guests.yaml:2:3: warning: guests.web1: ")
 

@@ -59,6 +59,8 @@ def update(a: Action, step: Step) -> str:
     name = _name(a)
     for u in a.updates:
         step.backend.update_network(name, u.command, u.section, u.parent_index, u.xml, a.live)
+    if a.xml:  # kvmnet's record of what it applied (plan.fields), into the definition
+        step.backend.define_network(name, a.xml, "record")
     return f"{len(a.updates)} live update(s)"
 
 

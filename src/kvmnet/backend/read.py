@@ -37,7 +37,8 @@ def network_from_record(r: NetworkRecord) -> LiveNetwork:
         active=r.active,
         autostart=r.autostart, persistent=r.persistent, uuid=r.uuid,
         bridge=r.bridge or parsed.network.bridge, xml=r.xml,
-        unmodelled=tuple(parsed.unmodelled), split_config=r.split_config)
+        unmodelled=tuple(parsed.unmodelled), split_config=r.split_config,
+        record=parsed.record)
 
 
 _MACVTAP = {"private", "vepa", "passthrough", "hostdev"}

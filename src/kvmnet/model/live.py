@@ -40,6 +40,9 @@ class LiveNetwork:
     # The mark's owner (a spec's `owner:`); None on a managed network: marked by a
     # kvmnet from before owners (a bare <kvmnet:managed/>)
     owner: str | None = None
+    # The mark's record of what kvmnet last defined (kvmnet.plan.fields.record); None:
+    # none (defined before records, or not by kvmnet): drift cannot be told apart
+    record: str | None = None
 
 
 @dataclass(frozen=True)

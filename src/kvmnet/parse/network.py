@@ -1,7 +1,5 @@
-"""libvirt network XML -> Network: the inverse of network_xml's render.
-
-See network_xml's docstring for the normalisation rules both sides share.
-"""
+"""libvirt network XML -> Network: the inverse of network_xml's render (its docstring
+has the normalisation rules both sides share)."""
 
 from __future__ import annotations
 
@@ -58,6 +56,7 @@ class ParsedNetwork:
     managed: bool
     unmodelled: list[str] = field(default_factory=list)
     owner: str | None = None     # the mark's owner= (None: a bare mark, or none)
+    record: str | None = None    # the mark's applied=: what kvmnet last defined (plan.drift)
 
 
 # ---------------------------------------------------------------- parse
@@ -99,7 +98,7 @@ class _Parser(Leftovers):
         f: dict[str, Any] = {}
         if r.attr("ipv6") == "yes":
             f["allow_guest_ipv6"] = True
-        managed, owner = self.metadata(r.child("metadata"))
+        managed, owner, record = self.metadata(r.child("metadata"))
         self.forward(r.child("forward"), f)
         self.bridge(r.child("bridge"), f)
         if (el := r.child("mtu")) is not None:
@@ -119,7 +118,7 @@ class _Parser(Leftovers):
             self.keep_element("", rest)
         net = Network(**f, xml_extra=self.extra)
         uuid = ((uuid_el.text or "").strip() or None) if uuid_el is not None else None
-        return ParsedNetwork(name, uuid, net, managed, self.names, owner)
+        return ParsedNetwork(name, uuid, net, managed, self.names, owner, record)
 
     def simple(self, el: Element, path: str, attr: str) -> str | None:
         r = Reader(el, path)
@@ -127,12 +126,13 @@ class _Parser(Leftovers):
         self.keep(r)
         return value
 
-    def metadata(self, el: Element | None) -> tuple[bool, str | None]:  # mark?, its owner
-        if el is None:
-            return False, None
-        marks = (r := Reader(el, "metadata")).children(MARK)
-        self.keep(r)
-        return bool(marks), next((m.get("owner") for m in marks if m.get("owner")), None)
+    def metadata(self, el: Element | None) -> tuple[bool, str | None, str | None]:
+        """kvmnet's mark?, its owner, its record of what kvmnet applied."""
+        marks = [] if el is None else (r := Reader(el, "metadata")).children(MARK)
+        if el is not None:
+            self.keep(r)
+        first = {k: next((m.get(k) for m in marks if m.get(k)), None) for k in ("owner", "applied")}
+        return bool(marks), first["owner"], first["applied"]
 
     def forward(self, el: Element | None, f: dict[str, Any]) -> None:
         if el is None:

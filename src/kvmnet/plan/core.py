@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 from kvmnet.model.live import LinkDns, LiveNetwork, LiveState, NicRecord
 from kvmnet.model.spec import Host, Spec
 from kvmnet.model.vlan import Vlans
+from kvmnet.plan.fields import FieldChange
 
 if TYPE_CHECKING:  # start-up: OVN's and the firewall's values load when they are used
     from kvmnet.model.forward import Fwd
@@ -53,6 +54,7 @@ class Action:
     link: LinkDns | None = None             # host.resolved: the bridge's DNS in resolved
     vlans: Vlans | None = None              # nic.*: the VLANs kvmnet sets on the NIC's tap
     set_vlans: bool = False                 # nic.*: and it sets them (a running guest)
+    changes: tuple[FieldChange, ...] = ()   # each field that differs (plan.fields)
 
     @property
     def marker(self) -> str:
@@ -68,6 +70,7 @@ class Action:
         d: dict[str, object] = {
             "kind": self.kind, "target": self.target, "impact": self.impact,
             "summary": self.summary, "details": list(self.details),
+            "changes": [c.as_dict() for c in self.changes],
         }
         if self.needs_allow_destroy:
             d["needs_allow_destroy"] = True

@@ -15,6 +15,7 @@ from kvmnet.model.firewall import PREFIX
 from kvmnet.model.live import LiveDomain, LiveNic, LiveState, NicRecord
 from kvmnet.model.spec import GuestNic, Spec
 from kvmnet.plan.core import Action, Ctx, LeftAlone
+from kvmnet.plan.fields import FieldChange, nic_change
 from kvmnet.plan.vlans import check_bridge, kvmnet_sets, live_vlans, plan_drift, vlan_xml
 from kvmnet.render.interface import OVN_BRIDGE, interface_element
 
@@ -185,7 +186,7 @@ def _plan_nic(ctx: Ctx, gname: str, i: int, nic: GuestNic, dom: LiveDomain,
             "nic.attach", target, "live",
             f"attach NIC {mac} ({kind} {src}) to {gname}"
             + (" (running: also live)" if dom.running else ""),
-            (f"+ vlans: {want.text()}",) if want else (),
+            (nic_change("vlans", None, want.text()).line,) if want else (),
             xml=xml, domain=gname, mac=mac, live=dom.running, nic_records=records.set(mine),
             vlans=want, set_vlans=sets and want is not None))
         return None
@@ -193,20 +194,20 @@ def _plan_nic(ctx: Ctx, gname: str, i: int, nic: GuestNic, dom: LiveDomain,
     # a link kvmnet took down to put the tap on its VLANs first: an apply stopped midway
     down = sets and want is not None and cur.link_down
     changes = _nic_changes(cur, nic, kind, src) + _filter_changes(cur, el) + (
-        [f"~ vlans: {had.text() if had else 'none'} -> {want.text() if want else 'none'} "
-         "(live)"] if had != want else []) + (["~ link: down -> up (live)"] if down else [])
+        [nic_change("vlans", had.text() if had else None, want.text() if want else None,
+                    "live")] if had != want else []) + (
+        [FieldChange("link", "link", "link", "down", "up", note="live")] if down else [])
     stale = rec is not None and ((rec.owner != ctx.owner and ctx.owner is not None)
                                  or rec.vlans != mine.vlans)
     if changes:
-        only_model = all(c.startswith("~ model") for c in changes)
-        calm = all(c.startswith(("~ model", "~ firewall", "~ vlans", "~ link"))
-                   for c in changes)
+        only_model = all(c.field == "model" for c in changes)
+        calm = all(c.field in ("model", "firewall", "vlans", "link") for c in changes)
         ctx.actions.append(Action(
             "nic.update", target, "disruptive" if dom.running and not calm else "live",
-            f"change NIC {mac} of {gname}", tuple(changes), xml=xml, domain=gname, mac=mac,
-            live=dom.running and not only_model,
+            f"change NIC {mac} of {gname}", tuple(c.line for c in changes), xml=xml,
+            domain=gname, mac=mac, live=dom.running and not only_model,
             nic_records=records.set(mine) if stale else None,
-            vlans=want, set_vlans=sets and (had != want or down)))
+            vlans=want, set_vlans=sets and (had != want or down), changes=tuple(changes)))
     elif stale and rec is not None:
         what = (f"update kvmnet's record of NIC {mac} of {gname}" if rec.owner == ctx.owner
                 else f"move NIC {mac} of {gname} from owner {rec.owner} to {ctx.owner}"
@@ -231,7 +232,7 @@ def _keep_foreign_filter(el: etree._Element, cur: LiveNic | None) -> None:
             (mtu.addprevious(ref) if mtu is not None else el.append(ref))
 
 
-def _filter_changes(cur: LiveNic, el: etree._Element) -> list[str]:
+def _filter_changes(cur: LiveNic, el: etree._Element) -> list[FieldChange]:
     """The guest firewall's `<filterref>`: kvmnet's is set, changed or removed; one it
     did not make stays when the spec asks for none."""
     ref = el.find("filterref")
@@ -242,8 +243,8 @@ def _filter_changes(cur: LiveNic, el: etree._Element) -> list[str]:
         return []
     if (cur.filterref, cur.filter_params) == (want, params):
         return []
-    return [f"~ firewall: {_ref_text(cur.filterref, cur.filter_params)} -> "
-            f"{_ref_text(want, params)} (live)"]
+    return [nic_change("firewalls", _ref_text(cur.filterref, cur.filter_params),
+                       _ref_text(want, params), "live")]
 
 
 def _ref_text(name: str | None, params: tuple[tuple[str, str], ...]) -> str:
@@ -252,15 +253,17 @@ def _ref_text(name: str | None, params: tuple[tuple[str, str], ...]) -> str:
     return name + "".join(f" {k}={v}" for k, v in params)
 
 
-def _nic_changes(cur: LiveNic, nic: GuestNic, kind: str, src: str | None) -> list[str]:
-    """What differs between a live NIC and the wanted one, as plan detail lines."""
+def _nic_changes(cur: LiveNic, nic: GuestNic, kind: str, src: str | None
+                 ) -> list[FieldChange]:
+    """What differs between a live NIC and the wanted one (plan.fields.NIC_FIELDS names
+    each field)."""
     changes = []
     if cur.type != kind or cur.source != src:
-        changes.append(f"~ source: {cur.type} {cur.source} -> {kind} {src}")
+        changes.append(nic_change("network", f"{cur.type} {cur.source}", f"{kind} {src}"))
     if nic.model and cur.model != nic.model:
-        changes.append(f"~ model: {cur.model} -> {nic.model} (at the guest's next boot)")
+        changes.append(nic_change("model", cur.model, nic.model, "at the guest's next boot"))
     if nic.portgroup and cur.portgroup != nic.portgroup:
-        changes.append(f"~ portgroup: {cur.portgroup} -> {nic.portgroup}")
+        changes.append(nic_change("portgroup", cur.portgroup, nic.portgroup))
     if nic.mtu and cur.mtu != nic.mtu:
-        changes.append(f"~ mtu: {cur.mtu} -> {nic.mtu}")
+        changes.append(nic_change("mtu", cur.mtu, nic.mtu))
     return changes

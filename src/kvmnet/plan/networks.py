@@ -16,6 +16,8 @@ from kvmnet.model.spec import Dns, Model, Network
 from kvmnet.model.types import not_one_line
 from kvmnet.parse.network import parse_network
 from kvmnet.plan.core import Action, Ctx, Impact, LeftAlone, in_scope
+from kvmnet.plan.drift import mark_drift, record
+from kvmnet.plan.fields import FieldChange, diff
 from kvmnet.plan.netxml import (
     dns_updates,
     host_updates,
@@ -23,6 +25,7 @@ from kvmnet.plan.netxml import (
     mark_managed,
     record_updates,
     stp_off,
+    with_record,
     with_uuid,
 )
 from kvmnet.render import dnsmasq
@@ -131,8 +134,10 @@ def plan_network(ctx: Ctx, name: str) -> None:
         details = describe_new(wanted)
         if default_stp(spec_net):
             xml = stp_off(xml)
-            details = (*details[:1], "+ stp: false (kvmnet's default for a bridge only guests "
+            wanted = wanted.model_copy(update={"stp": False})
+            details = (*details[:1], "+ STP off (kvmnet's default for a bridge only guests "
                        "use; `stp: true` turns it on)", *details[1:])
+        xml = with_record(xml, record(wanted))
         ctx.actions.append(Action(
             "network.create", target, "live",
             f"define, start and {'autostart' if spec_net.autostart else 'not autostart'} "
@@ -188,7 +193,8 @@ def _claim(ctx: Ctx, name: str, ln: LiveNetwork, adopt: bool) -> bool:
         "network.adopt", f"network/{name}", _restart_impact(ctx, name) if restart else "live",
         what + (" (this driver shows the mark only after a restart)" if restart
                 else " (no restart)"),
-        xml=mark_managed(ln.xml, ctx.owner), restart=restart))
+        xml=mark_managed(ln.xml, ctx.owner, record(_xml_fields(ln.network))),
+        restart=restart))
     return True
 
 
@@ -208,7 +214,9 @@ def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: Liv
                     xml: str) -> None:
     target = f"network/{name}"
     options = _option_lines(live, wanted)
-    details = tuple(diff_lines(live, wanted)) + options
+    changes = tuple(mark_drift(diff(live, wanted), live, wanted, ln.record))
+    details = (*(c.line for c in changes), *_extra_diff(live, wanted), *options)
+    xml = with_record(xml, record(wanted))
     calls = None
     if _strip_live_updatable(wanted) == _strip_live_updatable(live) and not options:
         calls = [host_updates(wanted, live, ln.xml), dns_updates(wanted, live),
@@ -221,7 +229,7 @@ def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: Liv
             f"update {name} live ({len(updates)} change(s), no "
             + ("network restart; libvirt restarts its dnsmasq for TXT/SRV records"
                if records and ln.active else "restart") + ")", details,
-            updates=updates, live=ln.active))
+            xml=xml, updates=updates, live=ln.active, changes=changes))
         return
     guests = attached(ctx.live, name, running_only=True)
     impact: Impact = _restart_impact(ctx, name) if ln.active else "live"
@@ -233,7 +241,7 @@ def _network_change(ctx: Ctx, name: str, wanted: Network, live: Network, ln: Liv
     else:
         summary = f"redefine and restart {name} (no running guests attached)"
     ctx.actions.append(Action("network.redefine", target, impact, summary, details, xml=xml,
-                              restart=ln.active))
+                              restart=ln.active, changes=changes))
 
 
 def _option_lines(old: Network, new: Network) -> tuple[str, ...]:
@@ -287,15 +295,12 @@ def _extra_overrides(ctx: Ctx, name: str, wanted: Network) -> bool:
 
 
 def describe_new(net: Network) -> tuple[str, ...]:
-    """Everything a new network will hold, as libvirt gets it: a '+ key: value' line
-    per value (mode first; what libvirt fills in itself aside), then every xml_extra
-    element or attribute verbatim, on one line each: a reviewer of the plan sees all of
-    it, dnsmasq options included."""
-    lines = [f"+ mode: {net.mode}"]
-    data = net.model_dump(mode="json", exclude={"mode", "xml_extra"}, exclude_defaults=True)
-    for k, v in _flatten(data).items():
-        if k not in ("adopt", "autostart") and not k.endswith("xml_prefix"):
-            lines.append(f"+ {k}: {v}")
+    """Everything a new network will hold, as libvirt gets it: a '+ field value' line
+    per value (plan.fields' names and units; mode first; what libvirt fills in itself
+    aside), then every xml_extra element or attribute verbatim, on one line each: a
+    reviewer of the plan sees all of it, dnsmasq options included."""
+    lines = [f"+ mode {net.mode}"]
+    lines += [c.line for c in new_fields(net) if c.field != "mode"]
     hosts = [h for c in net.all_ips() for h in c.hosts]
     lines += [f"+ dnsmasq option: {o}" for o in dnsmasq.options(net, hosts)]
     lines += _extra_lines("+", net.xml_extra)
@@ -303,6 +308,11 @@ def describe_new(net: Network) -> tuple[str, ...]:
         lines.append("! xml_extra passes options straight to dnsmasq, which runs as root: "
                      "review each one")
     return tuple(lines)
+
+
+def new_fields(net: Network) -> list[FieldChange]:
+    """The fields a new network sets (those not at their default), as changes from none."""
+    return diff(None, net, defaults=False)
 
 
 def _extra_lines(sign: str, extra: dict[str, list[str]]) -> list[str]:
@@ -319,44 +329,18 @@ def one_line(text: str) -> str:
 
 
 def diff_lines(old: Network, new: Network, extra: bool = True) -> list[str]:
-    """Human diff of two networks: '- key: old' / '+ key: new' per changed leaf, and
-    per xml_extra element that went or came (extra=False: leave xml_extra out)."""
-    a = _flatten(old.model_dump(mode="json", exclude={"xml_extra"}))
-    b = _flatten(new.model_dump(mode="json", exclude={"xml_extra"}))
-    out: list[str] = []
-    for k in sorted(set(a) | set(b)):
-        if k.endswith("xml_prefix"):  # how XML spells a prefix, not a change of its own
-            continue
-        if a.get(k) != b.get(k):
-            if k in a:
-                out.append(f"- {k}: {a[k]}")
-            if k in b:
-                out.append(f"+ {k}: {b[k]}")
-    if extra:
-        gone = {p: [x for x in xs if x not in new.xml_extra.get(p, [])]
-                for p, xs in old.xml_extra.items()}
-        came = {p: [x for x in xs if x not in old.xml_extra.get(p, [])]
-                for p, xs in new.xml_extra.items()}
-        out += _extra_lines("-", gone) + _extra_lines("+", came)
-    return out
+    """Human diff of two networks: a '~ field old -> new' line per changed field ('+'
+    and '-' for one set or unset; plan.fields' names and units), and per xml_extra
+    element that went or came (extra=False: leave xml_extra out)."""
+    return [c.line for c in diff(old, new)] + (_extra_diff(old, new) if extra else [])
 
 
-def _flatten(v: object, prefix: str = "") -> dict[str, object]:
-    if isinstance(v, dict):
-        out: dict[str, object] = {}
-        for k, x in v.items():
-            out.update(_flatten(x, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    if isinstance(v, list):
-        if all(not isinstance(x, dict | list) for x in v):
-            return {prefix: v} if v else {}
-        out = {}
-        for i, x in enumerate(v):
-            out.update(_flatten(x, f"{prefix}[{i}]"))
-        return out
-    if v is None or v == [] or v == {}:
-        return {}
-    return {prefix: v}
+def _extra_diff(old: Network, new: Network) -> list[str]:
+    gone = {p: [x for x in xs if x not in new.xml_extra.get(p, [])]
+            for p, xs in old.xml_extra.items()}
+    came = {p: [x for x in xs if x not in old.xml_extra.get(p, [])]
+            for p, xs in new.xml_extra.items()}
+    return _extra_lines("-", gone) + _extra_lines("+", came)
 
 
 def plan_removals(ctx: Ctx) -> None:

@@ -13,9 +13,10 @@ from kvmnet.plan.core import Update
 from kvmnet.render.network import KVMNET_NS
 
 
-def mark_managed(xml: str, owner: str | None = None) -> str:
+def mark_managed(xml: str, owner: str | None = None, record: str | None = None) -> str:
     """The same network XML with kvmnet's ownership mark, naming `owner` (a mark there
-    already, bare or another owner's, is given this owner)."""
+    already, bare or another owner's, is given this owner) and, when given, kvmnet's
+    `record` of what it applies (plan.fields.record)."""
     root = etree.fromstring(xml.encode())
     md = root.find("metadata")
     if md is None:
@@ -32,6 +33,19 @@ def mark_managed(xml: str, owner: str | None = None) -> str:
         mark = etree.SubElement(md, f"{{{KVMNET_NS}}}managed", nsmap={"kvmnet": KVMNET_NS})
     if owner is not None:
         mark.set("owner", owner)
+    if record is not None:
+        mark.set("applied", record)
+    return etree.tostring(root, encoding="unicode")
+
+
+def with_record(xml: str, record: str) -> str:
+    """The network XML with kvmnet's record of what it applies on its mark (the XML plan
+    defines carries the mark already: render.network)."""
+    root = etree.fromstring(xml.encode())
+    mark = root.find(f"metadata/{{{KVMNET_NS}}}managed")
+    if mark is None:
+        return mark_managed(xml, None, record)
+    mark.set("applied", record)
     return etree.tostring(root, encoding="unicode")
 
 

@@ -8,11 +8,14 @@ VLANs, unless the spec makes that bridge VLAN-aware in the same apply.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from kvmnet.model.derive import nic_bridge, nic_vlans
 from kvmnet.model.live import LiveDomain, LiveNic, NicRecord
 from kvmnet.model.spec import Spec
 from kvmnet.model.vlan import Vlans, entries_text
 from kvmnet.plan.core import Action, Ctx
+from kvmnet.plan.fields import nic_change
 
 HOOK_TARGET = "host/qemu-hook/kvmnet-vlans"
 
@@ -72,11 +75,12 @@ def plan_drift(ctx: Ctx, gname: str, i: int, dom: LiveDomain, planned: bool) -> 
     have = v.ports.get(nic.target)
     if have is None or have == want.entries():
         return
+    change = replace(nic_change("vlans", entries_text(have), entries_text(want.entries()),
+                                f"tap {nic.target}"), drift="changed outside kvmnet")
     ctx.actions.append(Action(
         "nic.vlans", f"guest/{gname}/{mac}", "live",
-        f"put NIC {mac} of {gname} ({nic.target}) back on its VLANs",
-        (f"~ {nic.target}: {entries_text(have)} -> {entries_text(want.entries())}",),
-        domain=gname, mac=mac, live=True, vlans=want, set_vlans=True))
+        f"put NIC {mac} of {gname} ({nic.target}) back on its VLANs", (change.line,),
+        domain=gname, mac=mac, live=True, vlans=want, set_vlans=True, changes=(change,)))
 
 
 def hook_wanted(spec: Spec, ctx: Ctx) -> bool:
