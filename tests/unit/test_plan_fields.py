@@ -115,20 +115,20 @@ def test_every_guest_nic_field_has_a_label() -> None:
 
 
 def test_a_field_without_a_label_is_named_with_what_to_add() -> None:
-    """The check can fail: a network model with one more field (as a VLAN tag would be)."""
-    grown = create_model("Network", __base__=Network, vlan=(int | None, None))
+    """The check can fail: a network model with one more field (a QoS setting, say)."""
+    grown = create_model("Network", __base__=Network, qos=(int | None, None))
     FIELDS[grown] = FIELDS[Network]
     try:
         assert unlabelled(grown) == [
-            "vlan (Network.vlan) has no label in a plan: add \"vlan\": Leaf(\"<what a "
+            "qos (Network.qos) has no label in a plan: add \"qos\": Leaf(\"<what a "
             "person calls it>\", <formatter with its unit>) to FIELDS[Network] in "
             f"{WHERE} (or Skip(\"<where it is compared instead>\") when the network diff "
             "does not compare it)"]
     finally:
         del FIELDS[grown]
-    nic = create_model("GuestNic", __base__=GuestNic, vlan=(int | None, None))
+    nic = create_model("GuestNic", __base__=GuestNic, qos=(int | None, None))
     assert [p.split(":")[0] for p in nic_unlabelled(nic)] == [
-        "guest NIC field vlan (GuestNic.vlan) has no label in a plan"]
+        "guest NIC field qos (GuestNic.qos) has no label in a plan"]
 
 
 def test_skips_say_where_the_field_is_compared() -> None:

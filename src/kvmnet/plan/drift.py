@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from kvmnet.model.spec import Network
-from kvmnet.plan.fields import FIELDS, FieldChange, Items, Leaf, Sub, empty
+from kvmnet.plan.fields import FIELDS, FieldChange, Items, Leaf, Sub, empty, keyed
 
 RECORD_FORMAT = "1"
 
@@ -52,8 +52,8 @@ def units(net: Network) -> Iterator[tuple[str, Any]]:
             elif isinstance(entry, Sub):
                 yield from walk(entry.model, v or {}, p)
             elif isinstance(entry, Items):
-                for x in v or ():
-                    yield f"{p}[{entry.key(x)}]", x
+                for k, x in keyed(entry, v).items():
+                    yield f"{p}[{k}]", x
 
     yield from walk(Network, data, "")
 

@@ -22,7 +22,6 @@ applied (drift: "changed outside kvmnet", see `unit` and plan.networks).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,63 +39,10 @@ from kvmnet.model.spec import (
     IPConfig,
     Nat,
     Network,
+    Portgroup,
     StaticRoute,
 )
-
-Fmt = Callable[[Any], str]
-
-
-# -- formatters: a value as JSON data (model_dump(mode="json")) -> text with its unit --
-
-def plain(v: Any) -> str:
-    if isinstance(v, bool):
-        return "on" if v else "off"
-    if isinstance(v, list):
-        return ", ".join(plain(x) for x in v) if v else "none"
-    if isinstance(v, dict):
-        return " ".join(f"{k}={plain(x)}" for k, x in v.items())
-    return str(v)
-
-
-def lease(v: Any) -> str:
-    """{"expiry": 12, "unit": "hours"} -> 12h; 0 -> infinite."""
-    if not isinstance(v, dict):
-        return plain(v)
-    if not v.get("expiry"):
-        return "infinite"
-    return f"{v['expiry']}{str(v.get('unit', 'minutes'))[0]}"
-
-
-def seconds(v: Any) -> str:
-    return f"{v} s"
-
-
-def ranges(v: Any) -> str:
-    """DHCP pools: 10.0.0.100-10.0.0.199 (lease 1h), ... (every address whole: a plan
-    shows each one libvirt gets)."""
-    out = []
-    for r in v or ():
-        text = f"{r['start']}-{r['end']}"
-        if r.get("lease_time"):
-            text += f" (lease {lease(r['lease_time'])})"
-        out.append(text)
-    return ", ".join(out) or "none"
-
-
-def forwarders(v: Any) -> str:
-    out = []
-    for f in v or ():
-        addr = f.get("addr")
-        text = (f"{f['domain']} via {addr}" if f.get("domain") and addr else
-                f"{f['domain']} (local only)" if f.get("domain") and
-                (f.get("local_only") or addr == "none") else
-                f.get("domain") or str(addr))
-        out.append(text)
-    return ", ".join(out) or "none"
-
-
-def quoted(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False) if isinstance(v, str) else plain(v)
+from kvmnet.plan.fieldfmt import Fmt, forwarders, lease, plain, quoted, ranges, seconds
 
 
 def _srv_key(s: Mapping[str, Any]) -> str:
@@ -128,6 +74,7 @@ class Items:
     item: Callable[[Mapping[str, Any]], str]       # its label ("reservation for web (...)")
     value: str = ""                                # the field that is "the item's value"
     in_label: tuple[str, ...] = ()                 # the fields its label shows
+    named: bool = False                            # a mapping NAME -> item (key: NAME)
 
 
 @dataclass(frozen=True)
@@ -184,6 +131,8 @@ FIELDS: dict[type[BaseModel], dict[str, Entry]] = {
         "firewalls": Skip("guest firewalls: the nwfilter.* and nic.update actions"),
         "antispoof": Skip("guest firewalls: the nwfilter.* and nic.update actions"),
         "hosts": Skip("which hypervisors a network is on (hosts:), not a field of it"),
+        "portgroups": Items(Portgroup, lambda p: str(p.get("name")),
+                            lambda p: f"portgroup {p.get('name')}", named=True),
         "xml_extra": Skip("verbatim XML: its own '+/- xml_extra[...]' lines"),
     },
     Nat: {
@@ -241,6 +190,8 @@ FIELDS: dict[type[BaseModel], dict[str, Entry]] = {
              "domain": Leaf("domain"), "target": Leaf("target"), "port": Leaf("port"),
              "priority": Leaf("priority"), "weight": Leaf("weight")},
     DnsWildcard: {"domain": Leaf("domain"), "ip": Leaf("address")},
+    Portgroup: {"vlan": Leaf("VLAN"), "vlans": Leaf("VLANs (tagged)"),
+                "native": Leaf("native VLAN"), "default": Leaf("default")},
     DnsCname: {"name": Leaf("name"), "target": Leaf("target")},
 }
 # (Lease, DhcpRange and DnsForwarder are compared whole: the Leaf that holds them names
@@ -260,6 +211,9 @@ NIC_FIELDS: dict[str, Leaf | Skip] = {
     "mtu": Leaf("MTU"),
     "firewalls": Leaf("firewall"),       # with antispoof: the NIC's nwfilter reference
     "antispoof": Leaf("firewall"),
+    "vlan": Leaf("VLAN"),
+    "vlans": Leaf("VLANs (tagged)"),
+    "native": Leaf("native VLAN"),
 }
 
 
@@ -333,12 +287,11 @@ class _Walk:
             elif isinstance(entry, Sub):
                 self.model(entry.model, o, n, p, f, _join(label, entry.label), unit)
             else:
-                self.items(entry, o or [], n or [], p, f, label, unit)
+                self.items(entry, o, n, p, f, label, unit)
 
-    def items(self, entry: Items, old: list[Any], new: list[Any], path: str, pattern: str,
+    def items(self, entry: Items, old: Any, new: Any, path: str, pattern: str,
               label: str, unit: str) -> None:
-        olds = {entry.key(x): x for x in old}
-        news = {entry.key(x): x for x in new}
+        olds, news = (keyed(entry, x) for x in (old, new))
         for k in [*olds, *(k for k in news if k not in olds)]:
             o, n = olds.get(k), news.get(k)
             if o == n:
@@ -355,6 +308,13 @@ class _Walk:
                     if entry.value and c.field == f"{f}.{entry.value}":
                         self.out[i] = FieldChange(c.path, c.field, item, c.old, c.new, c.fmt,
                                              c.unit)
+
+
+def keyed(entry: Items, items: Any) -> dict[str, Any]:
+    """An Items value by key: a list by entry.key, a mapping by its names."""
+    if entry.named:
+        return {str(k): {"name": k, **x} for k, x in dict(items or {}).items()}
+    return {entry.key(x): x for x in items or ()}
 
 
 def _item_text(entry: Items) -> Fmt:
