@@ -370,3 +370,32 @@ def test_plan_json_carries_each_changed_field(tmp_path: Path) -> None:
         "~ DHCP range 192.168.122.2-192.168.122.254 -> 192.168.122.100-192.168.122.199"]
     (adopt,) = [a for a in doc["actions"] if a["kind"] == "network.adopt"]
     assert adopt["changes"] == []
+
+
+# -- OVN: every column and key kvmnet writes has a label ----------------------------------
+
+OVERLAY = {
+    "owner": OWNER, "ovn": {"northbound": "unix:/run/kvt-ux/nb.sock"},
+    "networks": {"ov1": {
+        "mode": "overlay", "mtu": 1400, "domain": "ov.ux.test",
+        "ipv4": {"address": "10.165.9.1/24", "dhcp": "10.165.9.100-10.165.9.199"},
+        "router": {"external": {"physnet": "phys", "address": "10.165.8.10/24",
+                                "gateway": "10.165.8.254", "chassis": ["hv1"]}}}},
+    "guests": {"web": {"interfaces": [{"network": "ov1", "ipv4": "10.165.9.11"}]}},
+}
+
+
+def test_every_ovn_column_and_key_kvmnet_writes_has_a_label() -> None:
+    from kvmnet.plan.ovn_fields import OVN_FIELDS
+    from kvmnet.render.overlay import wanted_nb
+
+    spec, _ = load_text(json.dumps(OVERLAY), "ovn.yaml")
+    nb = wanted_nb(spec)
+    written = {"cidr", "addresses", "port_security", "dhcpv4_options", "type"}
+    for row in (*nb.switches.values(), *nb.dhcp.values(), *nb.ports.values()):
+        for col in ("other_config", "options", "external_ids"):
+            written |= {f"{col}:{k}" for k in getattr(row, col, {})}
+    assert {"options:mtu", "options:domain_name", "options:network_name"} <= written
+    missing = sorted(written - set(OVN_FIELDS))
+    assert not missing, (f"OVN columns or keys without a label in a plan: {missing}: add "
+                         "each to OVN_FIELDS in src/kvmnet/plan/ovn_fields.py")

@@ -42,6 +42,7 @@ from kvmnet.model.overlay import (
     ours,
 )
 from kvmnet.model.spec import Ovn, Spec
+from kvmnet.plan.ovn_fields import map_changes, ovn_change
 from kvmnet.render.overlay import wanted_nb
 
 
@@ -72,14 +73,12 @@ def plan_nb(spec: Spec, live: NbState, adopt: frozenset[str] = frozenset(),
 
 
 def _map_diff(label: str, old: Mapping[str, str], new: Mapping[str, str]) -> list[str]:
-    out = []
-    for k in sorted(set(old) | set(new)):
-        if old.get(k) != new.get(k):
-            if k in old:
-                out.append(f"- {label}:{k}: {old[k]}")
-            if k in new:
-                out.append(f"+ {label}:{k}: {new[k]}")
-    return out
+    """Plan lines of a map column's keys that differ (plan.ovn_fields names them)."""
+    return [c.line for c in map_changes(label, old, new)]
+
+
+def _set(field: str, value: object) -> str:
+    return ovn_change(field, None, value).line
 
 
 def _port_label(p: Port) -> str:
@@ -130,7 +129,7 @@ class _Planner:
                    f" (outside of {sw.external_ids.get(NETWORK_KEY)}'s router)"),
                 columns={"name": sw.name, "other_config": dict(sw.other_config),
                          "external_ids": dict(sw.external_ids)},
-                details=tuple(f"+ other_config:{k}: {v}" for k, v in sw.other_config.items())))
+                details=tuple(_set(f"other_config:{k}", v) for k, v in sw.other_config.items())))
             return
         if not cur.owned and not adopt:
             self.blocked.add(sw.external_ids.get(NETWORK_KEY, sw.name))
@@ -165,9 +164,9 @@ class _Planner:
                 "create", "dhcp", d.network, d.network,
                 f"create DHCP options for {d.network} ({d.cidr}, server {d.options['server_id']})",
                 columns=cols,
-                details=tuple(f"+ options:{k}: {v}" for k, v in d.options.items())))
+                details=tuple(_set(f"options:{k}", v) for k, v in d.options.items())))
             return
-        details = [f"- cidr: {cur.cidr}", f"+ cidr: {d.cidr}"] if cur.cidr != d.cidr else []
+        details = [ovn_change("cidr", cur.cidr, d.cidr).line] if cur.cidr != d.cidr else []
         details += _map_diff("options", cur.options, d.options)
         details += _map_diff("external_ids", ours(cur.external_ids), d.external_ids)
         if details:
@@ -191,8 +190,8 @@ class _Planner:
                 f"create logical port {p.name} ({label}) on {p.switch}: "
                 f"{p.type + ' ' if p.type else ''}{p.addresses[0]}",
                 columns={"name": p.name, **cols}, switch=p.switch, dhcp_network=p.dhcpv4,
-                details=(f"+ addresses: {p.addresses[0]}",
-                         f"+ port_security: {' '.join(p.port_security)}")))
+                details=(_set("addresses", p.addresses[0]),
+                         _set("port_security", " ".join(p.port_security)))))
             return
         if not cur.owned:
             ids = p.external_ids
@@ -213,11 +212,11 @@ class _Planner:
         for col in ("addresses", "port_security"):
             a, b = getattr(cur, col), getattr(p, col)
             if a != b:
-                details += [f"- {col}: {' '.join(a) or '[]'}", f"+ {col}: {' '.join(b)}"]
+                details.append(ovn_change(col, " ".join(a) or None, " ".join(b) or None).line)
         if cur.dhcpv4 != p.dhcpv4:
-            details += [f"- dhcpv4_options: {cur.dhcpv4}", f"+ dhcpv4_options: {p.dhcpv4}"]
+            details.append(ovn_change("dhcpv4_options", cur.dhcpv4, p.dhcpv4).line)
         if cur.type != p.type:
-            details += [f"- type: {cur.type}", f"+ type: {p.type}"]
+            details.append(ovn_change("type", cur.type or None, p.type or None).line)
         details += _map_diff("options", cur.options, p.options)
         details += _map_diff("external_ids", ours(cur.external_ids), p.external_ids)
         if details:
