@@ -32,9 +32,13 @@ from kvmnet.plan.fields import FIELDS, FieldChange, Items, Leaf, Sub, empty, key
 RECORD_FORMAT = "1"
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode   # (model_dump's order: stable)
+
+
 def _token(unit: str, value: Any) -> str:
-    data = f"{unit}\0{json.dumps(value, sort_keys=True, separators=(',', ':'))}"
-    return base64.urlsafe_b64encode(hashlib.sha256(data.encode()).digest()[:6]).decode()
+    data = f"{unit}\0{_ENCODE(value)}" if value is not None else unit
+    return base64.urlsafe_b64encode(hashlib.blake2b(data.encode(), digest_size=6).digest()
+                                    ).decode()
 
 
 def units(net: Network) -> Iterator[tuple[str, Any]]:
