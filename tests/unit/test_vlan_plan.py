@@ -93,7 +93,7 @@ def test_libvirt_9_records_the_vlans_and_writes_the_hook() -> None:
     assert all("<vlan" not in a.xml for a in attach)
     recs = {r.index: r.vlans for r in attach[-1].nic_records or ()}
     assert recs == {0: Vlans((), 100), 1: Vlans((100,), 200), 2: Vlans((), 100)}
-    assert attach[0].details == ("+ vlans: access 100",)
+    assert attach[0].details == ("+ VLANs access 100",)
     (hook,) = [a for a in p.actions if a.kind == "host.vlans"]
     assert hook.text == "install"
     # and none once it is there
@@ -129,7 +129,8 @@ def test_a_vlan_taken_off_a_tap_by_hand_is_drift_in_the_plan() -> None:
     (a,) = guest_side(make_plan(spec(), st2))
     assert (a.kind, a.impact, a.set_vlans, a.vlans) == ("nic.vlans", "live", True,
                                                         Vlans((100,), 200))
-    assert a.details == ("~ vnet1: 100 -> 100, 200 (pvid, untagged)",)
+    assert a.details == ("~ VLANs on tap vnet1 100 -> 100, 200 (pvid, untagged) (changed "
+                         "outside kvmnet)",)
 
 
 def test_a_changed_vlan_is_a_live_change_of_the_record_and_the_tap() -> None:
@@ -139,7 +140,7 @@ def test_a_changed_vlan_is_a_live_change_of_the_record_and_the_tap() -> None:
                       "t.yaml")[0]
     (a,) = [a for a in guest_side(make_plan(other, st)) if a.kind != "nic.vlans"]
     assert a.kind == "nic.update" and a.impact == "live" and a.set_vlans
-    assert a.details == ("~ vlans: access 100 -> access 200 (live)",)
+    assert a.details == ("~ VLANs access 100 -> access 200 (live)",)
     assert a.nic_records is not None
     assert {r.mac: r.vlans for r in a.nic_records}[str(a.mac)] == Vlans((), 200)
 

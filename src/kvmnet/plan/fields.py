@@ -211,9 +211,9 @@ NIC_FIELDS: dict[str, Leaf | Skip] = {
     "mtu": Leaf("MTU"),
     "firewalls": Leaf("firewall"),       # with antispoof: the NIC's nwfilter reference
     "antispoof": Leaf("firewall"),
-    "vlan": Leaf("VLAN"),
-    "vlans": Leaf("VLANs (tagged)"),
-    "native": Leaf("native VLAN"),
+    "vlan": Leaf("VLANs"),               # with vlans and native: one value, the NIC's
+    "vlans": Leaf("VLANs"),              # VLANs as plan.vlans writes them (field: vlans)
+    "native": Leaf("VLANs"),
 }
 
 

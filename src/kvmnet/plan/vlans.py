@@ -75,8 +75,8 @@ def plan_drift(ctx: Ctx, gname: str, i: int, dom: LiveDomain, planned: bool) -> 
     have = v.ports.get(nic.target)
     if have is None or have == want.entries():
         return
-    change = replace(nic_change("vlans", entries_text(have), entries_text(want.entries()),
-                                f"tap {nic.target}"), drift="changed outside kvmnet")
+    change = replace(nic_change("vlans", entries_text(have), entries_text(want.entries())),
+                     label=f"VLANs on tap {nic.target}", drift="changed outside kvmnet")
     ctx.actions.append(Action(
         "nic.vlans", f"guest/{gname}/{mac}", "live",
         f"put NIC {mac} of {gname} ({nic.target}) back on its VLANs", (change.line,),
