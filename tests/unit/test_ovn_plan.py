@@ -155,10 +155,10 @@ def test_address_change_of_a_bound_port_is_disruptive() -> None:
                                              "mac": "52:54:00:00:01:01"}])
     (c,) = plan_nb(spec, live).changes
     assert c.impact == "disruptive"
-    assert c.details == ("- addresses: 52:54:00:00:01:01 10.240.1.11",
-                         "+ addresses: 52:54:00:00:01:01 10.240.1.12",
-                         "- port_security: 52:54:00:00:01:01 10.240.1.11",
-                         "+ port_security: 52:54:00:00:01:01 10.240.1.12")
+    assert c.details == ("~ addresses 52:54:00:00:01:01 10.240.1.11 -> 52:54:00:00:01:01 "
+                         "10.240.1.12",
+                         "~ port security 52:54:00:00:01:01 10.240.1.11 -> 52:54:00:00:01:01 "
+                         "10.240.1.12")
 
 
 def test_dropped_option_is_removed_from_the_map() -> None:
