@@ -256,7 +256,7 @@ def test_attach_on_libvirt_9_keeps_the_link_down_until_the_tap_is_on_its_vlans(
         "g", True, (nic,), (nic,), frozenset({nic.mac}), rec)}, live.host, vlans=vl)
     (again,) = guest_side(make_plan(s, stopped))
     assert again.kind == "nic.update" and again.set_vlans
-    assert again.details == ("~ link: down -> up (live)",)
+    assert again.details == ("~ link down -> up (live)",)
 
 
 def test_a_port_on_no_vlan_at_all_reads_as_an_empty_table() -> None:

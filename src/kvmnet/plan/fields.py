@@ -148,6 +148,7 @@ FIELDS: dict[type[BaseModel], dict[str, Entry]] = {
         "lease_time": _LEASE,
         "routes": Items(StaticRoute, lambda r: str(r.get("to")),
                         lambda r: f"route to {r.get('to')}", value="via", in_label=("to",)),
+        "slaac": Leaf("SLAAC (guests' own addresses from router advertisements)"),
         "tftp": Leaf("TFTP root"),
         "bootp": Leaf("network boot"),
         "xml_prefix": _XML_PREFIX,
