@@ -19,7 +19,16 @@ It prints markers on its serial console
     KVMNET-HTTPD <name> port 80
     KVMNET-LEASE <ip> <mac> <iface>       (from the udhcpc script, on bound/renew)
     KVMNET-NOLEASE <iface>                (no lease after the first tries)
+    KVMNET-LEASE6 <ipv6> <iface>          (DHCPv6, see below)
     KVMNET-ERROR <what>
+
+IPv6: the guest's kernel makes SLAAC addresses from router advertisements by itself
+(no userland needed; read them from /proc/net/if_inet6). DHCPv6 needs ``udhcpc6``,
+which Debian 12's busybox-static (1.35) is built without and Debian 13's (1.37) has:
+with ``kvmnet.dhcp6=1`` on the kernel command line the guest runs ``udhcpc6`` on every
+ethN when its busybox has it, sending its name in the Client FQDN option (RFC 4704,
+what dnsmasq matches a DHCPv6 reservation's name against), and prints KVMNET-LEASE6;
+:func:`dhcp6_busybox` finds a busybox that has it (build with ``busybox=``).
 
 Files live under /var/tmp/kvmnet-lab/ (world-traversable, because qemu runs as
 libvirt-qemu and libvirt relabels kernel, initrd and serial log for it): a copy of
@@ -47,6 +56,8 @@ from lxml import etree
 
 CACHE_DIR = Path("/var/tmp/kvmnet-lab")
 BUSYBOX = Path("/bin/busybox")
+# the Debian 13 lab's root (tests/lab/trixie.py) on this machine: its static busybox 1.37
+TRIXIE_BUSYBOX = Path("/var/cache/kvmnet/trixie/root/bin/busybox")
 # LAB.md: load order matters
 VIRTIO_MODULES = (
     "virtio_ring",
@@ -103,8 +114,39 @@ for dev in /sys/class/net/eth*; do
   udhcpc -i "$ifc" -s /etc/udhcpc.script -x "hostname:$NAME" -t 10 -T 1 -A 2 -b \
     || echo "KVMNET-NOLEASE $ifc"
 done
+if grep -q 'kvmnet.dhcp6=1' /proc/cmdline; then
+  if command -v udhcpc6 >/dev/null; then
+    # Client FQDN (option 39): flags 0, then NAME as one DNS label and the root label
+    fqdn="00$(printf %02x ${#NAME})$(printf %s "$NAME" | od -An -tx1 | tr -d ' \n')00"
+    for dev in /sys/class/net/eth*; do
+      # udhcpc6 exits at once while the link-local address is still in DAD: try again
+      n=0
+      until udhcpc6 -i "${dev##*/}" -s /etc/udhcpc6.script -x "0x27:$fqdn" -t 10 -T 1 \
+          -A 2 -b; do
+        n=$((n+1)); [ $n -ge 60 ] && { echo "KVMNET-NOLEASE6 ${dev##*/}"; break; }
+        sleep 0.5
+      done
+    done
+  else
+    echo "KVMNET-ERROR no udhcpc6 in this busybox"
+  fi
+fi
 echo "KVMNET-UP $NAME $(cut -d' ' -f1 /proc/uptime)"
 while :; do sleep 3600; done
+"""
+
+UDHCPC6_SCRIPT = r"""#!/bin/sh
+# udhcpc6 hook: add the leased address ($ipv6 on $interface, a /128) and report it
+case "$1" in
+  bound|renew|updated|rebind)
+    [ -n "$ipv6" ] && ip -6 addr replace "$ipv6/128" dev "$interface" \
+      && echo "KVMNET-LEASE6 $ipv6 $interface" > /dev/console
+    ;;
+  leasefail|nak)
+    echo "KVMNET-NOLEASE6 $interface $1" > /dev/console
+    ;;
+esac
+exit 0
 """
 
 CGI_PEER = r"""#!/bin/sh
@@ -245,14 +287,34 @@ def init_script(modules: Iterable[str]) -> str:
         "@VLAN_MODULES@", " ".join(m for m in modules if m in VLAN_MODULES))
 
 
-def build_initramfs(version: str, cache_dir: Path = CACHE_DIR) -> Path:
+def has_applet(busybox: Path, applet: str) -> bool:
+    import subprocess
+
+    try:
+        out = subprocess.run([str(busybox), "--list"], capture_output=True, text=True,
+                             timeout=10).stdout
+    except OSError:
+        return False
+    return applet in out.split()
+
+
+def dhcp6_busybox() -> Path | None:
+    """A static busybox with udhcpc6: the machine's own, else the Debian 13 lab's."""
+    for path in (BUSYBOX, TRIXIE_BUSYBOX):
+        if path.is_file() and has_applet(path, "udhcpc6"):
+            return path
+    return None
+
+
+def build_initramfs(version: str, cache_dir: Path = CACHE_DIR,
+                    busybox_path: Path = BUSYBOX) -> Path:
     """The gzip'd cpio for kernel VERSION, built once and cached by content hash."""
     mods = module_payloads(version, VIRTIO_MODULES + VLAN_MODULES)
     init = init_script(mods)
-    busybox = BUSYBOX.read_bytes()
+    busybox = busybox_path.read_bytes()
     h = hashlib.sha256()
-    for part in (init.encode(), UDHCPC_SCRIPT.encode(), CGI_PEER.encode(), CGI_RUN.encode(),
-                 busybox, *mods.values()):
+    for part in (init.encode(), UDHCPC_SCRIPT.encode(), UDHCPC6_SCRIPT.encode(),
+                 CGI_PEER.encode(), CGI_RUN.encode(), busybox, *mods.values()):
         h.update(hashlib.sha256(part).digest())
     out = cache_dir / f"initramfs-{version}-{h.hexdigest()[:16]}.cpio.gz"
     if out.exists():
@@ -268,6 +330,7 @@ def build_initramfs(version: str, cache_dir: Path = CACHE_DIR) -> Path:
     cw.symlink("bin/sh", "busybox")
     cw.file("init", init.encode(), 0o755)
     cw.file("etc/udhcpc.script", UDHCPC_SCRIPT.encode(), 0o755)
+    cw.file("etc/udhcpc6.script", UDHCPC6_SCRIPT.encode(), 0o755)
     cw.file("www/cgi-bin/peer", CGI_PEER.encode(), 0o755)
     cw.file("www/cgi-bin/run", CGI_RUN.encode(), 0o755)
     for name, data in mods.items():
@@ -293,10 +356,10 @@ def kernel_copy(vmlinuz: Path, cache_dir: Path = CACHE_DIR) -> Path:
     return out
 
 
-def guest_files(cache_dir: Path = CACHE_DIR) -> tuple[Path, Path]:
-    """(kernel, initrd) ready for domain_xml."""
+def guest_files(cache_dir: Path = CACHE_DIR, busybox: Path = BUSYBOX) -> tuple[Path, Path]:
+    """(kernel, initrd) ready for domain_xml; `busybox`: the one the initramfs holds."""
     version, vmlinuz = find_kernel()
-    return kernel_copy(vmlinuz, cache_dir), build_initramfs(version, cache_dir)
+    return kernel_copy(vmlinuz, cache_dir), build_initramfs(version, cache_dir, busybox)
 
 
 def serial_log_path(name: str, cache_dir: Path = CACHE_DIR) -> Path:
@@ -367,13 +430,13 @@ def domain_xml(
 
 
 def start_guest(
-    conn: Any, name: str, nics: list[dict[str, str]], **kwargs: Any
+    conn: Any, name: str, nics: list[dict[str, str]], busybox: Path = BUSYBOX, **kwargs: Any
 ) -> tuple[Any, Path]:
     """Build the files, start a *transient* domain NAME; (virDomain, serial log path).
 
     Transient: destroying it (or the lv_conn fixture) removes it completely.
     """
-    kernel, initrd = guest_files()
+    kernel, initrd = guest_files(busybox=busybox)
     log = serial_log_path(name)
     dom = conn.createXML(domain_xml(name, kernel, initrd, nics, log, **kwargs), 0)
     return dom, log
