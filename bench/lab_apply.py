@@ -28,6 +28,9 @@ from bench.specgen import PREFIX, SCOPE, apply_spec, host_xml, net_name, reserva
 URI = "qemu:///system"
 NETNS = "kvmnet-lab"
 FLOOR = str(ROOT / "bench" / "floor.py")
+# what every kvmnet apply process loads before it does anything: the libraries issue 16
+# has kvmnet on (typer, pydantic with kvmnet's spec models, PyYAML, lxml) and libvirt
+IMPORTS = "import typer, yaml, lxml.etree, libvirt, kvmnet.model.spec"
 
 
 LOCK = Path("/run/lock/kvmnet-bench.lock")
@@ -119,9 +122,9 @@ class Job:
             "uri": URI, "name": net_name(0), "parent_index": 0,
             "xml": host_xml(reservation(0, 0, moved=True))}))
 
-    def kvmnet(self, spec: Path) -> tuple[Proc, int]:
+    def kvmnet(self, spec: Path, *extra: str) -> tuple[Proc, int]:
         p = run([KVMNET, "apply", str(spec), "-c", URI, "--netns", NETNS, "--yes",
-                 "--scope", SCOPE, "--json"], env=bench_env()).check()
+                 "--scope", SCOPE, "--json", *extra], env=bench_env()).check()
         doc = json.loads(p.out)
         if not doc.get("ok"):
             raise BenchError(f"kvmnet apply {spec.name} not ok: {p.out[-2000:]}")
@@ -156,10 +159,13 @@ def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
 
 def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
               out: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    from kvmnet.cli.live import PARALLEL
+
     job = Job(work, n)
     jobs = PeerJobs(work / "peers", URI, job.xmls, n)
     res: dict[str, Any] = {"floor": [], "floor_update": [], "floor_update_call": [],
                            "kvmnet": [], "noop": [], "change": [], "writes": [],
+                           "kvmnet_serial": [], "parallel": PARALLEL, "imports": [],
                            "floor_first": [], "peers": {}}
 
     def floor() -> None:
@@ -185,14 +191,24 @@ def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
         res["change"].append(p.seconds)
         res["writes"].append({"create": 3 * n, "noop": 0, "change": 2})
 
+    def serial() -> None:  # kvmnet one action at a time, as before --parallel
+        cleanup()
+        p, w = job.kvmnet(job.spec, "--parallel", "1")
+        _expect("kvmnet --parallel 1 create", w, 3 * n)
+        res["kvmnet_serial"].append(p.seconds)
+        res["imports"].append(run([sys.executable, "-c", IMPORTS], env=bench_env(
+            PYDANTIC_DISABLE_PLUGINS="__all__")).check().seconds)
+
     for r in range(pairs):
-        # the two take turns going first: whatever the one before leaves behind (the
-        # daemon's and the kernel's clean-up of the last networks) falls on each alike
+        # the floor and kvmnet take turns going first: whatever the one before leaves
+        # behind (the daemon's and the kernel's clean-up of the last networks) falls on
+        # each alike; kvmnet --parallel 1 goes first or last
         floor_first = r % 2 == 0
         res["floor_first"].append(floor_first)
+        order = (floor, kvmnet, serial) if floor_first else (serial, kvmnet, floor)
         log(f"apply N={n} run {r + 1}/{pairs}: "
-            + ("floor, kvmnet" if floor_first else "kvmnet, floor"))
-        for one in ((floor, kvmnet) if floor_first else (kvmnet, floor)):
+            + ", ".join(f.__name__ for f in order))
+        for one in order:
             one()
         if r >= runs:
             continue

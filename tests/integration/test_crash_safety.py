@@ -165,8 +165,11 @@ class Lab:
     def child(self, mode: str, at: int) -> tuple[subprocess.CompletedProcess[str], dict]:
         record = self.dir / "record.json"
         record.unlink(missing_ok=True)
+        # an action boundary is a point of a one-at-a-time apply: with --parallel new
+        # networks overlap (the write-mode kills, inside actions, run with the default)
+        serial = ("--parallel", "1") if mode == "action" else ()
         p = subprocess.run([sys.executable, "-c", RUNNER, mode, str(at), str(record),
-                            *self.args("apply", "--yes", "--lock-wait", "5")],
+                            *self.args("apply", "--yes", "--lock-wait", "5", *serial)],
                            capture_output=True, text=True, timeout=300, env=self.env())
         seen = json.loads(record.read_text()) if record.exists() else {}
         return p, seen

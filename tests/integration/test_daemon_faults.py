@@ -251,8 +251,10 @@ def test_daemon_gone_at_an_action_boundary(raw: libvirt.virConnect, proxy: Daemo
     spec = tmp_path / "spec.yaml"
     spec.write_text(nets(6))
     monkeypatch.setattr(cli_live, "_progress", _dying_at(proxy, k, come_back))
+    # (an action boundary is a point of a one-at-a-time apply: --parallel 1; the cuts at
+    # any message below run with the default, new networks side by side)
     rc, out, err = kvmnet_in_process(capsys, ["apply", str(spec), "-c", proxy.uri, "--scope",
-                                              SCOPE, "--yes"])
+                                              SCOPE, "--yes", "--parallel", "1"])
     line = one_error(rc, out, err)
     target = f"{PREFIX}n{k}"
     assert line.startswith(f"kvmnet: error: network.create network/{target} failed: "), err

@@ -26,10 +26,28 @@ def _start(step: Step, name: str) -> None:
 
 def create(a: Action, step: Step) -> str:
     name = _name(a)
-    step.backend.define_network(name, a.xml)
+    with step.turn(a):
+        step.backend.define_network(name, a.xml)
+        step.defined.add(name)
     _start(step, name)
     if a.autostart:
         step.backend.set_network_autostart(name, True)
+    return ""
+
+
+def undo_create(name: str, step: Step) -> str:
+    """Stop and undefine a network this apply has just created (kvmnet.apply.together:
+    one that ran beside a create that failed before it in plan order). '' when done,
+    else what went wrong."""
+    try:
+        active = step.backend.network_active(name)
+        if active:
+            step.backend.stop_network(name)
+        if active is not None:
+            step.backend.undefine_network(name)
+    except LiveError as e:
+        return f"{name}: {e}"
+    step.defined.discard(name)
     return ""
 
 

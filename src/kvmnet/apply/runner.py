@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 
 from kvmnet.apply import firewalls, forwards, guests, host, networks, overlay
 from kvmnet.apply.bridge.options import HostOptions
-from kvmnet.apply.step import Handler, Step
+from kvmnet.apply.step import Handler, Result, Step
+from kvmnet.apply.together import Shown, run_length, run_together
 from kvmnet.backend.base import Backend
 from kvmnet.errors import LiveError, PlanError
 from kvmnet.model.live import LiveState
 from kvmnet.plan import Action, Plan
+
+__all__ = ["HANDLERS", "Progress", "Report", "Result", "check_allowed", "run"]
 
 HANDLERS: dict[str, Handler] = {
     "network.create": networks.create,
@@ -48,18 +51,6 @@ HANDLERS: dict[str, Handler] = {
     "ovn.remove": overlay.change,
     "ovn.adopt": overlay.change,
 }
-
-
-@dataclass
-class Result:
-    action: Action
-    status: str              # done | skipped | failed
-    seconds: float = 0.0
-    message: str = ""
-
-    def as_dict(self) -> dict[str, object]:
-        return {**self.action.as_dict(), "status": self.status,
-                "seconds": round(self.seconds, 3), "message": self.message}
 
 
 @dataclass
@@ -92,27 +83,41 @@ def check_allowed(plan: Plan, allow_destroy: bool) -> None:
 def run(plan: Plan, backend: Backend, live: LiveState, allow_destroy: bool = False,
         progress: Progress | None = None, netns: str | None = None,
         host: HostOptions | None = None) -> Report:
-    """Run every action; stop at the first failure (what is done stays done: a
-    second apply finishes the job, since plan only lists what still differs)."""
+    """Run every action in order; stop at the first failure (what is done stays done: a
+    second apply finishes the job, since plan only lists what still differs).
+    `host.parallel` > 1: runs of independent network creates go to that many threads
+    (kvmnet.apply.together), with the same results and the same stop."""
     check_allowed(plan, allow_destroy)
     report = Report()
     start_writes = len(backend.writes)
-    total = len(plan.actions)
+    actions, total = plan.actions, len(plan.actions)
+    workers = host.parallel if host else 1
     step = Step(backend, live, netns, host)
     try:
-        for i, action in enumerate(plan.actions, 1):
-            if progress:
-                progress(i, total, action, None)
-            res = _run_one(action, step)
-            report.results.append(res)
-            if progress:
-                progress(i, total, action, res)
-            if res.status == "failed":
-                break
+        i = 0
+        while i < total and report.ok:
+            n = run_length(actions, i, workers)
+            shown = _shown(progress, i, total)
+            if n == 1:
+                shown(0, actions[i], None)
+                got = [_run_one(actions[i], step)]
+                shown(0, actions[i], got[0])
+            else:
+                got = run_together(actions[i:i + n], step, workers, _run_one, shown)
+            report.results.extend(got)
+            i += n
     finally:
         step.close()
     report.writes = len(backend.writes) - start_writes
     return report
+
+
+def _shown(progress: Progress | None, offset: int, total: int) -> Shown:
+    """progress, told an action's place in the run that starts at `offset`."""
+    def shown(k: int, a: Action, res: Result | None) -> None:
+        if progress:
+            progress(offset + k + 1, total, a, res)
+    return shown
 
 
 def _run_one(action: Action, step: Step) -> Result:

@@ -1,4 +1,5 @@
-"""What every apply handler gets: the backend to write through and what it needs besides.
+"""What every apply handler gets: the backend to write through and what it needs besides;
+and what running one action gives (Result).
 
 A handler is `(Action, Step) -> str` (a note for the report, '' when none); it
 raises LiveError when the change failed. kvmnet.apply.runner holds the table from
@@ -8,6 +9,7 @@ action kind to handler.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,11 +23,29 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class Result:
+    action: Action
+    status: str              # done | skipped | failed
+    seconds: float = 0.0
+    message: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {**self.action.as_dict(), "status": self.status,
+                "seconds": round(self.seconds, 3), "message": self.message}
+
+
+@dataclass
 class Step:
     backend: Backend
     live: LiveState                    # as plan read it (running guests' taps: reconnect)
     netns: str | None = None           # host-side effects happen in this network namespace
     host_options: HostOptions | None = None
+    # networks this apply defined (kvmnet.apply.together undoes only these)
+    defined: set[str] = field(default_factory=set)
+    # held around a create's define: kvmnet.apply.together has the defines of creates
+    # that run side by side happen in plan order (libvirt names bridges in define order)
+    turn: Callable[[Action], AbstractContextManager[object]] = field(
+        default=lambda _a: nullcontext(), repr=False)
     _nb: NbSessions | None = field(default=None, repr=False)
 
     @property

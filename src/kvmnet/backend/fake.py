@@ -14,6 +14,7 @@ test what apply does then. Nothing here touches the host (is_test is True).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -63,6 +64,9 @@ class FakeBackend:
     refuse: dict[str, str] = field(default_factory=dict)   # write -> libvirt's reason
     nwfilters: dict[str, str] | None = field(default_factory=dict)  # name -> XML; None: none
     version: int | None = None    # what lib_version() answers (None: unknown)
+    # one write at a time, as libvirtd's driver lock has it (apply --parallel's threads)
+    _lock: threading.RLock = field(default_factory=threading.RLock, repr=False,
+                                   compare=False)
 
     @property
     def is_test(self) -> bool:
@@ -134,13 +138,14 @@ class FakeBackend:
 
     # -- writes ---------------------------------------------------------------------
     def write(self, what: str, fn: Callable[[], T]) -> T:
-        self.writes.append(what)
-        if what in self.refuse:
-            raise LiveError(f"{what}: libvirt says: {self.refuse[what]}")
-        try:
-            return fn()
-        except FakeError as e:
-            raise LiveError(f"{what}: libvirt says: {e}") from None
+        with self._lock:
+            self.writes.append(what)
+            if what in self.refuse:
+                raise LiveError(f"{what}: libvirt says: {self.refuse[what]}")
+            try:
+                return fn()
+            except FakeError as e:
+                raise LiveError(f"{what}: libvirt says: {e}") from None
 
     def define_network(self, name: str, xml: str, verb: str = "define") -> None:
         self.write(f"{verb} network {name}", lambda: self._define(xml))
