@@ -196,11 +196,22 @@ class HostBridge(Model):
     address: list[Iface] = Field(default_factory=list, json_schema_extra=one_or_list,
                                  description="The host's address(es) on it, with prefix: "
                                  "one, or a list.", examples=["192.168.1.1/24"])
-    gateway: Addr | None = Field(None, description="The default gateway through it.",
+    gateway: Addr | None = Field(None, description="The IPv4 default gateway through it "
+                                 "(a bridge without IPv4 may give its IPv6 one here; with "
+                                 "both families, the IPv6 one is `gateway6:`).",
                                  examples=["192.168.1.254"])
-    metric: int | None = Field(None, ge=0, description="Metric of that default route.",
-                               examples=[100])
-    dhcp: bool = Field(False, description="Get the address by DHCP.")
+    gateway6: Addr | None = Field(None, description="The IPv6 default gateway through it: "
+                                  "the LAN router, often by its link-local address, which "
+                                  "is reached on this bridge (no `%` scope).",
+                                  examples=["fe80::1"])
+    metric: int | None = Field(None, ge=0, description="Metric of the default route(s) "
+                               "through it (IPv4 and IPv6).", examples=[100])
+    dhcp: bool = Field(False, description="Get the IPv4 address by DHCP.")
+    slaac: bool | None = Field(None, description="true: take the LAN router's IPv6 "
+                               "advertisements: an address by SLAAC (the one the port had: "
+                               "the bridge takes the port's MAC, EUI-64) and the IPv6 "
+                               "default route; false: ignore them (IPv6 only from `address:` "
+                               "and `gateway6:`); unset: the host's default.")
     mtu: int | None = Field(None, ge=68, le=65535, description="The bridge's MTU.",
                             examples=[9000])
     dns: list[Addr] = Field(default_factory=list, description="DNS servers for the host.",
@@ -227,6 +238,22 @@ class HostBridge(Model):
     @classmethod
     def _one_address(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @field_validator("gateway6")
+    @classmethod
+    def _v6_gateway(cls, v: Addr | None) -> Addr | None:
+        if v is not None and v.version != 6:
+            raise ValueError(f"gateway6 is the IPv6 default gateway, and {v} is IPv4: write "
+                             f"it as gateway: {v}")
+        return v
+
+    def gateway_for(self, version: int) -> Addr | None:
+        """The default gateway of one IP version (gateway6, else an IPv6 gateway:), or
+        None."""
+        if version == 6 and self.gateway6 is not None:
+            return self.gateway6
+        gw = self.gateway
+        return gw if gw is not None and gw.version == version else None
 
 
 class Host(Model):

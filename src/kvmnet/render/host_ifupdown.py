@@ -12,7 +12,8 @@ only, as the bridge-utils hook runs once per stanza that carries them.
 from __future__ import annotations
 
 from kvmnet.model.spec import Host, HostBond, HostBridge, Spec
-from kvmnet.render.guard import require_one_line, require_vlan_ids
+from kvmnet.model.types import IPAddr
+from kvmnet.render.guard import require_address, require_one_line, require_vlan_ids
 from kvmnet.render.host_common import HEADER, by_family, port_mtu, require_links
 
 DIR = "etc/network/interfaces.d"
@@ -104,8 +105,11 @@ def _bridge(name: str, hb: HostBridge, host: Host) -> list[str]:
         extra = _gateway(hb, 4) if i == 0 else []
         stanzas.append([f"iface {name} inet static", f"    address {a}"] + extra)
     for i, a in enumerate(v6):
-        extra = _gateway(hb, 6) if i == 0 else []
+        extra = _gateway(hb, 6) + _ra(hb, static=True) if i == 0 else []
         stanzas.append([f"iface {name} inet6 static", f"    address {a}"] + extra)
+    if hb.slaac and not v6:
+        stanzas.append([f"iface {name} inet6 auto"] + _ra(hb, static=False)
+                       + _route6(hb, hb.gateway_for(6)))
     if not stanzas:
         stanzas.append([f"iface {name} inet manual"])
     first = stanzas[0]
@@ -137,21 +141,39 @@ def _bridge_options(hb: HostBridge) -> list[str]:
     return lines
 
 
-def _gateway(hb: HostBridge, version: int, dhcp: bool = False) -> list[str]:
-    """gateway/metric lines for the first stanza of a family.
+def _ra(hb: HostBridge, static: bool) -> list[str]:
+    """Router advertisements (slaac:). ifupdown's inet6 static ignores them unless told
+    (accept_ra and autoconf default to 0 there); inet6 auto takes them. 2: also while
+    the host forwards IPv6, as a KVM host with IPv6 networks does."""
+    if hb.slaac is None:
+        return []
+    if not hb.slaac:
+        return ["    accept_ra 0", "    autoconf 0"]
+    return ["    accept_ra 2", "    autoconf 1"] if static else ["    accept_ra 2"]
 
-    ifupdown's inet6 static has no metric option, so a metric on an IPv6
-    gateway becomes an explicit `ip -6 route` pair.
-    """
-    gw = hb.gateway
+
+def _route6(hb: HostBridge, gw: IPAddr | None) -> list[str]:
+    """The IPv6 default route as post-up/pre-down commands: inet6 static has no metric
+    option and inet6 auto no gateway one. /bin/sh runs them: the gateway is an address
+    without scope id, checked again here (render.guard)."""
+    if gw is None:
+        return []
+    require_address("ifupdown post-up route of a host bridge", gw)
+    metric = f" metric {hb.metric}" if hb.metric is not None else ""
+    route = f"default via {gw} dev $IFACE{metric}"
+    return [f"    post-up ip -6 route add {route}", f"    pre-down ip -6 route del {route}"]
+
+
+def _gateway(hb: HostBridge, version: int, dhcp: bool = False) -> list[str]:
+    """gateway/metric lines for the first stanza of a family (IPv6 with a metric: an
+    explicit `ip -6 route` pair, _route6)."""
+    gw = hb.gateway_for(version)
     if dhcp:
         return [f"    metric {hb.metric}"] if hb.metric is not None else []
-    if gw is None or gw.version != version:
+    if gw is None:
         return []
     if version == 6 and hb.metric is not None:
-        route = f"default via {gw} dev $IFACE metric {hb.metric}"
-        return [f"    post-up ip -6 route add {route}",
-                f"    pre-down ip -6 route del {route}"]
+        return _route6(hb, gw)
     lines = [f"    gateway {gw}"]
     if hb.metric is not None:
         lines.append(f"    metric {hb.metric}")

@@ -114,11 +114,16 @@ def _bridge(hb: HostBridge) -> dict[str, Any]:
         br["dhcp4-overrides"] = {"route-metric": hb.metric}
     if hb.address:
         br["addresses"] = [str(a) for a in hb.address]
-    if hb.gateway is not None:
-        route: dict[str, Any] = {"to": "default", "via": str(hb.gateway)}
+    if hb.slaac is not None:
+        br["accept-ra"] = hb.slaac
+    routes = []
+    for gw in filter(None, (hb.gateway_for(4), hb.gateway_for(6))):
+        route: dict[str, Any] = {"to": "default", "via": str(gw)}
         if hb.metric is not None:
             route["metric"] = hb.metric
-        br["routes"] = [route]
+        routes.append(route)
+    if routes:
+        br["routes"] = routes
     if hb.dns:
         br["nameservers"] = {"addresses": [str(d) for d in hb.dns]}
     if hb.mtu is not None:

@@ -72,21 +72,22 @@ def _netdev(name: str, hb: HostBridge) -> str:
 
 def _network(name: str, hb: HostBridge, host: Host) -> str:
     net = [("Address", str(a)) for a in hb.address]
-    gw_route: list[tuple[str, str]] = []
-    if hb.gateway is not None and hb.metric is not None:
-        gw_route = [("Gateway", str(hb.gateway)), ("Metric", str(hb.metric))]
-    elif hb.gateway is not None:
-        net.append(("Gateway", str(hb.gateway)))
+    gws = [gw for gw in (hb.gateway_for(4), hb.gateway_for(6)) if gw is not None]
+    if hb.metric is None:  # else each gets a [Route] with its metric
+        net += [("Gateway", str(gw)) for gw in gws]
     net += [("DNS", str(d)) for d in hb.dns]
     net.append(("DHCP", "ipv4" if hb.dhcp else "no"))
+    if hb.slaac is not None:  # (networkd takes RAs itself, also while forwarding)
+        net.append(("IPv6AcceptRA", "yes" if hb.slaac else "no"))
     # A host bridge carries guests even while its uplink is unplugged.
     net.append(("ConfigureWithoutCarrier", "yes"))
     net += [("VLAN", v) for v in vlans_on(host, name)]
     sections: list[Section] = [("Match", [("Name", name)]), ("Network", net)]
     if hb.mtu is not None:
         sections.append(("Link", [("MTUBytes", str(hb.mtu))]))
-    if gw_route:
-        sections.append(("Route", gw_route))
+    if hb.metric is not None:
+        sections += [("Route", [("Gateway", str(gw)), ("Metric", str(hb.metric))])
+                     for gw in gws]
     if hb.dhcp and hb.metric is not None:
         sections.append(("DHCPv4", [("RouteMetric", str(hb.metric))]))
     return ini(sections)

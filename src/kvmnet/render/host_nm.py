@@ -146,10 +146,14 @@ def _ip(hb: HostBridge, version: int) -> list[tuple[str, str]]:
     """[ipv4]/[ipv6]: the gateway rides on the family's first address (address1=A,GW)."""
     addrs = by_family(hb.address, version)
     dns = [d for d in hb.dns if d.version == version]
-    gw = hb.gateway if hb.gateway is not None and hb.gateway.version == version else None
+    gw = hb.gateway_for(version)
     method = _method(hb, version, bool(addrs), bool(dns or gw))
     if method in ("disabled", "ignore"):
         return [("method", method)]
+    if version == 6 and hb.slaac:  # the kernel's EUI-64 address, as the port had
+        items_ra = [("addr-gen-mode", "eui64")]
+    else:
+        items_ra = []
     items: list[tuple[str, str]] = []
     for i, a in enumerate(addrs, start=1):
         items.append((f"address{i}", f"{a},{gw}" if i == 1 and gw else str(a)))
@@ -160,15 +164,20 @@ def _ip(hb: HostBridge, version: int) -> list[tuple[str, str]]:
     metric_here = gw is not None or (version == 4 and hb.dhcp)
     if hb.metric is not None and metric_here:
         items.append(("route-metric", str(hb.metric)))
+    items += items_ra
     items.append(("method", method))
     return items
 
 
 def _method(hb: HostBridge, version: int, static: bool, needs_ip: bool) -> str:
+    """NetworkManager's method; for IPv6 `auto` takes router advertisements (in NM
+    itself, so also while the host forwards), `manual` ignores them."""
     if version == 4:
         if hb.dhcp:
             return "auto"
         return "manual" if static else "disabled"  # a v4 gateway alone is meaningless
+    if hb.slaac is not None:
+        return "auto" if hb.slaac else "manual" if static else "disabled"
     if static:
         return "manual"
     # IPv6 DNS or a gateway but no address: let the kernel's SLAAC provide one.

@@ -55,7 +55,7 @@ def host_lan_address(spec: Spec, version: int, net: Network | None = None
     if net is not None and net.uplink:
         cands = [(br, a) for br, a in cands if br == net.uplink]
     for br, a in cands:
-        gw = spec.host.bridges[br].gateway
+        gw = spec.host.bridges[br].gateway_for(version)
         if gw is not None and gw in a.network:
             return br, a.ip
     if len(cands) == 1:
@@ -105,8 +105,8 @@ def _intro(name: str, spec: Spec, routes: list[UpstreamRoute]) -> str:
 
 
 def _router(spec: Spec, r: UpstreamRoute) -> str:
-    gw = spec.host.bridges[r.on].gateway if r.on else None
-    if gw is None or gw.version != r.subnet.version:
+    gw = spec.host.bridges[r.on].gateway_for(r.subnet.version) if r.on else None
+    if gw is None:
         return ""
     return f" ({gw})"
 

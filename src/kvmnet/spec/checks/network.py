@@ -6,7 +6,7 @@ import ipaddress
 from collections import defaultdict
 from collections.abc import Iterator
 
-from kvmnet.model.spec import IPConfig, Network, Spec
+from kvmnet.model.spec import HostBridge, IPConfig, Network, Spec
 from kvmnet.spec.findings import Findings
 from kvmnet.spec.hosts import share_host, share_refs
 from kvmnet.spec.positions import Path_
@@ -257,15 +257,40 @@ def _host_bridges(f: Findings, spec: Spec) -> None:
                         refs=[("host", "bridges", port_of[port], "ports")])
             else:
                 port_of[port] = br
-        if hb.gateway and hb.address and not any(
-                hb.gateway in a.network for a in hb.address if a.version == hb.gateway.version):
-            f.warn(("host", "bridges", br, "gateway"), f"gateway {hb.gateway} is not in any "
-                   f"of {br}'s subnets ({', '.join(str(a.network) for a in hb.address)})",
-                   refs=[("host", "bridges", br, "address")])
+        _gateways(f, br, hb)
         if hb.dhcp and hb.address:
             f.warn(("host", "bridges", br, "dhcp"), "dhcp: true together with static "
                    "address: the bridge gets both", refs=[("host", "bridges", br, "address")])
     _profile_names(f, spec)
+
+
+def _gateways(f: Findings, br: str, hb: HostBridge) -> None:
+    """One default gateway per IP version, each in one of the bridge's subnets of its
+    version (a link-local IPv6 one is on every link); gateway6 beside SLAAC."""
+    base: Path_ = ("host", "bridges", br)
+    if hb.gateway is not None and hb.gateway.version == 6 and hb.gateway6 is not None:
+        f.error(base + ("gateway",), f"gateway {hb.gateway} is IPv6, and gateway6: "
+                f"{hb.gateway6} gives the IPv6 gateway too: write the IPv4 gateway here "
+                "(or remove gateway:)", refs=[base + ("gateway6",)])
+        return
+    for key, gw in (("gateway", hb.gateway), ("gateway6", hb.gateway6)):
+        same = [a for a in hb.address if gw is not None and a.version == gw.version]
+        if gw is None or not same or gw.is_link_local or any(gw in a.network for a in same):
+            continue
+        f.warn(base + (key,), f"{key} {gw} is not in any of {br}'s subnets "
+               f"({', '.join(str(a.network) for a in same)})", refs=[base + ("address",)])
+    gw6 = hb.gateway_for(6)
+    if hb.slaac and gw6 is not None and hb.metric is None:
+        f.warn(base + ("slaac",), f"slaac: true and the IPv6 gateway {gw6}: the router's "
+               "advertisements give the default route already, and a static one through "
+               "the router that sends them, with the same metric, makes the kernel drop "
+               "them (the SLAAC address is not renewed): remove "
+               f"{'gateway6' if hb.gateway6 else 'gateway'}:, or give metric: (e.g. 100)",
+               refs=[base + ("gateway6",), base + ("gateway",), base + ("metric",)])
+    if gw6 is not None and not hb.slaac and not any(a.version == 6 for a in hb.address):
+        f.warn(base + ("gateway6" if hb.gateway6 else "gateway",), f"the IPv6 gateway "
+               f"{gw6}, but {br} gets no IPv6 address: add one to address:, or write "
+               "slaac: true", refs=[base + ("address",), base + ("slaac",)])
 
 
 def _profile_names(f: Findings, spec: Spec) -> None:
