@@ -224,13 +224,15 @@ def _host(data: dict[str, Any]) -> HostState:
         link = dict(link)
         links[name] = HostLink(name=name, index=link.pop("index", i), kind=link.pop("kind", ""),
                                master=link.pop("master", None), up=link.pop("up", True),
-                               addresses=tuple(link.pop("addresses", ())), **link)
+                               addresses=tuple(link.pop("addresses", ())),
+                               dynamic=tuple(link.pop("dynamic", ())), **link)
     routes = tuple(HostRoute(**r) for r in data.get("routes") or ())
     listening = data.get("listening")
     return HostState(links=links, routes=routes, readable=True,
                      listening=None if listening is None else tuple(
                          Listener(**s) for s in listening),
-                     ssh_sessions=tuple(data.get("ssh_sessions") or ()))
+                     ssh_sessions=tuple(data.get("ssh_sessions") or ()),
+                     default_accept_ra=data.get("default_accept_ra"))
 
 
 def _vlans(data: dict[str, Any]) -> VlanLive:

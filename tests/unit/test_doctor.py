@@ -313,7 +313,7 @@ def test_run_checks_order_and_remote() -> None:
     ids = [c.id for c in run_checks(facts(host=host()))]
     assert ids == ["libvirt", "ip_forward", "ip6_forward", "br_netfilter", "forward_policy",
                    "firewall_backend", "dnsmasq", "wireless", "route_collision", "mtu",
-                   "bridges", "names", "duplicate_macs"]
+                   "accept_ra", "bridges", "names", "duplicate_macs"]
     remote = replace(facts(), uri="qemu+ssh://h/system", host_error="runs on another machine")
     checks = run_checks(remote)
     assert [c.id for c in checks] == ids

@@ -91,7 +91,31 @@ def read_host(netns: str | None = None) -> HostState:
 
     links, addrs, routes = fetch_host(netns)
     names = [str(m.get("ifname")) for m in links if m.get("ifname") is not None]
-    return parse_host(links, addrs, routes, wireless=wireless_links(names, netns))
+    return parse_host(links, addrs, routes, wireless=wireless_links(names, netns),
+                      default_accept_ra=default_accept_ra(netns))
+
+
+def default_accept_ra(netns: str | None = None) -> int | None:
+    """net.ipv6.conf.default.accept_ra of the host (or namespace): what a link made now,
+    such as a new host bridge, starts with. None when it cannot be read (no IPv6)."""
+    path = "/proc/sys/net/ipv6/conf/default/accept_ra"
+
+    def read() -> int | None:
+        try:
+            with open(path) as f:
+                return int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+
+    if netns is None:
+        return read()
+    from kvmnet.backend.netns import entered
+
+    try:
+        with entered(netns):
+            return read()
+    except OSError:
+        return None
 
 
 def wireless_links(names: Iterable[str], netns: str | None = None,

@@ -16,21 +16,27 @@ import time
 
 
 def ping(address: str, netns: str | None = None, within: float = 5.0,
-         interval: float = 0.2) -> float | None:
+         interval: float = 0.2, dev: str | None = None) -> float | None:
     """Seconds until `address` first answered an echo request, or None if it did not
-    within `within` seconds (one request every `interval` seconds until then)."""
+    within `within` seconds (one request every `interval` seconds until then). An IPv6
+    link-local address is pinged on link `dev` (its scope); None when there is none."""
     ip = ipaddress.ip_address(address)
     v4 = ip.version == 4
     family = socket.AF_INET if v4 else socket.AF_INET6
     proto = socket.IPPROTO_ICMP if v4 else socket.IPPROTO_ICMPV6
-    sock = _socket(family, proto, netns)
+    scoped = not v4 and ip.is_link_local
+    if scoped and dev is None:
+        return None
+    sock, scope = _socket(family, proto, netns, dev if scoped else None)
+    to: tuple[str, int] | tuple[str, int, int, int] = (str(ip), 0, 0, scope) if scoped \
+        else (str(ip), 0)
     ident = (os.getpid() ^ int(time.monotonic() * 1000)) & 0xFFFF
     start = time.monotonic()
     try:
         seq = 0
         while time.monotonic() - start < within:
             seq += 1
-            sock.sendto(_echo(ident, seq, v4), (str(ip), 0))
+            sock.sendto(_echo(ident, seq, v4), to)
             wait_until = min(time.monotonic() + interval, start + within)
             while (left := wait_until - time.monotonic()) > 0:
                 if not select.select([sock], [], [], left)[0]:
@@ -44,13 +50,19 @@ def ping(address: str, netns: str | None = None, within: float = 5.0,
     return None
 
 
-def _socket(family: int, proto: int, netns: str | None) -> socket.socket:
+def _socket(family: int, proto: int, netns: str | None, dev: str | None
+            ) -> tuple[socket.socket, int]:
+    """The raw socket, and the index of link `dev` (0: none), both in the namespace."""
+    def make() -> tuple[socket.socket, int]:
+        return (socket.socket(family, socket.SOCK_RAW, proto),
+                socket.if_nametoindex(dev) if dev else 0)
+
     if netns is None:
-        return socket.socket(family, socket.SOCK_RAW, proto)
+        return make()
     from kvmnet.backend.netns import entered
 
     with entered(netns):
-        return socket.socket(family, socket.SOCK_RAW, proto)
+        return make()
 
 
 def _checksum(data: bytes) -> int:

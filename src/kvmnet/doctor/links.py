@@ -212,3 +212,39 @@ def check_macs(f: Facts) -> Check:
     return Check("duplicate_macs", "fail", title,
                  "; ".join(text) + ": two NICs with one MAC on a LAN steal each other's "
                  "traffic and DHCP leases.", "\n".join(fixes))
+
+
+def check_accept_ra(f: Facts) -> Check:
+    """A link that takes its own IPv6 address from router advertisements (SLAAC) while
+    the host forwards IPv6 needs accept_ra=2: with 1 the kernel ignores advertisements
+    on a forwarding host, and the address and default route lapse when their lifetimes
+    run out. Links whose RAs a network daemon takes (accept_ra 0: networkd, NM) are
+    fine; so are links with no SLAAC address, unless the spec wants SLAAC on them."""
+    title = "IPv6 router advertisements while forwarding (accept_ra)"
+    skip = _host_skip("accept_ra", title, f)
+    if skip:
+        return skip
+    assert f.host is not None
+    wanted = {br for br, hb in f.spec.host.bridges.items() if hb.slaac} if f.spec else set()
+    bad: list[tuple[str, str]] = []
+    for ln in sorted(f.host.links.values(), key=lambda x: x.name):
+        slaac = [a for a in ln.dynamic if not ipaddress.ip_interface(a).is_link_local
+                 and ipaddress.ip_interface(a).version == 6]
+        if ln.accept_ra == 1 and ln.forwarding6 and slaac:
+            bad.append((ln.name, f"{ln.name} has {', '.join(slaac)} by SLAAC, but forwards "
+                        "IPv6 with accept_ra=1, so the kernel ignores the router's "
+                        "advertisements: the address and the default route lapse"))
+        elif ln.name in wanted and (ln.accept_ra == 0 or (ln.accept_ra == 1
+                                                          and ln.forwarding6)):
+            bad.append((ln.name, f"{ln.name} has slaac: true in {f.spec_file}, but "
+                        f"accept_ra={ln.accept_ra}"
+                        f"{' while it forwards IPv6' if ln.accept_ra else ''}: it takes no "
+                        "router advertisements"))
+    if not bad:
+        return Check("accept_ra", "ok", title, "no link that takes its IPv6 address by "
+                     "SLAAC ignores router advertisements.")
+    fix = [f.cmd(f"sysctl -w net.ipv6.conf.{sh(n)}.accept_ra=2") for n, _ in bad]
+    fix += [f"echo 'net.ipv6.conf.{n}.accept_ra = 2' >> /etc/sysctl.d/60-kvmnet-accept-ra.conf"
+            "   # persist" for n, _ in bad if sh(n) == n]
+    return Check("accept_ra", "warn", title, "; ".join(w for _, w in bad) + ".",
+                 "\n".join(fix))

@@ -30,6 +30,7 @@ from kvmnet.doctor.checks import (
 )
 from kvmnet.doctor.forwarding6 import check_ip6_forward
 from kvmnet.doctor.links import (
+    check_accept_ra,
     check_bridges,
     check_macs,
     check_mtu,
@@ -172,6 +173,7 @@ def run_checks(f: Facts) -> list[Check]:
             ("dnsmasq", "dnsmasq installed"), ("wireless", "no Wi-Fi NIC in a bridge or bond"),
             ("route_collision", "subnets free of host routes"),
             ("mtu", "bridge and port MTUs match"),
+            ("accept_ra", "IPv6 router advertisements while forwarding (accept_ra)"),
             ("bridges", "networks' bridges exist and are up"),
             ("names", "guests' names on the host"))]
     else:
@@ -179,7 +181,8 @@ def run_checks(f: Facts) -> list[Check]:
         host_checks = [check_ip_forward(f), check_ip6_forward(f), check_bridge_nf(f, drop),
                        check_forward_policy(f),
                        check_backend(f), check_dnsmasq(f), check_wireless(f),
-                       check_route_collision(f), check_mtu(f), check_bridges(f),
+                       check_route_collision(f), check_mtu(f), check_accept_ra(f),
+                       check_bridges(f),
                        check_names(f)]
     return [check_libvirt(f), *host_checks, check_macs(f)]
 

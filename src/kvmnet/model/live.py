@@ -105,6 +105,11 @@ class HostLink:
     bond_mode: str | None = None  # a bond's mode (active-backup, 802.3ad, balance-xor, ...)
     vlan: tuple[str, int] | None = None   # a VLAN sub-interface's (link, id)
     vlan_filtering: bool | None = None    # a bridge's VLAN filtering (None: not a bridge)
+    dynamic: tuple[str, ...] = ()  # those with a lifetime: by SLAAC (or a DHCP client)
+    # IPv6 per link (net.ipv6.conf.LINK.*): accept_ra, forwarding, addr_gen_mode
+    accept_ra: int | None = None
+    forwarding6: bool | None = None
+    addr_gen_mode: int | None = None  # 0 eui64, 1 none, 2 stable privacy, 3 random
 
 
 @dataclass(frozen=True)
@@ -148,6 +153,7 @@ class HostState:
     # the socket table (kvmnet.backend.sockets); None: not read
     listening: tuple[Listener, ...] | None = None
     ssh_sessions: tuple[str, ...] = ()   # local addresses of established SSH sessions
+    default_accept_ra: int | None = None  # net.ipv6.conf.default.accept_ra: a new link's
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from kvmnet.model.live import HostLink, HostRoute, HostState
 
 NLM_F_DUMP_INTR = 0x10   # the kernel's mark on a dump whose table changed meanwhile
 IFF_UP = 0x1
+IFA_F_PERMANENT = 0x80
 MAIN_TABLE = 254
 AF_INET, AF_INET6 = 2, 10
 _DEFAULT = {AF_INET: "0.0.0.0/0", AF_INET6: "::/0"}
@@ -49,8 +50,14 @@ def parse_addresses(addrs: Iterable[Msg]) -> dict[int, tuple[str, ...]]:
     return {index: tuple(cidrs) for index, cidrs in out.items()}
 
 
+def dynamic_addresses(addrs: Iterable[Msg]) -> dict[int, tuple[str, ...]]:
+    """Each link's addresses that have a lifetime (no IFA_F_PERMANENT): learned by SLAAC
+    from router advertisements, or set by a DHCP client."""
+    return parse_addresses(a for a in addrs if not int(a.get("flags") or 0) & IFA_F_PERMANENT)
+
+
 def parse_link(msg: Msg, names: dict[int, str], addresses: Sequence[str] = (),
-               wireless: bool = False) -> HostLink | None:
+               wireless: bool = False, dynamic: Sequence[str] = ()) -> HostLink | None:
     """One RTM_NEWLINK; `names` maps every index to its name (for the master). None for
     a message without a name (the kernel names every link)."""
     name = msg.get("ifname")
@@ -60,11 +67,19 @@ def parse_link(msg: Msg, names: dict[int, str], addresses: Sequence[str] = (),
     kind = info.get("kind") if info is not None else None
     data = info.get("data") if info is not None else None
     master = msg.get("master")
+    af = msg.get("af_spec")
+    v6 = af.get("AF_INET6") if af is not None else None
+    conf = v6.get("inet6_conf") if v6 is not None else None
+    mode = v6.get("IFLA_INET6_ADDR_GEN_MODE") if v6 is not None else None
     return HostLink(name=str(name), index=int(msg.get("index")), kind=kind or "",
                     master=names.get(master) if master is not None else None,
                     up=bool(int(msg.get("flags") or 0) & IFF_UP), mac=msg.get("address"),
                     mtu=msg.get("mtu"), wireless=wireless, addresses=tuple(addresses),
-                    perm_mac=_perm_mac(msg.get("perm_address")),
+                    perm_mac=_perm_mac(msg.get("perm_address")), dynamic=tuple(dynamic),
+                    accept_ra=_int(conf, "accept_ra"),
+                    forwarding6=None if _int(conf, "forwarding") is None
+                    else bool(_int(conf, "forwarding")),
+                    addr_gen_mode=None if mode is None else int(mode),
                     **_kind_data(kind or "", data, msg.get("link"), names))
 
 
@@ -83,6 +98,11 @@ def _kind_data(kind: str, data: Msg | None, link: Any, names: dict[int, str]
     if kind == "bridge" and filtering is not None:
         return {"vlan_filtering": bool(filtering)}
     return {}
+
+
+def _int(conf: Msg | None, key: str) -> int | None:
+    value = conf.get(key) if conf is not None else None
+    return None if value is None else int(value)
 
 
 def _perm_mac(value: Any) -> str | None:
@@ -111,17 +131,19 @@ def parse_route(msg: Msg, names: dict[int, str]) -> HostRoute:
 
 
 def parse_host(links: Iterable[Msg], addrs: Iterable[Msg], routes: Iterable[Msg],
-               wireless: Collection[str] = frozenset()) -> HostState:
+               wireless: Collection[str] = frozenset(),
+               default_accept_ra: int | None = None) -> HostState:
     """The three dumps as one HostState; `wireless` names the Wi-Fi links."""
-    links = list(links)
+    links, addrs = list(links), list(addrs)
     names = {int(m.get("index")): str(m.get("ifname")) for m in links
              if m.get("ifname") is not None}
-    by_index = parse_addresses(addrs)
+    by_index, dynamic = parse_addresses(addrs), dynamic_addresses(addrs)
     out: dict[str, HostLink] = {}
     for m in links:
-        link = parse_link(m, names, by_index.get(int(m.get("index")), ()),
-                          str(m.get("ifname")) in wireless)
+        i = int(m.get("index"))
+        link = parse_link(m, names, by_index.get(i, ()), str(m.get("ifname")) in wireless,
+                          dynamic.get(i, ()))
         if link is not None:
             out[link.name] = link
     return HostState(links=out, routes=tuple(parse_route(r, names) for r in main_routes(routes)),
-                     readable=True)
+                     readable=True, default_accept_ra=default_accept_ra)

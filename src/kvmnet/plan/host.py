@@ -114,29 +114,83 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
                 for r in host.routes if r.dev == port and r.gateway]
     have = {ipaddress.ip_interface(a) for a in [*(link.addresses if link else ()), *moved]}
     out += [f"+ address {a} on {br}" for a in hb.address if a not in have]
+    dynamic = {a for p in hb.ports if p in host.links for a in host.links[p].dynamic}
     for a in moved:
-        if ipaddress.ip_interface(a) not in hb.address and not hb.dhcp:
-            ctx.warn((*path, "address"), f"{a} moves to {br} live but is not in the spec, "
-                     f"so it is gone after a reboot: add it to host.bridges.{br}.address")
+        _kept_after_reboot(ctx, path, br, hb, a, a in dynamic)
+    if hb.slaac:
+        _accept_ra(ctx, path, br, hb, link)
     return out
+
+
+def _kept_after_reboot(ctx: Ctx, path: tuple[str | int, ...], br: str, hb: HostBridge,
+                       cidr: str, dynamic: bool) -> None:
+    """An address that moves live must come back from the files after a reboot: in
+    address:, or learned again (DHCP for IPv4, SLAAC for IPv6)."""
+    a = ipaddress.ip_interface(cidr)
+    if a in hb.address or (a.version == 4 and hb.dhcp) or (a.version == 6 and hb.slaac):
+        return
+    if a.version == 6 and dynamic:
+        ctx.warn((*path, "address"), f"{cidr} moves to {br} live, but it was learned by "
+                 "SLAAC and the spec does not say slaac: true, so it is gone after a "
+                 f"reboot: write slaac: true under host.bridges.{br} (or add it to address:)")
+        return
+    ctx.warn((*path, "address"), f"{cidr} moves to {br} live but is not in the spec, "
+             f"so it is gone after a reboot: add it to host.bridges.{br}.address")
+
+
+def _accept_ra(ctx: Ctx, path: tuple[str | int, ...], br: str, hb: HostBridge,
+               link: HostLink | None) -> None:
+    """slaac: true live needs the kernel to take router advertisements on the bridge:
+    accept_ra 1 (not while the host forwards IPv6, as it does for libvirt's IPv6 networks)
+    or 2. A new bridge starts with net.ipv6.conf.default.accept_ra."""
+    host = ctx.live.host
+    ra = link.accept_ra if link is not None else host.default_accept_ra
+    forwards = any(ln.forwarding6 for ln in host.links.values()) or any(
+        n.ipv6 is not None and n.mode in LIBVIRT_BRIDGED for n in ctx.spec.networks.values())
+    if ra is None or ra == 2 or (ra == 1 and not forwards):
+        return
+    why = ("the host forwards IPv6 (libvirt's IPv6 networks turn it on), and then the kernel "
+           "takes them only with accept_ra=2" if ra == 1 else "accept_ra is 0")
+    first = (f"sysctl -w net.ipv6.conf.{br}.accept_ra=2" if link is not None else
+             "sysctl -w net.ipv6.conf.default.accept_ra=2 before apply (a new bridge takes "
+             f"the default; or net.ipv6.conf.{br}.accept_ra=2 right after)")
+    ctx.warn((*path, "slaac"), f"{br} would ignore router advertisements live: {why}, so its "
+             "SLAAC address and IPv6 default route lapse until the written files take over "
+             f"at a reboot. Run {first}, and keep it in /etc/sysctl.d/ "
+             f"(net.ipv6.conf.{br}.accept_ra = 2); `kvmnet doctor` checks it")
 
 
 def _session_guard(ctx: Ctx, path: tuple[str | int, ...], port: str, link: HostLink,
                    hb: HostBridge, bridge: str) -> None:
     """Refuse to move an address an SSH session is open to (the kernel's socket table,
-    kvmnet.backend.sockets) when the spec gives no gateway: the default route would not
-    come back on the bridge after a reboot."""
-    if hb.gateway is not None or hb.dhcp:
-        return
-    on_port = {str(ipaddress.ip_interface(a).ip) for a in link.addresses}
-    for sess in sorted(set(ctx.live.host.ssh_sessions) & on_port)[:1]:
-        gws = sorted({r.gateway for r in ctx.live.host.routes
-                      if r.dev == port and r.gateway and r.net.prefixlen == 0})
-        hint = f"gateway: {gws[0]}" if gws else "gateway: <your LAN router>"
+    kvmnet.backend.sockets) when the spec gives no gateway of its IP version (nor DHCP,
+    nor SLAAC for IPv6): the default route would not come back on the bridge after a
+    reboot. A session to the port's IPv6 link-local address is bound to the port: it
+    ends when the port joins the bridge, gateway or not."""
+    on_port = {ipaddress.ip_interface(a).ip: a for a in link.addresses}
+    sessions = {ipaddress.ip_address(s) for s in ctx.live.host.ssh_sessions}
+    for ip in sorted(sessions & set(on_port), key=lambda a: (a.version, a)):
+        sess = str(ip)
+        if ip.version == 6 and ip.is_link_local:
+            ctx.error(path, f"an SSH session is open to {sess}, the link-local address of "
+                      f"{port}: it is bound to {port} and ends when {port} joins "
+                      f"{bridge}. Connect to a global address of the host, or "
+                      "run from the console")
+            return
+        v6 = ip.version == 6
+        if hb.gateway_for(ip.version) is not None or (hb.slaac if v6 else hb.dhcp):
+            continue
+        gws = sorted({r.gateway for r in ctx.live.host.routes if r.dev == port and
+                      r.gateway and r.net.prefixlen == 0 and r.net.version == ip.version})
+        key = "gateway6" if v6 else "gateway"
+        hint = f"{key}: {gws[0] if gws else '<your LAN router>'}"
+        if v6 and on_port[ip] in link.dynamic:
+            hint = f"slaac: true (the address came by SLAAC), or {hint}"
         ctx.error(path, f"an SSH session is open to {sess}, which is on {port}, and the "
-                  f"spec gives {bridge} no gateway: the host could lose this "
-                  f"session after a reboot. Add {hint} (and keep address:), or run "
-                  "from the console")
+                  f"spec gives {bridge} no {'IPv6 ' if v6 else ''}gateway: the host could "
+                  f"lose this session after a reboot. Add {hint} (and keep address:), or "
+                  "run from the console")
+        return
 
 
 def _host_overlap(ctx: Ctx, where: tuple[str, str], sub: ipaddress.IPv4Network |

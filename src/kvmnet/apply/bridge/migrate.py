@@ -178,13 +178,8 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
     notes, moved, routes = _switch(ipr, host, bridge, bi, before, made)
     notes.insert(0, f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}")
     notes[1:1] = made
-    if hb.gateway is not None and not hb.dhcp:  # (the NICs' routes are moved already)
-        fam = 2 if hb.gateway.version == 4 else 10
-        if not any(r.family == fam and r.dst_len == 0 for r in list(br.routes) + routes):
-            gw = Route(fam, None, 0, gateway=str(hb.gateway), priority=hb.metric, proto=4)
-            nl(f"add default route via {hb.gateway} on {bridge}",
-               ipr.route, "replace", **route_args(gw, bi))
-            notes.append(f"default route via {hb.gateway} added")
+    # (the NICs' routes are moved already)
+    notes += _default_routes(ipr, bi, bridge, hb, list(br.routes) + routes)
     for p in nics:
         pi = link_index(ipr, p.name)
         if not pending:
@@ -235,6 +230,23 @@ def _move(ipr: Any, bi: int, bridge: str, hb: HostBridge, br: Link,
     for r in routes:
         nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
     return moved, routes
+
+
+def _default_routes(ipr: Any, bi: int, bridge: str, hb: HostBridge,
+                    there: Sequence[Route]) -> list[str]:
+    """The spec's default route of each IP version (gateway, gateway6) where none moved
+    over: IPv4 unless DHCP gives it, IPv6 (a link-local gateway is reached on the bridge)."""
+    notes = []
+    for version, fam in ((4, 2), (6, 10)):
+        gw = hb.gateway_for(version)
+        if gw is None or (version == 4 and hb.dhcp) or any(
+                r.family == fam and r.dst_len == 0 for r in there):
+            continue
+        route = Route(fam, None, 0, gateway=str(gw), priority=hb.metric, proto=4)
+        nl(f"add default route via {gw} on {bridge}",
+           ipr.route, "replace", **route_args(route, bi))
+        notes.append(f"default route via {gw} added")
+    return notes
 
 
 def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link],

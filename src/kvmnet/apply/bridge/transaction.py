@@ -193,31 +193,38 @@ def _change(host: Host, br: str, before: list[Link], changes: list[FileChange],
 
 def _self_check(br: str, hb: HostBridge, before: list[Link], netns: str | None,
                 opts: HostOptions, budget: float) -> str:
-    """Ping the check: address, else the gateway; roll back at once if it stays silent."""
+    """Ping the check: address, else each default gateway (IPv4 and IPv6: a link-local
+    one on the bridge); roll back at once if one stays silent."""
     from kvmnet.backend.probe import ping  # (here: confirm and rollback never ping)
 
-    target = _check_target(hb, before)
-    if target is None:
+    targets = _check_targets(hb, before)
+    if not targets:
         return "no self-check (no gateway, check: or default route to ping)"
-    rtt = ping(target, netns, within=budget)
-    if rtt is None:
-        out = rollback_now(opts.root, opts.txid, f"self-check failed: {target} did not "
-                           f"answer within {budget:.0f} s after the change of {br}")
-        raise LiveError(f"self-check failed: {target} did not answer a ping within "
-                        f"{budget:.0f} s after {br} was set up; {_undone(out)}")
-    return f"self-check: {target} answered after {rtt:.2f} s"
+    answers = []
+    for target in targets:
+        rtt = ping(target, netns, within=budget, dev=br)
+        if rtt is None:
+            out = rollback_now(opts.root, opts.txid, f"self-check failed: {target} did not "
+                               f"answer within {budget:.0f} s after the change of {br}")
+            raise LiveError(f"self-check failed: {target} did not answer a ping within "
+                            f"{budget:.0f} s after {br} was set up; {_undone(out)}")
+        answers.append(f"{target} answered after {rtt:.2f} s")
+    return "self-check: " + ", ".join(answers)
 
 
-def _check_target(hb: HostBridge, before: list[Link]) -> str | None:
+def _check_targets(hb: HostBridge, before: list[Link]) -> list[str]:
+    """check:, else the spec's gateways, else the default routes' gateways the ports had
+    (one of each IP version)."""
     if hb.check is not None:
-        return str(hb.check)
-    if hb.gateway is not None:
-        return str(hb.gateway)
+        return [str(hb.check)]
+    if hb.gateway_for(4) is not None or hb.gateway_for(6) is not None:
+        return [str(g) for g in (hb.gateway_for(4), hb.gateway_for(6)) if g is not None]
+    found: dict[int, str] = {}
     for link in before:
         for r in link.routes:
             if r.dst_len == 0 and r.gateway:
-                return str(r.gateway)
-    return None
+                found.setdefault(r.family, str(r.gateway))
+    return [found[f] for f in sorted(found)]
 
 
 def _arm(opts: HostOptions) -> str:
