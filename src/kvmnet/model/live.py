@@ -118,6 +118,7 @@ class HostRoute:
     dev: str | None
     gateway: str | None = None
     metric: int | None = None
+    proto: int | None = None      # who made it: 2 the kernel, 9 a router advertisement, ...
 
     @property
     def net(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

@@ -127,7 +127,7 @@ def parse_route(msg: Msg, names: dict[int, str]) -> HostRoute:
     return HostRoute(
         dst=f"{dst}/{msg.get('dst_len')}" if dst else _DEFAULT[int(msg.get("family"))],
         dev=names.get(oif) if oif is not None else None, gateway=msg.get("gateway"),
-        metric=msg.get("priority"))
+        metric=msg.get("priority"), proto=msg.get("proto"))
 
 
 def parse_host(links: Iterable[Msg], addrs: Iterable[Msg], routes: Iterable[Msg],

@@ -12,6 +12,7 @@ from kvmnet.plan.core import Action, Ctx
 from kvmnet.plan.host_lower import first_nic, lower_diff, nics_below, stranded
 
 LIBVIRT_BRIDGED = ("nat", "route", "open", "isolated")
+PROTO_KERNEL, PROTO_RA = 2, 9   # routes the kernel made, or learned from an advertisement
 
 
 def plan_host_bridges(ctx: Ctx) -> None:
@@ -111,7 +112,8 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
                 moved.append(a)
         out += [f"~ route {r.dst} via {r.gateway}"
                 + (f" metric {r.metric}" if r.metric is not None else "") + f": {port} -> {br}"
-                for r in host.routes if r.dev == port and r.gateway]
+                for r in host.routes if r.dev == port and r.gateway and r.proto not in
+                (PROTO_KERNEL, PROTO_RA)]  # (migrate moves what someone configured)
     have = {ipaddress.ip_interface(a) for a in [*(link.addresses if link else ()), *moved]}
     out += [f"+ address {a} on {br}" for a in hb.address if a not in have]
     dynamic = {a for p in hb.ports if p in host.links for a in host.links[p].dynamic}
@@ -119,7 +121,29 @@ def _bridge_diff(ctx: Ctx, br: str, hb: HostBridge) -> list[str]:
         _kept_after_reboot(ctx, path, br, hb, a, a in dynamic)
     if hb.slaac:
         _accept_ra(ctx, path, br, hb, link)
+        _same_slaac_address(ctx, path, br, hb)
     return out
+
+
+def _same_slaac_address(ctx: Ctx, path: tuple[str | int, ...], br: str,
+                        hb: HostBridge) -> None:
+    """The bridge makes the SLAAC address the port had only if both derive it from the
+    MAC (EUI-64): a port with stable-privacy or random addresses gets another one."""
+    port = ctx.live.host.links.get(hb.ports[0]) if hb.ports else None
+    if port is None or not any(ipaddress.ip_interface(a).version == 6 for a in port.dynamic):
+        return
+    if hb.mac is not None and hb.mac.lower() not in (port.mac, port.perm_mac):
+        ctx.warn((*path, "mac"), f"mac: {hb.mac} is not {port.name}'s MAC, so {br} gets "
+                 f"another SLAAC address than {port.name} has (the moved one stays until "
+                 f"its lifetime ends): remove mac: to keep {port.name}'s")
+    if port.addr_gen_mode in (None, 0, 1):
+        return
+    ctx.warn((*path, "slaac"), f"{port.name} makes its IPv6 addresses with "
+             f"{'stable privacy' if port.addr_gen_mode == 2 else 'random'} interface ids "
+             f"(addr_gen_mode {port.addr_gen_mode}), not from its MAC: {br} gets another "
+             "SLAAC address at the next router advertisement (the moved one stays until its "
+             "lifetime ends). Point DNS and peers at a static address (address:), or set "
+             f"net.ipv6.conf.{port.name}.addr_gen_mode=0 first")
 
 
 def _kept_after_reboot(ctx: Ctx, path: tuple[str | int, ...], br: str, hb: HostBridge,

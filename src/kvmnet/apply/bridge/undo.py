@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from socket import AF_BRIDGE
 from typing import Any
 
-from kvmnet.apply.bridge.links import Addr, Link
+from kvmnet.apply.bridge.links import FOREVER, Addr, Link
 from kvmnet.apply.bridge.migrate import (
+    IFA_F_NODAD,
+    SETTABLE_FLAGS,
     add_addr,
     addr_key,
     copy_neighbours,
@@ -108,8 +111,24 @@ def _add_addresses(ipr: Any, want: Link) -> list[str]:
     have = {a.key for a in cur.addresses}
     missing = [a for a in want.addresses if a.key not in have]
     for a in missing:
-        add_addr(ipr, idx, a, f"put {a} back on {want.name}")
+        put_back(ipr, idx, a, f"put {a} back on {want.name}")
     return [f"{want.name}: {a} back" for a in missing]
+
+
+def put_back(ipr: Any, index: int, a: Addr, what: str) -> None:
+    """Add a recorded address again. An IPv6 one goes in without DAD (else it is
+    tentative for a second, answering nothing, while sessions to it move back), then
+    gets its own flags and lifetimes again (a change, which starts no DAD): exactly
+    as it was."""
+    if a.family != 10 or a.flags & IFA_F_NODAD:
+        add_addr(ipr, index, a, what)
+        return
+    add_addr(ipr, index, replace(a, flags=a.flags | IFA_F_NODAD), what)
+    kw = addr_key(a, index)
+    kw["IFA_FLAGS"] = a.flags & SETTABLE_FLAGS
+    if (a.valid, a.preferred) != (FOREVER, FOREVER):
+        kw["valid_lft"], kw["preferred_lft"] = a.valid, a.preferred
+    nl(what, ipr.addr, "replace", **kw)
 
 
 def _prune_addresses(ipr: Any, want: Link) -> list[str]:
@@ -126,7 +145,7 @@ def _prune_addresses(ipr: Any, want: Link) -> list[str]:
         nl(f"remove {a} from {want.name}", ipr.addr, "del", **addr_key(a, idx),
             ok=(errno.EADDRNOTAVAIL,))
     for a in want.addresses:
-        add_addr(ipr, idx, a, f"put {a} back on {want.name}")
+        put_back(ipr, idx, a, f"put {a} back on {want.name}")
     return [f"{want.name}: addresses {', '.join(map(str, want.addresses)) or 'none'}"]
 
 
