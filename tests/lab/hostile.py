@@ -184,6 +184,8 @@ host:
       ports: [eth0, eth1]
       address: [192.168.1.2/24, 'fd00:1::2/64']
       gateway: 192.168.1.1
+      gateway6: 'fe80::1'
+      slaac: true
       metric: 100
       mtu: 9000
       dns: [192.168.1.1, 'fd00:1::1']
