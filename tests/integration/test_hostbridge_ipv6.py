@@ -392,8 +392,8 @@ def test_slaac_address_and_default_route_carry_over(slaac_lan: Path, tmp_path: P
                         "learned from an advertisement")
         _wait(lambda: _addresses(BRIDGE)[SLAAC]["ifa_valid"] > lft, 20,
               "renewal of the SLAAC address's lifetime on the bridge")
-        globals_ = [a for a in _addresses(BRIDGE) if not a.startswith("fe80:")]
-        assert globals_ == [SLAAC], globals_     # the same address, not a second one
+        slaacs = [a for a in _addresses(BRIDGE) if a.startswith(RA_PREFIX[:-1])]
+        assert slaacs == [SLAAC], slaacs     # the same address, not a second one
         again = plan_is_empty(spec)
         assert again.returncode == 0, again.stdout + again.stderr
         res = kvmnet("rollback", "--root", str(slaac_lan))

@@ -97,10 +97,24 @@ def _now(ipr: Any, want: Link) -> Link:
 
 
 def _additive(cur: Sequence[Addr], want: Sequence[Addr]) -> bool:
-    """Can `want` be reached by appending to `cur` (and dropping extras)?"""
-    have = [a.key for a in cur]
-    kept = [a.key for a in want if a.key in have]
-    return kept == [k for k in have if k in kept] and kept == [a.key for a in want][:len(kept)]
+    """Can `want` be reached by adding to `cur` (and dropping extras)? The kernel puts
+    a new IPv4 address after the others, a new IPv6 one before those of its scope."""
+    for family in (2, 10):
+        have = [a.key for a in cur if a.family == family]
+        wanted = [a.key for a in want if a.family == family]
+        kept = [k for k in wanted if k in have]
+        if kept != [k for k in have if k in kept]:
+            return False
+        if kept != (wanted[:len(kept)] if family == 2 else wanted[len(wanted) - len(kept):]):
+            return False
+    return True
+
+
+def _kernel_order(addrs: Sequence[Addr]) -> list[Addr]:
+    """The order to add `addrs` in so that the kernel lists them in this order: IPv4 as
+    they are, IPv6 the other way round (each new one goes first)."""
+    return [a for a in addrs if a.family != 10] + [a for a in reversed(addrs)
+                                                   if a.family == 10]
 
 
 def _add_addresses(ipr: Any, want: Link) -> list[str]:
@@ -110,7 +124,7 @@ def _add_addresses(ipr: Any, want: Link) -> list[str]:
     idx = link_index(ipr, want.name)
     have = {a.key for a in cur.addresses}
     missing = [a for a in want.addresses if a.key not in have]
-    for a in missing:
+    for a in _kernel_order(missing):
         put_back(ipr, idx, a, f"put {a} back on {want.name}")
     return [f"{want.name}: {a} back" for a in missing]
 
@@ -144,7 +158,7 @@ def _prune_addresses(ipr: Any, want: Link) -> list[str]:
     for a in reversed(_now(ipr, want).addresses):  # order differs: start over
         nl(f"remove {a} from {want.name}", ipr.addr, "del", **addr_key(a, idx),
             ok=(errno.EADDRNOTAVAIL,))
-    for a in want.addresses:
+    for a in _kernel_order(want.addresses):
         put_back(ipr, idx, a, f"put {a} back on {want.name}")
     return [f"{want.name}: addresses {', '.join(map(str, want.addresses)) or 'none'}"]
 
