@@ -35,6 +35,7 @@ import pytest
 from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
+from kvmnet.backend.host import read_host
 from kvmnet.backend.netns import entered
 from kvmnet.backend.probe import ping
 from lab.hostnet import make_root, netstate, wait_settled, watchdog_pid
@@ -378,6 +379,11 @@ def test_slaac_address_and_default_route_carry_over(slaac_lan: Path, tmp_path: P
     the bridge learns its own; an IPv6 session to the SLAAC address survives; a second
     plan is empty; rollback puts the NIC's IPv6 back exactly."""
     before = netstate(HOST_NS)
+    seen = read_host(HOST_NS)   # what plan sees: the namespace's own sysctls
+    assert seen.default_accept_ra == 2
+    nic = seen.links[NIC]
+    assert (nic.accept_ra, nic.forwarding6) == (2, True)
+    assert f"{SLAAC}/64" in nic.dynamic and f"{HOST6}/64" not in nic.dynamic
     spec = spec_file(tmp_path, f"      address: [{HOST4}/24]\n      gateway: {GW4}\n"
                      "      slaac: true\n")
     session = Session(SLAAC)

@@ -73,20 +73,38 @@ def iproute2_host(netns: str | None) -> HostState:
     """The same host as iproute2 shows it (`ip -j`, an independent reader: the oracle).
     Wi-Fi is sysfs's (in our own namespace only), asserted apart."""
     links = {}
+    shown = _ip_json(netns, "addr", "show")
     addrs = {a["ifname"]: tuple(f"{i['local']}/{i['prefixlen']}" for i in a["addr_info"])
-             for a in _ip_json(netns, "addr", "show")}
+             for a in shown}
+    dynamic = {a["ifname"]: tuple(f"{i['local']}/{i['prefixlen']}" for i in a["addr_info"]
+                                  if i.get("dynamic")) for a in shown}
     for m in _ip_json(netns, "-d", "link", "show"):
         name = m["ifname"]
         links[name] = HostLink(
             name=name, index=m["ifindex"], kind=m.get("linkinfo", {}).get("info_kind", ""),
             master=m.get("master"), up="UP" in m["flags"], mac=m.get("address"),
-            mtu=m.get("mtu"), wireless=False, addresses=addrs.get(name, ()))
+            mtu=m.get("mtu"), wireless=False, addresses=addrs.get(name, ()),
+            dynamic=dynamic.get(name, ()), **_devconf(netns, name))
     routes = tuple(
         HostRoute(dst=_cidr(r["dst"], family), dev=r.get("dev"), gateway=r.get("gateway"),
                   metric=r.get("metric"))
         for family in (4, 6)
         for r in _ip_json(netns, f"-{family}", "route", "show", "table", "main"))
     return HostState(links=links, routes=routes, readable=True)
+
+
+def _devconf(netns: str | None, name: str) -> dict[str, Any]:
+    """accept_ra, IPv6 forwarding and addr_gen_mode of a link, from its sysctl files
+    (read inside the namespace: /proc/sys/net shows the reader's)."""
+    def read(key: str) -> int | None:
+        where = ["ip", "netns", "exec", netns] if netns else []
+        r = subprocess.run([*where, "cat", f"/proc/sys/net/ipv6/conf/{name}/{key}"],
+                           capture_output=True, text=True, timeout=30, check=False)
+        return int(r.stdout) if r.returncode == 0 else None
+
+    fwd = read("forwarding")
+    return {"accept_ra": read("accept_ra"), "forwarding6": None if fwd is None else bool(fwd),
+            "addr_gen_mode": read("addr_gen_mode")}
 
 
 def comparable(h: HostState) -> tuple[Any, ...]:

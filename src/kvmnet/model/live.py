@@ -118,7 +118,9 @@ class HostRoute:
     dev: str | None
     gateway: str | None = None
     metric: int | None = None
-    proto: int | None = None      # who made it: 2 the kernel, 9 a router advertisement, ...
+    # who made it (2 the kernel, 9 a router advertisement, ...): not part of what a route
+    # is, so not compared
+    proto: int | None = field(default=None, compare=False)
 
     @property
     def net(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
