@@ -1,7 +1,8 @@
 """Host bridges' IPv6 in the four renderers (issue 23, point 2): static addresses, the
 IPv6 default gateway (gateway6, often the router's link-local address), and router
 advertisements (slaac:). Each format is read back by its own tool where the machine
-has it (`netplan generate` into a temporary root, `ifup --no-act`), else by its rules
+has it (`netplan generate` into a temporary root, `ifup --no-act` of the ifupdown
+scripts/setup unpacks), else by its rules
 (ini for networkd and NetworkManager keyfiles); the golden files are in
 tests/data/host/{ipv6,slaac}.*, checked with the others by test_hostconf.py.
 """
@@ -25,7 +26,10 @@ from kvmnet.spec.load import load, load_text
 DATA = Path(__file__).parent.parent / "data" / "host"
 CASES = ("ipv6", "slaac", "dualstack", "edge")
 NETPLAN = shutil.which("netplan")
-IFUP = shutil.which("ifup")
+# ifupdown unpacked, never installed (its networking service would take the machine's
+# links): scripts/setup puts it there
+_IFUP = Path(__file__).parents[2] / ".testdata/ifupdown/sbin/ifup"
+IFUP = str(_IFUP) if _IFUP.exists() else None
 
 
 def _spec(case: str) -> Spec:
@@ -138,8 +142,8 @@ def test_netplan_generate_takes_it(case: str, tmp_path: Path) -> None:
 
 # -- ifupdown: ifup's own parser, without acting ---------------------------------------
 
-@pytest.mark.skipif(IFUP is None, reason="ifupdown is not installed (apt-get install "
-                    "ifupdown: scripts/setup test does)")
+@pytest.mark.skipif(IFUP is None, reason="ifupdown's ifup is not unpacked (./scripts/setup "
+                    "puts it in .testdata/ifupdown)")
 @pytest.mark.parametrize("case", CASES)
 def test_ifup_no_act_runs_the_ipv6_commands(case: str, tmp_path: Path) -> None:
     """`ifup --no-act` parses the file and prints what it would run: the addresses, the

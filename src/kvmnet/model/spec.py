@@ -13,15 +13,16 @@ Each field's description is what an editor shows for the key (the JSON Schema,
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from kvmnet.model.base import Model as Model
-from kvmnet.model.base import exactly_one, one_or_list
+from kvmnet.model.base import exactly_one
 from kvmnet.model.firewall import FirewallRule as FirewallRule
 from kvmnet.model.firewall import FirewallSet as FirewallSet
 from kvmnet.model.hostlink import HostBond as HostBond
+from kvmnet.model.hostlink import HostBridge as HostBridge
 from kvmnet.model.hostlink import HostVlan as HostVlan
 from kvmnet.model.ipconfig import DhcpHost as DhcpHost
 from kvmnet.model.ipconfig import DhcpRange as DhcpRange
@@ -181,79 +182,6 @@ class Network(Model):
 
     def all_ips(self) -> list[IPConfig]:
         return [c for c in (self.ipv4, self.ipv6) if c is not None] + list(self.more_ips)
-
-
-class HostBridge(Model):
-    """A bridge on the host itself (e.g. for mode bridge networks), with the host's own
-    address moved onto it; apply keeps SSH alive and rolls back what breaks it."""
-
-    ports: list[IfName] = Field(default_factory=list, description="NICs enslaved to it; "
-                                "their addresses and routes move to the bridge.",
-                                examples=[["enp2s0"]])
-    stp: bool = Field(False, description="Spanning tree protocol.")
-    forward_delay: int | None = Field(None, ge=0, le=30, description="STP forward delay in "
-                                      "seconds.", examples=[2])
-    address: list[Iface] = Field(default_factory=list, json_schema_extra=one_or_list,
-                                 description="The host's address(es) on it, with prefix: "
-                                 "one, or a list.", examples=["192.168.1.1/24"])
-    gateway: Addr | None = Field(None, description="The IPv4 default gateway through it "
-                                 "(a bridge without IPv4 may give its IPv6 one here; with "
-                                 "both families, the IPv6 one is `gateway6:`).",
-                                 examples=["192.168.1.254"])
-    gateway6: Addr | None = Field(None, description="The IPv6 default gateway through it: "
-                                  "the LAN router, often by its link-local address, which "
-                                  "is reached on this bridge (no `%` scope).",
-                                  examples=["fe80::1"])
-    metric: int | None = Field(None, ge=0, description="Metric of the default route(s) "
-                               "through it (IPv4 and IPv6).", examples=[100])
-    dhcp: bool = Field(False, description="Get the IPv4 address by DHCP.")
-    slaac: bool | None = Field(None, description="true: take the LAN router's IPv6 "
-                               "advertisements: an address by SLAAC (the one the port had: "
-                               "the bridge takes the port's MAC, EUI-64) and the IPv6 "
-                               "default route; false: ignore them (IPv6 only from `address:` "
-                               "and `gateway6:`); unset: the host's default.")
-    mtu: int | None = Field(None, ge=68, le=65535, description="The bridge's MTU.",
-                            examples=[9000])
-    dns: list[Addr] = Field(default_factory=list, description="DNS servers for the host.",
-                            examples=[["192.168.1.254"]])
-    check: Addr | None = Field(None, description="The address apply pings after the "
-                               "change to keep it; default: the gateway.",
-                               examples=["192.168.1.10"])
-    mac: Mac | None = Field(None, description="The bridge's MAC, pinned in the config files "
-                            "so it is the same after a reboot (a host addressed by DHCP "
-                            "keeps its lease). Default: apply pins the first port's "
-                            "permanent MAC, read from the host; `kvmnet render` pins only "
-                            "a MAC written here.", examples=["52:54:00:12:34:56"])
-    vlan_filtering: bool = Field(False, description="VLAN-aware: the bridge switches by "
-                                 "VLAN (802.1Q), like a switch; guests' NICs on it take "
-                                 "`vlan:` or `vlans:`.")
-    pvid: VlanId = Field(1, description="vlan_filtering: the VLAN of untagged frames on "
-                         "its ports (the uplink's native VLAN), 1-4094.", examples=[1])
-    vlans: list[VlanId] = Field(default_factory=list, description="vlan_filtering: the "
-                                "VLANs its ports carry tagged (the uplink's trunk); a "
-                                "guest NIC can only be on one of these or on `pvid`.",
-                                examples=[[100, 200]])
-
-    @field_validator("address", mode="before")
-    @classmethod
-    def _one_address(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("gateway6")
-    @classmethod
-    def _v6_gateway(cls, v: Addr | None) -> Addr | None:
-        if v is not None and v.version != 6:
-            raise ValueError(f"gateway6 is the IPv6 default gateway, and {v} is IPv4: write "
-                             f"it as gateway: {v}")
-        return v
-
-    def gateway_for(self, version: int) -> Addr | None:
-        """The default gateway of one IP version (gateway6, else an IPv6 gateway:), or
-        None."""
-        if version == 6 and self.gateway6 is not None:
-            return self.gateway6
-        gw = self.gateway
-        return gw if gw is not None and gw.version == version else None
 
 
 class Host(Model):
