@@ -160,7 +160,7 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
     """Make `bridge` with hb's ports, moving their addresses and routes; returns notes.
     `host`: the spec's host section, for ports that are bonds or VLANs
     (kvmnet.apply.bridge.lower); without it the ports are NICs."""
-    from kvmnet.apply.bridge import lower
+    from kvmnet.apply.bridge import lower, routes6
     from kvmnet.model.spec import Host
 
     host = host or Host(bridges={bridge: hb})
@@ -179,7 +179,7 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
     notes.insert(0, f"{moved} address(es) and {len(routes)} route(s) moved to {bridge}")
     notes[1:1] = made
     # (the NICs' routes are moved already)
-    notes += _default_routes(ipr, bi, bridge, hb, list(br.routes) + routes)
+    notes += routes6.default_routes(ipr, bi, bridge, hb, list(br.routes) + routes)
     for p in nics:
         pi = link_index(ipr, p.name)
         if not pending:
@@ -187,7 +187,7 @@ def migrate(ipr: Any, bridge: str, hb: HostBridge, before: Sequence[Link],
         for a in reversed(p.addresses):  # secondaries first: a primary takes them along
             nl(f"remove {a} from {p.name}", ipr.addr, "del", **addr_key(a, pi),
                ok=(errno.EADDRNOTAVAIL, errno.ENODEV))
-        notes += _outrank_ra_routes(ipr, pi, bi, p.name, bridge)
+        notes += routes6.outrank_ra_routes(ipr, pi, bi, p.name, bridge)
     if hb.dns:
         notes.append("dns: applies after a reboot (kvmnet does not edit resolv.conf live)")
     return notes
@@ -231,53 +231,6 @@ def _move(ipr: Any, bi: int, bridge: str, hb: HostBridge, br: Link,
     for r in routes:
         nl(f"move route {r} to {bridge}", ipr.route, "replace", **route_args(r, bi))
     return moved, routes
-
-
-def _default_routes(ipr: Any, bi: int, bridge: str, hb: HostBridge,
-                    there: Sequence[Route]) -> list[str]:
-    """The spec's default route of each IP version (gateway, gateway6) where none moved
-    over: IPv4 unless DHCP gives it, IPv6 (a link-local gateway is reached on the bridge)."""
-    notes = []
-    for version, fam in ((4, 2), (6, 10)):
-        gw = hb.gateway_for(version)
-        if gw is None or (version == 4 and hb.dhcp) or any(
-                r.family == fam and r.dst_len == 0 for r in there):
-            continue
-        route = Route(fam, None, 0, gateway=str(gw), priority=hb.metric, proto=4)
-        nl(f"add default route via {gw} on {bridge}",
-           ipr.route, "replace", **route_args(route, bi))
-        notes.append(f"default route via {gw} added")
-    return notes
-
-
-def _outrank_ra_routes(ipr: Any, pi: int, bi: int, port: str, bridge: str) -> list[str]:
-    """What a port learned from router advertisements stays on it: its IPv6 prefix
-    routes and default route (the kernel's, RTF_ADDRCONF: a copy made over netlink
-    would not be, and the kernel would then refuse the next advertisement's route and
-    skip its prefixes). But the port gets no more traffic of its own, so each gets a
-    copy on the bridge with a metric one lower (preferred), lasting as long as the
-    original (RTA_EXPIRES): until the bridge has learned its own from the next
-    advertisement, and after that, beside it, until both lapse. A rollback deletes the
-    bridge, or removes them from one that existed (they are kvmnet's, proto static),
-    and the port's are as they were."""
-    import struct
-
-    n = 0
-    for r in ipr.get_routes(family=10, oif=pi):
-        dst, plen, metric = r.get_attr("RTA_DST"), r["dst_len"], r.get_attr("RTA_PRIORITY")
-        if (_table(r) == TABLE_LOCAL or not metric or r.get_attr("RTA_OIF") != pi
-                or (dst or "").startswith(("fe80:", "ff")) or r["type"] != 1):
-            continue
-        expires = (r.get_attr("RTA_CACHEINFO") or {}).get("rta_expires") or 0
-        copy = Route(10, dst, plen, table=_table(r), gateway=r.get_attr("RTA_GATEWAY"),
-                     priority=metric - 1, proto=4, pref=r.get_attr("RTA_PREF"))
-        kw = route_args(copy, bi)
-        if expires > 0:  # (clock ticks, 100 a second)
-            kw["RTA_EXPIRES"] = struct.pack("=I", max(1, expires // 100))
-        nl(f"copy route {copy} of {port} to {bridge}", ipr.route, "replace", **kw)
-        n += 1
-    return [f"{n} route(s) {port} learned from router advertisements copied to {bridge}"
-            ] if n else []
 
 
 def _bridge(ipr: Any, bridge: str, hb: HostBridge, br: Link, ports: Sequence[Link],

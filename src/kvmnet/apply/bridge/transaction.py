@@ -20,7 +20,7 @@ The modules of the transaction, each importing only those below it:
     boot          the copy on disk and the boot unit; the way back at boot
     store         where the files are (listed there), reading and writing them, the lock
     journal       the records in those files and the one codec of each
-    migrate, undo  netlink: the change and its undo
+    migrate, undo  netlink: the change and its undo (routes6: its IPv6 default routes)
     links, persist, options   the records of links and files, apply's options
 """
 
