@@ -28,8 +28,11 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kvmnet.apply.bridge.links import FOREVER, Addr, Link, Route
+from kvmnet.apply.bridge.nl import TABLE_LOCAL as TABLE_LOCAL
 from kvmnet.apply.bridge.nl import link_index as link_index
 from kvmnet.apply.bridge.nl import nl as nl
+from kvmnet.apply.bridge.nl import route_args as route_args
+from kvmnet.apply.bridge.nl import table_of as _table
 from kvmnet.plan.host import wireless_port
 from kvmnet.plan.host_lower import nics_below
 
@@ -40,7 +43,6 @@ T = TypeVar("T")
 
 IFF_UP = 0x1
 PROTO_KERNEL, PROTO_RA = 2, 9
-TABLE_LOCAL = 255
 IFA_F_NODAD = 0x02
 # address flags a user sets (nodad, homeaddress, mngtmpaddr, noprefixroute, autojoin);
 # the others (tentative, dadfailed, deprecated, permanent, ...) are the kernel's
@@ -98,11 +100,6 @@ def _addr(a: Any) -> Addr:
                 label=a.get_attr("IFA_LABEL"), scope=a["scope"],
                 flags=a["flags"] if flags is None else flags,
                 valid=ci.get("ifa_valid", FOREVER), preferred=ci.get("ifa_preferred", FOREVER))
-
-
-def _table(r: Any) -> int:
-    t = r.get_attr("RTA_TABLE")
-    return int(t if t is not None else r["table"])
 
 
 def _ours(r: Any, idx: int) -> bool:
@@ -345,19 +342,3 @@ def add_addr(ipr: Any, index: int, a: Addr, what: str) -> None:
     if (a.valid, a.preferred) != (FOREVER, FOREVER):
         kw["valid_lft"], kw["preferred_lft"] = a.valid, a.preferred
     nl(what, ipr.addr, "add", **kw, ok=(errno.EEXIST,))
-
-
-def route_args(r: Route, oif: int) -> dict[str, Any]:
-    kw: dict[str, Any] = {"family": r.family, "dst_len": r.dst_len, "table": r.table,
-                          "proto": r.proto, "scope": r.scope, "type": r.type, "tos": r.tos,
-                          "oif": oif}
-    for key in ("dst", "gateway", "priority", "prefsrc"):
-        if getattr(r, key) is not None:
-            kw[key] = getattr(r, key)
-    if r.flags:
-        kw["flags"] = r.flags
-    if r.pref is not None:
-        kw["RTA_PREF"] = r.pref
-    if r.metrics:
-        kw["metrics"] = {"attrs": [[k, v] for k, v in r.metrics.items()]}
-    return kw

@@ -10,9 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from kvmnet.apply.bridge.links import Route
-from kvmnet.apply.bridge.migrate import TABLE_LOCAL, route_args
-from kvmnet.apply.bridge.migrate import _table as table_of
-from kvmnet.apply.bridge.nl import nl
+from kvmnet.apply.bridge.nl import TABLE_LOCAL, nl, route_args, table_of
 
 if TYPE_CHECKING:
     from kvmnet.model.spec import HostBridge
