@@ -62,17 +62,24 @@ def one_line(text: str, tab: bool = False) -> str:
 
 
 def cell(text: str) -> str:
-    """A cell of a plain table (a pipe or a file): one_line(text), with whitespace inside
-    it spelled \\x20 (\\u00a0, ...) and an empty cell as "", so that awk, cut and sort
-    see exactly one field per column and a name's leading or trailing space is visible."""
+    """A cell of a plain table (a pipe or a file): one_line(text), with whitespace at its
+    start or end spelled \\x20 (\\u00a0, ...) and an empty cell as "", so that a name's
+    leading or trailing space is not lost in the column's padding and no column is left
+    empty for awk. Spaces inside stay (an expiry is `2026-12-07 05:20:11 (in 43m)`)."""
     text = one_line(text)
     if not text:
         return '""'
-    return _SPACE.sub(lambda m: f"\\x{ord(m.group()):02x}" if ord(m.group()) < 256
-                      else f"\\u{ord(m.group()):04x}", text)
+    m = _EDGES.fullmatch(text)
+    assert m is not None  # (the pattern matches any text)
+    return _spell(m.group(1)) + m.group(2) + _spell(m.group(3))
 
 
-_SPACE = re.compile(r"\s")
+def _spell(spaces: str) -> str:
+    return "".join(f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}"
+                   for c in spaces)
+
+
+_EDGES = re.compile(r"(\s*)(.*?)(\s*)", re.DOTALL)
 
 
 def _json_safe(m: re.Match[str]) -> str:
