@@ -84,13 +84,27 @@ def iproute2_host(netns: str | None) -> HostState:
             name=name, index=m["ifindex"], kind=m.get("linkinfo", {}).get("info_kind", ""),
             master=m.get("master"), up="UP" in m["flags"], mac=m.get("address"),
             mtu=m.get("mtu"), wireless=False, addresses=addrs.get(name, ()),
-            dynamic=dynamic.get(name, ()), **_devconf(netns, name))
+            dynamic=dynamic.get(name, ()), **_devconf(netns, name), **_kind(m))
     routes = tuple(
         HostRoute(dst=_cidr(r["dst"], family), dev=r.get("dev"), gateway=r.get("gateway"),
                   metric=r.get("metric"))
         for family in (4, 6)
         for r in _ip_json(netns, f"-{family}", "route", "show", "table", "main"))
     return HostState(links=links, routes=routes, readable=True)
+
+
+def _kind(m: dict[str, Any]) -> dict[str, Any]:
+    """What `ip -d` shows of a bond (its mode), a VLAN (its link and id) and a bridge
+    (VLAN filtering)."""
+    info = m.get("linkinfo", {})
+    kind, data = info.get("info_kind", ""), info.get("info_data", {})
+    if kind == "bond" and "mode" in data:
+        return {"bond_mode": data["mode"]}
+    if kind == "vlan" and "id" in data and "link" in m:
+        return {"vlan": (m["link"], int(data["id"]))}
+    if kind == "bridge" and "vlan_filtering" in data:
+        return {"vlan_filtering": bool(data["vlan_filtering"])}
+    return {}
 
 
 def _devconf(netns: str | None, name: str) -> dict[str, Any]:
