@@ -46,6 +46,16 @@ def has_forward_state(root: Path = Path("/")) -> bool:
     return any(os.path.lexists(p) for p in (path, path.with_suffix(".lock"), hook_path(root)))
 
 
+def hook_env(root: Path, python: str | None = None) -> str:
+    """The lines a per-object hook (names, VLANs) starts with after its comment: a PATH
+    of the system's folders, the Python that runs kvmnet and the log, both quoted."""
+    import shlex
+
+    py = shlex.quote(python or sys.executable)
+    log = shlex.quote(str(Path(root).resolve() / LOG_FILE))
+    return f"PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH\nexport PATH\nPY={py}\nLOG={log}\n"
+
+
 def hook_text(root: Path, python: str | None = None) -> str:
     import shlex
 

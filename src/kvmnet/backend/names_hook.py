@@ -14,13 +14,12 @@ ROOT/var/log/kvmnet/hook.log.
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kvmnet.backend.forward_files import LIBVIRT_CONF, LOG_FILE
+from kvmnet.backend.forward_files import LIBVIRT_CONF, hook_env
 from kvmnet.backend.forward_files import NAMES_HOOK_FILE as HOOK_FILE
 from kvmnet.model.live import LinkDns
 from kvmnet.render.network import is_managed
@@ -61,18 +60,12 @@ def run_names_hook(xml: str, network: str, operation: str,
 
 
 def hook_text(root: Path, python: str | None = None) -> str:
-    py = shlex.quote(python or sys.executable)
-    log = shlex.quote(str(Path(root).resolve() / LOG_FILE))
     return f"""#!/bin/sh
 # kvmnet-hook v1: written by `kvmnet apply` (host.resolve_guests with systemd-resolved).
 # libvirt runs it as: kvmnet-names NETWORK OPERATION SUBOPERATION - (network XML on
 # stdin). When a network kvmnet manages has started, its new bridge gets its DNS in
 # systemd-resolved again. It always exits 0.
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export PATH
-PY={py}
-LOG={log}
-if [ "$2" = started ] && [ -x "$PY" ]; then
+{hook_env(root, python)}if [ "$2" = started ] && [ -x "$PY" ]; then
     "$PY" -m kvmnet.backend.names_hook --log "$LOG" -- "$@" >/dev/null 2>&1
 else
     cat >/dev/null

@@ -23,13 +23,12 @@ Test it the way libvirt calls it:
 from __future__ import annotations
 
 import os
-import shlex
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kvmnet.backend.forward_files import LIBVIRT_CONF, LOG_FILE
+from kvmnet.backend.forward_files import LIBVIRT_CONF, hook_env
 from kvmnet.backend.forward_files import VLAN_HOOK_FILE as HOOK_FILE
 from kvmnet.model.types import parse_ifname, parse_mac
 from kvmnet.model.vlan import Vlans
@@ -85,18 +84,12 @@ def run_vlan_hook(xml: str, guest: str, operation: str,
 
 
 def hook_text(root: Path, python: str | None = None) -> str:
-    py = shlex.quote(python or sys.executable)
-    log = shlex.quote(str(Path(root).resolve() / LOG_FILE))
     return f"""#!/bin/sh
 # kvmnet-hook v1: written by `kvmnet apply` (guests' VLANs where libvirt cannot set them).
 # libvirt runs it as: kvmnet-vlans GUEST OPERATION SUBOPERATION - (domain XML on stdin).
 # When a guest starts, its taps get the VLANs kvmnet recorded for its NICs. It always
 # exits 0: a failing hook would stop libvirt from starting the guest.
-PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
-export PATH
-PY={py}
-LOG={log}
-case "$2" in
+{hook_env(root, python)}case "$2" in
 start|started|reconnect)
     if [ -x "$PY" ]; then
         "$PY" -m kvmnet.backend.vlan_hook --log "$LOG" -- "$@" >/dev/null 2>&1
