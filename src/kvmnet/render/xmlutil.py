@@ -59,11 +59,15 @@ def qname(el: Element) -> str:
 
 
 def element_to_str(el: Element) -> str:
-    """Compact XML of one element: blank text dropped, only the namespaces it uses."""
+    """Compact XML of one element: blank text dropped, only the namespaces it uses.
+    Blank text is indentation where the element has children, or where it holds a
+    line break: libvirt writes an empty `<portgroup name='v'>` as an open and a close
+    tag on two lines, which reads as `<portgroup name="v"/>` does. (Spaces alone in an
+    element without children are kept: they may be its value.)"""
     c = copy.deepcopy(el)
     c.tail = None
     for e in c.iter():
-        if e.text is not None and not e.text.strip() and len(e):
+        if e.text is not None and not e.text.strip() and (len(e) or "\n" in e.text):
             e.text = None
         if e is not c and e.tail is not None and not e.tail.strip():
             e.tail = None

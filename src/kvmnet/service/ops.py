@@ -48,8 +48,12 @@ def teardown(spec: Spec) -> Spec:
 
 
 def needs_libvirt(spec: Spec) -> bool:
-    """A spec with only `host:` (bridges) is applied without a libvirt connection."""
-    return bool(spec.networks or spec.guests)
+    """A spec with only `host:` (bridges, bonds, VLANs) is applied without a libvirt
+    connection. A spec with nothing in it (an owner only) needs one: it says "remove
+    what this owner has", and that is in libvirt."""
+    host = spec.host
+    return bool(spec.networks or spec.guests) or not (host.bridges or host.bonds
+                                                       or host.vlans)
 
 
 def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
@@ -75,8 +79,11 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
         live = replace(live, host=read_host_and_sockets(netns))
-    if local and vlans is not None and vlans(live):
-        live = replace(live, vlans=read_live_vlans(conn, netns, root))
+    version = conn.lib_version() if local and vlans is not None else None
+    # (None: no libvirt was asked, a host-only spec: kvmnet's qemu hook is libvirt's
+    # side, left as it is, and no NIC of libvirt's can be seen)
+    if version is not None and vlans is not None and vlans(live):
+        live = replace(live, vlans=read_live_vlans(version, netns, root))
     if local:
         from kvmnet.backend.names import read_names
 
@@ -87,14 +94,13 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     return replace(live, firewall=reading() if reading else None)
 
 
-def read_live_vlans(conn: Backend, netns: str | None, root: Path | None) -> VlanLive:
-    """Bridges' and taps' VLANs, whether libvirt sets them itself, kvmnet's qemu hook."""
+def read_live_vlans(version: int, netns: str | None, root: Path | None) -> VlanLive:
+    """Bridges' and taps' VLANs, whether libvirt (of `version`) sets them itself,
+    kvmnet's qemu hook."""
     from kvmnet.backend.vlan_hook import hook_status
     from kvmnet.backend.vlans import LIBVIRT_NATIVE, read_vlans
 
-    raw = getattr(conn, "raw", None)
-    version = raw.getLibVersion() if raw is not None else 0
-    return read_vlans(netns, int(version) >= LIBVIRT_NATIVE, hook_status(root or Path("/")))
+    return read_vlans(netns, version >= LIBVIRT_NATIVE, hook_status(root or Path("/")))
 
 
 def vlans_needed(spec: Spec, live: LiveState, root: Path | None = None) -> bool:
