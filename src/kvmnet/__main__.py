@@ -1,5 +1,7 @@
-"""`python -m kvmnet`: the CLI (the boot rollback unit runs it this way)."""
+"""`python -m kvmnet`: the `kvmnet` command (cli.client: through a kvmnet server when one
+listens, else in this process). The boot rollback unit runs `python -m kvmnet rollback`,
+which the client never sends to a server."""
 
-from kvmnet.cli.main import run
+from kvmnet.cli.client import run
 
 run()

@@ -52,9 +52,9 @@ def test_same_output_and_code_as_main(how: str, args: tuple[str, ...]) -> None:
 
 
 def test_console_script_is_run() -> None:
-    """pyproject's `kvmnet` is cli.main.run: main(), then the usual exit."""
+    """pyproject's `kvmnet` is cli.client.run: a server when one listens, else cli.main.run."""
     with (ROOT / "pyproject.toml").open("rb") as f:
-        assert tomllib.load(f)["project"]["scripts"] == {"kvmnet": "kvmnet.cli.main:run"}
+        assert tomllib.load(f)["project"]["scripts"] == {"kvmnet": "kvmnet.cli.client:run"}
 
 
 @pytest.fixture

@@ -40,7 +40,7 @@ COMMANDS = {
     "show": "kvmnet.cli.show", "leases": "kvmnet.cli.show", "demo": "kvmnet.cli.live",
     "graph": "kvmnet.cli.diag", "doctor": "kvmnet.cli.diag", "serve": "kvmnet.cli.serve",
     "status": "kvmnet.cli.host", "confirm": "kvmnet.cli.host", "rollback": "kvmnet.cli.host",
-    "completion": "kvmnet.cli.complete",
+    "completion": "kvmnet.cli.complete", "server": "kvmnet.cli.server",
 }
 
 
