@@ -114,9 +114,9 @@ class Lab:
         rc, plan = self.plan(path)
         assert rc == 0, json.dumps(plan["actions"], indent=1)
 
-    def apply(self, path: Path) -> dict[str, Any]:
+    def apply(self, path: Path, *more: str) -> dict[str, Any]:
         proc = kvmnet("apply", str(path), "-c", URI, "--netns", self.lv.netns, "--scope",
-                      SCOPE, "--yes", "--json", timeout=300)
+                      SCOPE, "--yes", "--json", *more, timeout=300)
         assert proc.returncode == 0, describe(proc)
         return json.loads(proc.stdout)  # type: ignore[no-any-return]
 
@@ -247,7 +247,7 @@ def vl(libvirtd: Libvirtd, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                                     for d in lab.conn.listAllDomains()):
                 kvmnet("apply", str(lab.spec("empty.yaml", {"owner": "kvt-vl"})), "-c", URI,
                        "--netns", libvirtd.netns, "--scope", SCOPE, "--yes", "--json",
-                       timeout=300)
+                       "--allow-destroy", timeout=300)
             _cleanup(libvirtd, lab.conn)
         finally:
             lab.conn.close()
@@ -339,7 +339,8 @@ def test_a_vlan_taken_off_a_tap_shows_in_the_plan_and_apply_puts_it_back(vl: Lab
     assert len(plan["actions"]) == 1, json.dumps(plan["actions"], indent=1)
     (act,) = plan["actions"]
     assert act["kind"] == "nic.vlans" and act["impact"] == "live"
-    assert act["details"] == [f"~ {tap}: no VLAN -> 100 (pvid, untagged)"]
+    assert act["details"] == [f"~ VLANs on tap {tap} no VLAN -> 100 (pvid, untagged) "
+                              "(changed outside kvmnet)"]
     vl.apply(path)
     assert vl.table(tap) == {(100, True, True)}
     assert "KVMNET-GUEST" in http_get(NS_LAN, f"http://{vl.ips[G100]}/").stdout
@@ -381,9 +382,23 @@ def test_a_vlan_on_a_bridge_without_vlan_filtering_is_refused_before_any_change(
 
 
 def test_removing_the_spec_detaches_and_removes_the_hook(vl: Lab) -> None:
+    """An empty spec removes the owner's network, which has running guests on it: refused
+    without --allow-destroy, and nothing changes; with it the guests' NICs are detached,
+    the network goes, and (libvirt 9) kvmnet's hook with them."""
     need_vlans(vl)
-    vl.apply(vl.spec("empty.yaml", {"owner": "kvt-vl"}))
+    empty = vl.spec("empty.yaml", {"owner": "kvt-vl"})
+    hooked = HOOK.exists()
+    before = {g: vl.doms[g].XMLDesc(0) for g in GUESTS}
+    proc = kvmnet("apply", str(empty), "-c", URI, "--netns", vl.lv.netns, "--scope", SCOPE,
+                  "--yes")
+    assert proc.returncode == 1, describe(proc)
+    assert f"network {NET} (guests attached: {G200}, {TRUNK})" in proc.stderr, describe(proc)
+    assert "--allow-destroy" in proc.stderr
+    assert {g: vl.doms[g].XMLDesc(0) for g in GUESTS} == before
+    assert HOOK.exists() == hooked and NET in vl.conn.listNetworks()
+    vl.apply(empty, "--allow-destroy")
     assert not HOOK.exists()
+    assert NET not in vl.conn.listNetworks() + vl.conn.listDefinedNetworks()
     for g in GUESTS:
         assert "<interface" not in vl.doms[g].XMLDesc(0)
 
@@ -426,7 +441,8 @@ def test_libvirt_runs_the_vlan_hook_at_guest_start_with_the_tap(vl: Lab) -> None
     hook_log = Path("/var/log/kvmnet/hook.log")
     start = hook_log.stat().st_size if hook_log.exists() else 0
     try:
-        assert vlan_hook.install(Path("/"))
+        vlan_hook.install(Path("/"))  # (or it is there already)
+        assert vlan_hook.hook_status(Path("/")) == "ok"
         why = restart_lab_libvirtd(vl.lv)
         if why:
             pytest.skip(f"the hook needs the lab libvirtd restarted: {why}")
