@@ -76,9 +76,12 @@ def run(argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: Path 
 
 def bench_env(**extra: str) -> dict[str, str]:
     """The environment benchmarks run commands in: no byte-code writing switched off
-    (a user's kvmnet has its .pyc files), no colours, a fixed terminal width."""
+    (a user's kvmnet has its .pyc files), no colours, a fixed terminal width, and no
+    kvmnet server (KVMNET_NO_SERVER: kvmnet in its own process, as without one; the
+    rows "(server)" say otherwise)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env.update({"NO_COLOR": "1", "COLUMNS": "120", "LC_ALL": "C.UTF-8"})
+    env.update({"NO_COLOR": "1", "COLUMNS": "120", "LC_ALL": "C.UTF-8",
+                "KVMNET_NO_SERVER": "1"})
     env.update(extra)
     return env
 

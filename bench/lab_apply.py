@@ -8,14 +8,18 @@ kvmnet runs as users run it, a process:
     kvmnet apply FILE -c qemu:///system --netns kvmnet-lab --yes --scope 'kvb-*' --json
 
 and its write calls are checked from --json: 3N on create, 0 on the no-op, 1 on the
-change (one networkUpdate).
+change (one networkUpdate). The same commands run through a `kvmnet server` too (the
+row "kvmnet apply (server)"): one server, started before the runs on a socket of the
+bench's own, serves every one of them (each is checked to have been served).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,13 +126,44 @@ class Job:
             "uri": URI, "name": net_name(0), "parent_index": 0,
             "xml": host_xml(reservation(0, 0, moved=True))}))
 
-    def kvmnet(self, spec: Path, *extra: str) -> tuple[Proc, int]:
+    def kvmnet(self, spec: Path, *extra: str, server: Path | None = None
+               ) -> tuple[Proc, int]:
+        """kvmnet apply in its own process, or through the kvmnet server at `server`."""
+        env = bench_env()
+        if server is not None:  # (KVMNET_SERVER_DEBUG: a run not served says why)
+            del env["KVMNET_NO_SERVER"]
+            env.update(KVMNET_SERVER_SOCKET=str(server), KVMNET_SERVER_DEBUG="1")
         p = run([KVMNET, "apply", str(spec), "-c", URI, "--netns", NETNS, "--yes",
-                 "--scope", SCOPE, "--json", *extra], env=bench_env()).check()
+                 "--scope", SCOPE, "--json", *extra], env=env).check()
+        if server is not None and "kvmnet: server:" in p.err:
+            raise BenchError(f"kvmnet apply was not served: {p.err[-2000:]}")
         doc = json.loads(p.out)
         if not doc.get("ok"):
             raise BenchError(f"kvmnet apply {spec.name} not ok: {p.out[-2000:]}")
         return p, int(doc["writes"])
+
+
+@contextmanager
+def kvmnet_server(work: Path) -> Iterator[Path]:
+    """A `kvmnet server` on a socket in `work` (a folder of ours, 0700) until the end;
+    its socket's path."""
+    folder = work / "server"
+    folder.mkdir(mode=0o700)
+    sock, log = folder / "cli.sock", folder / "server.log"
+    with log.open("w") as out:
+        p = subprocess.Popen([sys.executable, "-m", "kvmnet", "server", "--socket", str(sock)],
+                             stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                             env=bench_env(), start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while "serving" not in log.read_text():
+            if p.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"kvmnet server did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.1)
+        yield sock
+    finally:
+        p.terminate()
+        p.wait(timeout=120)
 
 
 def _expect(what: str, got: int, want: int) -> None:
@@ -149,16 +184,18 @@ def measure(sizes: list[int], runs: int, peers: list[str], install: bool,
             for p in [p for p in wanted if p != "virsh"]:
                 out["peers_skipped"][p] = why
             wanted = [p for p in wanted if p == "virsh"]
-    with lab():
+    with lab(), tempfile.TemporaryDirectory(prefix="kvb-server-") as tmp_server, \
+            kvmnet_server(Path(tmp_server)) as server:
         for n in sizes:
             with tempfile.TemporaryDirectory(prefix=f"kvb-apply-{n}-") as tmp:
                 out["sizes"][str(n)] = _one_size(Path(tmp), n, runs, max(pairs or runs, runs),
-                                                 wanted, out, log)
+                                                 wanted, out, log, server)
     return out
 
 
 def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
-              out: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+              out: dict[str, Any], log: Callable[[str], None], server: Path
+              ) -> dict[str, Any]:
     from kvmnet.cli.live import PARALLEL
 
     job = Job(work, n)
@@ -166,7 +203,8 @@ def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
     res: dict[str, Any] = {"floor": [], "floor_update": [], "floor_update_call": [],
                            "kvmnet": [], "noop": [], "change": [], "writes": [],
                            "kvmnet_serial": [], "parallel": PARALLEL, "imports": [],
-                           "floor_first": [], "peers": {}}
+                           "floor_first": [], "peers": {},
+                           "served": {"create": [], "noop": [], "change": []}}
 
     def floor() -> None:
         cleanup()
@@ -191,6 +229,15 @@ def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
         res["change"].append(p.seconds)
         res["writes"].append({"create": 3 * n, "noop": 0, "change": 2})
 
+    def served() -> None:  # kvmnet through its server: the same three commands
+        cleanup()
+        row = res["served"]
+        for key, spec, want in (("create", job.spec, 3 * n), ("noop", job.spec, 0),
+                                ("change", job.changed, 2)):
+            p, w = job.kvmnet(spec, server=server)
+            _expect(f"kvmnet (server) {key}", w, want)
+            row[key].append(p.seconds)
+
     def serial() -> None:  # kvmnet one action at a time, as before --parallel
         cleanup()
         p, w = job.kvmnet(job.spec, "--parallel", "1")
@@ -202,10 +249,11 @@ def _one_size(work: Path, n: int, runs: int, pairs: int, peers: list[str],
     for r in range(pairs):
         # the floor and kvmnet take turns going first: whatever the one before leaves
         # behind (the daemon's and the kernel's clean-up of the last networks) falls on
-        # each alike; kvmnet --parallel 1 goes first or last
+        # each alike; kvmnet through its server next to kvmnet, --parallel 1 first or last
         floor_first = r % 2 == 0
         res["floor_first"].append(floor_first)
-        order = (floor, kvmnet, serial) if floor_first else (serial, kvmnet, floor)
+        order = ((floor, kvmnet, served, serial) if floor_first
+                 else (serial, served, kvmnet, floor))
         log(f"apply N={n} run {r + 1}/{pairs}: "
             + ", ".join(f.__name__ for f in order))
         for one in order:
