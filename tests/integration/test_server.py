@@ -324,6 +324,38 @@ def test_socket_activation(tmp_path: Path) -> None:
     assert s.proc.returncode == 0 and (folder / "cli.sock").exists()
 
 
+def test_systemd_socket_activate_starts_it_on_first_use(tmp_path: Path) -> None:
+    """systemd's own tool (systemd-socket-activate: the socket unit's protocol) listens
+    and starts the server when the first client connects; that client is served. A
+    socket others could write to makes the server refuse to start (the client then
+    runs the command itself)."""
+    tool = shutil.which("systemd-socket-activate")
+    if tool is None:
+        pytest.skip("systemd-socket-activate is not installed (package systemd)")
+    folder = tmp_path / "run"
+    folder.mkdir(mode=0o700)
+    path = folder / "cli.sock"
+    for mode, served in ((0o644, True), (0o666, False)):
+        p = subprocess.Popen([tool, "-l", str(path), sys.executable, "-m", "kvmnet", "server"],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            _wait_for(path.exists, 30)
+            os.chmod(path, mode)  # (the tool makes it 0644: only its owner may connect)
+            fake = Server.__new__(Server)
+            fake.path = path
+            r = subprocess.run([str(KVMNET), "validate", str(DNS)], capture_output=True,
+                               text=True, cwd=ROOT, env=fake.env(), timeout=120, check=False)
+            assert r.returncode == 0 and r.stdout.endswith("0 host bridge(s))\n")
+            assert ("kvmnet: server:" not in r.stderr) is served, r.stderr
+        finally:
+            p.terminate()
+            _, err = p.communicate(timeout=30)
+        if not served:
+            assert "is writable by others (mode 0666): set SocketMode=0600" in err
+        path.unlink(missing_ok=True)
+
+
 def test_the_client_imports_no_library(server: Server) -> None:
     """A served `python -m kvmnet --version` imports neither typer nor pydantic (nor
     rich, libvirt, cli.main) in the client's process: what makes it fast."""

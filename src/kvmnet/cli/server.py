@@ -105,10 +105,12 @@ def activated() -> tuple[socket.socket, Callable[[], None]] | None:
         raise KvmnetError("the socket systemd passed is not a unix stream socket")
     sock.set_inheritable(False)
     path = sock.getsockname()
-    if isinstance(path, str) and path:  # (its mode and folder, as bind() makes them)
+    if isinstance(path, str) and path:  # (its folder as bind() wants it; a socket
+        # others may write to is one they may connect to)
+        mode = os.lstat(path).st_mode
         reason = wire.unsafe_socket(path) or (
-            f"{path} is open to others (mode {stat.S_IMODE(os.lstat(path).st_mode):04o}): "
-            "set SocketMode=0600" if os.lstat(path).st_mode & 0o077 else None)
+            f"{path} is writable by others (mode {stat.S_IMODE(mode):04o}): set "
+            "SocketMode=0600" if mode & 0o022 else None)
         if reason:
             raise KvmnetError(reason)
     return sock, lambda: None  # (systemd keeps the socket and unlinks it)
