@@ -261,7 +261,7 @@ def test_attach_on_libvirt_9_keeps_the_link_down_until_the_tap_is_on_its_vlans(
 
 def test_a_port_on_no_vlan_at_all_reads_as_an_empty_table() -> None:
     """The kernel leaves IFLA_AF_SPEC out for a port on no VLAN (seen in Debian's
-    kernel, tests/integration/kernelvm_vlans.py): that is an empty table, so every VLAN
+    kernel, tests/integration/test_vlans_libvirt_kernelvm.py): that is an empty table, so every VLAN
     taken off a tap by hand still shows as drift."""
     from kvmnet.parse.vlans import port_tables
 
