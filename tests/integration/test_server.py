@@ -384,3 +384,27 @@ def test_rollback_and_server_never_go_to_a_server(server: Server) -> None:
     finally:
         del os.environ["KVMNET_SERVER_SOCKET"]
     assert server.children() == []
+
+
+def test_another_kvmnet_or_protocol_is_refused(server: Server) -> None:
+    """A client of another kvmnet (path or version) or of another protocol is told why
+    and closed; nothing runs, and the server serves on."""
+    from kvmnet.cli import wire
+
+    def ask(request: dict[str, object]) -> dict[str, object]:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(30)
+            s.connect(str(server.path))
+            wire.send_request(s, request, [0, 1, 2])
+            answer = wire.recv_frame(s)
+            assert s.recv(1) == b""  # (closed)
+            return answer
+
+    ours = wire.request(["validate", str(DNS)], wire.package_dir(),
+                        wire.installed_version(wire.package_dir()))
+    other = ask({**ours, "kvmnet": {"path": "/opt/other/kvmnet", "version": "0.0.1"}})
+    assert str(other["refused"]).startswith("the client is kvmnet {'path': '/opt/other")
+    old = ask({**ours, "protocol": 0})
+    assert old == {"refused": "a bad request: protocol 0, this server speaks 1"}
+    assert server.children() == []
+    assert both(server, ["validate", str(DNS)])[0] == 0
