@@ -189,41 +189,37 @@ def default_socket() -> str:
     return os.path.join(runtime, "kvmnet", "cli.sock") if runtime else ""
 
 
+def _not_ours(path: str, kind: str) -> tuple[str | None, int]:
+    """Why `path` is not a `kind` ("folder" or "socket", not behind a symlink) of this
+    process's uid (None: it is), and its mode."""
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"{path}: {e.strerror}", 0
+    is_kind = stat.S_ISDIR if kind == "folder" else stat.S_ISSOCK
+    if not is_kind(st.st_mode):
+        return f"{path} is not a {kind}", st.st_mode
+    if st.st_uid != os.geteuid():
+        return f"{path} belongs to uid {st.st_uid}, not to uid {os.geteuid()}", st.st_mode
+    return None, st.st_mode
+
+
 def unsafe_folder(folder: str) -> str | None:
     """Why a socket in `folder` is not safe to use (None: it is): the folder must be
     ours, a real folder (no symlink) and writable by nobody else, or another user could
     put their own socket there."""
-    import stat
-
-    try:
-        st = os.lstat(folder)
-    except OSError as e:
-        return f"{folder}: {e.strerror}"
-    if not stat.S_ISDIR(st.st_mode):
-        return f"{folder} is not a folder"
-    if st.st_uid != os.geteuid():
-        return f"{folder} belongs to uid {st.st_uid}, not to uid {os.geteuid()}"
-    if st.st_mode & 0o022:
-        return f"{folder} is writable by others (mode {stat.S_IMODE(st.st_mode):04o})"
-    return None
+    reason, mode = _not_ours(folder, "folder")
+    if reason is None and mode & 0o022:
+        return f"{folder} is writable by others (mode {mode & 0o7777:04o})"
+    return reason
 
 
 def unsafe_socket(path: str) -> str | None:
     """Why `path` is not a server socket of ours to talk to (None: it is)."""
-    import stat
-
-    reason = unsafe_folder(os.path.dirname(os.path.abspath(path)))
-    if reason:
-        return reason
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        return f"{path}: {e.strerror}"
-    if not stat.S_ISSOCK(st.st_mode):
-        return f"{path} is not a socket"
-    if st.st_uid != os.geteuid():
-        return f"{path} belongs to uid {st.st_uid}, not to uid {os.geteuid()}"
-    return None
+    return (unsafe_folder(os.path.dirname(os.path.abspath(path)))
+            or _not_ours(path, "socket")[0])
 
 
 def package_dir() -> str:
