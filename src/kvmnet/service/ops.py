@@ -79,11 +79,12 @@ def read_live(conn: Backend, netns: str | None = None, root: Path | None = None,
     live = read_state(conn, HostState(readable=False))
     if local and (host_if is None or host_if(live)):
         live = replace(live, host=read_host_and_sockets(netns))
-    version = conn.lib_version() if local and vlans is not None else None
-    # (None: no libvirt was asked, a host-only spec: kvmnet's qemu hook is libvirt's
-    # side, left as it is, and no NIC of libvirt's can be seen)
-    if version is not None and vlans is not None and vlans(live):
-        live = replace(live, vlans=read_live_vlans(version, netns, root))
+    if local and vlans is not None and vlans(live):
+        version = conn.lib_version()
+        # (None: no libvirt was asked, a host-only spec: kvmnet's qemu hook is libvirt's
+        # side, left as it is, and no NIC of libvirt's can be seen)
+        if version is not None:
+            live = replace(live, vlans=read_live_vlans(version, netns, root))
     if local:
         from kvmnet.backend.names import read_names
 
