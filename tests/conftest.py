@@ -12,6 +12,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import libvirt
 import pytest
 
 _TESTS_DIR = str(Path(__file__).parent)
@@ -71,3 +72,16 @@ def lv_conn(libvirtd: Libvirtd):
             remove_objects(conn, TEST_PREFIX, keep=before)
         finally:
             conn.close()
+
+
+@pytest.fixture
+def raw(libvirtd: Libvirtd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        request: pytest.FixtureRequest) -> Iterator[libvirt.virConnect]:
+    """A connection to the lab libvirtd scoped to the test module's PREFIX (its objects
+    are removed before and after), with kvmnet's locks in the test's own folder."""
+    from kvmnet.backend import lock as lock_mod
+
+    monkeypatch.setattr(lock_mod, "LOCK_DIR", str(tmp_path / "locks"))
+    monkeypatch.setenv("KVMNET_LOCK_DIR", str(tmp_path / "locks"))
+    with libvirtd.scoped_conn(request.module.PREFIX) as c:
+        yield c

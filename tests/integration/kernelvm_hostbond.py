@@ -33,7 +33,7 @@ from pyroute2 import IPRoute
 from pyroute2 import netns as pr_netns
 
 from kvmnet.apply.bridge.watchdog import start_time
-from lab.hostnet import make_root, netstate, wait_settled, watchdog_pid
+from lab.hostnet import TcpSession, make_root, netstate, wait_settled, watchdog_pid
 
 HOST_NS, LAN_NS = "kvt-bd-host", "kvt-bd-lan"
 NICS, PEERS, SWITCH = ("kvtbeth0", "kvtbeth1"), ("kvtblan0", "kvtblan1"), "kvtblansw"
@@ -58,48 +58,6 @@ host:
       gateway: {GW}
       metric: 100
     {BR100}: {{ports: [{VLAN}]}}
-"""
-
-SERVER = """
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while data := c.recv(4096):
-        c.sendall(data)
-while True:
-    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
-"""
-
-# as test_hostbridge.py's CLIENT: gap = the longest time between two answered probes
-CLIENT = """
-import json, select, socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=60)
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-def echo(msg):
-    c.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        chunk = c.recv(len(msg) - len(got))
-        if not chunk:
-            return False
-        got += chunk
-    return got == msg
-before = echo(b"before\\n")
-print(json.dumps({"ready": before}), flush=True)
-last, gap, probes = time.monotonic(), 0.0, 0
-while not select.select([sys.stdin], [], [], 0)[0]:
-    if not echo(b"p"):
-        break
-    now = time.monotonic()
-    gap = max(gap, now - last)
-    last, probes = now, probes + 1
-    time.sleep(0.002)
-after = echo(b"after\\n")
-print(json.dumps({"before": before, "after": after, "gap": gap, "probes": probes}), flush=True)
 """
 
 
@@ -195,32 +153,11 @@ def lab(tmp_path: Path) -> Iterator[Lab]:
         remove()
 
 
-class Session:
-    """A TCP connection from the LAN to a server on the host, kept busy."""
-
-    def __init__(self, port: int = 7007) -> None:
-        self.server = subprocess.Popen(
-            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(port)],
-            stdout=subprocess.PIPE, text=True)
-        assert self.server.stdout is not None
-        assert self.server.stdout.readline().strip() == "listening"
-        self.client = subprocess.Popen(
-            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP,
-             str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.client.stdout is not None
-        assert json.loads(self.client.stdout.readline()) == {"ready": True}
-
-    def finish(self) -> dict[str, Any]:
-        assert self.client.stdin is not None and self.client.stdout is not None
-        self.client.stdin.write("stop\n")
-        self.client.stdin.flush()
-        return dict(json.loads(self.client.stdout.readline()))
-
-    def close(self) -> None:
-        for p in (self.client, self.server):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+def tcp_session(port: int = 7007) -> TcpSession:
+    """A TCP connection from the LAN to a server on the host, kept busy (TCG: its
+    start and end may take long)."""
+    return TcpSession(HOST_NS, LAN_NS, HOST_IP, port, connect_within=60, ready_within=600,
+                      finish_within=600)
 
 
 def wait_outcome(root: Path, within: float) -> dict[str, Any]:
@@ -253,7 +190,7 @@ def assert_bonded(before: dict[str, Any]) -> None:
 
 def test_bond_migration_keeps_the_session_and_confirm_keeps_it(lab: Lab) -> None:
     before = netstate(HOST_NS)
-    session = Session()
+    session = tcp_session()
     try:
         t0 = time.monotonic()
         res = lab.apply(lab.spec(), timeout=60)
@@ -276,7 +213,7 @@ def test_bond_migration_keeps_the_session_and_confirm_keeps_it(lab: Lab) -> None
 
 def test_bond_no_confirm_rolls_back_exactly(lab: Lab) -> None:
     before, files = netstate(HOST_NS), tree(lab.root)
-    session = Session()
+    session = tcp_session()
     try:
         res = lab.apply(lab.spec(), timeout=5)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -469,7 +406,7 @@ def test_baseline_nic_migration_in_the_same_vm(lab: Lab) -> None:
     spec.write_text(f"host:\n  bridges:\n    {BRIDGE}:\n      ports: [{NICS[0]}]\n"
                     f"      address: [{HOST_IP}/24, {HOST_IP2}/24]\n      gateway: {GW}\n"
                     "      metric: 100\n")
-    session = Session()
+    session = tcp_session()
     try:
         t0 = time.monotonic()
         res = lab.apply(spec, timeout=0)

@@ -29,7 +29,6 @@ import pytest
 
 from kvmnet.apply.bridge.options import HostOptions
 from kvmnet.apply.runner import run
-from kvmnet.backend import lock as lock_mod
 from kvmnet.backend.libvirt import Connection
 from kvmnet.parse.network import parse_network
 from kvmnet.service.ops import load_spec, plan_spec
@@ -41,15 +40,6 @@ KVMNET = str(Path(sys.executable).parent / "kvmnet")
 PREFIX = "kvt-pf-"
 SCOPE = "kvt-pf-*"
 URI = "qemu:///system"
-
-
-@pytest.fixture
-def raw(libvirtd: Libvirtd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-        ) -> Iterator[libvirt.virConnect]:
-    monkeypatch.setattr(lock_mod, "LOCK_DIR", str(tmp_path / "locks"))
-    monkeypatch.setenv("KVMNET_LOCK_DIR", str(tmp_path / "locks"))
-    with libvirtd.scoped_conn(PREFIX) as c:
-        yield c
 
 
 def spec_text(n: int) -> str:

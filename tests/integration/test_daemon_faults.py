@@ -40,7 +40,6 @@ import libvirt
 import pytest
 
 import kvmnet.cli.live as cli_live
-from kvmnet.backend import lock as lock_mod
 from kvmnet.cli.main import main
 from kvmnet.parse.network import parse_network
 from lab.libvirtd import (
@@ -172,15 +171,6 @@ def proxy(libvirtd: Libvirtd, tmp_path: Path) -> Iterator[DaemonProxy]:
     p = DaemonProxy(tmp_path / "libvirt-sock")
     yield p
     p.close()
-
-
-@pytest.fixture
-def raw(libvirtd: Libvirtd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-        ) -> Iterator[libvirt.virConnect]:
-    monkeypatch.setattr(lock_mod, "LOCK_DIR", str(tmp_path / "locks"))
-    monkeypatch.setenv("KVMNET_LOCK_DIR", str(tmp_path / "locks"))
-    with libvirtd.scoped_conn(PREFIX) as c:
-        yield c
 
 
 def nets(n: int, base: int = 100, dhcp: bool = False) -> str:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from kvmnet.apply.bridge import undo as hostundo
 from kvmnet.apply.bridge.watchdog import start_time
 from kvmnet.errors import LiveError
 from kvmnet.model.spec import HostBridge
-from lab.hostnet import HostLan, make_root, netstate, wait_settled, watchdog_pid
+from lab.hostnet import HostLan, TcpSession, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -60,51 +59,6 @@ host:
       metric: 100
 {{check}}"""
 
-SERVER = """
-import socket, sys, threading
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("0.0.0.0", int(sys.argv[1])))
-s.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while data := c.recv(4096):
-        c.sendall(data)
-while True:
-    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
-"""
-
-# One connection; echoes "before", then a 1-byte probe every 2 ms until a line comes on
-# stdin, then "after". gap = the longest time between two answered probes.
-CLIENT = """
-import json, select, socket, sys, time
-c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-def echo(msg):
-    c.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        chunk = c.recv(len(msg) - len(got))
-        if not chunk:
-            return False
-        got += chunk
-    return got == msg
-name = c.getsockname()
-before = echo(b"before\\n")
-print(json.dumps({"ready": before}), flush=True)
-last, gap, probes, at = time.monotonic(), 0.0, 0, 0.0
-while not select.select([sys.stdin], [], [], 0)[0]:
-    if not echo(b"p"):
-        break
-    now = time.monotonic()
-    if now - last > gap:
-        gap, at = now - last, now
-    last, probes = now, probes + 1
-    time.sleep(0.002)
-after = echo(b"after\\n")
-print(json.dumps({"before": before, "after": after, "gap": gap, "at": at, "probes": probes,
-                  "same": c.getsockname() == name}), flush=True)
-"""
 
 
 # -- the namespaces ---------------------------------------------------------------------
@@ -127,37 +81,9 @@ def tree(root: Path) -> dict[str, tuple[bytes | None, int]]:
 
 # -- processes -----------------------------------------------------------------------
 
-def readline(proc: subprocess.Popen[str], within: float) -> str:
-    assert proc.stdout is not None
-    if not select.select([proc.stdout], [], [], within)[0]:
-        raise AssertionError(f"no output from {proc.args[:4]} within {within} s")
-    return proc.stdout.readline()
-
-
-class EchoSession:
+def echo_session(port: int = PORT) -> TcpSession:
     """A TCP connection from the LAN to a server on the host, kept busy."""
-
-    def __init__(self, port: int = PORT) -> None:
-        self.server = subprocess.Popen(
-            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(port)],
-            stdout=subprocess.PIPE, text=True)
-        assert readline(self.server, 10).strip() == "listening"
-        self.client = subprocess.Popen(
-            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, HOST_IP, str(port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert json.loads(readline(self.client, 10)) == {"ready": True}
-
-    def finish(self) -> dict[str, Any]:
-        assert self.client.stdin is not None
-        self.client.stdin.write("stop\n")
-        self.client.stdin.flush()
-        return json.loads(readline(self.client, 60))
-
-    def close(self) -> None:
-        for p in (self.client, self.server):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+    return TcpSession(HOST_NS, LAN_NS, HOST_IP, port)
 
 
 def kvmnet(*args: str, within: float = 90) -> subprocess.CompletedProcess[str]:
@@ -290,7 +216,7 @@ def assert_migrated(before: dict[str, Any]) -> None:
 
 def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
     before, files_before = netstate(HOST_NS), tree(lab.root)
-    session = EchoSession()
+    session = echo_session()
     try:
         t0 = time.monotonic()
         res = lab.apply(lab.spec(), timeout=4)
@@ -331,7 +257,7 @@ def test_migration_keeps_the_tcp_session_and_confirm_keeps_it(lab: Lab) -> None:
 
 def test_no_confirm_rolls_back_live_state_and_files_exactly(lab: Lab) -> None:
     before, files_before = netstate(HOST_NS), tree(lab.root)
-    session = EchoSession()
+    session = echo_session()
     try:
         res = lab.apply(lab.spec(), timeout=3)
         done = time.monotonic()
@@ -535,7 +461,7 @@ def test_moving_the_ssh_sessions_address_without_gateway_is_refused(tmp_path: Pa
                               capture_output=True, text=True, env={**env, **extra}, timeout=60)
 
     before = netstate(HOST_NS)
-    session = EchoSession(22)
+    session = echo_session(22)
     try:
         r = run("apply", str(spec), "--yes", "--root", str(tmp_path / "root"))
         assert r.returncode == 1, r.stdout + r.stderr

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from pyroute2 import netns as pr_netns
 from kvmnet.backend.host import read_host
 from kvmnet.backend.netns import entered
 from kvmnet.backend.probe import ping
-from lab.hostnet import make_root, netstate, wait_settled, watchdog_pid
+from lab.hostnet import TcpSession, make_root, netstate, wait_settled, watchdog_pid
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 
@@ -55,52 +54,6 @@ KVMNET = Path(sys.executable).parent / "kvmnet"
 NO_LIBVIRT = "qemu+unix:///system?socket=/nonexistent/kvmnet-no-libvirtd"
 TIMINGS = os.environ.get("KVMNET_HB_TIMINGS")
 DNSMASQ = "/usr/sbin/dnsmasq"
-
-SERVER = """
-import socket, sys, threading
-s = socket.socket(socket.AF_INET6)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("::", int(sys.argv[1])))
-s.listen(8)
-print("listening", flush=True)
-def echo(c):
-    while data := c.recv(4096):
-        c.sendall(data)
-while True:
-    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
-"""
-
-# One connection (to argv[1], an IPv6 address, '%link' for a link-local one); echoes
-# "before", then a 1-byte probe every 2 ms until a line comes on stdin, then "after".
-CLIENT = """
-import json, select, socket, sys, time
-host, _, scope = sys.argv[1].partition("%")
-c = socket.socket(socket.AF_INET6)
-c.settimeout(30)
-c.connect((host, int(sys.argv[2]), 0, socket.if_nametoindex(scope) if scope else 0))
-c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-def echo(msg):
-    c.sendall(msg)
-    got = b""
-    while len(got) < len(msg):
-        chunk = c.recv(len(msg) - len(got))
-        if not chunk:
-            return False
-        got += chunk
-    return got == msg
-name = c.getsockname()
-print(json.dumps({"ready": echo(b"before\\n")}), flush=True)
-last, gap, probes = time.monotonic(), 0.0, 0
-while not select.select([sys.stdin], [], [], 0)[0]:
-    if not echo(b"p"):
-        break
-    now = time.monotonic()
-    gap, last, probes = max(gap, now - last), now, probes + 1
-    time.sleep(0.002)
-after = echo(b"after\\n")
-print(json.dumps({"after": after, "gap": gap, "probes": probes,
-                  "same": c.getsockname() == name}), flush=True)
-"""
 
 
 # -- the namespaces ---------------------------------------------------------------
@@ -226,37 +179,9 @@ def _wait(cond: Any, within: float, what: str) -> float:
 
 # -- processes -----------------------------------------------------------------------
 
-def _readline(proc: subprocess.Popen[str], within: float) -> str:
-    assert proc.stdout is not None
-    if not select.select([proc.stdout], [], [], within)[0]:
-        raise AssertionError(f"no output from {proc.args[:4]} within {within} s")
-    return proc.stdout.readline()
-
-
-class Session:
+def v6_session(to: str, port: int = PORT) -> TcpSession:
     """A TCP connection over IPv6 from the LAN to a server on the host, kept busy."""
-
-    def __init__(self, to: str, port: int = PORT) -> None:
-        self.server = subprocess.Popen(
-            ["ip", "netns", "exec", HOST_NS, sys.executable, "-c", SERVER, str(port)],
-            stdout=subprocess.PIPE, text=True)
-        assert _readline(self.server, 10).strip() == "listening"
-        self.client = subprocess.Popen(
-            ["ip", "netns", "exec", LAN_NS, sys.executable, "-c", CLIENT, to, str(port)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert json.loads(_readline(self.client, 10)) == {"ready": True}
-
-    def finish(self) -> dict[str, Any]:
-        assert self.client.stdin is not None
-        self.client.stdin.write("stop\n")
-        self.client.stdin.flush()
-        return json.loads(_readline(self.client, 60))
-
-    def close(self) -> None:
-        for p in (self.client, self.server):
-            if p.poll() is None:
-                p.kill()
-            p.wait()
+    return TcpSession(HOST_NS, LAN_NS, to, port)
 
 
 def kvmnet(*args: str, within: float = 90) -> subprocess.CompletedProcess[str]:
@@ -314,7 +239,7 @@ def test_ipv6_session_survives_the_migration_and_the_rollback(lan: Path,
                                                               tmp_path: Path) -> None:
     before = netstate(HOST_NS)
     spec = spec_file(tmp_path, STATIC.format(gw6=GW6))
-    session = Session(HOST6)
+    session = v6_session(HOST6)
     try:
         res = apply(lan, spec, timeout=3)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -386,7 +311,7 @@ def test_slaac_address_and_default_route_carry_over(slaac_lan: Path, tmp_path: P
     assert f"{SLAAC}/64" in nic.dynamic and f"{HOST6}/64" not in nic.dynamic
     spec = spec_file(tmp_path, f"      address: [{HOST4}/24]\n      gateway: {GW4}\n"
                      "      slaac: true\n")
-    session = Session(SLAAC)
+    session = v6_session(SLAAC)
     try:
         res = apply(slaac_lan, spec, timeout=120)
         assert res.returncode == 0, res.stdout + res.stderr
@@ -430,7 +355,7 @@ def test_an_ipv6_ssh_session_is_seen_and_guarded(lan: Path, tmp_path: Path, to: 
     before = netstate(HOST_NS)
     no_gw6 = STATIC.format(gw6="").replace('      gateway6: ""\n', "")
     spec = spec_file(tmp_path, no_gw6 if to == "global" else STATIC.format(gw6=GW6))
-    session = Session(HOST6 if to == "global" else f"{ll}%{LAN_IF}", port=22)
+    session = v6_session(HOST6 if to == "global" else f"{ll}%{LAN_IF}", port=22)
     try:
         r = apply(lan, spec, timeout=0)
         assert r.returncode == 1, r.stdout + r.stderr

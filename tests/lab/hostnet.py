@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,3 +121,100 @@ def make_root(root: Path, renderer: str) -> None:
         (root / "etc/network").mkdir(parents=True)
         (root / "etc/network/interfaces").write_text(
             "auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n")
+
+
+# -- a TCP session kept busy through a host-bridge change ---------------------------------
+
+# An echo server on every address of its namespace (argv: port, "4" or "6").
+ECHO_SERVER = """
+import socket, sys, threading
+v6 = sys.argv[2] == "6"
+s = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("::" if v6 else "0.0.0.0", int(sys.argv[1])))
+s.listen(8)
+print("listening", flush=True)
+def echo(c):
+    while data := c.recv(4096):
+        c.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
+"""
+
+# One connection to argv[1] (IPv4, or IPv6 with '%link' for a link-local address) port
+# argv[2], connect timeout argv[3]; echoes "before", then a 1-byte probe every 2 ms
+# until a line comes on stdin, then "after". gap = the longest time between two answered
+# probes, at = when that gap ended, same = the connection kept its local address.
+ECHO_CLIENT = """
+import json, select, socket, sys, time
+host, _, scope = sys.argv[1].partition("%")
+c = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+c.settimeout(float(sys.argv[3]))
+c.connect((host, int(sys.argv[2]), 0, socket.if_nametoindex(scope) if scope else 0)
+          if ":" in host else (host, int(sys.argv[2])))
+c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def echo(msg):
+    c.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        chunk = c.recv(len(msg) - len(got))
+        if not chunk:
+            return False
+        got += chunk
+    return got == msg
+name = c.getsockname()
+before = echo(b"before\\n")
+print(json.dumps({"ready": before}), flush=True)
+last, gap, probes, at = time.monotonic(), 0.0, 0, 0.0
+while not select.select([sys.stdin], [], [], 0)[0]:
+    if not echo(b"p"):
+        break
+    now = time.monotonic()
+    if now - last > gap:
+        gap, at = now - last, now
+    last, probes = now, probes + 1
+    time.sleep(0.002)
+after = echo(b"after\\n")
+print(json.dumps({"before": before, "after": after, "gap": gap, "at": at, "probes": probes,
+                  "same": c.getsockname() == name}), flush=True)
+"""
+
+
+def readline(proc: subprocess.Popen[str], within: float) -> str:
+    """A line of proc's output, or an AssertionError after `within` seconds."""
+    assert proc.stdout is not None
+    if not select.select([proc.stdout], [], [], within)[0]:
+        raise AssertionError(f"no output from {proc.args[:4]} within {within} s")
+    return proc.stdout.readline()
+
+
+class TcpSession:
+    """A TCP connection from `lan_ns` to an echo server in `host_ns` at `to` (IPv4 or
+    IPv6, '%link' for a link-local one), kept busy until finish()."""
+
+    def __init__(self, host_ns: str, lan_ns: str, to: str, port: int,
+                 connect_within: float = 30, ready_within: float = 10,
+                 finish_within: float = 60) -> None:
+        self.finish_within = finish_within
+        family = "6" if ":" in to else "4"
+        self.server = subprocess.Popen(
+            ["ip", "netns", "exec", host_ns, sys.executable, "-c", ECHO_SERVER, str(port),
+             family], stdout=subprocess.PIPE, text=True)
+        assert readline(self.server, 10).strip() == "listening"
+        self.client = subprocess.Popen(
+            ["ip", "netns", "exec", lan_ns, sys.executable, "-c", ECHO_CLIENT, to, str(port),
+             str(connect_within)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert json.loads(readline(self.client, ready_within)) == {"ready": True}
+
+    def finish(self) -> dict[str, Any]:
+        """Stop probing: before, after, gap, at, probes, same."""
+        assert self.client.stdin is not None
+        self.client.stdin.write("stop\n")
+        self.client.stdin.flush()
+        return dict(json.loads(readline(self.client, self.finish_within)))
+
+    def close(self) -> None:
+        for p in (self.client, self.server):
+            if p.poll() is None:
+                p.kill()
+            p.wait()
